@@ -1,0 +1,48 @@
+//! Errors of the checkpoint.
+
+/// What can go wrong reading or writing a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The location could not be resolved or created.
+    #[error("checkpoint location '{location}': {message}")]
+    Location {
+        /// As given by the user.
+        location: String,
+        /// Why.
+        message: String,
+    },
+    /// Another process holds the checkpoint.
+    #[error("checkpoint {location} is in use by another weir process{}; stop it first, or use another --checkpoint", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    InUse {
+        /// The checkpoint.
+        location: String,
+        /// Who holds it, when known.
+        holder: Option<String>,
+    },
+    /// An entry that must be written once already exists: another runner wrote it.
+    #[error("checkpoint entry {path} already exists: another query is running on this checkpoint")]
+    Conflict {
+        /// The entry.
+        path: String,
+    },
+    /// An entry could not be parsed.
+    #[error("checkpoint file {path} is corrupt ({message}); it is not reset automatically: restore it, or start over with a new checkpoint")]
+    Corrupt {
+        /// The entry.
+        path: String,
+        /// Parser message.
+        message: String,
+    },
+    /// The store failed.
+    #[error("checkpoint I/O on {path}: {source}")]
+    Io {
+        /// The entry.
+        path: String,
+        /// Store error.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;

@@ -1,0 +1,12 @@
+//! weir's checkpoint: the write-ahead log of offsets and commits that makes replays exact,
+//! over `object_store` so it can live on local disk or in an object store.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod log;
+pub mod storage;
+
+pub use error::{CheckpointError, Result};
+pub use log::{Checkpoint, CommitEntry, Metadata, OffsetsEntry, SourceOffsets, FORMAT_VERSION};
+pub use storage::Location;

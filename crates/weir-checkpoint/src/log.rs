@@ -1,0 +1,291 @@
+//! The checkpoint: `metadata.json`, `offsets/<N>.json`, `commits/<N>.json` and per-source
+//! logs, all small JSON documents written create-if-absent through `object_store`.
+//!
+//! This is the write-ahead log of the batch loop: `offsets/N` is durable before batch N runs,
+//! `commits/N` after its output is committed. See DESIGN.md, "The batch loop".
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{CheckpointError, Result};
+use crate::storage::Location;
+
+/// Format version written into every entry.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `metadata.json`: who this checkpoint belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// Entry format version.
+    pub version: u32,
+    /// The stable query id (a UUID): the Delta `txn` app id.
+    pub id: String,
+    /// The query text, for people reading the checkpoint.
+    pub query: String,
+    /// What the query reads, by source name (connector and location; secrets never).
+    pub sources: BTreeMap<String, String>,
+    /// What the query writes.
+    pub sink: String,
+    /// weir version that created it.
+    pub weir_version: String,
+    /// Creation time, milliseconds since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// One source's offsets in a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceOffsets {
+    /// Where the batch starts (exclusive end of the previous batch); `None` for the first.
+    pub start: Option<Value>,
+    /// Where it ends (exclusive).
+    pub end: Value,
+}
+
+/// `offsets/<N>.json`: what batch N reads, written before it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetsEntry {
+    /// Entry format version.
+    pub version: u32,
+    /// The batch.
+    pub batch_id: u64,
+    /// Event-time watermark in force for this batch (ms since the epoch; 0 = none yet).
+    pub batch_watermark_ms: i64,
+    /// When the batch was planned (ms since the epoch).
+    pub batch_timestamp_ms: i64,
+    /// Offsets per source name.
+    pub sources: BTreeMap<String, SourceOffsets>,
+}
+
+/// `commits/<N>.json`: batch N is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitEntry {
+    /// Entry format version.
+    pub version: u32,
+    /// Watermark for the next batch (ms since the epoch).
+    pub next_batch_watermark_ms: i64,
+    /// Rows the batch wrote to the sink.
+    pub num_output_rows: u64,
+    /// Sink version after the batch (the Delta table version), when the sink has one.
+    pub sink_version: Option<i64>,
+}
+
+/// An open checkpoint. On local disk it holds an exclusive lock for as long as it lives.
+#[derive(Debug)]
+pub struct Checkpoint {
+    location: Location,
+    _lock: Option<File>,
+}
+
+impl Checkpoint {
+    /// Opens (creating if needed) the checkpoint at `location` and, on local disk, takes its
+    /// lock: a second process on the same checkpoint fails here at once.
+    pub fn open(location: &str) -> Result<Self> {
+        let location = Location::resolve(location, true)?;
+        let lock = match &location.local_dir {
+            Some(dir) => Some(lock_dir(dir)?),
+            None => None,
+        };
+        Ok(Self { location, _lock: lock })
+    }
+
+    /// Where the checkpoint is, for messages.
+    pub fn display(&self) -> String {
+        self.location.display(&self.location.root)
+    }
+
+    /// The resolved location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Reads `metadata.json`, if the checkpoint has one.
+    pub async fn metadata(&self) -> Result<Option<Metadata>> {
+        self.get_json("metadata.json").await
+    }
+
+    /// Writes `metadata.json` (create-if-absent).
+    pub async fn write_metadata(&self, metadata: &Metadata) -> Result<()> {
+        self.put_json_new("metadata.json", metadata).await
+    }
+
+    /// The newest `offsets/N` and whether `commits/N` exists for it.
+    pub async fn latest(&self) -> Result<Option<(OffsetsEntry, Option<CommitEntry>)>> {
+        let Some(n) = self.max_id("offsets").await? else { return Ok(None) };
+        let offsets = self
+            .offsets(n)
+            .await?
+            .ok_or_else(|| CheckpointError::Corrupt { path: self.show(&format!("offsets/{n}.json")), message: "listed but unreadable".into() })?;
+        let commit = self.commit(n).await?;
+        Ok(Some((offsets, commit)))
+    }
+
+    /// Reads `offsets/N`.
+    pub async fn offsets(&self, batch_id: u64) -> Result<Option<OffsetsEntry>> {
+        self.get_json(&format!("offsets/{batch_id}.json")).await
+    }
+
+    /// Writes `offsets/N`, failing with [`CheckpointError::Conflict`] when it exists.
+    pub async fn write_offsets(&self, entry: &OffsetsEntry) -> Result<()> {
+        self.put_json_new(&format!("offsets/{}.json", entry.batch_id), entry).await
+    }
+
+    /// Reads `commits/N`.
+    pub async fn commit(&self, batch_id: u64) -> Result<Option<CommitEntry>> {
+        self.get_json(&format!("commits/{batch_id}.json")).await
+    }
+
+    /// Writes `commits/N` (create-if-absent).
+    pub async fn write_commit(&self, batch_id: u64, entry: &CommitEntry) -> Result<()> {
+        self.put_json_new(&format!("commits/{batch_id}.json"), entry).await
+    }
+
+    /// Reads any JSON entry by its path relative to the checkpoint root.
+    pub async fn get_json<T: DeserializeOwned>(&self, relative: &str) -> Result<Option<T>> {
+        let path = self.location.child(relative);
+        let bytes = match self.location.store.get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|source| CheckpointError::Io { path: self.show(relative), source })?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(CheckpointError::Io { path: self.show(relative), source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CheckpointError::Corrupt { path: self.show(relative), message: e.to_string() })
+    }
+
+    /// Writes a JSON entry that must not exist yet.
+    pub async fn put_json_new<T: Serialize>(&self, relative: &str, value: &T) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(value).expect("checkpoint entries serialize");
+        bytes.push(b'\n');
+        let path = self.location.child(relative);
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.location.store.put_opts(&path, PutPayload::from(bytes), opts).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(CheckpointError::Conflict { path: self.show(relative) }),
+            Err(source) => Err(CheckpointError::Io { path: self.show(relative), source }),
+        }
+    }
+
+    /// The ids `N` of the `<dir>/<N>.json` entries, ascending.
+    pub async fn ids(&self, dir: &str) -> Result<Vec<u64>> {
+        let prefix = self.location.child(dir);
+        let metas: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| CheckpointError::Io { path: self.show(dir), source })?;
+        let mut ids: Vec<u64> = metas
+            .iter()
+            .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn max_id(&self, dir: &str) -> Result<Option<u64>> {
+        Ok(self.ids(dir).await?.last().copied())
+    }
+
+    /// Deletes `offsets/` and `commits/` entries older than the newest `keep` batches.
+    pub async fn purge(&self, keep: u64) -> Result<()> {
+        for dir in ["offsets", "commits"] {
+            let ids = self.ids(dir).await?;
+            let Some(&newest) = ids.last() else { continue };
+            for id in ids.into_iter().filter(|id| id + keep <= newest) {
+                let relative = format!("{dir}/{id}.json");
+                let path: Path = self.location.child(&relative);
+                match self.location.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => return Err(CheckpointError::Io { path: self.show(&relative), source }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn show(&self, relative: &str) -> String {
+        self.location.display(&self.location.child(relative))
+    }
+}
+
+/// Takes the exclusive lock file of a local checkpoint; the OS releases it when the process
+/// dies, so a crashed runner never blocks its successor.
+fn lock_dir(dir: &std::path::Path) -> Result<File> {
+    let path = dir.join(".lock");
+    let io_err = |e: std::io::Error| CheckpointError::Location { location: dir.display().to_string(), message: format!("cannot open {}: {e}", path.display()) };
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io_err)?;
+            file.rewind().map_err(io_err)?;
+            write!(file, "pid {}", std::process::id()).map_err(io_err)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(CheckpointError::InUse {
+                location: dir.display().to_string(),
+                holder: Some(holder.trim().to_string()).filter(|h| !h.is_empty()),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> OffsetsEntry {
+        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new() }
+    }
+
+    #[tokio::test]
+    async fn offsets_are_written_once_and_latest_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(cp.latest().await.unwrap().is_none());
+        for n in 0..12 {
+            cp.write_offsets(&entry(n)).await.unwrap();
+        }
+        let err = cp.write_offsets(&entry(3)).await.unwrap_err();
+        assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
+        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None }).await.unwrap();
+        let (latest, commit) = cp.latest().await.unwrap().unwrap();
+        assert_eq!(latest.batch_id, 11);
+        assert!(commit.is_some());
+        cp.purge(5).await.unwrap();
+        assert_eq!(cp.ids("offsets").await.unwrap(), vec![7, 8, 9, 10, 11]);
+    }
+
+    #[tokio::test]
+    async fn second_open_of_a_local_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
+        let err = Checkpoint::open(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("is in use by another weir process"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn corrupt_entry_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.path().join("offsets")).unwrap();
+        std::fs::write(dir.path().join("offsets/0.json"), "{\"batchId\": 0,").unwrap();
+        let err = cp.latest().await.unwrap_err().to_string();
+        assert!(err.contains("offsets/0.json is corrupt"), "{err}");
+    }
+}

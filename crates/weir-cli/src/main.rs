@@ -1,0 +1,185 @@
+//! `weir`: run continuous SQL pipelines exactly once into Delta tables.
+//!
+//! A thin layer over `weir_runtime::Session`: read the script, execute its statements,
+//! print progress, stop cleanly on Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent};
+use weir_runtime::{Executed, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, Trigger, WeirError};
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Exactly-once streaming SQL into Delta Lake tables")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline in FILE: CREATE TABLE statements declare sources and sinks, each
+    /// INSERT INTO sink SELECT ... starts a continuous query. Running the same command again
+    /// resumes where the last run stopped.
+    Run {
+        /// The SQL script.
+        file: PathBuf,
+        /// Checkpoint directory or URL [default: .weir/checkpoints/<sink table>].
+        #[arg(long)]
+        checkpoint: Option<String>,
+        /// available-now: process what is there at start, then exit; once: one batch, then
+        /// exit; an interval such as 10s: one batch per interval, forever (0s: as soon as
+        /// data arrives).
+        #[arg(long, default_value = "0s", value_parser = parse_trigger)]
+        trigger: Trigger,
+        /// Progress output on stderr, one line per batch.
+        #[arg(long, value_enum, default_value_t = ProgressFormat::Human)]
+        progress: ProgressFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProgressFormat {
+    /// A short line per batch: rows in, rows out, duration.
+    Human,
+    /// Spark-compatible StreamingQueryProgress JSON, one object per line.
+    Json,
+    /// Nothing.
+    None,
+}
+
+fn parse_trigger(s: &str) -> Result<Trigger, String> {
+    s.parse()
+}
+
+/// Prints progress to stderr.
+struct Printer {
+    format: ProgressFormat,
+}
+
+impl QueryListener for Printer {
+    fn on_query_started(&self, e: &QueryStartedEvent) {
+        if !matches!(self.format, ProgressFormat::None) {
+            eprintln!("weir: query '{}' (id {}) started; checkpoint {}", e.name, e.id, e.checkpoint);
+        }
+    }
+
+    fn on_query_progress(&self, p: &QueryProgress) {
+        match self.format {
+            ProgressFormat::Human => {
+                let version = p.sink.version.map(|v| format!(", table version {v}")).unwrap_or_default();
+                let replay = if p.is_replay { " (replayed after a restart)" } else { "" };
+                let watermark = p.event_time.as_ref().map(|e| format!(", watermark {}", e.watermark)).unwrap_or_default();
+                eprintln!(
+                    "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{replay}",
+                    p.batch_id, p.num_input_rows, p.sink.num_output_rows, p.duration_ms.trigger_execution
+                );
+            }
+            ProgressFormat::Json => eprintln!("{}", p.to_json()),
+            ProgressFormat::None => {}
+        }
+    }
+
+    fn on_query_idle(&self, _e: &QueryIdleEvent) {}
+
+    fn on_query_terminated(&self, _e: &QueryTerminatedEvent) {}
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Run { file, checkpoint, trigger, progress } => {
+            runtime.block_on(run(file, checkpoint, trigger, progress))
+        }
+    }
+}
+
+async fn run(file: PathBuf, checkpoint: Option<String>, trigger: Trigger, progress: ProgressFormat) -> ExitCode {
+    let shown = file.display().to_string();
+    let fail = |e: WeirError| {
+        eprintln!("error: {}", with_file(&shown, &e));
+        ExitCode::FAILURE
+    };
+    let script = match std::fs::read_to_string(&file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read {shown}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut session = Session::new(SessionConfig::default());
+    session.add_listener(Arc::new(Printer { format: progress }));
+    let statements = match weir_sql::parse_script(&script) {
+        Ok(s) => s,
+        Err(e) => return fail(e.into()),
+    };
+    let inserts = statements.iter().filter(|s| matches!(s, weir_sql::Statement::Insert(_))).count();
+    if inserts == 0 {
+        eprintln!("error: {shown} starts no query: add INSERT INTO <sink> SELECT ... FROM <source>");
+        return ExitCode::FAILURE;
+    }
+    if inserts > 1 && checkpoint.is_some() {
+        eprintln!("error: {shown} has {inserts} INSERT statements, and each query needs its own checkpoint: drop --checkpoint to use .weir/checkpoints/<sink table>");
+        return ExitCode::FAILURE;
+    }
+    let options = QueryOptions { checkpoint, trigger, name: None };
+    let mut queries = Vec::new();
+    for statement in statements {
+        match session.execute(statement, &options).await {
+            Ok(Executed::Started(q)) => queries.push(q),
+            Ok(Executed::Created(_)) => {}
+            Err(e) => {
+                for q in &queries {
+                    q.stop();
+                }
+                return fail(e);
+            }
+        }
+    }
+
+    let queries = Arc::new(queries);
+    let stopper = Arc::clone(&queries);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("weir: stopping after the batch in flight (Ctrl-C again to abort)");
+            for q in stopper.iter() {
+                q.stop();
+            }
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("weir: aborted; the next run resumes from the checkpoint");
+                std::process::exit(130);
+            }
+        }
+    });
+    let mut code = ExitCode::SUCCESS;
+    for q in queries.iter() {
+        if let Err(e) = q.await_termination().await {
+            for other in queries.iter() {
+                other.stop();
+            }
+            code = fail(e);
+        }
+    }
+    code
+}
+
+/// `file:line: message` for errors about a statement, the message alone otherwise.
+fn with_file(file: &str, e: &WeirError) -> String {
+    match e {
+        WeirError::Statement { line, message } => format!("{file}:{line}: {message}"),
+        WeirError::Sql(s) => match s.line {
+            Some(line) => format!("{file}:{line}: {}", s.message),
+            None => s.message.clone(),
+        },
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,170 @@
+//! The Delta Lake sink: each batch is ONE Delta commit holding its data files and
+//! `txn(appId = query id, version = batch id)`. A batch whose id is at or below the table's
+//! recorded version for the query was committed before, and is skipped: that is what makes
+//! a replay after a crash write nothing twice.
+
+use std::num::NonZeroU64;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use url::Url;
+use weir_checkpoint::Location;
+use weir_sql::config::DeltaConfig;
+
+use crate::error::{ConnectorError, Result};
+use crate::{Sink, SinkCommit};
+
+/// Appends each batch to a Delta table, exactly once.
+#[derive(Debug)]
+pub struct DeltaSink {
+    name: String,
+    config: DeltaConfig,
+    url: Url,
+    declared: Option<SchemaRef>,
+    /// The open table, `None` until it exists (or after a failed write consumed it).
+    table: Option<DeltaTable>,
+    app_id: String,
+    /// Highest batch id this query has committed to the table.
+    recorded: Option<i64>,
+}
+
+impl DeltaSink {
+    /// A sink for the table at `config.path` (created on first write if absent).
+    pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
+        let location = Location::resolve(&config.path, true)
+            .map_err(|e| ConnectorError::Config(format!("table '{name}': the Delta table path cannot be used: {e}")))?;
+        Ok(Self {
+            name: name.to_string(),
+            config,
+            url: location.url,
+            declared,
+            table: None,
+            app_id: String::new(),
+            recorded: None,
+        })
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::Delta(format!("Delta table '{}' at {}: {what}: {e}", self.name, self.url))
+    }
+
+    /// Opens the table if it exists; returns whether it does.
+    async fn load(&mut self) -> Result<bool> {
+        if self.table.is_none() {
+            match deltalake::open_table(self.url.clone()).await {
+                Ok(t) => self.table = Some(t),
+                Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => return Ok(false),
+                Err(e) => return Err(self.err("cannot open", e)),
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    fn description(&self) -> String {
+        format!("DeltaSink[{}]", self.url)
+    }
+
+    async fn target_schema(&mut self) -> Result<Option<SchemaRef>> {
+        if !self.load().await? {
+            return Ok(self.declared.clone());
+        }
+        let table = self.table.as_ref().expect("loaded");
+        let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
+        Ok(Some(snapshot.snapshot().arrow_schema()))
+    }
+
+    async fn open(&mut self, schema: &SchemaRef, query_id: &str) -> Result<()> {
+        self.app_id = query_id.to_string();
+        let wanted = self.config.partition_by.clone();
+        let name = self.name.clone();
+        match self.load().await? {
+            true => {
+                let table = self.table.as_ref().expect("loaded");
+                let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
+                let existing = snapshot.metadata().partition_columns().to_vec();
+                if !wanted.is_empty() && wanted != existing {
+                    return Err(ConnectorError::Config(format!(
+                        "table '{name}': partition_by = '{}' but the existing Delta table at {} is partitioned by [{}]",
+                        wanted.join(","),
+                        self.url,
+                        existing.join(",")
+                    )));
+                }
+                let log_store = table.log_store();
+                let recorded = snapshot
+                    .transaction_version(log_store.as_ref(), query_id)
+                    .await
+                    .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
+                self.recorded = recorded;
+            }
+            false => {
+                for column in &wanted {
+                    if schema.field_with_name(column).is_err() {
+                        return Err(ConnectorError::Config(format!(
+                            "table '{name}': partition column '{column}' is not in the query's output ({})",
+                            schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                }
+                if wanted.len() == schema.fields().len() {
+                    return Err(ConnectorError::Config(format!("table '{name}': every column is a partition column; leave at least one data column")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {
+        let version = batch_id as i64;
+        if self.recorded.is_some_and(|r| r >= version) {
+            return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
+        }
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if rows == 0 {
+            return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
+        }
+        let table = match self.table.take() {
+            Some(t) => t,
+            None => DeltaTable::try_from_url(self.url.clone()).await.map_err(|e| self.err("cannot open", e))?,
+        };
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let txn = Transaction::new_with_last_update(&self.app_id, version, Some(now_ms));
+        let mut write = table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
+        if !self.config.partition_by.is_empty() {
+            write = write.with_partition_columns(self.config.partition_by.clone());
+        }
+        if let Some(size) = self.config.target_file_size.and_then(NonZeroU64::new) {
+            write = write.with_target_file_size(Some(size));
+        }
+        let table = write.await.map_err(|e| self.err(&format!("batch {batch_id} was not committed"), e))?;
+        let table_version = table.version().map(|v| v as i64);
+        self.table = Some(table);
+        self.recorded = Some(version);
+        Ok(SinkCommit { rows, written: true, version: table_version })
+    }
+}
+
+/// The columns of `schema` as a readable list.
+pub fn describe_schema(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+}
+
+impl DeltaSink {
+    /// The table's URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+}
+

@@ -1,0 +1,244 @@
+//! The file source: a directory of JSON, CSV or Parquet files, read in name order.
+//!
+//! Its offset is `{"logOffset": N}`: batch N read the files listed in the checkpoint entry
+//! `sources/<table>/<N>.json`, written before the batch's offsets. A replay reads exactly
+//! those files. Files whose path has a part starting with `_` or `.` are ignored (`_SUCCESS`,
+//! temporary files): writers should write under such a name and rename when done.
+
+pub mod decode;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use weir_checkpoint::{Checkpoint, Location};
+use weir_sql::config::{FileConfig, FileFormat};
+
+use crate::error::{ConnectorError, Result};
+use crate::Source;
+
+/// `sources/<table>/<N>.json`: the files batch N reads, relative to the source directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileLogEntry {
+    version: u32,
+    files: Vec<String>,
+}
+
+/// Reads new files of a directory, batch by batch.
+#[derive(Debug)]
+pub struct FileSource {
+    table: String,
+    config: FileConfig,
+    location: Location,
+    schema: SchemaRef,
+    /// Every file some batch has taken (the log entries up to the newest recorded batch).
+    seen: HashSet<String>,
+    /// Files of recent log entries, by entry id, so reads need no checkpoint round trip.
+    entries: BTreeMap<u64, Vec<String>>,
+    /// With `available-now`: the only files this run may take.
+    frozen: Option<HashSet<String>>,
+}
+
+impl FileSource {
+    /// Opens the source; with no declared columns, the schema comes from the first Parquet file.
+    pub async fn new(table: &str, config: FileConfig, declared: Option<SchemaRef>) -> Result<Self> {
+        let location = Location::resolve(&config.path, false).map_err(|e| {
+            ConnectorError::Config(format!("table '{table}': the source directory cannot be used: {e}"))
+        })?;
+        let schema = match (declared, config.format) {
+            (Some(s), _) => s,
+            (None, FileFormat::Parquet) => {
+                let files = list_files(&location).await?;
+                let first = files.first().ok_or_else(|| {
+                    ConnectorError::Config(format!(
+                        "table '{table}': no columns declared and no Parquet file in {} to take them from; declare the columns",
+                        config.path
+                    ))
+                })?;
+                let bytes = fetch(&location, first).await?;
+                let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(|e| {
+                    ConnectorError::BadData(format!("{}: not a readable Parquet file: {e}", location.display(&location.child(first))))
+                })?;
+                Arc::clone(meta.schema())
+            }
+            (None, _) => {
+                return Err(ConnectorError::Config(format!(
+                    "table '{table}': a JSON or CSV file source needs declared columns, e.g. CREATE TABLE {table} (id BIGINT, ...) WITH (...)"
+                )));
+            }
+        };
+        Ok(Self {
+            table: table.to_string(),
+            config,
+            location,
+            schema,
+            seen: HashSet::new(),
+            entries: BTreeMap::new(),
+            frozen: None,
+        })
+    }
+
+    fn log_path(&self, id: u64) -> String {
+        format!("sources/{}/{id}.json", self.table)
+    }
+
+    async fn entry(&self, checkpoint: &Checkpoint, id: u64) -> Result<Vec<String>> {
+        if let Some(files) = self.entries.get(&id) {
+            return Ok(files.clone());
+        }
+        let entry: Option<FileLogEntry> = checkpoint.get_json(&self.log_path(id)).await?;
+        entry.map(|e| e.files).ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "checkpoint has no file list {} that its offsets refer to; the checkpoint is incomplete",
+                self.log_path(id)
+            ))
+        })
+    }
+}
+
+/// The `logOffset` of a file-source offset.
+fn log_offset(offset: &Value) -> Result<u64> {
+    offset
+        .get("logOffset")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ConnectorError::Config(format!("not a file source offset: {offset}")))
+}
+
+fn is_hidden(relative: &str) -> bool {
+    relative.split('/').any(|part| part.starts_with('_') || part.starts_with('.'))
+}
+
+/// Every visible file under the location, relative paths in name order.
+async fn list_files(location: &Location) -> Result<Vec<String>> {
+    let root = location.root.clone();
+    let metas: Vec<_> = location
+        .store
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|e| ConnectorError::Io(format!("cannot list {}: {e}", location.display(&root))))?;
+    let prefix_len = root.as_ref().len();
+    let mut files: Vec<String> = metas
+        .into_iter()
+        .map(|m| m.location.as_ref()[prefix_len..].trim_start_matches('/').to_string())
+        .filter(|rel| !rel.is_empty() && !is_hidden(rel))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+async fn fetch(location: &Location, relative: &str) -> Result<bytes::Bytes> {
+    let path: Path = location.child(relative);
+    let shown = location.display(&path);
+    let result = location.store.get(&path).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => ConnectorError::BadData(format!(
+            "{shown}: the file was taken by an earlier batch but is gone; a replay needs it back"
+        )),
+        e => ConnectorError::Io(format!("cannot read {shown}: {e}")),
+    })?;
+    result.bytes().await.map_err(|e| ConnectorError::Io(format!("cannot read {shown}: {e}")))
+}
+
+#[async_trait]
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn description(&self) -> String {
+        format!("FileSource[{}]", self.location.url)
+    }
+
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
+        let Some(end) = recorded_end else { return Ok(()) };
+        let end = log_offset(end)?;
+        for id in checkpoint.ids(&format!("sources/{}", self.table)).await? {
+            if id > end {
+                continue; // planned by a run that crashed before its offsets: re-planned later
+            }
+            let files = self.entry(checkpoint, id).await?;
+            self.seen.extend(files.iter().cloned());
+            if id + 2 > end {
+                self.entries.insert(id, files);
+            }
+        }
+        Ok(())
+    }
+
+    async fn freeze_available(&mut self) -> Result<()> {
+        self.frozen = Some(list_files(&self.location).await?.into_iter().collect());
+        Ok(())
+    }
+
+    async fn plan_batch(&mut self, checkpoint: &Arc<Checkpoint>, batch_id: u64, _start: Option<&Value>) -> Result<Option<Value>> {
+        // A crashed run may have logged this batch's files before its offsets: keep its choice.
+        let existing: Option<FileLogEntry> = checkpoint.get_json(&self.log_path(batch_id)).await?;
+        let files = match existing {
+            Some(entry) => entry.files,
+            None => {
+                let mut new: Vec<String> = list_files(&self.location)
+                    .await?
+                    .into_iter()
+                    .filter(|f| !self.seen.contains(f))
+                    .filter(|f| self.frozen.as_ref().is_none_or(|frozen| frozen.contains(f)))
+                    .collect();
+                if let Some(max) = self.config.max_files_per_trigger {
+                    new.truncate(max);
+                }
+                if new.is_empty() {
+                    return Ok(None);
+                }
+                let entry = FileLogEntry { version: 1, files: new };
+                checkpoint.put_json_new(&self.log_path(batch_id), &entry).await?;
+                entry.files
+            }
+        };
+        self.seen.extend(files.iter().cloned());
+        self.entries.insert(batch_id, files);
+        // Keep only the newest entries in memory; older ones are in the checkpoint.
+        while self.entries.len() > 4 {
+            self.entries.pop_first();
+        }
+        Ok(Some(json!({ "logOffset": batch_id })))
+    }
+
+    async fn latest_offset(&self) -> Option<Value> {
+        None
+    }
+
+    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<Vec<RecordBatch>> {
+        let end = log_offset(end)?;
+        let start = start.map(log_offset).transpose()?;
+        let mut files = Vec::new();
+        if start.is_none_or(|s| s < end) {
+            files = self.entry(checkpoint, end).await?;
+        }
+        // Fetch and decode files concurrently; order of output follows file order.
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(files)
+            .map(|relative| {
+                let location = self.location.clone();
+                let config = self.config.clone();
+                let schema = Arc::clone(&self.schema);
+                async move {
+                    let bytes = fetch(&location, &relative).await?;
+                    let shown = location.display(&location.child(&relative));
+                    tokio::task::spawn_blocking(move || decode::decode(&config, &schema, &shown, bytes))
+                        .await
+                        .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))?
+                }
+            })
+            .buffered(parallelism)
+            .try_collect()
+            .await?;
+        Ok(batches.into_iter().flatten().collect())
+    }
+}

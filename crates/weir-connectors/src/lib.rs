@@ -1,0 +1,119 @@
+//! weir's connectors: replayable sources (files, datagen) and sinks (Delta, memory, console).
+//!
+//! A source hands the batch loop offsets (JSON, as Spark's) and reads exactly the records
+//! between two offsets; a sink commits one batch's output idempotently. Neither knows SQL or
+//! the batch loop: they get typed configs from `weir-sql` and are driven by `weir-runtime`.
+
+#![warn(missing_docs)]
+
+pub mod console;
+pub mod datagen;
+pub mod delta;
+pub mod error;
+pub mod file;
+pub mod memory;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde_json::Value;
+use weir_checkpoint::Checkpoint;
+use weir_sql::config::ConnectorConfig;
+
+pub use error::{ConnectorError, Result};
+
+/// A replayable source: the same offsets always give the same records.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The schema of the records it yields.
+    fn schema(&self) -> SchemaRef;
+
+    /// What it reads, for progress (`FileSource[file:///data/events/]`).
+    fn description(&self) -> String;
+
+    /// Called once before the first batch with the end offset of the newest batch recorded
+    /// in the checkpoint (committed or about to be replayed), so the source knows where it is.
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()>;
+
+    /// Limits this run to what is available now (trigger `available-now`).
+    async fn freeze_available(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The end offset of batch `batch_id`, which starts at `start`: everything new up to the
+    /// per-trigger limits. `None` when nothing new is there. May record what it chose in the
+    /// checkpoint (the file source logs the batch's files) before returning.
+    async fn plan_batch(&mut self, checkpoint: &Arc<Checkpoint>, batch_id: u64, start: Option<&Value>) -> Result<Option<Value>>;
+
+    /// The newest offset available, regardless of per-trigger limits (for progress).
+    async fn latest_offset(&self) -> Option<Value> {
+        None
+    }
+
+    /// Reads the records in `(start, end]` of the offsets (`start` exclusive end of the batch
+    /// before), exactly as the first time.
+    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<Vec<RecordBatch>>;
+}
+
+/// What a sink did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SinkCommit {
+    /// Rows written (0 when skipped).
+    pub rows: u64,
+    /// False when the batch had been committed before (a replay) or had no rows.
+    pub written: bool,
+    /// The sink's version after the batch, when it has versions (Delta).
+    pub version: Option<i64>,
+}
+
+/// An idempotent sink: committing batch N twice leaves it as if committed once.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// What it writes, for progress and the checkpoint's identity check.
+    fn description(&self) -> String;
+
+    /// The schema the query must produce, if the sink already fixes one (declared columns,
+    /// or an existing Delta table). `None`: the query's output schema is taken as is.
+    async fn target_schema(&mut self) -> Result<Option<SchemaRef>>;
+
+    /// Prepares for writing with the final output schema and the query id; checks that an
+    /// existing table fits. Called once before the first batch.
+    async fn open(&mut self, schema: &SchemaRef, query_id: &str) -> Result<()>;
+
+    /// Commits batch `batch_id`'s rows in one atomic step, or skips it if already committed.
+    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit>;
+}
+
+/// Shared storage of the memory sink, kept by the session.
+pub type MemoryTables = memory::MemoryTables;
+
+/// Builds the source for a table (`config.is_source()` must hold). `declared` holds the
+/// table's declared columns, if any.
+pub async fn make_source(name: &str, config: &ConnectorConfig, declared: Option<SchemaRef>) -> Result<Box<dyn Source>> {
+    match config {
+        ConnectorConfig::File(c) => Ok(Box::new(file::FileSource::new(name, c.clone(), declared).await?)),
+        ConnectorConfig::Datagen(c) => {
+            let schema = declared.ok_or_else(|| ConnectorError::Config(format!("datagen table '{name}' needs declared columns")))?;
+            Ok(Box::new(datagen::DatagenSource::new(c.clone(), schema)?))
+        }
+        other => Err(ConnectorError::Config(format!(
+            "table '{name}' (connector '{}') cannot be read by a streaming query; sources are 'file' and 'datagen'",
+            other.name()
+        ))),
+    }
+}
+
+/// Builds the sink for a table (`config.is_sink()` must hold).
+pub fn make_sink(name: &str, config: &ConnectorConfig, declared: Option<SchemaRef>, memory: &MemoryTables) -> Result<Box<dyn Sink>> {
+    match config {
+        ConnectorConfig::Delta(c) => Ok(Box::new(delta::DeltaSink::new(name, c.clone(), declared)?)),
+        ConnectorConfig::Memory => Ok(Box::new(memory::MemorySink::new(name, declared, memory.clone()))),
+        ConnectorConfig::Console(c) => Ok(Box::new(console::ConsoleSink::new(name, c.clone(), declared))),
+        other => Err(ConnectorError::Config(format!(
+            "table '{name}' (connector '{}') cannot be written by a query; sinks are 'delta', 'memory' and 'console'",
+            other.name()
+        ))),
+    }
+}

@@ -1,0 +1,270 @@
+//! Compiling a continuous query once: SQL -> DataFusion logical plan -> checked for
+//! streaming -> cast to the sink's schema -> physical plan. Each batch then only executes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::compute::can_cast_types;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::Column;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast, col};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{PlanError, Result};
+use crate::slot::{BatchSlot, SlotExec, SourceTable};
+
+/// A source table the query may read.
+#[derive(Debug, Clone)]
+pub struct SourceDef {
+    /// Table name.
+    pub name: String,
+    /// Its rows' schema.
+    pub schema: SchemaRef,
+}
+
+/// A query planned once, executed per batch.
+#[derive(Debug)]
+pub struct CompiledQuery {
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    slots: BTreeMap<String, Arc<BatchSlot>>,
+    output_schema: SchemaRef,
+}
+
+impl CompiledQuery {
+    /// Names of the sources the query reads.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.slots.keys().map(String::as_str)
+    }
+
+    /// The schema of the rows the query writes.
+    pub fn output_schema(&self) -> SchemaRef {
+        Arc::clone(&self.output_schema)
+    }
+
+    /// The physical plan, for `EXPLAIN`-style display.
+    pub fn display_plan(&self) -> String {
+        datafusion::physical_plan::displayable(self.plan.as_ref()).indent(true).to_string()
+    }
+
+    /// Runs the plan over one batch's input rows (by source name).
+    pub async fn execute(&self, mut inputs: BTreeMap<String, Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
+        for (name, slot) in &self.slots {
+            slot.set(inputs.remove(name).unwrap_or_default());
+        }
+        // Operators such as repartitions keep per-run state: run a fresh copy of the plan.
+        let result = match reset_plan_states(Arc::clone(&self.plan)) {
+            Ok(plan) => collect(plan, Arc::clone(&self.task_ctx)).await,
+            Err(e) => Err(e),
+        };
+        for slot in self.slots.values() {
+            slot.clear();
+        }
+        result.map_err(|e| PlanError::Execution(clean(&e)))
+    }
+}
+
+/// Plans `query` (a SELECT) over `sources`. `target` is the schema the sink fixes, if any;
+/// the output is cast to it by position, otherwise to types every Delta reader can read.
+pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRef>) -> Result<CompiledQuery> {
+    let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        // Dynamic filters live in the plan across runs; a reset plan must not keep them.
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
+    let ctx = SessionContext::new_with_config(config);
+    let mut all_slots = BTreeMap::new();
+    for source in sources {
+        let slot = Arc::new(BatchSlot::default());
+        let table = SourceTable::new(&source.name, Arc::clone(&source.schema), Arc::clone(&slot), partitions);
+        ctx.register_table(source.name.as_str(), Arc::new(table)).map_err(|e| PlanError::Plan(clean(&e)))?;
+        all_slots.insert(source.name.clone(), slot);
+    }
+    let state = ctx.state();
+    let logical = state.create_logical_plan(query).await.map_err(|e| PlanError::Plan(clean(&e)))?;
+    check_streamable(&logical)?;
+    let logical = conform_output(logical, target.as_ref())?;
+    let output_schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
+    let plan = state.create_physical_plan(&logical).await.map_err(|e| PlanError::Plan(clean(&e)))?;
+
+    // The sources the plan really reads.
+    let mut used = Vec::new();
+    plan.apply(|node| {
+        if let Some(slot) = node.downcast_ref::<SlotExec>() {
+            used.push(slot.source().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| PlanError::Plan(clean(&e)))?;
+    if used.is_empty() {
+        return Err(PlanError::Plan(
+            "the query reads no streaming source; name a source table in FROM".to_string(),
+        ));
+    }
+    let slots = all_slots.into_iter().filter(|(name, _)| used.contains(name)).collect();
+    Ok(CompiledQuery { plan, task_ctx: state.task_ctx(), slots, output_schema })
+}
+
+/// Refuses what a stateless micro-batch cannot compute exactly.
+fn check_streamable(plan: &LogicalPlan) -> Result<()> {
+    let mut problem = None;
+    plan.apply(|node| {
+        let why = match node {
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => Some(
+                "aggregations and DISTINCT over a stream need state (deduplication or event-time windows), which this query cannot use yet; write a stateless query (projections, filters, functions, CASE, unnest)",
+            ),
+            LogicalPlan::Sort(_) => Some("ORDER BY has no meaning over an unbounded stream: remove it (rows are written per batch)"),
+            LogicalPlan::Limit(_) => Some("LIMIT over an unbounded stream is not supported: remove it"),
+            LogicalPlan::Window(_) => Some("window functions (OVER ...) over a stream need state, which this query cannot use yet"),
+            LogicalPlan::Join(_) => Some("joins are not supported yet: a streaming query reads one source at a time (UNION ALL of sources works)"),
+            LogicalPlan::RecursiveQuery(_) => Some("recursive queries are not supported in a streaming query"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            problem = Some(why);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| PlanError::Plan(clean(&e)))?;
+    match problem {
+        Some(why) => Err(PlanError::Unsupported(why.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Characters a Delta column name (without column mapping) cannot hold.
+const BAD_NAME_CHARS: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
+
+/// Adds the final projection: casts to `target` by position, or to Delta-friendly types.
+fn conform_output(plan: LogicalPlan, target: Option<&SchemaRef>) -> Result<LogicalPlan> {
+    let schema = Arc::clone(plan.schema());
+    let mut exprs = Vec::with_capacity(schema.fields().len());
+    if let Some(target) = target
+        && target.fields().len() != schema.fields().len()
+    {
+        return Err(PlanError::SchemaMismatch(format!(
+            "the query produces {} columns ({}) but the sink table has {} ({})",
+            schema.fields().len(),
+            schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+            target.fields().len(),
+            describe(target)
+        )));
+    }
+    let mut changed = false;
+    for (i, (qualifier, field)) in schema.iter().enumerate() {
+        let (name, wanted) = match target {
+            Some(t) => {
+                let tf = t.field(i);
+                (tf.name().clone(), tf.data_type().clone())
+            }
+            None => {
+                if field.name().contains(BAD_NAME_CHARS) {
+                    return Err(PlanError::SchemaMismatch(format!(
+                        "output column '{}' needs a plain name for the sink: add AS <name> in the SELECT",
+                        field.name()
+                    )));
+                }
+                (field.name().clone(), delta_type(field.name(), field.data_type())?)
+            }
+        };
+        let from = field.data_type();
+        if let Some(t) = target
+            && !assignable(from, &wanted)
+        {
+            return Err(PlanError::SchemaMismatch(format!(
+                "column {} of the query ('{}', {from}) cannot be written to column '{name}' ({wanted}) of the sink table ({})",
+                i + 1,
+                field.name(),
+                describe(t)
+            )));
+        }
+        let column = col(Column::from((qualifier, field)));
+        if from == &wanted && &name == field.name() {
+            exprs.push(column);
+        } else {
+            changed = true;
+            let expr = if from == &wanted { column } else { cast(column, wanted) };
+            exprs.push(expr.alias(name));
+        }
+    }
+    if !changed {
+        return Ok(plan);
+    }
+    LogicalPlanBuilder::from(plan).project(exprs).and_then(|b| b.build()).map_err(|e| PlanError::Plan(clean(&e)))
+}
+
+/// Whether a value of `from` may be stored in a column of `to` (same family, castable).
+fn assignable(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let family = |t: &DataType| match t {
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16 | Float32 | Float64 | Decimal128(_, _)
+        | Decimal256(_, _) => 1,
+        Utf8 | LargeUtf8 | Utf8View => 2,
+        Binary | LargeBinary | BinaryView => 3,
+        Date32 | Date64 | Timestamp(_, _) => 4,
+        Boolean => 5,
+        Null => 0,
+        _ => 6,
+    };
+    from == to || ((family(from) == family(to) || family(from) == 0) && can_cast_types(from, to))
+}
+
+/// The type a column is written as: view and large types become plain ones, timestamps
+/// microseconds (Delta's unit), unsigned integers signed ones.
+fn delta_type(name: &str, t: &DataType) -> Result<DataType> {
+    use DataType::*;
+    Ok(match t {
+        Utf8View | LargeUtf8 => Utf8,
+        BinaryView | LargeBinary | FixedSizeBinary(_) => Binary,
+        Timestamp(_, None) => Timestamp(TimeUnit::Microsecond, None),
+        Timestamp(_, Some(_)) => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Date64 => Date32,
+        UInt8 => Int16,
+        UInt16 => Int32,
+        UInt32 | UInt64 => Int64,
+        Float16 => Float32,
+        Dictionary(_, value) => delta_type(name, value)?,
+        List(f) | LargeList(f) | ListView(f) | LargeListView(f) | FixedSizeList(f, _) => {
+            List(Arc::new(Field::new(f.name(), delta_type(name, f.data_type())?, f.is_nullable())))
+        }
+        Struct(fields) => {
+            let mut out = Vec::with_capacity(fields.len());
+            for f in fields {
+                out.push(Field::new(f.name(), delta_type(name, f.data_type())?, f.is_nullable()));
+            }
+            Struct(Fields::from(out))
+        }
+        Null => {
+            return Err(PlanError::SchemaMismatch(format!(
+                "output column '{name}' has no type (a bare NULL): write CAST(NULL AS <type>)"
+            )));
+        }
+        Interval(_) | Duration(_) | Time32(_) | Time64(_) | Union(_, _) | Decimal256(_, _) => {
+            return Err(PlanError::SchemaMismatch(format!(
+                "output column '{name}' is of type {t}, which Delta tables cannot store; cast it (e.g. to STRING or BIGINT)"
+            )));
+        }
+        other => other.clone(),
+    })
+}
+
+fn describe(schema: &Schema) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+}
+
+/// DataFusion's message without its layer prefixes.
+pub fn clean(e: &datafusion::error::DataFusionError) -> String {
+    let mut s = e.to_string();
+    for prefix in ["Error during planning: ", "Schema error: ", "SQL error: ", "Arrow error: ", "Execution error: ", "External error: ", "ParserError(\"", "This feature is not implemented: "] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest.to_string();
+        }
+    }
+    s.trim_end_matches("\")").to_string()
+}

@@ -1,0 +1,14 @@
+//! weir's planner: a continuous query compiled once into a DataFusion physical plan whose
+//! source leaves read the rows of the current micro-batch.
+//!
+//! It knows nothing of connectors or checkpoints: the runtime hands it source schemas and
+//! the sink's schema, then feeds it one batch of rows at a time.
+
+#![warn(missing_docs)]
+
+pub mod compile;
+pub mod error;
+pub mod slot;
+
+pub use compile::{CompiledQuery, SourceDef, compile};
+pub use error::{PlanError, Result};

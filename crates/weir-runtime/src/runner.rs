@@ -1,0 +1,345 @@
+//! The batch loop of one query (DESIGN.md, "The batch loop").
+//!
+//! ```text
+//! start:  N = newest offsets/N; commits/N exists -> next batch N+1, else re-run N exactly
+//! loop:   plan ends per source -> write offsets/N -> read -> execute -> sink.commit(N)
+//!         -> write commits/N -> progress; N += 1
+//! ```
+//! A crash anywhere after `offsets/N` re-runs batch N with the same input; the sink finds its
+//! own `txn` and writes nothing twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, Int64Array};
+use arrow::compute::kernels::aggregate;
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use serde_json::Value;
+use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, SourceOffsets};
+use weir_connectors::{Sink, Source};
+use weir_planner::CompiledQuery;
+use weir_sql::config::Trigger;
+
+use crate::error::{Result, WeirError};
+use crate::failpoint;
+use crate::progress::{
+    DurationMs, EventTime, QueryIdleEvent, QueryProgress, SinkProgress, SourceProgress, iso_millis, now_millis,
+};
+use crate::query::Shared;
+
+/// How long an idle `0s` trigger waits before asking the sources again.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// A source as the loop drives it.
+pub(crate) struct RunSource {
+    pub name: String,
+    pub source: Box<dyn Source>,
+    /// Event-time column and delay, when the table has a WATERMARK.
+    pub watermark: Option<(String, Duration)>,
+}
+
+/// Everything one query needs to run its batches.
+pub(crate) struct Runner {
+    pub id: String,
+    pub run_id: String,
+    pub name: String,
+    pub checkpoint: Arc<Checkpoint>,
+    pub sources: Vec<RunSource>,
+    pub sink: Box<dyn Sink>,
+    pub compiled: CompiledQuery,
+    pub trigger: Trigger,
+    pub retain_batches: u64,
+    pub shared: Arc<Shared>,
+}
+
+/// What the loop carries from one batch to the next.
+struct Position {
+    next_batch: u64,
+    ends: BTreeMap<String, Value>,
+    watermark_ms: i64,
+    /// Per-source `max event time - delay`, over this run.
+    source_watermarks: BTreeMap<String, i64>,
+    last_trigger: Option<Instant>,
+}
+
+impl Runner {
+    pub(crate) async fn run(mut self) -> Result<()> {
+        let outcome = self.run_batches().await;
+        let active_msg = match &outcome {
+            Ok(()) => "Stopped",
+            Err(_) => "Terminated with exception",
+        };
+        self.shared.set_status(active_msg, false, false, false);
+        outcome
+    }
+
+    async fn run_batches(&mut self) -> Result<()> {
+        let mut pos = Position {
+            next_batch: 0,
+            ends: BTreeMap::new(),
+            watermark_ms: 0,
+            source_watermarks: BTreeMap::new(),
+            last_trigger: None,
+        };
+        let latest = self.checkpoint.latest().await?;
+        let recorded = latest.as_ref().map(|(o, _)| o.clone());
+        for s in &mut self.sources {
+            let end = recorded.as_ref().and_then(|o| o.sources.get(&s.name)).map(|o| &o.end);
+            s.source.restore(&self.checkpoint, end).await?;
+        }
+        if let Some((offsets, commit)) = latest {
+            pos.ends = offsets.sources.iter().map(|(k, v)| (k.clone(), v.end.clone())).collect();
+            pos.next_batch = offsets.batch_id + 1;
+            match commit {
+                Some(c) => pos.watermark_ms = c.next_batch_watermark_ms,
+                None => {
+                    // Crashed before commits/N: run batch N again with exactly its offsets.
+                    pos.watermark_ms = offsets.batch_watermark_ms;
+                    self.run_batch(&offsets, &mut pos, Instant::now(), 0, 0, true).await?;
+                    if self.trigger == Trigger::Once {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if self.trigger == Trigger::AvailableNow {
+            for s in &mut self.sources {
+                s.source.freeze_available().await?;
+            }
+        }
+        let mut idle_reported = false;
+        loop {
+            if self.shared.stop_requested() {
+                return Ok(());
+            }
+            let started = Instant::now();
+            self.shared.set_status("Getting offsets from sources", false, true, true);
+            let batch_id = pos.next_batch;
+            let mut sources = BTreeMap::new();
+            let mut any_new = false;
+            for s in &mut self.sources {
+                let start = pos.ends.get(&s.name).cloned();
+                match s.source.plan_batch(&self.checkpoint, batch_id, start.as_ref()).await.map_err(|e| batch_err(batch_id, e))? {
+                    Some(end) => {
+                        any_new = true;
+                        sources.insert(s.name.clone(), SourceOffsets { start, end });
+                    }
+                    None => {
+                        if let Some(prev) = start {
+                            sources.insert(s.name.clone(), SourceOffsets { start: Some(prev.clone()), end: prev });
+                        }
+                    }
+                }
+            }
+            let latest_offset_ms = started.elapsed().as_millis() as u64;
+            if !any_new {
+                match self.trigger {
+                    Trigger::AvailableNow | Trigger::Once => return Ok(()),
+                    Trigger::ProcessingTime(interval) => {
+                        self.shared.set_status("Waiting for data to arrive", false, false, true);
+                        if !idle_reported {
+                            idle_reported = true;
+                            let event = QueryIdleEvent { id: self.id.clone(), run_id: self.run_id.clone(), timestamp: iso_millis(now_millis()) };
+                            for l in &self.shared.listeners {
+                                l.on_query_idle(&event);
+                            }
+                        }
+                        self.shared.sleep(if interval.is_zero() { IDLE_POLL } else { interval }).await;
+                        continue;
+                    }
+                }
+            }
+            idle_reported = false;
+            let entry = OffsetsEntry {
+                version: FORMAT_VERSION,
+                batch_id,
+                batch_watermark_ms: pos.watermark_ms,
+                batch_timestamp_ms: now_millis(),
+                sources,
+            };
+            let wal = Instant::now();
+            self.checkpoint.write_offsets(&entry).await?;
+            let wal_ms = wal.elapsed().as_millis() as u64;
+            failpoint::hit("after_offsets", batch_id);
+            self.run_batch(&entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
+            if self.trigger == Trigger::Once {
+                return Ok(());
+            }
+            if let Trigger::ProcessingTime(interval) = self.trigger {
+                let elapsed = started.elapsed();
+                if interval > elapsed {
+                    self.shared.sleep(interval - elapsed).await;
+                }
+            }
+        }
+    }
+
+    /// Runs the batch recorded in `entry`: read, execute, commit to the sink, log the commit.
+    async fn run_batch(
+        &mut self,
+        entry: &OffsetsEntry,
+        pos: &mut Position,
+        started: Instant,
+        latest_offset_ms: u64,
+        wal_ms: u64,
+        is_replay: bool,
+    ) -> Result<()> {
+        let batch_id = entry.batch_id;
+        self.shared.set_status("Processing new data", true, true, true);
+
+        // Read every source that has new offsets, concurrently.
+        let read_started = Instant::now();
+        let checkpoint = Arc::clone(&self.checkpoint);
+        let reads = self.sources.iter().filter_map(|s| {
+            let o = entry.sources.get(&s.name)?;
+            (o.start.as_ref() != Some(&o.end)).then(|| {
+                let checkpoint = Arc::clone(&checkpoint);
+                async move { (s.name.clone(), s.source.read(&checkpoint, o.start.as_ref(), &o.end).await) }
+            })
+        });
+        let mut inputs = BTreeMap::new();
+        for (name, result) in futures::future::join_all(reads).await {
+            inputs.insert(name, result.map_err(|e| batch_err(batch_id, e))?);
+        }
+        let get_batch_ms = read_started.elapsed().as_millis() as u64;
+
+        let rows_by_source: BTreeMap<String, u64> =
+            inputs.iter().map(|(n, b)| (n.clone(), b.iter().map(|b| b.num_rows() as u64).sum())).collect();
+        let num_input_rows: u64 = rows_by_source.values().sum();
+        let event_time = self.track_event_time(&inputs, pos, batch_id)?;
+
+        let add_started = Instant::now();
+        let output = self.compiled.execute(inputs).await.map_err(|e| batch_err(batch_id, e))?;
+        failpoint::hit("after_execute", batch_id);
+        let sink_commit = self.sink.commit(batch_id, output).await.map_err(|e| batch_err(batch_id, e))?;
+        failpoint::hit("after_sink_commit", batch_id);
+        let add_batch_ms = add_started.elapsed().as_millis() as u64;
+
+        let next_watermark = self.next_watermark(pos);
+        let commit_started = Instant::now();
+        let commit = CommitEntry {
+            version: FORMAT_VERSION,
+            next_batch_watermark_ms: next_watermark,
+            num_output_rows: sink_commit.rows,
+            sink_version: sink_commit.version,
+        };
+        self.checkpoint.write_commit(batch_id, &commit).await?;
+        failpoint::hit("after_commit_log", batch_id);
+        let commit_ms = commit_started.elapsed().as_millis() as u64;
+        if batch_id % 10 == 0 && batch_id > 0 {
+            self.checkpoint.purge(self.retain_batches).await?;
+        }
+
+        let total = started.elapsed();
+        let since_last = pos.last_trigger.map(|t| started.duration_since(t).as_secs_f64()).unwrap_or(0.0);
+        let per_sec = |rows: u64, secs: f64| if secs > 0.0 { rows as f64 / secs } else { 0.0 };
+        let mut sources = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            let Some(o) = entry.sources.get(&s.name) else { continue };
+            let rows = rows_by_source.get(&s.name).copied().unwrap_or(0);
+            sources.push(SourceProgress {
+                description: s.source.description(),
+                start_offset: o.start.clone(),
+                end_offset: Some(o.end.clone()),
+                latest_offset: s.source.latest_offset().await.or_else(|| Some(o.end.clone())),
+                num_input_rows: rows,
+                input_rows_per_second: per_sec(rows, since_last),
+                processed_rows_per_second: per_sec(rows, total.as_secs_f64()),
+            });
+        }
+        let progress = QueryProgress {
+            id: self.id.clone(),
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            timestamp: iso_millis(entry.batch_timestamp_ms),
+            batch_id,
+            is_replay,
+            num_input_rows,
+            input_rows_per_second: per_sec(num_input_rows, since_last),
+            processed_rows_per_second: per_sec(num_input_rows, total.as_secs_f64()),
+            duration_ms: DurationMs {
+                latest_offset: latest_offset_ms,
+                wal_commit: wal_ms,
+                get_batch: get_batch_ms,
+                query_planning: 0,
+                add_batch: add_batch_ms,
+                commit_offsets: commit_ms,
+                trigger_execution: total.as_millis() as u64,
+            },
+            event_time,
+            state_operators: Vec::new(),
+            sources,
+            sink: SinkProgress { description: self.sink.description(), num_output_rows: sink_commit.rows, version: sink_commit.version },
+            observed_metrics: BTreeMap::new(),
+        };
+        self.shared.push_progress(progress);
+
+        pos.last_trigger = Some(started);
+        pos.watermark_ms = next_watermark;
+        pos.next_batch = batch_id + 1;
+        for (name, o) in &entry.sources {
+            pos.ends.insert(name.clone(), o.end.clone());
+        }
+        Ok(())
+    }
+
+    /// Event-time statistics of this batch, and each source's `max - delay` for the next
+    /// watermark. `None` when no source has a watermark.
+    fn track_event_time(&self, inputs: &BTreeMap<String, Vec<RecordBatch>>, pos: &mut Position, batch_id: u64) -> Result<Option<EventTime>> {
+        let mut any = false;
+        let (mut min, mut max, mut sum, mut count) = (i64::MAX, i64::MIN, 0i128, 0u64);
+        for s in &self.sources {
+            let Some((column, delay)) = &s.watermark else { continue };
+            any = true;
+            let Some(batches) = inputs.get(&s.name) else { continue };
+            let mut source_max = i64::MIN;
+            for b in batches {
+                let Ok(idx) = b.schema().index_of(column) else { continue };
+                let millis = arrow::compute::cast(b.column(idx), &DataType::Timestamp(TimeUnit::Millisecond, None))
+                    .and_then(|a| arrow::compute::cast(&a, &DataType::Int64))
+                    .map_err(|e| WeirError::Batch { batch_id, message: format!("event-time column '{column}': {e}") })?;
+                let millis = millis.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
+                if millis.null_count() == millis.len() {
+                    continue;
+                }
+                if let (Some(lo), Some(hi)) = (aggregate::min(millis), aggregate::max(millis)) {
+                    min = min.min(lo);
+                    max = max.max(hi);
+                    source_max = source_max.max(hi);
+                }
+                sum += millis.iter().flatten().map(i128::from).sum::<i128>();
+                count += (millis.len() - millis.null_count()) as u64;
+            }
+            if source_max != i64::MIN {
+                let candidate = source_max - delay.as_millis() as i64;
+                let entry = pos.source_watermarks.entry(s.name.clone()).or_insert(candidate);
+                *entry = (*entry).max(candidate);
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        let stats = (count > 0).then(|| (iso_millis(min), iso_millis(max), iso_millis((sum / count as i128) as i64)));
+        Ok(Some(EventTime {
+            min: stats.as_ref().map(|s| s.0.clone()),
+            max: stats.as_ref().map(|s| s.1.clone()),
+            avg: stats.map(|s| s.2),
+            watermark: iso_millis(pos.watermark_ms),
+        }))
+    }
+
+    /// The watermark for the next batch: the minimum over watermarked sources that have seen
+    /// data, never moving back.
+    fn next_watermark(&self, pos: &Position) -> i64 {
+        match pos.source_watermarks.values().min() {
+            Some(&w) => w.max(pos.watermark_ms),
+            None => pos.watermark_ms,
+        }
+    }
+}
+
+fn batch_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {
+    WeirError::Batch { batch_id, message: e.to_string() }
+}

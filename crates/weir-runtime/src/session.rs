@@ -1,0 +1,274 @@
+//! A session: the tables declared so far and the queries started from them. The CLI, the
+//! REPL shell and the Python bindings are thin layers over this type.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Metadata};
+use weir_connectors::memory::MemoryTable;
+use weir_connectors::{MemoryTables, make_sink, make_source};
+use weir_planner::{SourceDef, compile};
+use weir_sql::config::{ConnectorConfig, Trigger};
+use weir_sql::{CreateTable, Insert, Statement, parse_script};
+
+use crate::error::{Result, WeirError};
+use crate::progress::{QueryListener, QueryStartedEvent, QueryTerminatedEvent, iso_millis, now_millis};
+use crate::query::{Shared, StreamingQuery};
+use crate::runner::{RunSource, Runner};
+
+/// A declared table.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    /// The statement that declared it.
+    pub create: CreateTable,
+    /// Its connector settings.
+    pub config: ConnectorConfig,
+}
+
+impl TableDef {
+    fn declared_schema(&self) -> Option<SchemaRef> {
+        (!self.create.columns.is_empty()).then(|| Arc::new(Schema::new(self.create.columns.clone())))
+    }
+}
+
+/// How to run a query.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Checkpoint location; default `<checkpoint_root>/<sink table>`.
+    pub checkpoint: Option<String>,
+    /// When batches run.
+    pub trigger: Trigger,
+    /// Query name; default the sink table's name.
+    pub name: Option<String>,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self { checkpoint: None, trigger: Trigger::ProcessingTime(std::time::Duration::ZERO), name: None }
+    }
+}
+
+/// Session-wide settings.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where default checkpoints go (`.weir/checkpoints`).
+    pub checkpoint_root: PathBuf,
+    /// How many batches of offsets and commits a checkpoint keeps.
+    pub retain_batches: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { checkpoint_root: PathBuf::from(".weir/checkpoints"), retain_batches: 100 }
+    }
+}
+
+/// Declared tables, listeners, and the memory sink's rows.
+#[derive(Default)]
+pub struct Session {
+    config: SessionConfig,
+    tables: BTreeMap<String, TableDef>,
+    listeners: Vec<Arc<dyn QueryListener>>,
+    memory: MemoryTables,
+}
+
+/// What executing one statement did.
+#[derive(Debug)]
+pub enum Executed {
+    /// A table was declared.
+    Created(String),
+    /// A query was started.
+    Started(StreamingQuery),
+}
+
+impl Session {
+    /// A session with `config`.
+    pub fn new(config: SessionConfig) -> Self {
+        Self { config, ..Default::default() }
+    }
+
+    /// Registers a listener for every query started from now on.
+    pub fn add_listener(&mut self, listener: Arc<dyn QueryListener>) {
+        self.listeners.push(listener);
+    }
+
+    /// The declared tables.
+    pub fn tables(&self) -> &BTreeMap<String, TableDef> {
+        &self.tables
+    }
+
+    /// The rows a `memory` sink table has received, by batch.
+    pub fn memory_table(&self, name: &str) -> Option<MemoryTable> {
+        self.memory.lock().expect("memory tables lock").get(name).cloned()
+    }
+
+    /// Executes every statement of `script`; each `INSERT` starts a query with `options`.
+    pub async fn execute_script(&mut self, script: &str, options: &QueryOptions) -> Result<Vec<Executed>> {
+        let mut out = Vec::new();
+        for statement in parse_script(script)? {
+            out.push(self.execute(statement, options).await?);
+        }
+        Ok(out)
+    }
+
+    /// Executes one statement.
+    pub async fn execute(&mut self, statement: Statement, options: &QueryOptions) -> Result<Executed> {
+        match statement {
+            Statement::CreateTable(create) => {
+                let name = create.name.clone();
+                self.create_table(create)?;
+                Ok(Executed::Created(name))
+            }
+            Statement::Insert(insert) => self.start(&insert, options.clone()).await.map(Executed::Started),
+        }
+    }
+
+    /// Declares a table; its options are checked now.
+    pub fn create_table(&mut self, create: CreateTable) -> Result<()> {
+        if self.tables.contains_key(&create.name) {
+            return Err(WeirError::at(create.line, format!("table '{}' is already declared", create.name)));
+        }
+        let config = ConnectorConfig::from_table(&create)?;
+        if create.watermark.is_some() && !config.is_source() {
+            return Err(WeirError::at(create.line, format!("table '{}': WATERMARK only applies to sources (file, datagen)", create.name)));
+        }
+        self.tables.insert(create.name.clone(), TableDef { create, config });
+        Ok(())
+    }
+
+    /// Starts `INSERT INTO sink SELECT ...` as a continuous query. Everything is checked
+    /// before the first batch: the query, the sink's schema, the checkpoint's owner.
+    pub async fn start(&self, insert: &Insert, options: QueryOptions) -> Result<StreamingQuery> {
+        let line = insert.line;
+        let sink_def = self.tables.get(&insert.sink).ok_or_else(|| {
+            WeirError::at(line, format!("INSERT INTO {}: no such table; declare it with CREATE TABLE {} WITH (connector = 'delta', path = '...')", insert.sink, insert.sink))
+        })?;
+        if !sink_def.config.is_sink() {
+            return Err(WeirError::at(line, format!("INSERT INTO {}: connector '{}' is a source, not a sink", insert.sink, sink_def.config.name())));
+        }
+
+        // Sources: every declared source; the plan says which ones it reads.
+        let mut sources = Vec::new();
+        for (name, def) in self.tables.iter().filter(|(_, d)| d.config.is_source()) {
+            let source = make_source(name, &def.config, def.declared_schema()).await.map_err(|e| WeirError::at(def.create.line, e))?;
+            sources.push((name.clone(), def, source));
+        }
+        let mut sink = make_sink(&insert.sink, &sink_def.config, sink_def.declared_schema(), &self.memory)
+            .map_err(|e| WeirError::at(sink_def.create.line, e))?;
+        let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;
+        let defs: Vec<SourceDef> = sources.iter().map(|(n, _, s)| SourceDef { name: n.clone(), schema: s.schema() }).collect();
+        let compiled = compile(&insert.query, &defs, target).await.map_err(|e| WeirError::plan(line, e))?;
+        let used: Vec<String> = compiled.sources().map(str::to_string).collect();
+        let run_sources: Vec<RunSource> = sources
+            .into_iter()
+            .filter(|(n, _, _)| used.contains(n))
+            .map(|(name, def, source)| RunSource {
+                watermark: def.create.watermark.as_ref().map(|w| (w.column.clone(), w.delay)),
+                name,
+                source,
+            })
+            .collect();
+        for s in &run_sources {
+            if let Some((column, _)) = &s.watermark {
+                let field = s.source.schema().field_with_name(column).cloned().map_err(|_| {
+                    WeirError::at(line, format!("source '{}': WATERMARK column '{column}' is not in its schema", s.name))
+                })?;
+                if !matches!(field.data_type(), arrow::datatypes::DataType::Timestamp(_, _)) {
+                    return Err(WeirError::at(line, format!("source '{}': WATERMARK column '{column}' must be a timestamp, it is {}", s.name, field.data_type())));
+                }
+            }
+        }
+
+        // The checkpoint: lock it, then check it belongs to this query.
+        let location = match &options.checkpoint {
+            Some(c) => c.clone(),
+            None => self.config.checkpoint_root.join(&insert.sink).display().to_string(),
+        };
+        let checkpoint = Arc::new(Checkpoint::open(&location)?);
+        let identity_sources: BTreeMap<String, String> =
+            run_sources.iter().map(|s| (s.name.clone(), s.source.description())).collect();
+        let identity_sink = sink.description();
+        let id = match checkpoint.metadata().await? {
+            Some(meta) => {
+                if meta.sources != identity_sources || meta.sink != identity_sink {
+                    return Err(WeirError::at(
+                        line,
+                        format!(
+                            "checkpoint {} belongs to a different query: it reads {} and writes {}, but this query reads {} and writes {}; use another --checkpoint, or delete it to start over",
+                            checkpoint.display(),
+                            describe_sources(&meta.sources),
+                            meta.sink,
+                            describe_sources(&identity_sources),
+                            identity_sink
+                        ),
+                    ));
+                }
+                meta.id
+            }
+            None => {
+                let meta = Metadata {
+                    version: FORMAT_VERSION,
+                    id: uuid::Uuid::new_v4().to_string(),
+                    query: insert.query.clone(),
+                    sources: identity_sources,
+                    sink: identity_sink,
+                    weir_version: env!("CARGO_PKG_VERSION").to_string(),
+                    created_at_ms: now_millis(),
+                };
+                checkpoint.write_metadata(&meta).await?;
+                meta.id
+            }
+        };
+        sink.open(&compiled.output_schema(), &id).await.map_err(|e| WeirError::at(line, e))?;
+
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let name = options.name.clone().unwrap_or_else(|| insert.sink.clone());
+        let shared = Arc::new(Shared::new(self.listeners.clone()));
+        let started = QueryStartedEvent {
+            id: id.clone(),
+            run_id: run_id.clone(),
+            name: name.clone(),
+            checkpoint: checkpoint.display(),
+            timestamp: iso_millis(now_millis()),
+        };
+        for l in &self.listeners {
+            l.on_query_started(&started);
+        }
+        let runner = Runner {
+            id: id.clone(),
+            run_id: run_id.clone(),
+            name: name.clone(),
+            checkpoint: Arc::clone(&checkpoint),
+            sources: run_sources,
+            sink,
+            compiled,
+            trigger: options.trigger,
+            retain_batches: self.config.retain_batches,
+            shared: Arc::clone(&shared),
+        };
+        let task_shared = Arc::clone(&shared);
+        let (task_id, task_run_id) = (id.clone(), run_id.clone());
+        let task = tokio::spawn(async move {
+            let outcome = runner.run().await;
+            let event = QueryTerminatedEvent {
+                id: task_id,
+                run_id: task_run_id,
+                exception: outcome.as_ref().err().map(ToString::to_string),
+            };
+            if let Some(e) = &event.exception {
+                task_shared.set_exception(e.clone());
+            }
+            for l in &task_shared.listeners {
+                l.on_query_terminated(&event);
+            }
+            outcome
+        });
+        Ok(StreamingQuery::new(id, run_id, name, checkpoint.display(), shared, task))
+    }
+}
+
+fn describe_sources(sources: &BTreeMap<String, String>) -> String {
+    sources.iter().map(|(n, d)| format!("{n}={d}")).collect::<Vec<_>>().join(", ")
+}

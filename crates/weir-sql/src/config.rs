@@ -1,0 +1,290 @@
+//! Typed connector configurations, one struct per connector, read from `WITH (...)` options.
+//!
+//! A [`ConnectorConfig`] is built once, when the `CREATE TABLE` is executed; every option is
+//! checked for its type and unknown options are refused with the nearest valid name.
+
+use std::time::Duration;
+
+use arrow_schema::Field;
+
+use crate::ddl::CreateTable;
+use crate::error::{Result, SqlError};
+use crate::options::OptionReader;
+
+/// The connectors weir knows.
+pub const CONNECTORS: &[&str] = &["file", "datagen", "delta", "memory", "console"];
+
+/// A table's connector and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectorConfig {
+    /// Files in a directory (source).
+    File(FileConfig),
+    /// Generated rows (source).
+    Datagen(DatagenConfig),
+    /// A Delta Lake table (sink).
+    Delta(DeltaConfig),
+    /// Batches kept in memory, for the shell, Python and tests (sink).
+    Memory,
+    /// Rows printed to standard output (sink).
+    Console(ConsoleConfig),
+}
+
+impl ConnectorConfig {
+    /// The connector's name as written in `connector = '...'`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+            Self::Datagen(_) => "datagen",
+            Self::Delta(_) => "delta",
+            Self::Memory => "memory",
+            Self::Console(_) => "console",
+        }
+    }
+
+    /// Whether a query can read from it.
+    pub fn is_source(&self) -> bool {
+        matches!(self, Self::File(_) | Self::Datagen(_))
+    }
+
+    /// Whether a query can write to it.
+    pub fn is_sink(&self) -> bool {
+        matches!(self, Self::Delta(_) | Self::Memory | Self::Console(_))
+    }
+}
+
+/// File formats of the file source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Newline-delimited JSON, one object per line.
+    Json,
+    /// Comma-separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// `connector = 'file'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileConfig {
+    /// Directory (local path or object store URL) whose files are read.
+    pub path: String,
+    /// Format of every file.
+    pub format: FileFormat,
+    /// At most this many new files per batch.
+    pub max_files_per_trigger: Option<usize>,
+    /// CSV: whether the first line is a header (default true).
+    pub header: bool,
+    /// CSV: field delimiter (default `,`).
+    pub delimiter: u8,
+}
+
+/// How a datagen column's values are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// `min + row number` (numbers), or `start_time + row * interval` (timestamps).
+    Sequence,
+    /// Pseudo-random in `[min, max]`, from the seed, the row number and the column.
+    Random,
+}
+
+/// `fields.<column>.*` options of the datagen connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSpec {
+    /// Sequence or random.
+    pub kind: FieldKind,
+    /// Smallest value (numbers).
+    pub min: Option<f64>,
+    /// Largest value (numbers).
+    pub max: Option<f64>,
+    /// Length of strings.
+    pub length: Option<usize>,
+    /// Number of distinct values (random strings and numbers).
+    pub cardinality: Option<u64>,
+    /// Share of NULLs, 0 to 1.
+    pub null_rate: f64,
+}
+
+impl Default for FieldSpec {
+    fn default() -> Self {
+        Self { kind: FieldKind::Random, min: None, max: None, length: None, cardinality: None, null_rate: 0.0 }
+    }
+}
+
+/// `connector = 'datagen'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatagenConfig {
+    /// Seed of every random value.
+    pub seed: u64,
+    /// Rows that become available each second; `None`: all of `total_rows` at once.
+    pub rows_per_second: Option<u64>,
+    /// Rows in all; `None`: unbounded.
+    pub total_rows: Option<u64>,
+    /// Cap on rows per batch.
+    pub max_rows_per_trigger: Option<u64>,
+    /// Event time of row 0, microseconds since the epoch (timestamps advance by
+    /// `1 / rows_per_second` per row, or 1 ms per row when unthrottled).
+    pub start_time_micros: i64,
+    /// Per-column settings, by column name.
+    pub fields: Vec<(String, FieldSpec)>,
+}
+
+/// `connector = 'delta'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaConfig {
+    /// Table location (local path or object store URL).
+    pub path: String,
+    /// Partition columns, in order.
+    pub partition_by: Vec<String>,
+    /// Target size of data files, in bytes.
+    pub target_file_size: Option<u64>,
+}
+
+/// `connector = 'console'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Rows printed per batch at most.
+    pub max_rows: usize,
+}
+
+impl ConnectorConfig {
+    /// Reads the connector config of `table`, rejecting unknown and mistyped options.
+    pub fn from_table(table: &CreateTable) -> Result<Self> {
+        let context = format!("table '{}' (connector '{}')", table.name, table.connector);
+        let mut r = OptionReader::new(&table.options, context, table.line);
+        let config = match table.connector.as_str() {
+            "file" => Self::File(file_config(&mut r)?),
+            "datagen" => Self::Datagen(datagen_config(&mut r, &table.columns, table.line)?),
+            "delta" => Self::Delta(DeltaConfig {
+                path: r.required_string("path")?,
+                partition_by: r
+                    .string("partition_by")
+                    .map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
+                    .unwrap_or_default(),
+                target_file_size: r.positive("target_file_size")?,
+            }),
+            "memory" => Self::Memory,
+            "console" => Self::Console(ConsoleConfig {
+                max_rows: r.positive("max_rows")?.map_or(20, |n| n as usize),
+            }),
+            other => {
+                let mut message = format!("table '{}': unknown connector '{other}'", table.name);
+                if let Some(near) = crate::options::nearest(other, CONNECTORS) {
+                    message.push_str(&format!("; did you mean '{near}'?"));
+                }
+                message.push_str(&format!(" (connectors: {})", CONNECTORS.join(", ")));
+                return Err(SqlError::at(table.line, message));
+            }
+        };
+        r.finish()?;
+        Ok(config)
+    }
+}
+
+fn file_config(r: &mut OptionReader) -> Result<FileConfig> {
+    let path = r.required_string("path")?;
+    let format = match r.choice("format", &["json", "csv", "parquet"])? {
+        Some("csv") => FileFormat::Csv,
+        Some("parquet") => FileFormat::Parquet,
+        Some(_) => FileFormat::Json,
+        None => return Err(r.missing("format", "'json', 'csv' or 'parquet'")),
+    };
+    let max_files_per_trigger = r.positive("max_files_per_trigger")?.map(|n| n as usize);
+    let header = r.bool("header")?.unwrap_or(true);
+    let delimiter = r.char("delimiter")?.unwrap_or(b',');
+    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter })
+}
+
+fn datagen_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<DatagenConfig> {
+    if columns.is_empty() {
+        return Err(SqlError::at(line, "a datagen table needs declared columns, e.g. CREATE TABLE t (id BIGINT, ts TIMESTAMP) WITH (connector = 'datagen', ...)"));
+    }
+    let seed = r.u64("seed")?.unwrap_or(0);
+    let rows_per_second = r.positive("rows_per_second")?;
+    let total_rows = r.u64("total_rows")?;
+    let max_rows_per_trigger = r.positive("max_rows_per_trigger")?;
+    let start_time_micros = match r.string("start_time") {
+        None => 1_704_067_200_000_000, // 2024-01-01T00:00:00Z: fixed, so runs are reproducible
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.timestamp_micros())
+            .map_err(|e| SqlError::at(line, format!("option 'start_time' must be an RFC 3339 time such as '2024-01-01T00:00:00Z': {e}")))?,
+    };
+    if rows_per_second.is_none() && total_rows.is_none() {
+        return Err(SqlError::at(line, "a datagen table needs 'rows_per_second', 'total_rows', or both"));
+    }
+    let mut fields: Vec<(String, FieldSpec)> = Vec::new();
+    for (key, value) in r.with_prefix("fields.") {
+        let Some((column, setting)) = key.split_once('.') else {
+            return Err(SqlError::at(value.line, format!("option 'fields.{key}': write fields.<column>.<setting>")));
+        };
+        if !columns.iter().any(|f| f.name() == column) {
+            return Err(SqlError::at(value.line, format!("option 'fields.{key}': no column '{column}' in the table")));
+        }
+        let pos = match fields.iter().position(|(c, _)| c == column) {
+            Some(p) => p,
+            None => {
+                fields.push((column.to_string(), FieldSpec::default()));
+                fields.len() - 1
+            }
+        };
+        let spec = &mut fields[pos].1;
+        let number = |v: &str| -> Result<f64> {
+            v.parse().map_err(|_| SqlError::at(value.line, format!("option 'fields.{key}' must be a number, got '{v}'")))
+        };
+        match setting {
+            "kind" => {
+                spec.kind = match value.value.to_ascii_lowercase().as_str() {
+                    "sequence" => FieldKind::Sequence,
+                    "random" => FieldKind::Random,
+                    v => return Err(SqlError::at(value.line, format!("option 'fields.{key}' must be 'sequence' or 'random', got '{v}'"))),
+                }
+            }
+            "min" => spec.min = Some(number(&value.value)?),
+            "max" => spec.max = Some(number(&value.value)?),
+            "length" => spec.length = Some(number(&value.value)? as usize),
+            "cardinality" => spec.cardinality = Some(number(&value.value)?.max(1.0) as u64),
+            "null_rate" => {
+                let rate = number(&value.value)?;
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(SqlError::at(value.line, format!("option 'fields.{key}' must be between 0 and 1")));
+                }
+                spec.null_rate = rate;
+            }
+            other => {
+                let near = crate::options::nearest(other, &["kind", "min", "max", "length", "cardinality", "null_rate"]);
+                return Err(SqlError::at(
+                    value.line,
+                    format!(
+                        "unknown option 'fields.{key}'{}",
+                        near.map(|n| format!("; did you mean 'fields.{column}.{n}'?")).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(DatagenConfig { seed, rows_per_second, total_rows, max_rows_per_trigger, start_time_micros, fields })
+}
+
+/// How often a query runs a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Process everything available at start, in batches capped by per-trigger limits, then stop.
+    AvailableNow,
+    /// One batch of what is available (capped), then stop.
+    Once,
+    /// A batch every interval, forever; `0s` starts the next batch as soon as data is there.
+    ProcessingTime(Duration),
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "available-now" | "available_now" | "availablenow" => Ok(Self::AvailableNow),
+            "once" => Ok(Self::Once),
+            other => crate::interval::parse_duration(other).map(Self::ProcessingTime).map_err(|_| {
+                format!("'{s}' is not a trigger: use available-now, once, or an interval such as 10s")
+            }),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! weir's statements: `CREATE TABLE ... [WATERMARK FOR ...] WITH (...)` and
+//! `INSERT INTO sink SELECT ...`.
+//!
+//! The lexer cuts out the two clauses standard SQL lacks (the watermark and the options);
+//! the column list goes to `sqlparser` for its types, and the SELECT is kept as text for
+//! DataFusion to plan.
+
+use std::time::Duration;
+
+use arrow_schema::Field;
+use sqlparser::ast::{ColumnOption, Statement as SqlStatement};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+use crate::error::{Result, SqlError};
+use crate::lexer::{StatementText, Token, TokenKind, tokenize};
+use crate::options::{OptionValue, Options};
+use crate::types::arrow_type;
+
+/// A parsed statement of a weir script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `CREATE TABLE`: a source or a sink.
+    CreateTable(CreateTable),
+    /// `INSERT INTO sink SELECT ...`: a continuous query.
+    Insert(Insert),
+}
+
+/// `CREATE TABLE name [(columns..., WATERMARK FOR ...)] WITH (connector = ..., ...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    /// Table name (unquoted names are lower-cased, as DataFusion does).
+    pub name: String,
+    /// Declared columns; empty when the statement has none.
+    pub columns: Vec<Field>,
+    /// The event-time column and its allowed delay.
+    pub watermark: Option<Watermark>,
+    /// The `connector` option, lower-cased.
+    pub connector: String,
+    /// All other options.
+    pub options: Options,
+    /// Line of the statement in its script.
+    pub line: usize,
+}
+
+/// `WATERMARK FOR column AS column - INTERVAL '...'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// The event-time column.
+    pub column: String,
+    /// How late an event may arrive.
+    pub delay: Duration,
+    /// Line of the clause.
+    pub line: usize,
+}
+
+/// `INSERT INTO sink <query>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insert {
+    /// The sink table.
+    pub sink: String,
+    /// The query text, as written.
+    pub query: String,
+    /// Line of the statement.
+    pub line: usize,
+}
+
+/// Parses one statement of a script.
+pub fn parse_statement(stmt: &StatementText) -> Result<Statement> {
+    let tokens = tokenize(&stmt.text, stmt.line)?;
+    let first = tokens.first().ok_or_else(|| SqlError::at(stmt.line, "empty statement"))?;
+    if first.is_keyword("CREATE") {
+        parse_create_table(&stmt.text, &tokens).map(Statement::CreateTable)
+    } else if first.is_keyword("INSERT") {
+        parse_insert(&stmt.text, &tokens).map(Statement::Insert)
+    } else {
+        Err(SqlError::at(
+            stmt.line,
+            format!(
+                "expected CREATE TABLE or INSERT INTO, found '{}'",
+                &stmt.text[first.start..first.end]
+            ),
+        ))
+    }
+}
+
+/// Parses every statement of a script.
+pub fn parse_script(script: &str) -> Result<Vec<Statement>> {
+    crate::lexer::split_statements(script)?.iter().map(parse_statement).collect()
+}
+
+/// Reads a table name at `tokens[*i]`, advancing past it.
+fn table_name(tokens: &[Token], i: &mut usize, line: usize) -> Result<String> {
+    let name = match tokens.get(*i).map(|t| &t.kind) {
+        Some(TokenKind::Word(w)) => w.to_ascii_lowercase(),
+        Some(TokenKind::QuotedIdent(w)) => w.clone(),
+        _ => return Err(SqlError::at(line, "expected a table name")),
+    };
+    *i += 1;
+    if tokens.get(*i).is_some_and(|t| t.is_punct('.')) {
+        return Err(SqlError::at(
+            tokens[*i].line,
+            format!("qualified table names are not supported: write just the table name ('{name}' ...)"),
+        ));
+    }
+    Ok(name)
+}
+
+fn expect_keyword(tokens: &[Token], i: &mut usize, kw: &str, line: usize) -> Result<()> {
+    match tokens.get(*i) {
+        Some(t) if t.is_keyword(kw) => {
+            *i += 1;
+            Ok(())
+        }
+        Some(t) => Err(SqlError::at(t.line, format!("expected {kw}, found {}", describe(t)))),
+        None => Err(SqlError::at(line, format!("expected {kw} at the end of the statement"))),
+    }
+}
+
+fn describe(t: &Token) -> String {
+    match &t.kind {
+        TokenKind::Word(w) | TokenKind::Number(w) => format!("'{w}'"),
+        TokenKind::Str(s) => format!("'{s}' (a string)"),
+        TokenKind::QuotedIdent(s) => format!("\"{s}\""),
+        TokenKind::Punct(c) => format!("'{c}'"),
+    }
+}
+
+/// Index of the token closing the parenthesis opened at `open`.
+fn matching_paren(tokens: &[Token], open: usize) -> Result<usize> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        if t.is_punct('(') {
+            depth += 1;
+        } else if t.is_punct(')') {
+            depth -= 1;
+            if depth == 0 {
+                return Ok(i);
+            }
+        }
+    }
+    Err(SqlError::at(tokens[open].line, "this '(' is never closed"))
+}
+
+/// Splits `tokens[from..to]` at commas of nesting depth 0 (`(`, `<` of ARRAY<..>/STRUCT<..>).
+fn split_top_level(tokens: &[Token], from: usize, to: usize) -> Vec<(usize, usize)> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = from;
+    for i in from..to {
+        let t = &tokens[i];
+        if t.is_punct('(') || t.is_punct('<') {
+            depth += 1;
+        } else if t.is_punct(')') || t.is_punct('>') {
+            depth -= 1;
+        } else if t.is_punct(',') && depth == 0 {
+            parts.push((start, i));
+            start = i + 1;
+        }
+    }
+    if start < to {
+        parts.push((start, to));
+    }
+    parts
+}
+
+fn parse_create_table(text: &str, tokens: &[Token]) -> Result<CreateTable> {
+    let line = tokens[0].line;
+    let mut i = 1;
+    if tokens.get(i).is_some_and(|t| t.is_keyword("OR")) {
+        return Err(SqlError::at(line, "CREATE OR REPLACE TABLE is not supported; use CREATE TABLE"));
+    }
+    expect_keyword(tokens, &mut i, "TABLE", line)?;
+    if tokens.get(i).is_some_and(|t| t.is_keyword("IF")) {
+        return Err(SqlError::at(line, "CREATE TABLE IF NOT EXISTS is not supported; use CREATE TABLE"));
+    }
+    let name = table_name(tokens, &mut i, line)?;
+
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    if tokens.get(i).is_some_and(|t| t.is_punct('(')) {
+        let close = matching_paren(tokens, i)?;
+        let mut column_texts = Vec::new();
+        for (from, to) in split_top_level(tokens, i + 1, close) {
+            if tokens[from].is_keyword("WATERMARK") {
+                if watermark.is_some() {
+                    return Err(SqlError::at(tokens[from].line, "a table has at most one WATERMARK clause"));
+                }
+                watermark = Some(parse_watermark(text, &tokens[from..to])?);
+            } else {
+                column_texts.push((&text[tokens[from].start..tokens[to - 1].end], tokens[from].line));
+            }
+        }
+        columns = parse_columns(&column_texts)?;
+        i = close + 1;
+    }
+
+    let options = match tokens.get(i) {
+        Some(t) if t.is_keyword("WITH") => {
+            i += 1;
+            if !tokens.get(i).is_some_and(|t| t.is_punct('(')) {
+                return Err(SqlError::at(tokens[i - 1].line, "expected '(' after WITH"));
+            }
+            let close = matching_paren(tokens, i)?;
+            let options = parse_options(&tokens[i + 1..close])?;
+            i = close + 1;
+            options
+        }
+        Some(t) => return Err(SqlError::at(t.line, format!("expected WITH (...), found {}", describe(t)))),
+        None => {
+            return Err(SqlError::at(
+                line,
+                format!("table '{name}' needs WITH (connector = '...', ...): one of 'file', 'datagen', 'delta', 'memory', 'console'"),
+            ));
+        }
+    };
+    if let Some(t) = tokens.get(i) {
+        return Err(SqlError::at(t.line, format!("unexpected {} after the WITH options", describe(t))));
+    }
+
+    let mut options = options;
+    let connector = options
+        .take_connector()
+        .ok_or_else(|| SqlError::at(line, format!("table '{name}' needs option connector = '...'")))?;
+
+    if let Some(w) = &watermark
+        && !columns.is_empty()
+    {
+        let field = columns.iter().find(|f| f.name() == &w.column).ok_or_else(|| {
+            SqlError::at(w.line, format!("WATERMARK FOR '{}': no such column in table '{name}'", w.column))
+        })?;
+        if !matches!(field.data_type(), arrow_schema::DataType::Timestamp(_, _)) {
+            return Err(SqlError::at(
+                w.line,
+                format!("WATERMARK FOR '{}': the column must be a TIMESTAMP, it is {}", w.column, field.data_type()),
+            ));
+        }
+    }
+
+    Ok(CreateTable { name, columns, watermark, connector, options, line })
+}
+
+impl Options {
+    fn take_connector(&mut self) -> Option<String> {
+        let v = self.get("connector")?.value.to_ascii_lowercase();
+        self.remove("connector");
+        Some(v)
+    }
+}
+
+fn parse_columns(columns: &[(&str, usize)]) -> Result<Vec<Field>> {
+    let mut fields: Vec<Field> = Vec::with_capacity(columns.len());
+    for (text, line) in columns {
+        let sql = format!("CREATE TABLE t ({text})");
+        let parsed = Parser::parse_sql(&GenericDialect {}, &sql)
+            .map_err(|e| SqlError::at(*line, format!("bad column definition '{text}': {}", clean_parser_error(&e))))?;
+        let Some(SqlStatement::CreateTable(ct)) = parsed.first() else {
+            return Err(SqlError::at(*line, format!("bad column definition '{text}'")));
+        };
+        let [col] = ct.columns.as_slice() else {
+            return Err(SqlError::at(*line, format!("bad column definition '{text}'")));
+        };
+        let data_type =
+            arrow_type(&col.data_type).map_err(|m| SqlError::at(*line, format!("column '{}': {m}", col.name.value)))?;
+        let nullable = !col.options.iter().any(|o| matches!(o.option, ColumnOption::NotNull));
+        let name = col.name.value.clone();
+        if fields.iter().any(|f| f.name() == &name) {
+            return Err(SqlError::at(*line, format!("column '{name}' is declared twice")));
+        }
+        fields.push(Field::new(name, data_type, nullable));
+    }
+    Ok(fields)
+}
+
+fn clean_parser_error(e: &sqlparser::parser::ParserError) -> String {
+    let s = e.to_string();
+    s.strip_prefix("sql parser error: ").unwrap_or(&s).to_string()
+}
+
+fn parse_watermark(text: &str, tokens: &[Token]) -> Result<Watermark> {
+    let line = tokens[0].line;
+    let usage = "write WATERMARK FOR <column> AS <column> - INTERVAL '<delay>' (e.g. INTERVAL '10' MINUTE)";
+    let ident = |t: Option<&Token>| match t.map(|t| &t.kind) {
+        Some(TokenKind::Word(w)) | Some(TokenKind::QuotedIdent(w)) => Some(w.clone()),
+        _ => None,
+    };
+    let bad = || SqlError::at(line, format!("bad WATERMARK clause '{}': {usage}", clause_text(text, tokens)));
+    if !tokens.get(1).is_some_and(|t| t.is_keyword("FOR")) {
+        return Err(bad());
+    }
+    let column = ident(tokens.get(2)).ok_or_else(bad)?;
+    if !tokens.get(3).is_some_and(|t| t.is_keyword("AS")) {
+        return Err(bad());
+    }
+    let expr_column = ident(tokens.get(4)).ok_or_else(bad)?;
+    if expr_column != column {
+        return Err(SqlError::at(
+            line,
+            format!("WATERMARK FOR {column} AS {expr_column} ...: the expression must use the same column ({column})"),
+        ));
+    }
+    let delay = match &tokens[5.min(tokens.len())..] {
+        [] => Duration::ZERO,
+        [minus, interval, rest @ ..] if minus.is_punct('-') && interval.is_keyword("INTERVAL") => {
+            let mut spec = String::new();
+            for t in rest {
+                match &t.kind {
+                    TokenKind::Str(s) | TokenKind::Number(s) | TokenKind::Word(s) => {
+                        spec.push_str(s);
+                        spec.push(' ');
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            crate::interval::parse_duration(&spec).map_err(|_| bad())?
+        }
+        _ => return Err(bad()),
+    };
+    Ok(Watermark { column, delay, line })
+}
+
+fn clause_text<'a>(text: &'a str, tokens: &[Token]) -> &'a str {
+    &text[tokens[0].start..tokens[tokens.len() - 1].end]
+}
+
+fn parse_options(tokens: &[Token]) -> Result<Options> {
+    let mut options = Options::default();
+    for (from, to) in split_top_level(tokens, 0, tokens.len()) {
+        let part = &tokens[from..to];
+        let line = part[0].line;
+        let eq = part.iter().position(|t| t.is_punct('=')).ok_or_else(|| {
+            SqlError::at(line, "expected key = value in WITH (...)".to_string())
+        })?;
+        let key = match &part[..eq] {
+            [Token { kind: TokenKind::Str(k) | TokenKind::QuotedIdent(k), .. }] => k.clone(),
+            words => {
+                let mut key = String::new();
+                for (n, t) in words.iter().enumerate() {
+                    match (&t.kind, n % 2) {
+                        (TokenKind::Word(w), 0) => key.push_str(w),
+                        (TokenKind::Punct('.'), 1) => key.push('.'),
+                        _ => return Err(SqlError::at(line, format!("bad option key near {}", describe(t)))),
+                    }
+                }
+                if key.is_empty() || key.ends_with('.') {
+                    return Err(SqlError::at(line, "missing option key before '='"));
+                }
+                key
+            }
+        };
+        let value = match &part[eq + 1..] {
+            [Token { kind: TokenKind::Str(v) | TokenKind::Number(v) | TokenKind::Word(v), .. }] => v.clone(),
+            [minus, Token { kind: TokenKind::Number(v), .. }] if minus.is_punct('-') => format!("-{v}"),
+            [] => return Err(SqlError::at(line, format!("option '{key}' has no value"))),
+            _ => {
+                return Err(SqlError::at(
+                    line,
+                    format!("option '{key}': the value must be a quoted string, a number, or true/false"),
+                ));
+            }
+        };
+        options.insert(&key, OptionValue { value, line })?;
+    }
+    Ok(options)
+}
+
+fn parse_insert(text: &str, tokens: &[Token]) -> Result<Insert> {
+    let line = tokens[0].line;
+    let mut i = 1;
+    if tokens.get(i).is_some_and(|t| t.is_keyword("OVERWRITE")) {
+        return Err(SqlError::at(line, "INSERT OVERWRITE is not supported by a streaming query; use INSERT INTO"));
+    }
+    expect_keyword(tokens, &mut i, "INTO", line)?;
+    let sink = table_name(tokens, &mut i, line)?;
+    match tokens.get(i) {
+        None => Err(SqlError::at(line, format!("INSERT INTO {sink} needs a query, e.g. INSERT INTO {sink} SELECT ..."))),
+        Some(t) if t.is_punct('(') && !tokens.get(i + 1).is_some_and(|t| t.is_keyword("SELECT") || t.is_keyword("WITH")) => {
+            Err(SqlError::at(
+                t.line,
+                format!("INSERT INTO {sink} (columns) is not supported: the query's columns fill the sink by position"),
+            ))
+        }
+        Some(t) => Ok(Insert { sink, query: text[t.start..].to_string(), line }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{DataType, TimeUnit};
+
+    fn parse(sql: &str) -> Result<Statement> {
+        parse_statement(&StatementText { text: sql.to_string(), line: 1 })
+    }
+
+    #[test]
+    fn create_source_with_watermark_and_options() {
+        let Statement::CreateTable(t) = parse(
+            "CREATE TABLE Events (event_id STRING NOT NULL, amount DOUBLE, ts TIMESTAMP,\n WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)\nWITH (connector = 'file', path = 'data/', maxFilesPerTrigger = 1, 'properties.x' = 'y')",
+        )
+        .unwrap() else {
+            panic!("not a create table")
+        };
+        assert_eq!(t.name, "events");
+        assert_eq!(t.connector, "file");
+        assert_eq!(t.columns.len(), 3);
+        assert!(!t.columns[0].is_nullable());
+        assert_eq!(t.columns[2].data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+        let w = t.watermark.unwrap();
+        assert_eq!((w.column.as_str(), w.delay, w.line), ("ts", Duration::from_secs(600), 2));
+        assert_eq!(t.options.get("max_files_per_trigger").unwrap().value, "1");
+        assert_eq!(t.options.get("path").unwrap().line, 3);
+        assert_eq!(t.options.get("properties.x").unwrap().value, "y");
+    }
+
+    #[test]
+    fn create_sink_without_columns() {
+        let Statement::CreateTable(t) =
+            parse("CREATE TABLE out WITH (connector = delta, path = 'out/t', partition_by = 'day')").unwrap()
+        else {
+            panic!("not a create table")
+        };
+        assert!(t.columns.is_empty());
+        assert_eq!(t.connector, "delta");
+    }
+
+    #[test]
+    fn watermark_spellings() {
+        for (clause, secs) in [
+            ("ts AS ts - INTERVAL '10 minutes'", 600),
+            ("ts AS ts - INTERVAL '5' SECOND", 5),
+            ("ts AS ts - INTERVAL '1 hour 30 minutes'", 5400),
+            ("ts AS ts", 0),
+        ] {
+            let sql = format!("CREATE TABLE e (ts TIMESTAMP, WATERMARK FOR {clause}) WITH (connector = 'file')");
+            let Statement::CreateTable(t) = parse(&sql).unwrap() else { panic!() };
+            assert_eq!(t.watermark.unwrap().delay, Duration::from_secs(secs), "{clause}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        assert_eq!(
+            err("CREATE TABLE e (ts BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE) WITH (connector = 'file')"),
+            "line 1: WATERMARK FOR 'ts': the column must be a TIMESTAMP, it is Int64"
+        );
+        assert_eq!(
+            err("CREATE TABLE e (a BIGINT) WITH (path = 'x')"),
+            "line 1: table 'e' needs option connector = '...'"
+        );
+        assert!(err("CREATE TABLE e (a WIDGET) WITH (connector = 'file')").starts_with("line 1: bad column definition"));
+        assert_eq!(
+            err("CREATE TABLE e WITH (connector = 'file', path = 'a', path = 'b')"),
+            "line 1: option 'path' is given twice"
+        );
+        assert_eq!(err("SELECT 1"), "line 1: expected CREATE TABLE or INSERT INTO, found 'SELECT'");
+    }
+
+    #[test]
+    fn insert_keeps_query_text() {
+        let Statement::Insert(i) = parse("INSERT INTO Clean SELECT a, b FROM events WHERE a > 1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(i.sink, "clean");
+        assert_eq!(i.query, "SELECT a, b FROM events WHERE a > 1");
+    }
+}
