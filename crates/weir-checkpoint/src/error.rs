@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// The location could not be resolved or created.
-    #[error("checkpoint location '{location}': {message}")]
+    #[error("{location}: {message}")]
     Location {
         /// As given by the user.
         location: String,

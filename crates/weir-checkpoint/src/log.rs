@@ -91,7 +91,12 @@ impl Checkpoint {
     /// Opens (creating if needed) the checkpoint at `location` and, on local disk, takes its
     /// lock: a second process on the same checkpoint fails here at once.
     pub fn open(location: &str) -> Result<Self> {
-        let location = Location::resolve(location, true)?;
+        let location = Location::resolve(location, true).map_err(|e| match e {
+            CheckpointError::Location { location, message } => {
+                CheckpointError::Location { location: format!("checkpoint {location}"), message }
+            }
+            other => other,
+        })?;
         let lock = match &location.local_dir {
             Some(dir) => Some(lock_dir(dir)?),
             None => None,

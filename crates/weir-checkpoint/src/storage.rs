@@ -39,7 +39,13 @@ impl Location {
         if create {
             std::fs::create_dir_all(&path).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
         }
-        let abs = std::fs::canonicalize(&path).map_err(|e| invalid(e.to_string()))?;
+        let abs = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => invalid("no such directory".into()),
+            _ => invalid(e.to_string()),
+        })?;
+        if !abs.is_dir() {
+            return Err(invalid("not a directory".into()));
+        }
         let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| invalid(e.to_string()))?;
         let url = Url::from_directory_path(&abs).map_err(|()| invalid("not an absolute path".into()))?;
         Ok(Self { store: Arc::new(store), root: Path::default(), url, local_dir: Some(abs) })

@@ -37,7 +37,7 @@ impl DeltaSink {
     /// A sink for the table at `config.path` (created on first write if absent).
     pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
         let location = Location::resolve(&config.path, true)
-            .map_err(|e| ConnectorError::Config(format!("table '{name}': the Delta table path cannot be used: {e}")))?;
+            .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
         Ok(Self {
             name: name.to_string(),
             config,

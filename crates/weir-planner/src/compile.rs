@@ -15,6 +15,8 @@ use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use weir_sql::types::sql_name;
+
 use crate::error::{PlanError, Result};
 use crate::slot::{BatchSlot, SlotExec, SourceTable};
 
@@ -178,9 +180,11 @@ fn conform_output(plan: LogicalPlan, target: Option<&SchemaRef>) -> Result<Logic
             && !assignable(from, &wanted)
         {
             return Err(PlanError::SchemaMismatch(format!(
-                "column {} of the query ('{}', {from}) cannot be written to column '{name}' ({wanted}) of the sink table ({})",
+                "column {} of the query ('{}', {}) cannot be written to column '{name}' ({}) of the sink table ({})",
                 i + 1,
                 field.name(),
+                sql_name(from),
+                sql_name(&wanted),
                 describe(t)
             )));
         }
@@ -247,7 +251,7 @@ fn delta_type(name: &str, t: &DataType) -> Result<DataType> {
         }
         Interval(_) | Duration(_) | Time32(_) | Time64(_) | Union(_, _) | Decimal256(_, _) => {
             return Err(PlanError::SchemaMismatch(format!(
-                "output column '{name}' is of type {t}, which Delta tables cannot store; cast it (e.g. to STRING or BIGINT)"
+                "output column '{name}' is of type {}, which Delta tables cannot store; cast it (e.g. to STRING or BIGINT)", sql_name(t)
             )));
         }
         other => other.clone(),
@@ -255,7 +259,7 @@ fn delta_type(name: &str, t: &DataType) -> Result<DataType> {
 }
 
 fn describe(schema: &Schema) -> String {
-    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
 }
 
 /// DataFusion's message without its layer prefixes.
@@ -266,5 +270,9 @@ pub fn clean(e: &datafusion::error::DataFusionError) -> String {
             s = rest.to_string();
         }
     }
-    s.trim_end_matches("\")").to_string()
+    s = s.trim_end_matches("\")").replace("datafusion.public.", "");
+    if s.starts_with("table '") && s.ends_with("' not found") {
+        s.push_str(": declare it with CREATE TABLE ... WITH (connector = 'file', ...) before the query");
+    }
+    s
 }

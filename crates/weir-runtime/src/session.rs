@@ -176,7 +176,7 @@ impl Session {
                     WeirError::at(line, format!("source '{}': WATERMARK column '{column}' is not in its schema", s.name))
                 })?;
                 if !matches!(field.data_type(), arrow::datatypes::DataType::Timestamp(_, _)) {
-                    return Err(WeirError::at(line, format!("source '{}': WATERMARK column '{column}' must be a timestamp, it is {}", s.name, field.data_type())));
+                    return Err(WeirError::at(line, format!("source '{}': WATERMARK column '{column}' must be a timestamp, it is {}", s.name, weir_sql::types::sql_name(field.data_type()))));
                 }
             }
         }

@@ -232,7 +232,7 @@ fn parse_create_table(text: &str, tokens: &[Token]) -> Result<CreateTable> {
         if !matches!(field.data_type(), arrow_schema::DataType::Timestamp(_, _)) {
             return Err(SqlError::at(
                 w.line,
-                format!("WATERMARK FOR '{}': the column must be a TIMESTAMP, it is {}", w.column, field.data_type()),
+                format!("WATERMARK FOR '{}': the column must be a TIMESTAMP, it is {}", w.column, crate::types::sql_name(field.data_type())),
             ));
         }
     }
@@ -443,13 +443,14 @@ mod tests {
         let err = |sql: &str| parse(sql).unwrap_err().to_string();
         assert_eq!(
             err("CREATE TABLE e (ts BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE) WITH (connector = 'file')"),
-            "line 1: WATERMARK FOR 'ts': the column must be a TIMESTAMP, it is Int64"
+            "line 1: WATERMARK FOR 'ts': the column must be a TIMESTAMP, it is BIGINT"
         );
         assert_eq!(
             err("CREATE TABLE e (a BIGINT) WITH (path = 'x')"),
             "line 1: table 'e' needs option connector = '...'"
         );
-        assert!(err("CREATE TABLE e (a WIDGET) WITH (connector = 'file')").starts_with("line 1: bad column definition"));
+        assert!(err("CREATE TABLE e (a WIDGET) WITH (connector = 'file')").starts_with("line 1: column 'a': type WIDGET is not supported"));
+        assert!(err("CREATE TABLE e (a BIGINT NOT) WITH (connector = 'file')").starts_with("line 1: bad column definition"));
         assert_eq!(
             err("CREATE TABLE e WITH (connector = 'file', path = 'a', path = 'b')"),
             "line 1: option 'path' is given twice"

@@ -123,12 +123,16 @@ impl OptionReader {
         match self.string(key) {
             Some(v) if !v.is_empty() => Ok(v),
             Some(_) => Err(SqlError::at(self.line, format!("option '{key}' of {} is empty", self.context))),
-            None => Err(SqlError::at(self.line, format!("{} needs option '{key}'", self.context))),
+            None => Err(self.missing(key, "required")),
         }
     }
 
     /// The error for a required option that is absent; `hint` says what it takes.
-    pub fn missing(&self, key: &str, hint: &str) -> SqlError {
+    pub fn missing(&self, key: &'static str, hint: &str) -> SqlError {
+        // A misspelling of the missing key is the likelier mistake: say that.
+        if let Some((typo, v)) = self.remaining.iter().find(|(k, _)| nearest(k, &[key]).is_some()) {
+            return SqlError::at(v.line, format!("unknown option '{typo}' for {}; did you mean '{key}'?", self.context));
+        }
         SqlError::at(self.line, format!("{} needs option '{key}' ({hint})", self.context))
     }
 

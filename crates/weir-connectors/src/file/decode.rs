@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, new_null_array};
+use arrow::array::new_null_array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -122,15 +122,9 @@ fn decode_csv(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes)
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| bad(clean(&e)))?;
-        // The projection keeps file order; put columns in declared order.
+        // The projection lists file columns in declared order, and the reader keeps it.
         let batch = match &projection {
-            Some(p) => {
-                let mut sorted: Vec<usize> = p.clone();
-                sorted.sort_unstable();
-                let columns: Vec<ArrayRef> =
-                    p.iter().map(|idx| Arc::clone(batch.column(sorted.binary_search(idx).expect("projected")))).collect();
-                RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| bad(clean(&e)))?
-            }
+            Some(_) => RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| bad(clean(&e)))?,
             None => batch,
         };
         out.push(batch);

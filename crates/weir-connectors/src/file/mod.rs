@@ -51,7 +51,7 @@ impl FileSource {
     /// Opens the source; with no declared columns, the schema comes from the first Parquet file.
     pub async fn new(table: &str, config: FileConfig, declared: Option<SchemaRef>) -> Result<Self> {
         let location = Location::resolve(&config.path, false).map_err(|e| {
-            ConnectorError::Config(format!("table '{table}': the source directory cannot be used: {e}"))
+            ConnectorError::Config(format!("table '{table}': source directory {e}; create it, or fix option 'path'"))
         })?;
         let schema = match (declared, config.format) {
             (Some(s), _) => s,
