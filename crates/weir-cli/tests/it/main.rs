@@ -2,4 +2,7 @@
 //! suite, end-to-end runs of the `weir` binary read back by an independent Delta reader,
 //! and crash recovery at every step of the batch loop.
 
+mod cli;
 mod conformance;
+mod crash;
+mod support;

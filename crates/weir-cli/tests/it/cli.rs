@@ -1,0 +1,163 @@
+//! `weir run` end to end: real files in, a real Delta table out, read back by Python
+//! `deltalake` (an independent reader), across runs, bad input and competing runners.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn file_to_delta_exactly_once_across_runs() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    for (n, range) in [(1, 0..50), (2, 50..100), (3, 100..150)] {
+        write_file(&dir.join("in/events"), &format!("{n:03}.json"), &events(range));
+    }
+    let out = run(&dir, "p.sql", &["--progress", "json"]);
+    assert_ok(&out);
+    let progress: Vec<Value> =
+        stderr(&out).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(progress.len(), 3, "one progress line per batch:\n{}", stderr(&out));
+    for (i, p) in progress.iter().enumerate() {
+        assert_eq!(p["batchId"], i as u64);
+        assert_eq!(p["numInputRows"], 50);
+        assert_eq!(p["sink"]["numOutputRows"], 25);
+        assert!(p["durationMs"]["triggerExecution"].is_u64());
+        assert_eq!(p["sources"][0]["endOffset"]["logOffset"], i as u64);
+    }
+
+    // A second run with nothing new commits nothing.
+    assert_ok(&run(&dir, "p.sql", &[]));
+    // New files are taken by the next run, and only they.
+    write_file(&dir.join("in/events"), "004.json", &events(150..200));
+    write_file(&dir.join("in/events"), "005.json", &events(200..230));
+    // Hidden and underscore files are never read.
+    write_file(&dir.join("in/events"), "_SUCCESS", &[]);
+    assert_ok(&run(&dir, "p.sql", &[]));
+
+    let table = DeltaView::read(&dir.join("out/clean"));
+    assert_eq!(table.rows(), expected_rows(0..230));
+    let id = query_id(&dir.join(".weir/checkpoints/clean"));
+    let commits = table.commits();
+    assert_eq!(commits.len(), 5, "one Delta commit per non-empty batch");
+    for (n, c) in commits.iter().enumerate() {
+        let txns = c["txns"].as_array().unwrap();
+        assert_eq!(txns.len(), 1, "commit {n} carries one txn");
+        assert_eq!(txns[0]["appId"], id.as_str());
+        assert_eq!(txns[0]["version"], n as u64, "batch {n} is table version {n}");
+        assert!(!c["adds"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn malformed_json_names_file_and_line_and_commits_nothing() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    let mut bad = events(10..20);
+    bad[2] = r#"{"id": 12, "user": "u5", "amount": "#.to_string();
+    write_file(&dir.join("in/events"), "002.json", &bad);
+    write_file(&dir.join("in/events"), "003.json", &events(20..30));
+
+    let out = run(&dir, "p.sql", &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("in/events/002.json:3: malformed JSON"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "one clear message:\n{err}");
+    let table = DeltaView::read(&dir.join("out/clean"));
+    assert_eq!(table.commits().len(), 1, "only batch 0 was committed");
+    assert_eq!(table.rows(), expected_rows(0..10));
+
+    // Running again without fixing the file fails the same way, and writes nothing.
+    let again = run(&dir, "p.sql", &[]);
+    assert!(!again.status.success() && stderr(&again).contains("002.json:3: malformed JSON"));
+
+    // Replace the file with a fixed one: the batch is re-run and everything lands once.
+    write_file(&dir.join("in/events"), "002.json", &events(10..20));
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let table = DeltaView::read(&dir.join("out/clean"));
+    assert_eq!(table.rows(), expected_rows(0..30));
+    assert_eq!(table.txns().iter().map(|t| t.1).collect::<Vec<_>>(), vec![0, 1, 2]);
+}
+
+#[test]
+fn second_runner_on_a_checkpoint_in_use_fails_at_once() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    let mut first = weir(&dir).args(["run", "p.sql", "--trigger", "1s"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Wait until the first runner holds the checkpoint.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.join(".weir/checkpoints/clean/commits/0.json").exists() {
+        assert!(Instant::now() < deadline, "first runner never committed batch 0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = run(&dir, "p.sql", &[]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success());
+    let err = stderr(&second);
+    assert!(err.contains("is in use by another weir process (pid "), "{err}");
+    assert!(err.contains("stop it first, or use another --checkpoint"), "{err}");
+
+    // Once the first runner is gone (even killed), the checkpoint is free again.
+    assert_ok(&run(&dir, "p.sql", &[]));
+}
+
+#[test]
+fn a_checkpoint_of_another_query_is_refused() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    std::fs::write(dir.join("other.sql"), PIPELINE.replace("out/clean", "out/other")).unwrap();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    assert_ok(&run(&dir, "p.sql", &["--checkpoint", "cp"]));
+    let out = run(&dir, "other.sql", &["--checkpoint", "cp"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("other.sql:7: checkpoint") && err.contains("belongs to a different query"), "{err}");
+    assert!(err.contains("out/clean") && err.contains("out/other"), "{err}");
+    assert!(!dir.join("out/other/_delta_log").exists(), "nothing was written");
+}
+
+#[test]
+fn script_errors_name_file_and_line_before_anything_runs() {
+    let (_tmp, dir) = scratch();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    let cases = [
+        (PIPELINE.replace("max_files_per_trigger", "max_file_per_trigger"), "p.sql:3: unknown option 'max_file_per_trigger' for table 'events' (connector 'file'); did you mean 'max_files_per_trigger'?"),
+        (PIPELINE.replace("'in/events'", "'in/nowhere'"), "p.sql:2: table 'events': source directory "),
+        (PIPELINE.replace("upper(user) AS user", "upper(user)"), "p.sql:7: output column 'upper(events.user)' needs a plain name"),
+        (PIPELINE.replace("FROM events", "FROM evnts"), "p.sql:7: table 'evnts' not found"),
+    ];
+    for (script, wanted) in cases {
+        std::fs::write(dir.join("p.sql"), &script).unwrap();
+        let out = run(&dir, "p.sql", &[]);
+        assert!(!out.status.success(), "{wanted}");
+        assert!(stderr(&out).contains(wanted), "wanted '{wanted}' in:\n{}", stderr(&out));
+        assert!(!dir.join("out/clean").join("_delta_log").exists());
+    }
+}
+
+#[test]
+fn quickstart_example_writes_a_partitioned_table() {
+    let (_tmp, dir) = scratch();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/examples/quickstart.sql");
+    let out = run(&dir, script.to_str().unwrap(), &[]);
+    assert_ok(&out);
+    let table = DeltaView::read(&dir.join("out/large_payments"));
+    assert_eq!(table.json["partitionColumns"], serde_json::json!(["day"]));
+    let rows = table.json["rows"].as_array().unwrap();
+    assert!(rows.len() > 40_000 && rows.len() < 60_000, "about half of 100,000 rows: {}", rows.len());
+    assert!(rows.iter().all(|r| r["amount"].as_f64().unwrap() > 250.0));
+    let mut ids: Vec<i64> = rows.iter().map(|r| r["payment_id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), rows.len(), "every payment once");
+    assert_eq!(table.commits().len(), 4);
+    for c in table.commits() {
+        for pv in c["partitionValues"].as_array().unwrap() {
+            assert!(pv["day"].as_str().unwrap().starts_with("2024-01-0"), "partition value in the log: {pv}");
+        }
+    }
+}

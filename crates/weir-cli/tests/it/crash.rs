@@ -1,0 +1,61 @@
+//! Crash recovery: the `weir` process aborts at each step of the batch loop (failpoints
+//! compiled into test builds), is started again, and the Delta table must end up exactly as
+//! after an uninterrupted run.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+
+use crate::support::*;
+
+const FAILPOINTS: &[&str] = &["after_offsets", "after_execute", "after_sink_commit", "after_commit_log"];
+
+fn setup(dir: &Path) {
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    for n in 0..4u64 {
+        write_file(&dir.join("in/events"), &format!("{n:03}.json"), &events(n * 40..n * 40 + 40));
+    }
+}
+
+/// The table's content and shape, for comparison with the uninterrupted run.
+fn outcome(dir: &Path) -> (Vec<String>, Vec<i64>) {
+    let table = DeltaView::read(&dir.join("out/clean"));
+    let id = query_id(&dir.join(".weir/checkpoints/clean"));
+    let txns = table.txns();
+    assert!(txns.iter().all(|(app, _)| *app == id), "every txn is this query's");
+    (table.rows(), txns.into_iter().map(|(_, v)| v).collect())
+}
+
+#[test]
+fn every_failpoint_crash_then_restart_is_exactly_once() {
+    let (_ref_tmp, reference) = scratch();
+    setup(&reference);
+    assert_ok(&run(&reference, "p.sql", &[]));
+    let expected = outcome(&reference);
+    assert_eq!(expected.0, expected_rows(0..160));
+    assert_eq!(expected.1, vec![0, 1, 2, 3], "one commit per batch");
+
+    for failpoint in FAILPOINTS {
+        for batch in [0, 2] {
+            let (_tmp, dir) = scratch();
+            setup(&dir);
+            let crashed = weir(&dir)
+                .args(["run", "p.sql", "--trigger", "available-now"])
+                .env("WEIR_FAILPOINT", format!("{failpoint}:{batch}"))
+                .output()
+                .unwrap();
+            assert_eq!(
+                crashed.status.signal(),
+                Some(6),
+                "{failpoint}:{batch} should abort the process:\n{}",
+                stderr(&crashed)
+            );
+            assert!(stderr(&crashed).contains(&format!("failpoint {failpoint} hit in batch {batch}")));
+            let restarted = run(&dir, "p.sql", &[]);
+            assert_ok(&restarted);
+            assert_eq!(outcome(&dir), expected, "after a crash at {failpoint} in batch {batch}");
+            // The crashed batch is re-run, except when it was fully committed.
+            let replayed = stderr(&restarted).contains("replayed after a restart");
+            assert_eq!(replayed, *failpoint != "after_commit_log", "{failpoint}:{batch}: {}", stderr(&restarted));
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Helpers of the end-to-end tests: run the real `weir` binary, write source files, read
+//! Delta tables back with an independent reader (Python `deltalake`, see tests/read_delta.py).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `weir` binary built for these tests (with failpoints compiled in).
+pub fn weir(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.current_dir(dir).env_remove("WEIR_FAILPOINT");
+    cmd
+}
+
+/// Runs `weir run <script> --trigger available-now` in `dir` with extra args.
+pub fn run(dir: &Path, script: &str, extra: &[&str]) -> Output {
+    let mut cmd = weir(dir);
+    cmd.args(["run", script, "--trigger", "available-now"]).args(extra);
+    cmd.output().expect("weir runs")
+}
+
+/// stderr of a finished command.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Panics with weir's stderr unless it succeeded.
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "weir failed ({}):\n{}", out.status, stderr(out));
+}
+
+/// Writes `lines` as the file `dir/name` atomically (hidden temp name, then rename), as a
+/// well-behaved producer does.
+pub fn write_file(dir: &Path, name: &str, lines: &[String]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+/// The Python interpreter that has the independent reader's packages.
+fn python() -> String {
+    std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// The table at `path` as read by Python `deltalake` and its raw `_delta_log`.
+pub struct DeltaView {
+    pub json: Value,
+}
+
+impl DeltaView {
+    pub fn read(path: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/read_delta.py");
+        let out = Command::new(python()).arg(&script).arg(path).output().unwrap_or_else(|e| {
+            panic!("cannot run {} (set WEIR_PYTHON, or run scripts/test which installs the reader): {e}", python())
+        });
+        assert!(
+            out.status.success(),
+            "independent Delta reader failed on {} (scripts/test installs its Python packages):\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { json: serde_json::from_slice(&out.stdout).expect("reader prints JSON") }
+    }
+
+    /// Every row as compact JSON, sorted: a multiset to compare.
+    pub fn rows(&self) -> Vec<String> {
+        let mut rows: Vec<String> = self.json["rows"].as_array().unwrap().iter().map(Value::to_string).collect();
+        rows.sort();
+        rows
+    }
+
+    pub fn commits(&self) -> Vec<Value> {
+        self.json["commits"].as_array().unwrap().clone()
+    }
+
+    /// `(appId, version)` of every txn action, in commit order.
+    pub fn txns(&self) -> Vec<(String, i64)> {
+        self.commits()
+            .iter()
+            .flat_map(|c| c["txns"].as_array().unwrap().clone())
+            .map(|t| (t["appId"].as_str().unwrap().to_string(), t["version"].as_i64().unwrap()))
+            .collect()
+    }
+}
+
+/// The query id recorded in a checkpoint.
+pub fn query_id(checkpoint: &Path) -> String {
+    let meta: Value = serde_json::from_slice(&std::fs::read(checkpoint.join("metadata.json")).unwrap()).unwrap();
+    meta["id"].as_str().unwrap().to_string()
+}
+
+/// A scratch directory for one test.
+pub fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+/// JSON events `{"id", "user", "amount"}` for ids in `ids`; odd ids have negative amounts.
+pub fn events(ids: std::ops::Range<u64>) -> Vec<String> {
+    ids.map(|i| {
+        let amount = if i % 2 == 1 { -(i as f64) } else { i as f64 * 1.5 };
+        format!(r#"{{"id": {i}, "user": "u{}", "amount": {amount}}}"#, i % 7)
+    })
+    .collect()
+}
+
+/// The rows the standard pipeline (see `PIPELINE`) writes for `ids`, in the reader's form.
+pub fn expected_rows(ids: impl Iterator<Item = u64>) -> Vec<String> {
+    let mut rows: Vec<String> = ids
+        .filter(|i| i % 2 == 0)
+        .map(|i| serde_json::json!({ "id": i, "user": format!("U{}", i % 7), "amount": i as f64 * 1.5 }).to_string())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A file → filter/projection → Delta pipeline used by several tests.
+pub const PIPELINE: &str = "
+CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
+WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = 1);
+
+CREATE TABLE clean WITH (connector = 'delta', path = 'out/clean');
+
+INSERT INTO clean SELECT id, upper(user) AS user, amount FROM events WHERE amount >= 0;
+";
