@@ -109,7 +109,7 @@ pub async fn make_source(name: &str, config: &ConnectorConfig, declared: Option<
 pub fn make_sink(name: &str, config: &ConnectorConfig, declared: Option<SchemaRef>, memory: &MemoryTables) -> Result<Box<dyn Sink>> {
     match config {
         ConnectorConfig::Delta(c) => Ok(Box::new(delta::DeltaSink::new(name, c.clone(), declared)?)),
-        ConnectorConfig::Memory => Ok(Box::new(memory::MemorySink::new(name, declared, memory.clone()))),
+        ConnectorConfig::Memory => Ok(Box::new(memory::MemorySink::new(name, declared, Arc::clone(memory)))),
         ConnectorConfig::Console(c) => Ok(Box::new(console::ConsoleSink::new(name, c.clone(), declared))),
         other => Err(ConnectorError::Config(format!(
             "table '{name}' (connector '{}') cannot be written by a query; sinks are 'delta', 'memory' and 'console'",

@@ -228,7 +228,7 @@ impl Runner {
         self.checkpoint.write_commit(batch_id, &commit).await?;
         failpoint::hit("after_commit_log", batch_id);
         let commit_ms = commit_started.elapsed().as_millis() as u64;
-        if batch_id % 10 == 0 && batch_id > 0 {
+        if batch_id.is_multiple_of(10) && batch_id > 0 {
             self.checkpoint.purge(self.retain_batches).await?;
         }
 

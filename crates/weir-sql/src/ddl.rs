@@ -147,8 +147,7 @@ fn split_top_level(tokens: &[Token], from: usize, to: usize) -> Vec<(usize, usiz
     let mut parts = Vec::new();
     let mut depth = 0i32;
     let mut start = from;
-    for i in from..to {
-        let t = &tokens[i];
+    for (i, t) in tokens.iter().enumerate().take(to).skip(from) {
         if t.is_punct('(') || t.is_punct('<') {
             depth += 1;
         } else if t.is_punct(')') || t.is_punct('>') {
