@@ -34,20 +34,50 @@ fn file_to_delta_exactly_once_across_runs() {
     write_file(&dir.join("in/events"), "005.json", &events(200..230));
     // Hidden and underscore files are never read.
     write_file(&dir.join("in/events"), "_SUCCESS", &[]);
+    write_file(&dir.join("in/events"), ".006.json.tmp", &events(300..310));
+    // A batch whose rows are all filtered out commits nothing to Delta.
+    let odd: Vec<String> = events(230..240).into_iter().skip(1).step_by(2).collect();
+    write_file(&dir.join("in/events"), "006.json", &odd);
+    write_file(&dir.join("in/events"), "007.json", &events(240..250));
     assert_ok(&run(&dir, "p.sql", &[]));
 
     let table = DeltaView::read(&dir.join("out/clean"));
-    assert_eq!(table.rows(), expected_rows(0..230));
+    assert_eq!(table.rows(), expected_rows((0..230).chain(240..250)));
     let id = query_id(&dir.join(".weir/checkpoints/clean"));
     let commits = table.commits();
-    assert_eq!(commits.len(), 5, "one Delta commit per non-empty batch");
+    assert_eq!(commits.len(), 6, "one Delta commit per non-empty batch:\n{commits:#?}");
     for (n, c) in commits.iter().enumerate() {
         let txns = c["txns"].as_array().unwrap();
         assert_eq!(txns.len(), 1, "commit {n} carries one txn");
         assert_eq!(txns[0]["appId"], id.as_str());
-        assert_eq!(txns[0]["version"], n as u64, "batch {n} is table version {n}");
+        // Batch 5 (file 006) wrote nothing, so table version 5 holds batch 6.
+        let batch = if n < 5 { n } else { n + 1 };
+        assert_eq!(txns[0]["version"], batch as u64, "table version {n} holds batch {batch}");
         assert!(!c["adds"].as_array().unwrap().is_empty());
     }
+}
+
+#[test]
+fn ctrl_c_stops_after_the_batch_in_flight() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    let child = weir(&dir)
+        .args(["run", "p.sql", "--trigger", "0s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.join(".weir/checkpoints/clean/commits/0.json").exists() {
+        assert!(Instant::now() < deadline, "batch 0 never committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "a requested stop exits 0:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("stopping after the batch in flight"), "{}", stderr(&out));
+    assert_eq!(DeltaView::read(&dir.join("out/clean")).rows(), expected_rows(0..10));
 }
 
 #[test]
@@ -160,4 +190,23 @@ fn quickstart_example_writes_a_partitioned_table() {
             assert!(pv["day"].as_str().unwrap().starts_with("2024-01-0"), "partition value in the log: {pv}");
         }
     }
+}
+
+#[test]
+fn a_query_that_does_not_fit_an_existing_delta_table_is_refused() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let cases = [
+        ("SELECT id, upper(user) AS user, amount", "SELECT id, user", "the query produces 2 columns (id, user) but the sink table has 3 (id BIGINT, user STRING, amount DOUBLE)"),
+        ("SELECT id, upper(user) AS user, amount", "SELECT id, user, user AS amount", "column 3 of the query ('amount', STRING) cannot be written to column 'amount' (DOUBLE)"),
+    ];
+    for (from, to, wanted) in cases {
+        std::fs::write(dir.join("q.sql"), PIPELINE.replace(from, to)).unwrap();
+        let out = run(&dir, "q.sql", &["--checkpoint", "other-cp"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(&format!("q.sql:7: {wanted}")), "wanted '{wanted}' in:\n{}", stderr(&out));
+    }
+    assert_eq!(DeltaView::read(&dir.join("out/clean")).commits().len(), 1, "nothing more was written");
 }
