@@ -210,3 +210,55 @@ fn a_query_that_does_not_fit_an_existing_delta_table_is_refused() {
     }
     assert_eq!(DeltaView::read(&dir.join("out/clean")).commits().len(), 1, "nothing more was written");
 }
+
+#[test]
+fn parquet_source_takes_its_schema_from_the_files() {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    let (_tmp, dir) = scratch();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("user", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    std::fs::create_dir_all(dir.join("in/pq")).unwrap();
+    for n in 0..2i64 {
+        let ids: Vec<i64> = (n * 5..n * 5 + 5).collect();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(StringArray::from(ids.iter().map(|i| format!("u{i}")).collect::<Vec<_>>())),
+                Arc::new(Float64Array::from(ids.iter().map(|i| *i as f64 / 2.0).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(dir.join(format!("in/pq/part-{n}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE pq WITH (connector = 'file', path = 'in/pq', format = 'parquet');
+         CREATE TABLE out WITH (connector = 'delta', path = 'out/pq');
+         INSERT INTO out SELECT id, user, amount * 2 AS amount2 FROM pq WHERE id % 2 = 0;",
+    )
+    .unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let table = DeltaView::read(&dir.join("out/pq"));
+    assert_eq!(table.json["columns"], serde_json::json!(["id", "user", "amount2"]));
+    let want: Vec<String> = {
+        let mut v: Vec<String> = [0i64, 2, 4, 6, 8]
+            .iter()
+            .map(|i| serde_json::json!({"id": i, "user": format!("u{i}"), "amount2": *i as f64}).to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(table.rows(), want);
+}
