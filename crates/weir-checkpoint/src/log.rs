@@ -58,8 +58,13 @@ pub struct OffsetsEntry {
     pub version: u32,
     /// The batch.
     pub batch_id: u64,
-    /// Event-time watermark in force for this batch (ms since the epoch; 0 = none yet).
+    /// Event-time watermark in force for this batch (ms since the epoch; 0 = none yet):
+    /// stateful operators evict state with it.
     pub batch_watermark_ms: i64,
+    /// The previous batch's watermark: stateful operators drop input rows at or below it as
+    /// late (Spark 3.4+, so chained operators never drop each other's output).
+    #[serde(default)]
+    pub late_events_watermark_ms: i64,
     /// When the batch was planned (ms since the epoch).
     pub batch_timestamp_ms: i64,
     /// Offsets per source name.
@@ -181,6 +186,54 @@ impl Checkpoint {
         }
     }
 
+    /// Writes (or overwrites) a binary entry, such as a state file.
+    pub async fn put_bytes(&self, relative: &str, bytes: bytes::Bytes) -> Result<()> {
+        let path = self.location.child(relative);
+        self.location
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| CheckpointError::Io { path: self.show(relative), source })
+    }
+
+    /// Reads a binary entry, if present.
+    pub async fn get_bytes(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
+        let path = self.location.child(relative);
+        match self.location.store.get(&path).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|source| CheckpointError::Io { path: self.show(relative), source }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(CheckpointError::Io { path: self.show(relative), source }),
+        }
+    }
+
+    /// Deletes an entry; a missing one is fine.
+    pub async fn delete(&self, relative: &str) -> Result<()> {
+        let path = self.location.child(relative);
+        match self.location.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(CheckpointError::Io { path: self.show(relative), source }),
+        }
+    }
+
+    /// File names directly in `dir`.
+    pub async fn file_names(&self, dir: &str) -> Result<Vec<String>> {
+        let prefix = self.location.child(dir);
+        let metas: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| CheckpointError::Io { path: self.show(dir), source })?;
+        Ok(metas.iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
+    }
+
+    /// How to name an entry in messages.
+    pub fn show_entry(&self, relative: &str) -> String {
+        self.show(relative)
+    }
+
     /// The ids `N` of the `<dir>/<N>.json` entries, ascending.
     pub async fn ids(&self, dir: &str) -> Result<Vec<u64>> {
         let prefix = self.location.child(dir);
@@ -255,7 +308,7 @@ mod tests {
     use super::*;
 
     fn entry(n: u64) -> OffsetsEntry {
-        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new() }
+        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new() }
     }
 
     #[tokio::test]

@@ -64,6 +64,9 @@ impl QueryListener for Printer {
         if !matches!(self.format, ProgressFormat::None) {
             eprintln!("weir: query '{}' (id {}) started; checkpoint {}", e.name, e.id, e.checkpoint);
         }
+        for w in &e.warnings {
+            eprintln!("weir: warning: {w}");
+        }
     }
 
     fn on_query_progress(&self, p: &QueryProgress) {

@@ -17,6 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use weir_sql::types::sql_name;
 
+use crate::dedup::{DedupPlan, Split, split};
 use crate::error::{PlanError, Result};
 use crate::slot::{BatchSlot, SlotExec, SourceTable};
 
@@ -27,12 +28,24 @@ pub struct SourceDef {
     pub name: String,
     /// Its rows' schema.
     pub schema: SchemaRef,
+    /// Its watermarked event-time column, if any.
+    pub event_time: Option<String>,
 }
 
-/// A query planned once, executed per batch.
+/// The part of a query above its stateful operator.
+#[derive(Debug)]
+struct Stateful {
+    dedup: DedupPlan,
+    post: Arc<dyn ExecutionPlan>,
+    slot: Arc<BatchSlot>,
+}
+
+/// A query planned once, executed per batch: `pre` reads the sources; with a stateful
+/// operator, the runtime applies it to `pre`'s output and `post` runs the rest.
 #[derive(Debug)]
 pub struct CompiledQuery {
-    plan: Arc<dyn ExecutionPlan>,
+    pre: Arc<dyn ExecutionPlan>,
+    stateful: Option<Stateful>,
     task_ctx: Arc<TaskContext>,
     slots: BTreeMap<String, Arc<BatchSlot>>,
     output_schema: SchemaRef,
@@ -49,26 +62,51 @@ impl CompiledQuery {
         Arc::clone(&self.output_schema)
     }
 
-    /// The physical plan, for `EXPLAIN`-style display.
+    /// The physical plans, for `EXPLAIN`-style display.
     pub fn display_plan(&self) -> String {
-        datafusion::physical_plan::displayable(self.plan.as_ref()).indent(true).to_string()
+        let show = |p: &Arc<dyn ExecutionPlan>| datafusion::physical_plan::displayable(p.as_ref()).indent(true).to_string();
+        match &self.stateful {
+            None => show(&self.pre),
+            Some(s) => format!("{}Deduplicate: keys={:?}\n{}", show(&s.post), s.dedup.key_names, show(&self.pre)),
+        }
     }
 
-    /// Runs the plan over one batch's input rows (by source name).
-    pub async fn execute(&self, mut inputs: BTreeMap<String, Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
+    /// The deduplication between `pre` and `post`, if the query has one.
+    pub fn dedup(&self) -> Option<&DedupPlan> {
+        self.stateful.as_ref().map(|s| &s.dedup)
+    }
+
+    /// Runs the part below the stateful operator (all of a stateless query) over one
+    /// batch's input rows, by source name.
+    pub async fn run_pre(&self, mut inputs: BTreeMap<String, Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
         for (name, slot) in &self.slots {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
-        // Operators such as repartitions keep per-run state: run a fresh copy of the plan.
-        let result = match reset_plan_states(Arc::clone(&self.plan)) {
-            Ok(plan) => collect(plan, Arc::clone(&self.task_ctx)).await,
-            Err(e) => Err(e),
-        };
+        let result = run(&self.pre, &self.task_ctx).await;
         for slot in self.slots.values() {
             slot.clear();
         }
-        result.map_err(|e| PlanError::Execution(clean(&e)))
+        result
     }
+
+    /// Runs the part above the stateful operator over its output; without one, returns
+    /// `batches` as they are.
+    pub async fn run_post(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let Some(stateful) = &self.stateful else { return Ok(batches) };
+        stateful.slot.set(batches);
+        let result = run(&stateful.post, &self.task_ctx).await;
+        stateful.slot.clear();
+        result
+    }
+}
+
+/// Executes a fresh copy of `plan`: operators such as repartitions keep per-run state.
+async fn run(plan: &Arc<dyn ExecutionPlan>, task_ctx: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    let result = match reset_plan_states(Arc::clone(plan)) {
+        Ok(plan) => collect(plan, Arc::clone(task_ctx)).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| PlanError::Execution(clean(&e)))
 }
 
 /// Plans `query` (a SELECT) over `sources`. `target` is the schema the sink fixes, if any;
@@ -89,14 +127,32 @@ pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRe
     }
     let state = ctx.state();
     let logical = state.create_logical_plan(query).await.map_err(|e| PlanError::Plan(clean(&e)))?;
-    check_streamable(&logical)?;
-    let logical = conform_output(logical, target.as_ref())?;
-    let output_schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
-    let plan = state.create_physical_plan(&logical).await.map_err(|e| PlanError::Plan(clean(&e)))?;
+    let event_times: Vec<(String, String)> =
+        sources.iter().filter_map(|s| Some((s.name.clone(), s.event_time.clone()?))).collect();
+    let physical = |plan: LogicalPlan| {
+        let state = state.clone();
+        async move { state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e))) }
+    };
+    let (pre, stateful, output_schema) = match split(logical.clone(), &event_times, partitions)? {
+        None => {
+            check_streamable(&logical)?;
+            let logical = conform_output(logical, target.as_ref())?;
+            let output_schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
+            (physical(logical).await?, None, output_schema)
+        }
+        Some(Split { pre, dedup, post, slot }) => {
+            check_streamable(&pre)?;
+            check_streamable(&post)?;
+            let post = conform_output(post, target.as_ref())?;
+            let output_schema: SchemaRef = Arc::new(post.schema().as_arrow().clone());
+            let post = physical(post).await?;
+            (physical(pre).await?, Some(Stateful { dedup, post, slot }), output_schema)
+        }
+    };
 
     // The sources the plan really reads.
     let mut used = Vec::new();
-    plan.apply(|node| {
+    pre.apply(|node| {
         if let Some(slot) = node.downcast_ref::<SlotExec>() {
             used.push(slot.source().to_string());
         }
@@ -109,7 +165,7 @@ pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRe
         ));
     }
     let slots = all_slots.into_iter().filter(|(name, _)| used.contains(name)).collect();
-    Ok(CompiledQuery { plan, task_ctx: state.task_ctx(), slots, output_schema })
+    Ok(CompiledQuery { pre, stateful, task_ctx: state.task_ctx(), slots, output_schema })
 }
 
 /// Refuses what a stateless micro-batch cannot compute exactly.
@@ -117,12 +173,15 @@ fn check_streamable(plan: &LogicalPlan) -> Result<()> {
     let mut problem = None;
     plan.apply(|node| {
         let why = match node {
-            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => Some(
-                "aggregations and DISTINCT over a stream need state (deduplication or event-time windows), which this query cannot use yet; write a stateless query (projections, filters, functions, CASE, unnest)",
+            LogicalPlan::Aggregate(_) => Some(
+                "aggregations (GROUP BY, count, sum, ...) over a stream need event-time windows, which weir does not support yet; to drop duplicates, write SELECT DISTINCT ON (<keys>) ... ORDER BY <keys>, <event time>",
             ),
+            LogicalPlan::Distinct(_) => Some("a query may deduplicate only once"),
             LogicalPlan::Sort(_) => Some("ORDER BY has no meaning over an unbounded stream: remove it (rows are written per batch)"),
             LogicalPlan::Limit(_) => Some("LIMIT over an unbounded stream is not supported: remove it"),
-            LogicalPlan::Window(_) => Some("window functions (OVER ...) over a stream need state, which this query cannot use yet"),
+            LogicalPlan::Window(_) => Some(
+                "window functions (OVER ...) over a stream need state; the one weir runs is deduplication: SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY <keys> ORDER BY <event time>) AS rn FROM <source>) WHERE rn = 1",
+            ),
             LogicalPlan::Join(_) => Some("joins are not supported yet: a streaming query reads one source at a time (UNION ALL of sources works)"),
             LogicalPlan::RecursiveQuery(_) => Some("recursive queries are not supported in a streaming query"),
             _ => None,

@@ -7,8 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod compile;
+pub mod dedup;
 pub mod error;
 pub mod slot;
 
 pub use compile::{CompiledQuery, SourceDef, compile};
+pub use dedup::DedupPlan;
 pub use error::{PlanError, Result};

@@ -60,6 +60,11 @@ impl SourceTable {
     pub fn new(name: &str, schema: SchemaRef, slot: Arc<BatchSlot>, partitions: usize) -> Self {
         Self { name: name.to_string(), schema, slot, partitions: partitions.max(1) }
     }
+
+    /// The slot this table reads.
+    pub fn slot(&self) -> Arc<BatchSlot> {
+        Arc::clone(&self.slot)
+    }
 }
 
 #[async_trait]

@@ -2,7 +2,8 @@
 //!
 //! `WEIR_FAILPOINT=<name>` aborts the process the first time the loop reaches `<name>`;
 //! `WEIR_FAILPOINT=<name>:<batch>` only in that batch. Names: `after_offsets`,
-//! `after_execute`, `after_sink_commit`, `after_commit_log`.
+//! `after_execute`, `after_sink_commit`, `after_state_commit` (stateful queries),
+//! `after_commit_log`.
 
 /// Aborts the process if the failpoint `name` is armed for `batch_id`.
 #[cfg(feature = "failpoints")]

@@ -133,6 +133,8 @@ pub struct QueryStartedEvent {
     pub checkpoint: String,
     /// Start time (ISO-8601 UTC).
     pub timestamp: String,
+    /// Things the user should know, such as unbounded state.
+    pub warnings: Vec<String>,
 }
 
 /// `onQueryIdle`: a trigger found no new data.

@@ -21,6 +21,7 @@ use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, Sou
 use weir_connectors::{Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
+use weir_state::{DedupMetrics, Deduplicate, StateFiles};
 
 use crate::error::{Result, WeirError};
 use crate::failpoint;
@@ -40,6 +41,14 @@ pub(crate) struct RunSource {
     pub watermark: Option<(String, Duration)>,
 }
 
+/// The query's stateful operator and where its state lives.
+pub(crate) struct StatefulOp {
+    /// Name in progress (`dedupeWithinWatermark`, `dedupe`).
+    pub name: String,
+    pub op: Deduplicate,
+    pub files: StateFiles,
+}
+
 /// Everything one query needs to run its batches.
 pub(crate) struct Runner {
     pub id: String,
@@ -49,6 +58,8 @@ pub(crate) struct Runner {
     pub sources: Vec<RunSource>,
     pub sink: Box<dyn Sink>,
     pub compiled: CompiledQuery,
+    /// Built by `run` once the state version to start from is known.
+    pub stateful: Option<(String, weir_state::DedupSpec, StateFiles)>,
     pub trigger: Trigger,
     pub retain_batches: u64,
     pub shared: Arc<Shared>,
@@ -59,6 +70,11 @@ struct Position {
     next_batch: u64,
     ends: BTreeMap<String, Value>,
     watermark_ms: i64,
+    /// The watermark of the batch before (late rows are judged by it).
+    late_watermark_ms: i64,
+    /// The watermark moved in the last batch: stateful operators need a batch to evict,
+    /// even without new data.
+    needs_no_data_batch: bool,
     /// Per-source `max event time - delay`, over this run.
     source_watermarks: BTreeMap<String, i64>,
     last_trigger: Option<Instant>,
@@ -66,7 +82,8 @@ struct Position {
 
 impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
-        let outcome = self.run_batches().await;
+        let mut op = None;
+        let outcome = self.run_batches(&mut op).await;
         let active_msg = match &outcome {
             Ok(()) => "Stopped",
             Err(_) => "Terminated with exception",
@@ -75,15 +92,27 @@ impl Runner {
         outcome
     }
 
-    async fn run_batches(&mut self) -> Result<()> {
+    async fn run_batches(&mut self, op: &mut Option<StatefulOp>) -> Result<()> {
         let mut pos = Position {
             next_batch: 0,
             ends: BTreeMap::new(),
             watermark_ms: 0,
+            late_watermark_ms: 0,
+            needs_no_data_batch: false,
             source_watermarks: BTreeMap::new(),
             last_trigger: None,
         };
         let latest = self.checkpoint.latest().await?;
+        if let Some((name, spec, files)) = self.stateful.take() {
+            // State as of the last committed batch: the one before a batch to re-run.
+            let version = match &latest {
+                None => None,
+                Some((o, Some(_))) => Some(o.batch_id),
+                Some((o, None)) => o.batch_id.checked_sub(1),
+            };
+            let map = files.load(&self.checkpoint, version).await.map_err(|e| WeirError::Terminated(e.to_string()))?;
+            *op = Some(StatefulOp { name, op: Deduplicate::new(spec, map), files });
+        }
         let recorded = latest.as_ref().map(|(o, _)| o.clone());
         for s in &mut self.sources {
             let end = recorded.as_ref().and_then(|o| o.sources.get(&s.name)).map(|o| &o.end);
@@ -93,11 +122,16 @@ impl Runner {
             pos.ends = offsets.sources.iter().map(|(k, v)| (k.clone(), v.end.clone())).collect();
             pos.next_batch = offsets.batch_id + 1;
             match commit {
-                Some(c) => pos.watermark_ms = c.next_batch_watermark_ms,
+                Some(c) => {
+                    pos.watermark_ms = c.next_batch_watermark_ms;
+                    pos.late_watermark_ms = offsets.batch_watermark_ms;
+                    pos.needs_no_data_batch =
+                        op.as_ref().is_some_and(|o| o.op.has_watermark()) && pos.watermark_ms > offsets.batch_watermark_ms;
+                }
                 None => {
                     // Crashed before commits/N: run batch N again with exactly its offsets.
                     pos.watermark_ms = offsets.batch_watermark_ms;
-                    self.run_batch(&offsets, &mut pos, Instant::now(), 0, 0, true).await?;
+                    self.run_batch(op, &offsets, &mut pos, Instant::now(), 0, 0, true).await?;
                     if self.trigger == Trigger::Once {
                         return Ok(());
                     }
@@ -134,7 +168,7 @@ impl Runner {
                 }
             }
             let latest_offset_ms = started.elapsed().as_millis() as u64;
-            if !any_new {
+            if !any_new && !pos.needs_no_data_batch {
                 match self.trigger {
                     Trigger::AvailableNow | Trigger::Once => return Ok(()),
                     Trigger::ProcessingTime(interval) => {
@@ -156,6 +190,7 @@ impl Runner {
                 version: FORMAT_VERSION,
                 batch_id,
                 batch_watermark_ms: pos.watermark_ms,
+                late_events_watermark_ms: pos.late_watermark_ms,
                 batch_timestamp_ms: now_millis(),
                 sources,
             };
@@ -163,7 +198,7 @@ impl Runner {
             self.checkpoint.write_offsets(&entry).await?;
             let wal_ms = wal.elapsed().as_millis() as u64;
             failpoint::hit("after_offsets", batch_id);
-            self.run_batch(&entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
+            self.run_batch(op, &entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
             if self.trigger == Trigger::Once {
                 return Ok(());
             }
@@ -177,8 +212,10 @@ impl Runner {
     }
 
     /// Runs the batch recorded in `entry`: read, execute, commit to the sink, log the commit.
+    #[allow(clippy::too_many_arguments)]
     async fn run_batch(
         &mut self,
+        op: &mut Option<StatefulOp>,
         entry: &OffsetsEntry,
         pos: &mut Position,
         started: Instant,
@@ -211,10 +248,26 @@ impl Runner {
         let event_time = self.track_event_time(&inputs, pos, batch_id)?;
 
         let add_started = Instant::now();
-        let output = self.compiled.execute(inputs).await.map_err(|e| batch_err(batch_id, e))?;
+        let mut rows = self.compiled.run_pre(inputs).await.map_err(|e| batch_err(batch_id, e))?;
+        let mut state_metrics = None;
+        if let Some(o) = op.as_mut() {
+            // Late rows are judged by the previous batch's watermark, state evicted by this one's.
+            rows = o.op.process(&rows, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+            o.op.evict(entry.batch_watermark_ms);
+            state_metrics = Some(o.op.take_metrics());
+        }
+        let output = self.compiled.run_post(rows).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_execute", batch_id);
         let sink_commit = self.sink.commit(batch_id, output).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
+        if let Some(o) = op.as_mut() {
+            let (added, removed) = o.op.take_changes();
+            o.files
+                .commit(&self.checkpoint, batch_id, &added, &removed, o.op.state())
+                .await
+                .map_err(|e| batch_err(batch_id, e))?;
+            failpoint::hit("after_state_commit", batch_id);
+        }
         let add_batch_ms = add_started.elapsed().as_millis() as u64;
 
         let next_watermark = self.next_watermark(pos);
@@ -230,6 +283,10 @@ impl Runner {
         let commit_ms = commit_started.elapsed().as_millis() as u64;
         if batch_id.is_multiple_of(10) && batch_id > 0 {
             self.checkpoint.purge(self.retain_batches).await?;
+            if let Some(o) = op.as_ref() {
+                let oldest = batch_id.saturating_sub(self.retain_batches);
+                o.files.purge(&self.checkpoint, oldest).await.map_err(|e| batch_err(batch_id, e))?;
+            }
         }
 
         let total = started.elapsed();
@@ -269,7 +326,10 @@ impl Runner {
                 trigger_execution: total.as_millis() as u64,
             },
             event_time,
-            state_operators: Vec::new(),
+            state_operators: match (op.as_ref(), state_metrics) {
+                (Some(o), Some(m)) => vec![state_operator_json(&o.name, &m)],
+                _ => Vec::new(),
+            },
             sources,
             sink: SinkProgress { description: self.sink.description(), num_output_rows: sink_commit.rows, version: sink_commit.version },
             observed_metrics: BTreeMap::new(),
@@ -277,6 +337,8 @@ impl Runner {
         self.shared.push_progress(progress);
 
         pos.last_trigger = Some(started);
+        pos.needs_no_data_batch = op.as_ref().is_some_and(|o| o.op.has_watermark()) && next_watermark > entry.batch_watermark_ms;
+        pos.late_watermark_ms = entry.batch_watermark_ms;
         pos.watermark_ms = next_watermark;
         pos.next_batch = batch_id + 1;
         for (name, o) in &entry.sources {
@@ -338,6 +400,19 @@ impl Runner {
             None => pos.watermark_ms,
         }
     }
+}
+
+/// One entry of `stateOperators`, with Spark's names.
+fn state_operator_json(name: &str, m: &DedupMetrics) -> Value {
+    serde_json::json!({
+        "operatorName": name,
+        "numRowsTotal": m.num_rows_total,
+        "numRowsUpdated": m.num_rows_updated,
+        "numRowsRemoved": m.num_rows_removed,
+        "numRowsDroppedByWatermark": m.num_rows_dropped_by_watermark,
+        "memoryUsedBytes": m.memory_used_bytes,
+        "customMetrics": { "numDroppedDuplicateRows": m.num_dropped_duplicate_rows },
+    })
 }
 
 fn batch_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {

@@ -158,7 +158,14 @@ impl Session {
         let mut sink = make_sink(&insert.sink, &sink_def.config, sink_def.declared_schema(), &self.memory)
             .map_err(|e| WeirError::at(sink_def.create.line, e))?;
         let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;
-        let defs: Vec<SourceDef> = sources.iter().map(|(n, _, s)| SourceDef { name: n.clone(), schema: s.schema() }).collect();
+        let defs: Vec<SourceDef> = sources
+            .iter()
+            .map(|(n, def, s)| SourceDef {
+                name: n.clone(),
+                schema: s.schema(),
+                event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
+            })
+            .collect();
         let compiled = compile(&insert.query, &defs, target).await.map_err(|e| WeirError::plan(line, e))?;
         let used: Vec<String> = compiled.sources().map(str::to_string).collect();
         let run_sources: Vec<RunSource> = sources
@@ -180,6 +187,48 @@ impl Session {
                 }
             }
         }
+
+        let mut warnings = Vec::new();
+        let stateful = match compiled.dedup() {
+            None => None,
+            Some(d) => {
+                for (&c, name) in d.key_columns.iter().zip(&d.key_names) {
+                    let t = d.input_schema.field(c).data_type();
+                    if !weir_state::key::supported(t) {
+                        return Err(WeirError::at(
+                            line,
+                            format!("deduplication key '{name}' is of type {}, which cannot be a key; use scalar columns", weir_sql::types::sql_name(t)),
+                        ));
+                    }
+                }
+                let event_time = match &d.event_time {
+                    Some((col, source)) => {
+                        let delay = run_sources
+                            .iter()
+                            .find(|s| &s.name == source)
+                            .and_then(|s| s.watermark.as_ref())
+                            .map(|(_, delay)| delay.as_millis() as i64)
+                            .unwrap_or(0);
+                        Some((*col, delay))
+                    }
+                    None => {
+                        warnings.push(format!(
+                            "line {line}: deduplication on ({}) has no watermark, so its state keeps every key forever and grows without bound; declare WATERMARK FOR <event time> AS <event time> - INTERVAL '...' on the source and keep that column in the query",
+                            d.key_names.join(", ")
+                        ));
+                        None
+                    }
+                };
+                let spec = weir_state::DedupSpec {
+                    key_columns: d.key_columns.clone(),
+                    event_time,
+                    output_columns: d.output_columns.clone(),
+                    output_schema: Arc::clone(&d.output_schema),
+                };
+                let name = if event_time.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
+                Some((name.to_string(), spec, weir_state::StateFiles::new("dedup", 10)))
+            }
+        };
 
         // The checkpoint: lock it, then check it belongs to this query.
         let location = match &options.checkpoint {
@@ -232,6 +281,7 @@ impl Session {
             name: name.clone(),
             checkpoint: checkpoint.display(),
             timestamp: iso_millis(now_millis()),
+            warnings,
         };
         for l in &self.listeners {
             l.on_query_started(&started);
@@ -244,6 +294,7 @@ impl Session {
             sources: run_sources,
             sink,
             compiled,
+            stateful,
             trigger: options.trigger,
             retain_batches: self.config.retain_batches,
             shared: Arc::clone(&shared),

@@ -16,11 +16,18 @@
 //! batch [<source>] [error <substring>]
 //! <lines of a new file for <source>, if named>
 //! ----
-//! <expected rows of this batch, columns joined by |, NULL for null; any order>
+//! <expected rows written, columns joined by |, NULL for null; any order>
+//!
+//! state total=<n> updated=<n> removed=<n> late=<n> duplicates=<n>   (any subset)
+//!
+//! trigger once | available-now   (for the batches that follow; default available-now)
 //! ```
 //!
-//! Each `batch` restarts the query with trigger `once` on the same checkpoint, so every
-//! case also exercises the restart path. `WEIR_COMPLETE=1` rewrites the expected rows.
+//! Each `batch` starts the query again on the same checkpoint, so every case also exercises
+//! the restart path. With `available-now` it runs every batch that is due, no-data batches
+//! (state eviction) included, as Spark's `processAllAvailable`; with `once`, one batch.
+//! `state` checks the stateful operator's metrics over those batches: `total` after the last,
+//! the others summed. `WEIR_COMPLETE=1` rewrites the expected rows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +100,9 @@ struct Case {
     session: Session,
     query: Option<weir_sql::Insert>,
     file_seq: usize,
+    trigger: Trigger,
+    /// Progress of the batches the last `batch` directive ran.
+    last_progress: Vec<weir_runtime::QueryProgress>,
 }
 
 impl Case {
@@ -119,12 +129,14 @@ impl Case {
         let insert = self.query.clone().unwrap_or_else(|| panic!("{at}: batch before query"));
         let before = self.session.memory_table(&insert.sink).map_or(0, |t| t.batches.len());
         let options = QueryOptions {
-            checkpoint: Some(self.dir.path().join("checkpoint").display().to_string()),
-            trigger: Trigger::Once,
+            checkpoint: Some(self.dir.path().join(format!("checkpoint-{}", insert.sink)).display().to_string()),
+            trigger: self.trigger,
             name: None,
         };
         let query = self.session.start(&insert, options).await.map_err(|e| e.to_string())?;
-        query.await_termination().await.map_err(|e| e.to_string())?;
+        let outcome = query.await_termination().await.map_err(|e| e.to_string());
+        self.last_progress = query.recent_progress();
+        outcome?;
         let table = self.session.memory_table(&insert.sink).unwrap_or_default();
         let new: Vec<RecordBatch> = table.batches[before..].iter().flat_map(|(_, b)| b.iter().cloned()).collect();
         Ok(render(&new))
@@ -147,6 +159,8 @@ async fn run_case(path: &Path) -> Option<String> {
         session: Session::new(SessionConfig::default()),
         query: None,
         file_seq: 0,
+        trigger: Trigger::AvailableNow,
+        last_progress: Vec::new(),
     };
     let complete = std::env::var("WEIR_COMPLETE").is_ok_and(|v| v == "1");
     let mut rewrites: BTreeMap<usize, (std::ops::Range<usize>, Vec<String>)> = BTreeMap::new();
@@ -202,6 +216,32 @@ async fn run_case(path: &Path) -> Option<String> {
                 }
             }
             ["file", source] => case.stage_file(source, &block.body, &at),
+            ["trigger", "once"] => case.trigger = Trigger::Once,
+            ["trigger", "available-now"] => case.trigger = Trigger::AvailableNow,
+            ["state", ..] => {
+                let ops: Vec<&serde_json::Value> =
+                    case.last_progress.iter().filter_map(|p| p.state_operators.first()).collect();
+                assert!(!ops.is_empty(), "{at}: the last batch directive ran no stateful batch");
+                for check in block.directive.split_whitespace().skip(1) {
+                    let (name, want) = check.split_once('=').unwrap_or_else(|| panic!("{at}: write name=value"));
+                    let want: u64 = want.parse().unwrap_or_else(|_| panic!("{at}: {check}: not a number"));
+                    let field = |op: &serde_json::Value| -> u64 {
+                        match name {
+                            "total" => op["numRowsTotal"].as_u64(),
+                            "updated" => op["numRowsUpdated"].as_u64(),
+                            "removed" => op["numRowsRemoved"].as_u64(),
+                            "late" => op["numRowsDroppedByWatermark"].as_u64(),
+                            "duplicates" => op["customMetrics"]["numDroppedDuplicateRows"].as_u64(),
+                            other => panic!("{at}: unknown state metric '{other}'"),
+                        }
+                        .expect("metric present")
+                    };
+                    let got = if name == "total" { field(ops[ops.len() - 1]) } else { ops.iter().map(|o| field(o)).sum() };
+                    if got != want {
+                        return Some(format!("{at}: state {name} is {got}, expected {want} (batches: {})", ops.len()));
+                    }
+                }
+            }
             ["batch", rest @ ..] => {
                 let (source, error) = match rest {
                     [] => (None, None),

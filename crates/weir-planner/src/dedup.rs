@@ -1,0 +1,305 @@
+//! Finding deduplication in a query and splitting the plan around it.
+//!
+//! Three spellings mean "keep the first row of each key" and become one streaming
+//! `Deduplicate` operator:
+//!
+//! ```sql
+//! SELECT DISTINCT a, b, ts FROM s                                      -- key: every column
+//! SELECT DISTINCT ON (k) * FROM s ORDER BY k, ts                       -- key: k
+//! SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM s) WHERE rn = 1
+//! ```
+//!
+//! The plan is cut in two: `pre` computes the operator's input (the output columns, then the
+//! key columns, then the event-time column), and `post` is the rest of the query, reading the
+//! operator's output from a slot. Both stay DataFusion plans, planned once.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::{BinaryExpr, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Operator, SortExpr, cast, col, lit};
+
+use crate::compile::clean;
+use crate::error::{PlanError, Result};
+use crate::slot::{BatchSlot, SourceTable};
+
+/// Name of the table the `post` plan reads the operator's output from.
+pub const DEDUP_TABLE: &str = "__weir_dedup";
+
+/// What the runtime needs to build the operator over `pre`'s output.
+#[derive(Debug, Clone)]
+pub struct DedupPlan {
+    /// Columns of `pre`'s output that are the key.
+    pub key_columns: Vec<usize>,
+    /// Key column names as the user wrote them, for messages.
+    pub key_names: Vec<String>,
+    /// The event-time column in `pre`'s output and the source whose watermark governs it.
+    pub event_time: Option<(usize, String)>,
+    /// Columns of `pre`'s output that form the operator's output.
+    pub output_columns: Vec<usize>,
+    /// The operator's output schema (what `post` reads).
+    pub output_schema: SchemaRef,
+    /// Which spelling it came from (`distinct`, `distinctOn`, `rowNumberFirst`).
+    pub spelling: &'static str,
+    /// The operator's input schema (`pre`'s output).
+    pub input_schema: SchemaRef,
+}
+
+/// The pieces of a plan around its deduplication.
+pub struct Split {
+    /// The operator's input.
+    pub pre: LogicalPlan,
+    /// The operator.
+    pub dedup: DedupPlan,
+    /// The rest of the query, reading [`DEDUP_TABLE`].
+    pub post: LogicalPlan,
+    /// The slot `post` reads.
+    pub slot: Arc<BatchSlot>,
+}
+
+/// The node found, in plan-independent terms.
+struct Found {
+    input: Arc<LogicalPlan>,
+    /// Output expressions over `input`, one per field of `schema`.
+    select: Vec<Expr>,
+    keys: Vec<Expr>,
+    schema: DFSchemaRef,
+    spelling: &'static str,
+}
+
+/// Splits `plan` around its deduplication, if it has one. `event_times` lists
+/// `(source, column)` for sources with a watermark.
+pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: usize) -> Result<Option<Split>> {
+    let mut found: Option<Found> = None;
+    let mut error: Option<PlanError> = None;
+    let rewritten = plan
+        .transform_down(|node| {
+            if error.is_some() {
+                return Ok(Transformed::no(node));
+            }
+            let hit = match recognise(&node) {
+                Ok(hit) => hit,
+                Err(e) => {
+                    error = Some(e);
+                    return Ok(Transformed::no(node));
+                }
+            };
+            let Some(hit) = hit else { return Ok(Transformed::no(node)) };
+            if found.is_some() {
+                error = Some(PlanError::Unsupported("a query may deduplicate only once".into()));
+                return Ok(Transformed::no(node));
+            }
+            let replacement = match slot_scan(&hit.schema, partitions) {
+                Ok(r) => r,
+                Err(e) => {
+                    error = Some(PlanError::Plan(clean(&e)));
+                    return Ok(Transformed::no(node));
+                }
+            };
+            found = Some(hit);
+            Ok(Transformed::new(replacement, true, datafusion::common::tree_node::TreeNodeRecursion::Jump))
+        })
+        .map_err(|e| PlanError::Plan(clean(&e)))?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let Some(found) = found else { return Ok(None) };
+    let post = rewritten.data;
+
+    // pre: output columns, then keys (unless they are the output), then the event time.
+    let mut exprs: Vec<Expr> = found.select.iter().enumerate().map(|(i, e)| e.clone().alias(format!("__o{i}"))).collect();
+    let n = exprs.len();
+    let keys_are_output = found.keys == found.select;
+    let key_columns: Vec<usize> = if keys_are_output {
+        (0..n).collect()
+    } else {
+        for (j, k) in found.keys.iter().enumerate() {
+            exprs.push(k.clone().alias(format!("__k{j}")));
+        }
+        (n..n + found.keys.len()).collect()
+    };
+    let event_time = event_time_column(&found.input, event_times).map(|(column, source)| {
+        exprs.push(Expr::Column(column).alias("__t"));
+        (exprs.len() - 1, source)
+    });
+    let pre = LogicalPlanBuilder::from(Arc::unwrap_or_clone(found.input))
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| PlanError::Plan(clean(&e)))?;
+    let pre_fields = pre.schema().fields();
+    let output_schema = Arc::new(Schema::new(
+        (0..n).map(|i| Field::new(format!("__o{i}"), pre_fields[i].data_type().clone(), true)).collect::<Vec<_>>(),
+    ));
+    let slot = post_slot(&post)?;
+    let dedup = DedupPlan {
+        key_columns,
+        key_names: found.keys.iter().map(|k| k.schema_name().to_string()).collect(),
+        event_time,
+        output_columns: (0..n).collect(),
+        output_schema,
+        spelling: found.spelling,
+        input_schema: Arc::new(pre.schema().as_arrow().clone()),
+    };
+    Ok(Some(Split { pre, dedup, post, slot }))
+}
+
+/// Recognises one of the three spellings at `node`.
+fn recognise(node: &LogicalPlan) -> Result<Option<Found>> {
+    match node {
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let select: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+            Ok(Some(Found { input: Arc::clone(input), keys: select.clone(), select, schema: Arc::clone(input.schema()), spelling: "distinct" }))
+        }
+        LogicalPlan::Distinct(Distinct::On(on)) => {
+            if let Some(sort) = &on.sort_expr {
+                check_order(&sort[on.on_expr.len().min(sort.len())..], "DISTINCT ON (...) ... ORDER BY <keys>, <event time>")?;
+            }
+            Ok(Some(Found {
+                input: Arc::clone(&on.input),
+                select: on.select_expr.clone(),
+                keys: on.on_expr.clone(),
+                schema: Arc::clone(&on.schema),
+                spelling: "distinctOn",
+            }))
+        }
+        LogicalPlan::Filter(filter) => row_number_first(filter),
+        _ => Ok(None),
+    }
+}
+
+/// `WHERE rn = 1` over `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY ts) AS rn`.
+fn row_number_first(filter: &datafusion::logical_expr::Filter) -> Result<Option<Found>> {
+    let mut below = filter.input.as_ref();
+    if let LogicalPlan::SubqueryAlias(a) = below {
+        below = a.input.as_ref();
+    }
+    let LogicalPlan::Projection(projection) = below else { return Ok(None) };
+    let LogicalPlan::Window(window) = projection.input.as_ref() else { return Ok(None) };
+    let [Expr::WindowFunction(wf)] = window.window_expr.as_slice() else { return Ok(None) };
+    let WindowFunction { fun, params } = wf.as_ref();
+    if fun.name() != "row_number" || params.partition_by.is_empty() {
+        return Ok(None);
+    }
+    let window_column = window.window_expr[0].schema_name().to_string();
+    // Which output column is the row number?
+    let rn_index = projection.expr.iter().position(|e| {
+        let inner = match e {
+            Expr::Alias(a) => a.expr.as_ref(),
+            other => other,
+        };
+        matches!(inner, Expr::Column(c) if c.name == window_column)
+    });
+    let Some(rn_index) = rn_index else { return Ok(None) };
+    let rn_name = filter.input.schema().field(rn_index).name().clone();
+    if !is_first_row_predicate(&filter.predicate, &rn_name) {
+        return Ok(None);
+    }
+    check_order(&params.order_by, "ROW_NUMBER() OVER (PARTITION BY <keys> ORDER BY <event time>)")?;
+    let rn_type = filter.input.schema().field(rn_index).data_type().clone();
+    let one = cast(lit(ScalarValue::Int64(Some(1))), rn_type);
+    let select: Vec<Expr> = projection
+        .expr
+        .iter()
+        .enumerate()
+        .map(|(i, e)| if i == rn_index { one.clone() } else { unalias(e) })
+        .collect();
+    Ok(Some(Found {
+        input: Arc::clone(&window.input),
+        select,
+        keys: params.partition_by.clone(),
+        schema: Arc::clone(filter.input.schema()),
+        spelling: "rowNumberFirst",
+    }))
+}
+
+fn unalias(e: &Expr) -> Expr {
+    match e {
+        Expr::Alias(a) => a.expr.as_ref().clone(),
+        other => other.clone(),
+    }
+}
+
+/// `rn = 1`, `1 = rn`, `rn <= 1` or `rn < 2`.
+fn is_first_row_predicate(predicate: &Expr, rn: &str) -> bool {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else { return false };
+    let is_rn = |e: &Expr| matches!(e, Expr::Column(c) if c.name == rn);
+    let int = |e: &Expr| match e {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::Int64(Some(i)) => Some(*i),
+            ScalarValue::Int32(Some(i)) => Some(i64::from(*i)),
+            ScalarValue::UInt64(Some(i)) => i64::try_from(*i).ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match (is_rn(left), is_rn(right)) {
+        (true, false) => matches!((op, int(right)), (Operator::Eq, Some(1)) | (Operator::LtEq, Some(1)) | (Operator::Lt, Some(2))),
+        (false, true) => matches!((op, int(left)), (Operator::Eq, Some(1)) | (Operator::GtEq, Some(1)) | (Operator::Gt, Some(2))),
+        _ => false,
+    }
+}
+
+/// The ordering after the keys may only be ascending (first row to arrive per key).
+fn check_order(order: &[SortExpr], spelling: &str) -> Result<()> {
+    if let Some(desc) = order.iter().find(|s| !s.asc) {
+        return Err(PlanError::Unsupported(format!(
+            "ordering by {} DESC keeps the LAST row of each key, which a stream cannot know until it ends; \
+             weir keeps the first row to arrive for each key: write {spelling} with the event time ascending",
+            desc.expr.schema_name()
+        )));
+    }
+    if order.len() > 1 {
+        return Err(PlanError::Unsupported(format!(
+            "deduplication keeps the first row to arrive for each key; after the keys, order only by the event-time column: {spelling}"
+        )));
+    }
+    Ok(())
+}
+
+/// The watermarked event-time column among `input`'s columns, and its source.
+fn event_time_column(input: &LogicalPlan, event_times: &[(String, String)]) -> Option<(Column, String)> {
+    for (source, column) in event_times {
+        let matches = input.schema().columns_with_unqualified_name(column);
+        if let [c] = matches.as_slice() {
+            return Some(((*c).clone(), source.clone()));
+        }
+    }
+    None
+}
+
+/// A scan of the operator's output, re-qualified as the replaced node's schema.
+fn slot_scan(schema: &DFSchemaRef, partitions: usize) -> datafusion::error::Result<LogicalPlan> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("__o{i}"), f.data_type().clone(), true))
+        .collect();
+    let table = SourceTable::new(DEDUP_TABLE, Arc::new(Schema::new(fields)), Arc::new(BatchSlot::default()), partitions);
+    let exprs: Vec<Expr> = schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| col(format!("__o{i}")).alias_qualified(qualifier.cloned(), field.name()))
+        .collect();
+    LogicalPlanBuilder::scan(DEDUP_TABLE, provider_as_source(Arc::new(table)), None)?.project(exprs)?.build()
+}
+
+/// The slot of the scan [`slot_scan`] put into `post`.
+fn post_slot(post: &LogicalPlan) -> Result<Arc<BatchSlot>> {
+    let mut slot = None;
+    post.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == DEDUP_TABLE
+            && let Some(provider) = datafusion::datasource::source_as_provider(&scan.source).ok()
+            && let Some(table) = provider.downcast_ref::<SourceTable>()
+        {
+            slot = Some(table.slot());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| PlanError::Plan(clean(&e)))?;
+    slot.ok_or_else(|| PlanError::Plan("internal: the deduplication slot was not found in the plan".into()))
+}

@@ -1,0 +1,225 @@
+//! Compact, hashable keys for keyed state.
+//!
+//! Key columns are encoded per row into a byte string (a null flag, then fixed-width bytes or
+//! a length and bytes). Keys up to 30 bytes live inline in the hash table: no heap allocation
+//! for fixed-width keys or short strings.
+
+use std::hash::{Hash, Hasher};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanArray, LargeBinaryArray, LargeStringArray,
+    StringArray, StringViewArray,
+};
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+
+const INLINE: usize = 30;
+
+/// An encoded key: inline when short, boxed otherwise.
+#[derive(Clone)]
+pub enum Key {
+    /// Up to 30 bytes, stored in place.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The bytes (the first `len`).
+        bytes: [u8; INLINE],
+    },
+    /// A longer key.
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    /// A key holding `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            let mut inline = [0u8; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Self::Inline { len: bytes.len() as u8, bytes: inline }
+        } else {
+            Self::Heap(bytes.into())
+        }
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..*len as usize],
+            Self::Heap(b) => b,
+        }
+    }
+
+    /// Heap bytes this key owns beyond its own size.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Self::Inline { .. } => 0,
+            Self::Heap(b) => b.len(),
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({:02x?})", self.as_bytes())
+    }
+}
+
+/// Whether a column of this type can be part of a key.
+pub fn supported(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(_, _)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+    )
+}
+
+/// Appends the encoding of `column`'s value at each row to `out[row]`.
+pub fn encode_column(column: &ArrayRef, out: &mut [Vec<u8>]) {
+    macro_rules! prim {
+        ($t:ty) => {{
+            let a = column.as_primitive::<$t>();
+            for (row, buf) in out.iter_mut().enumerate() {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    buf.push(1);
+                    buf.extend_from_slice(&a.value(row).to_le_bytes());
+                }
+            }
+        }};
+    }
+    macro_rules! var {
+        ($t:ty) => {{
+            let a = column.as_any().downcast_ref::<$t>().expect("type checked");
+            for (row, buf) in out.iter_mut().enumerate() {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    let v: &[u8] = a.value(row).as_ref();
+                    buf.push(1);
+                    buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(v);
+                }
+            }
+        }};
+    }
+    match column.data_type() {
+        DataType::Boolean => {
+            let a = column.as_any().downcast_ref::<BooleanArray>().expect("type checked");
+            for (row, buf) in out.iter_mut().enumerate() {
+                buf.push(if a.is_null(row) { 0 } else if a.value(row) { 2 } else { 1 });
+            }
+        }
+        DataType::Int8 => prim!(Int8Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        DataType::Float32 => {
+            // -0.0 and 0.0 are one key, as are all NaNs (SQL equality for grouping).
+            let a = column.as_primitive::<Float32Type>();
+            for (row, buf) in out.iter_mut().enumerate() {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    let v = a.value(row);
+                    let v = if v == 0.0 { 0.0f32 } else if v.is_nan() { f32::NAN } else { v };
+                    buf.push(1);
+                    buf.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+        }
+        DataType::Float64 => {
+            let a = column.as_primitive::<Float64Type>();
+            for (row, buf) in out.iter_mut().enumerate() {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    let v = a.value(row);
+                    let v = if v == 0.0 { 0.0f64 } else if v.is_nan() { f64::NAN } else { v };
+                    buf.push(1);
+                    buf.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+        }
+        DataType::Decimal128(_, _) => prim!(Decimal128Type),
+        DataType::Date32 => prim!(Date32Type),
+        DataType::Date64 => prim!(Date64Type),
+        DataType::Timestamp(TimeUnit::Second, _) => prim!(TimestampSecondType),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => prim!(TimestampMillisecondType),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => prim!(TimestampMicrosecondType),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => prim!(TimestampNanosecondType),
+        DataType::Utf8 => var!(StringArray),
+        DataType::LargeUtf8 => var!(LargeStringArray),
+        DataType::Utf8View => var!(StringViewArray),
+        DataType::Binary => var!(BinaryArray),
+        DataType::LargeBinary => var!(LargeBinaryArray),
+        DataType::BinaryView => var!(BinaryViewArray),
+        other => unreachable!("key type {other} is checked at planning"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn keys_distinguish_null_empty_and_values() {
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(1), Some(1)]));
+        let names: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), Some("a"), None, Some("")]));
+        let mut bufs = vec![Vec::new(); 4];
+        encode_column(&ids, &mut bufs);
+        encode_column(&names, &mut bufs);
+        let keys: Vec<Key> = bufs.iter().map(|b| Key::new(b)).collect();
+        for i in 0..4 {
+            for j in 0..4 {
+                assert_eq!(keys[i] == keys[j], i == j, "{i} {j}");
+            }
+        }
+        assert!(matches!(Key::new(&[7; 40]), Key::Heap(_)));
+        assert_eq!(std::mem::size_of::<Key>(), 32);
+    }
+}

@@ -1,0 +1,13 @@
+//! weir's keyed state: compact keys, the streaming `Deduplicate` operator, and its state
+//! files in the checkpoint (snapshots plus per-batch deltas, versioned by batch id).
+
+#![warn(missing_docs)]
+
+pub mod dedup;
+pub mod error;
+pub mod key;
+pub mod store;
+
+pub use dedup::{DedupMetrics, DedupSpec, Deduplicate};
+pub use error::{Result, StateError};
+pub use store::StateFiles;

@@ -1,0 +1,182 @@
+//! Versioned keyed state in the checkpoint: `state/<operator>/<N>.delta` holds what batch N
+//! changed (Arrow IPC: `key` binary, `expires` int64, NULL = removed), and every
+//! `snapshot_every` batches `state/<operator>/<N>.snapshot` holds the whole state.
+//!
+//! Batch N reads version N-1 and writes version N. Loading version V takes the newest
+//! snapshot at or below V and applies the deltas after it, so a replayed batch starts from
+//! exactly the state it started from the first time.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::{Array, BinaryArray, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::record_batch::RecordBatch;
+use weir_checkpoint::Checkpoint;
+
+use crate::dedup::DedupMap;
+use crate::error::{Result, StateError};
+use crate::key::Key;
+
+/// Where one operator's state lives, and how often it is snapshotted.
+#[derive(Debug, Clone)]
+pub struct StateFiles {
+    dir: String,
+    snapshot_every: u64,
+}
+
+fn file_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("key", DataType::Binary, false), Field::new("expires", DataType::Int64, true)]))
+}
+
+impl StateFiles {
+    /// The state of operator `name`, snapshotted every `snapshot_every` versions.
+    pub fn new(name: &str, snapshot_every: u64) -> Self {
+        Self { dir: format!("state/{name}"), snapshot_every: snapshot_every.max(1) }
+    }
+
+    fn path(&self, version: u64, kind: &str) -> String {
+        format!("{}/{version}.{kind}", self.dir)
+    }
+
+    /// The state as of `version` (`None`: before the first batch, empty).
+    pub async fn load(&self, checkpoint: &Checkpoint, version: Option<u64>) -> Result<DedupMap> {
+        let mut map = DedupMap::default();
+        let Some(version) = version else { return Ok(map) };
+        let mut snapshots = Vec::new();
+        let mut deltas = Vec::new();
+        for name in checkpoint.file_names(&self.dir).await? {
+            if let Some(n) = name.strip_suffix(".snapshot").and_then(|n| n.parse::<u64>().ok()) {
+                snapshots.push(n);
+            } else if let Some(n) = name.strip_suffix(".delta").and_then(|n| n.parse::<u64>().ok()) {
+                deltas.push(n);
+            }
+        }
+        let base = snapshots.into_iter().filter(|s| *s <= version).max();
+        let first_delta = match base {
+            Some(s) => {
+                self.apply(checkpoint, &self.path(s, "snapshot"), &mut map).await?;
+                s + 1
+            }
+            None => 0,
+        };
+        for v in first_delta..=version {
+            if !deltas.contains(&v) {
+                return Err(StateError::Corrupt {
+                    path: checkpoint.show_entry(&self.path(v, "delta")),
+                    message: format!("missing: state version {version} needs it; the checkpoint is incomplete"),
+                });
+            }
+            self.apply(checkpoint, &self.path(v, "delta"), &mut map).await?;
+        }
+        Ok(map)
+    }
+
+    async fn apply(&self, checkpoint: &Checkpoint, relative: &str, map: &mut DedupMap) -> Result<()> {
+        let shown = checkpoint.show_entry(relative);
+        let corrupt = |m: String| StateError::Corrupt { path: shown.clone(), message: m };
+        let bytes = checkpoint.get_bytes(relative).await?.ok_or_else(|| corrupt("missing".into()))?;
+        let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(|e| corrupt(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+            let keys = batch.column(0).as_any().downcast_ref::<BinaryArray>().ok_or_else(|| corrupt("bad key column".into()))?;
+            let expires = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| corrupt("bad expires column".into()))?;
+            for i in 0..batch.num_rows() {
+                let key = Key::new(keys.value(i));
+                if expires.is_null(i) {
+                    map.remove(&key);
+                } else {
+                    map.insert(key, expires.value(i));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes version `version`: its delta, and a snapshot when one is due.
+    pub async fn commit(
+        &self,
+        checkpoint: &Checkpoint,
+        version: u64,
+        added: &[(Key, i64)],
+        removed: &[Key],
+        state: &DedupMap,
+    ) -> Result<()> {
+        let delta = encode(added.iter().map(|(k, e)| (k, Some(*e))).chain(removed.iter().map(|k| (k, None))));
+        checkpoint.put_bytes(&self.path(version, "delta"), delta?).await?;
+        if (version + 1).is_multiple_of(self.snapshot_every) {
+            let snapshot = encode(state.iter().map(|(k, e)| (k, Some(*e))))?;
+            checkpoint.put_bytes(&self.path(version, "snapshot"), snapshot).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes files no version at or after `oldest_needed` needs.
+    pub async fn purge(&self, checkpoint: &Checkpoint, oldest_needed: u64) -> Result<()> {
+        let names = checkpoint.file_names(&self.dir).await?;
+        let snapshot_of = |n: &str| n.strip_suffix(".snapshot").and_then(|n| n.parse::<u64>().ok());
+        let Some(base) = names.iter().filter_map(|n| snapshot_of(n)).filter(|s| *s <= oldest_needed).max() else {
+            return Ok(());
+        };
+        for name in &names {
+            let version = snapshot_of(name).or_else(|| name.strip_suffix(".delta").and_then(|n| n.parse().ok()));
+            if let Some(v) = version
+                && (v < base || (v == base && name.ends_with(".delta")))
+            {
+                checkpoint.delete(&format!("{}/{name}", self.dir)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode<'a>(entries: impl Iterator<Item = (&'a Key, Option<i64>)>) -> Result<bytes::Bytes> {
+    let data_err = |e: arrow::error::ArrowError| StateError::Data(e.to_string());
+    let (keys, expires): (Vec<&[u8]>, Vec<Option<i64>>) = entries.map(|(k, e)| (k.as_bytes(), e)).unzip();
+    let schema = file_schema();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(BinaryArray::from(keys)), Arc::new(Int64Array::from(expires))],
+    )
+    .map_err(data_err)?;
+    let mut buf = Vec::new();
+    let mut writer = FileWriter::try_new(&mut buf, &schema).map_err(data_err)?;
+    writer.write(&batch).map_err(data_err)?;
+    writer.finish().map_err(data_err)?;
+    drop(writer);
+    Ok(bytes::Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn versions_load_from_snapshot_and_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
+        let files = StateFiles::new("dedup", 3);
+        let mut state = DedupMap::default();
+        let k = |i: u8| Key::new(&[i]);
+        for v in 0..7u64 {
+            let added = vec![(k(v as u8), v as i64)];
+            let removed = if v >= 2 { vec![k(v as u8 - 2)] } else { vec![] };
+            for (key, e) in &added {
+                state.insert(key.clone(), *e);
+            }
+            for key in &removed {
+                state.remove(key);
+            }
+            files.commit(&cp, v, &added, &removed, &state).await.unwrap();
+            let loaded = files.load(&cp, Some(v)).await.unwrap();
+            assert_eq!(loaded, state, "version {v}");
+        }
+        files.purge(&cp, 5).await.unwrap();
+        let left = cp.file_names("state/dedup").await.unwrap();
+        assert!(!left.iter().any(|n| n == "0.delta" || n == "2.snapshot"), "{left:?}");
+        assert_eq!(files.load(&cp, Some(6)).await.unwrap(), state);
+        assert!(files.load(&cp, Some(1)).await.is_err(), "purged versions are gone, loudly");
+    }
+}
