@@ -262,3 +262,73 @@ fn parquet_source_takes_its_schema_from_the_files() {
     };
     assert_eq!(table.rows(), want);
 }
+
+/// Deduplication on event_id with a watermark over a file stream with duplicates and late
+/// rows: the table holds each on-time event once, and the progress counters add up.
+#[test]
+fn dedup_stream_counts_add_up() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE events (event_id STRING, user_id BIGINT, amount DOUBLE, ts TIMESTAMP,
+           WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1);
+         CREATE TABLE deduped WITH (connector = 'delta', path = 'out/deduped');
+         INSERT INTO deduped SELECT DISTINCT ON (event_id) * FROM events ORDER BY event_id, ts;",
+    )
+    .unwrap();
+    // 10 files of 2,000 events one second apart; about 10% are re-sent within a minute
+    // (duplicates), and from the third file on, 20 events an hour old are late.
+    let mut expected_ids = Vec::new();
+    let (mut sent, mut late_sent) = (0u64, 0u64);
+    for f in 0..10u64 {
+        let mut lines = Vec::new();
+        for i in 0..2000u64 {
+            let n = f * 2000 + i;
+            let line = |secs: u64| {
+                format!(r#"{{"event_id": "e{n}", "user_id": {}, "amount": 1.5, "ts": "{}"}}"#, n % 97, ts(3600 + secs))
+            };
+            lines.push(line(n));
+            expected_ids.push(format!("e{n}"));
+            if n % 10 == 3 {
+                lines.push(line(n + 30));
+            }
+        }
+        if f >= 2 {
+            for j in 0..20u64 {
+                lines.push(format!(r#"{{"event_id": "late{f}-{j}", "user_id": 0, "amount": 0, "ts": "{}"}}"#, ts(j)));
+                late_sent += 1;
+            }
+        }
+        sent += lines.len() as u64;
+        write_file(&dir.join("in"), &format!("{f:03}.json"), &lines);
+    }
+    let out = run(&dir, "p.sql", &["--progress", "json"]);
+    assert_ok(&out);
+    let (mut rows_in, mut rows_out, mut dups, mut late) = (0, 0, 0, 0);
+    for line in stderr(&out).lines().filter(|l| l.starts_with('{')) {
+        let p: Value = serde_json::from_str(line).unwrap();
+        rows_in += p["numInputRows"].as_u64().unwrap();
+        rows_out += p["sink"]["numOutputRows"].as_u64().unwrap();
+        let op = &p["stateOperators"][0];
+        assert_eq!(op["operatorName"], "dedupeWithinWatermark");
+        dups += op["customMetrics"]["numDroppedDuplicateRows"].as_u64().unwrap();
+        late += op["numRowsDroppedByWatermark"].as_u64().unwrap();
+        assert!(op["memoryUsedBytes"].as_u64().unwrap() > 0 || op["numRowsTotal"] == 0);
+    }
+    assert_eq!(rows_in, sent);
+    assert_eq!(rows_in, rows_out + dups + late, "rows in = rows out + duplicates + late");
+    assert_eq!(late, late_sent);
+    assert_eq!(dups, 2000);
+
+    let table = DeltaView::read(&dir.join("out/deduped"));
+    let mut ids: Vec<String> = table.json["rows"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    expected_ids.sort();
+    assert_eq!(ids, expected_ids, "every on-time event exactly once, no late one");
+}
+
+/// `2024-01-01T00:00:00Z` plus `secs`.
+fn ts(secs: u64) -> String {
+    format!("2024-01-01T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
