@@ -41,13 +41,13 @@ fn main() {
         watermark = processed as i64 - 1 - delay;
         let (added, removed) = op.take_changes();
         runtime.block_on(files.commit(&checkpoint, version, &added, &removed, op.state())).expect("state commit");
-        if version % 10 == 0 {
+        if version.is_multiple_of(10) {
             runtime.block_on(files.purge(&checkpoint, version.saturating_sub(100))).expect("purge");
         }
         let metrics = op.take_metrics();
         max_keys = max_keys.max(metrics.num_rows_total);
         max_disk = max_disk.max(dir_size(&dir.path().join("state/dedup")));
-        if version % 20 == 0 {
+        if version.is_multiple_of(20) {
             println!(
                 "batch {version:>4}: {processed:>10} events, {:>7} keys in state, {:>6.1} MB in memory, {:>6.1} MB on disk",
                 metrics.num_rows_total,
