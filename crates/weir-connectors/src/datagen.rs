@@ -280,6 +280,7 @@ mod tests {
             max_rows_per_trigger: None,
             start_time_micros: 0,
             fields: vec![("id".into(), FieldSpec { kind: FieldKind::Sequence, ..Default::default() })],
+            late_rows: Default::default(),
         };
         let source = DatagenSource::new(config, schema).unwrap();
         let whole = source.generate(0, 100).unwrap();

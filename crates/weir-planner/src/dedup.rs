@@ -42,6 +42,8 @@ pub struct DedupPlan {
     pub output_columns: Vec<usize>,
     /// The operator's output schema (what `post` reads).
     pub output_schema: SchemaRef,
+    /// The output columns' names as the query knows them.
+    pub output_names: Vec<String>,
     /// Which spelling it came from (`distinct`, `distinctOn`, `rowNumberFirst`).
     pub spelling: &'static str,
     /// The operator's input schema (`pre`'s output).
@@ -140,6 +142,7 @@ pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: us
         event_time,
         output_columns: (0..n).collect(),
         output_schema,
+        output_names: found.schema.fields().iter().map(|f| f.name().clone()).collect(),
         spelling: found.spelling,
         input_schema: Arc::new(pre.schema().as_arrow().clone()),
     };

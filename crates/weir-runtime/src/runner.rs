@@ -41,12 +41,22 @@ pub(crate) struct RunSource {
     pub watermark: Option<(String, Duration)>,
 }
 
-/// The query's stateful operator and where its state lives.
-pub(crate) struct StatefulOp {
+/// The query's stateful operator as planned, before its state is loaded.
+pub(crate) struct StatefulPlan {
     /// Name in progress (`dedupeWithinWatermark`, `dedupe`).
     pub name: String,
-    pub op: Deduplicate,
+    pub spec: weir_state::DedupSpec,
     pub files: StateFiles,
+    /// Where late rows go, when the source sends them to a dead-letter table.
+    pub late_sink: Option<Box<dyn Sink>>,
+}
+
+/// The query's stateful operator and where its state lives.
+pub(crate) struct StatefulOp {
+    name: String,
+    op: Deduplicate,
+    files: StateFiles,
+    late_sink: Option<Box<dyn Sink>>,
 }
 
 /// Everything one query needs to run its batches.
@@ -59,7 +69,7 @@ pub(crate) struct Runner {
     pub sink: Box<dyn Sink>,
     pub compiled: CompiledQuery,
     /// Built by `run` once the state version to start from is known.
-    pub stateful: Option<(String, weir_state::DedupSpec, StateFiles)>,
+    pub stateful: Option<StatefulPlan>,
     pub trigger: Trigger,
     pub retain_batches: u64,
     pub shared: Arc<Shared>,
@@ -103,7 +113,7 @@ impl Runner {
             last_trigger: None,
         };
         let latest = self.checkpoint.latest().await?;
-        if let Some((name, spec, files)) = self.stateful.take() {
+        if let Some(StatefulPlan { name, spec, files, late_sink }) = self.stateful.take() {
             // State as of the last committed batch: the one before a batch to re-run.
             let version = match &latest {
                 None => None,
@@ -111,7 +121,7 @@ impl Runner {
                 Some((o, None)) => o.batch_id.checked_sub(1),
             };
             let map = files.load(&self.checkpoint, version).await.map_err(|e| WeirError::Terminated(e.to_string()))?;
-            *op = Some(StatefulOp { name, op: Deduplicate::new(spec, map), files });
+            *op = Some(StatefulOp { name, op: Deduplicate::new(spec, map), files, late_sink });
         }
         let recorded = latest.as_ref().map(|(o, _)| o.clone());
         for s in &mut self.sources {
@@ -261,6 +271,11 @@ impl Runner {
         let sink_commit = self.sink.commit(batch_id, output).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
         if let Some(o) = op.as_mut() {
+            if let Some(late_sink) = o.late_sink.as_mut() {
+                // Same rule as the sink: one commit with txn(query id, batch id), skipped on replay.
+                let late = o.op.take_late_rows();
+                late_sink.commit(batch_id, late).await.map_err(|e| batch_err(batch_id, format!("late rows: {e}")))?;
+            }
             let (added, removed) = o.op.take_changes();
             o.files
                 .commit(&self.checkpoint, batch_id, &added, &removed, o.op.state())

@@ -10,13 +10,13 @@ use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Metadata};
 use weir_connectors::memory::MemoryTable;
 use weir_connectors::{MemoryTables, make_sink, make_source};
 use weir_planner::{SourceDef, compile};
-use weir_sql::config::{ConnectorConfig, Trigger};
+use weir_sql::config::{ConnectorConfig, DeltaConfig, LateRows, Trigger};
 use weir_sql::{CreateTable, Insert, Statement, parse_script};
 
 use crate::error::{Result, WeirError};
 use crate::progress::{QueryListener, QueryStartedEvent, QueryTerminatedEvent, iso_millis, now_millis};
 use crate::query::{Shared, StreamingQuery};
-use crate::runner::{RunSource, Runner};
+use crate::runner::{RunSource, Runner, StatefulPlan};
 
 /// A declared table.
 #[derive(Debug, Clone)]
@@ -201,14 +201,17 @@ impl Session {
                         ));
                     }
                 }
+                let mut late = None;
                 let event_time = match &d.event_time {
                     Some((col, source)) => {
-                        let delay = run_sources
-                            .iter()
-                            .find(|s| &s.name == source)
-                            .and_then(|s| s.watermark.as_ref())
-                            .map(|(_, delay)| delay.as_millis() as i64)
-                            .unwrap_or(0);
+                        let run_source = run_sources.iter().find(|s| &s.name == source);
+                        let (column, delay) = run_source
+                            .and_then(|s| s.watermark.clone())
+                            .map(|(c, delay)| (c, delay.as_millis() as i64))
+                            .unwrap_or_default();
+                        if let Some(LateRows::DeadLetter(path)) = self.tables.get(source).and_then(|t| t.config.late_rows()) {
+                            late = Some((late_rows_spec(d, *col, &column), path.clone()));
+                        }
                         Some((*col, delay))
                     }
                     None => {
@@ -219,14 +222,22 @@ impl Session {
                         None
                     }
                 };
+                let late_sink = match &late {
+                    Some((_, path)) => {
+                        let config = ConnectorConfig::Delta(DeltaConfig { path: path.clone(), partition_by: Vec::new(), target_file_size: None });
+                        Some(make_sink(&format!("{}_late_rows", insert.sink), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?)
+                    }
+                    None => None,
+                };
                 let spec = weir_state::DedupSpec {
                     key_columns: d.key_columns.clone(),
                     event_time,
                     output_columns: d.output_columns.clone(),
                     output_schema: Arc::clone(&d.output_schema),
+                    late: late.map(|(spec, _)| spec),
                 };
                 let name = if event_time.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
-                Some((name.to_string(), spec, weir_state::StateFiles::new("dedup", 10)))
+                Some(StatefulPlan { name: name.to_string(), spec, files: weir_state::StateFiles::new("dedup", 10), late_sink })
             }
         };
 
@@ -271,6 +282,12 @@ impl Session {
             }
         };
         sink.open(&compiled.output_schema(), &id).await.map_err(|e| WeirError::at(line, e))?;
+        let mut stateful = stateful;
+        if let Some(StatefulPlan { spec, late_sink: Some(late_sink), .. }) = stateful.as_mut()
+            && let Some((_, schema)) = &spec.late
+        {
+            late_sink.open(schema, &id).await.map_err(|e| WeirError::at(line, e))?;
+        }
 
         let run_id = uuid::Uuid::new_v4().to_string();
         let name = options.name.clone().unwrap_or_else(|| insert.sink.clone());
@@ -318,6 +335,22 @@ impl Session {
         });
         Ok(StreamingQuery::new(id, run_id, name, checkpoint.display(), shared, task))
     }
+}
+
+/// Late rows keep the operator's output columns, plus the event time when it is not among them.
+fn late_rows_spec(d: &weir_planner::DedupPlan, event_time_col: usize, event_time_name: &str) -> (Vec<usize>, SchemaRef) {
+    let mut columns = d.output_columns.clone();
+    let mut fields: Vec<arrow::datatypes::Field> = d
+        .output_columns
+        .iter()
+        .zip(&d.output_names)
+        .map(|(&c, name)| arrow::datatypes::Field::new(name, d.input_schema.field(c).data_type().clone(), true))
+        .collect();
+    if !d.output_names.iter().any(|n| n == event_time_name) {
+        columns.push(event_time_col);
+        fields.push(arrow::datatypes::Field::new(event_time_name, d.input_schema.field(event_time_col).data_type().clone(), true));
+    }
+    (columns, Arc::new(Schema::new(fields)))
 }
 
 fn describe_sources(sources: &BTreeMap<String, String>) -> String {

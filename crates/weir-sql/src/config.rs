@@ -46,6 +46,15 @@ impl ConnectorConfig {
         matches!(self, Self::File(_) | Self::Datagen(_))
     }
 
+    /// The late-rows policy of a source.
+    pub fn late_rows(&self) -> Option<&LateRows> {
+        match self {
+            Self::File(c) => Some(&c.late_rows),
+            Self::Datagen(c) => Some(&c.late_rows),
+            _ => None,
+        }
+    }
+
     /// Whether a query can write to it.
     pub fn is_sink(&self) -> bool {
         matches!(self, Self::Delta(_) | Self::Memory | Self::Console(_))
@@ -76,6 +85,30 @@ pub struct FileConfig {
     pub header: bool,
     /// CSV: field delimiter (default `,`).
     pub delimiter: u8,
+    /// What stateful operators do with this source's late rows.
+    pub late_rows: LateRows,
+}
+
+/// What happens to rows that reach a stateful operator at or below the watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LateRows {
+    /// Dropped and counted (`numRowsDroppedByWatermark`).
+    #[default]
+    Drop,
+    /// Written, exactly once, to the Delta table at this path (and counted).
+    DeadLetter(String),
+}
+
+/// Reads `late_rows` and `late_rows_path`.
+fn late_rows(r: &mut OptionReader) -> Result<LateRows> {
+    let policy = r.choice("late_rows", &["drop", "dead_letter"])?;
+    let path = r.string("late_rows_path");
+    match (policy, path) {
+        (Some("dead_letter"), Some(p)) if !p.is_empty() => Ok(LateRows::DeadLetter(p)),
+        (Some("dead_letter"), _) => Err(r.missing("late_rows_path", "the Delta table late rows go to")),
+        (_, Some(_)) => Err(r.missing("late_rows", "set late_rows = 'dead_letter' to use late_rows_path")),
+        _ => Ok(LateRows::Drop),
+    }
 }
 
 /// How a datagen column's values are made.
@@ -126,6 +159,8 @@ pub struct DatagenConfig {
     pub start_time_micros: i64,
     /// Per-column settings, by column name.
     pub fields: Vec<(String, FieldSpec)>,
+    /// What stateful operators do with this source's late rows.
+    pub late_rows: LateRows,
 }
 
 /// `connector = 'delta'`.
@@ -191,7 +226,8 @@ fn file_config(r: &mut OptionReader) -> Result<FileConfig> {
     let max_files_per_trigger = r.positive("max_files_per_trigger")?.map(|n| n as usize);
     let header = r.bool("header")?.unwrap_or(true);
     let delimiter = r.char("delimiter")?.unwrap_or(b',');
-    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter })
+    let late_rows = late_rows(r)?;
+    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter, late_rows })
 }
 
 fn datagen_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<DatagenConfig> {
@@ -261,7 +297,8 @@ fn datagen_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Resul
             }
         }
     }
-    Ok(DatagenConfig { seed, rows_per_second, total_rows, max_rows_per_trigger, start_time_micros, fields })
+    let late_rows = late_rows(r)?;
+    Ok(DatagenConfig { seed, rows_per_second, total_rows, max_rows_per_trigger, start_time_micros, fields, late_rows })
 }
 
 /// How often a query runs a batch.

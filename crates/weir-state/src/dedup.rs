@@ -32,6 +32,8 @@ pub struct DedupSpec {
     pub output_columns: Vec<usize>,
     /// The output schema.
     pub output_schema: SchemaRef,
+    /// When late rows are kept (for a dead-letter table): their columns and schema.
+    pub late: Option<(Vec<usize>, SchemaRef)>,
 }
 
 /// Counters of one batch, and the state's size after it (Spark's state operator metrics).
@@ -59,6 +61,7 @@ pub struct Deduplicate {
     heap_bytes: usize,
     added: Vec<(Key, i64)>,
     removed: Vec<Key>,
+    late_rows: Vec<RecordBatch>,
     metrics: DedupMetrics,
 }
 
@@ -66,7 +69,15 @@ impl Deduplicate {
     /// An operator over `state` (as loaded from the store).
     pub fn new(spec: DedupSpec, state: DedupMap) -> Self {
         let heap_bytes = state.keys().map(Key::heap_size).sum();
-        Self { spec, state, heap_bytes, added: Vec::new(), removed: Vec::new(), metrics: DedupMetrics::default() }
+        Self {
+            spec,
+            state,
+            heap_bytes,
+            added: Vec::new(),
+            removed: Vec::new(),
+            late_rows: Vec::new(),
+            metrics: DedupMetrics::default(),
+        }
     }
 
     /// Keeps the first row of each new key; drops late rows (`event time <= late_watermark_ms`
@@ -89,12 +100,17 @@ impl Deduplicate {
                 encode_column(batch.column(c), &mut bufs);
             }
             let mut keep = Vec::with_capacity(rows);
+            let mut late = Vec::new();
             for (row, buf) in bufs.iter().enumerate() {
                 let expires = match &times {
                     Some((t, delay)) => {
                         if t.is_null(row) || (late_watermark_ms > 0 && t.value(row) <= late_watermark_ms) {
                             self.metrics.num_rows_dropped_by_watermark += 1;
                             keep.push(false);
+                            if self.spec.late.is_some() {
+                                late.resize(row, false);
+                                late.push(true);
+                            }
                             continue;
                         }
                         t.value(row).saturating_add(*delay)
@@ -112,6 +128,14 @@ impl Deduplicate {
                 self.added.push((key, expires));
                 self.metrics.num_rows_updated += 1;
                 keep.push(true);
+            }
+            if let Some((columns, schema)) = &self.spec.late
+                && !late.is_empty()
+            {
+                late.resize(rows, false);
+                let rows = filter_record_batch(batch, &BooleanArray::from(late)).map_err(|e| StateError::Data(e.to_string()))?;
+                let columns = columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
+                self.late_rows.push(RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
             }
             let kept = filter_record_batch(batch, &BooleanArray::from(keep))
                 .map_err(|e| StateError::Data(e.to_string()))?;
@@ -153,6 +177,11 @@ impl Deduplicate {
         m.num_rows_total = self.state.len() as u64;
         m.memory_used_bytes = self.memory_bytes() as u64;
         m
+    }
+
+    /// The late rows kept since the last call (only when `spec.late` is set).
+    pub fn take_late_rows(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.late_rows)
     }
 
     /// The keys added and removed since the last call: this version's delta.
@@ -220,7 +249,7 @@ mod tests {
     #[test]
     fn spark_worked_example() {
         let schema = batch(&[]).schema();
-        let spec = DedupSpec { key_columns: vec![0], event_time: Some((1, 2000)), output_columns: vec![0, 1], output_schema: schema };
+        let spec = DedupSpec { key_columns: vec![0], event_time: Some((1, 2000)), output_columns: vec![0, 1], output_schema: schema, late: None };
         let mut op = Deduplicate::new(spec, DedupMap::default());
         // (input, late-row watermark = previous batch's, eviction watermark = this batch's, expected)
         type Step<'a> = (&'a [(&'a str, i64)], i64, i64, &'a [&'a str]);

@@ -272,7 +272,8 @@ fn dedup_stream_counts_add_up() {
         dir.join("p.sql"),
         "CREATE TABLE events (event_id STRING, user_id BIGINT, amount DOUBLE, ts TIMESTAMP,
            WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
-         WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1);
+         WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1,
+               late_rows = 'dead_letter', late_rows_path = 'out/late');
          CREATE TABLE deduped WITH (connector = 'delta', path = 'out/deduped');
          INSERT INTO deduped SELECT DISTINCT ON (event_id) * FROM events ORDER BY event_id, ts;",
     )
@@ -280,6 +281,7 @@ fn dedup_stream_counts_add_up() {
     // 10 files of 2,000 events one second apart; about 10% are re-sent within a minute
     // (duplicates), and from the third file on, 20 events an hour old are late.
     let mut expected_ids = Vec::new();
+    let mut late_ids = Vec::new();
     let (mut sent, mut late_sent) = (0u64, 0u64);
     for f in 0..10u64 {
         let mut lines = Vec::new();
@@ -297,6 +299,7 @@ fn dedup_stream_counts_add_up() {
         if f >= 2 {
             for j in 0..20u64 {
                 lines.push(format!(r#"{{"event_id": "late{f}-{j}", "user_id": 0, "amount": 0, "ts": "{}"}}"#, ts(j)));
+                late_ids.push(format!("late{f}-{j}"));
                 late_sent += 1;
             }
         }
@@ -326,6 +329,16 @@ fn dedup_stream_counts_add_up() {
     ids.sort();
     expected_ids.sort();
     assert_eq!(ids, expected_ids, "every on-time event exactly once, no late one");
+
+    // The late rows went to the dead-letter table, each once, with their event time.
+    let run_again = run(&dir, "p.sql", &[]);
+    assert_ok(&run_again);
+    let late_table = DeltaView::read(&dir.join("out/late"));
+    let mut got: Vec<String> = late_table.json["rows"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+    got.sort();
+    late_ids.sort();
+    assert_eq!(got, late_ids);
+    assert_eq!(late_table.json["columns"], serde_json::json!(["event_id", "user_id", "amount", "ts"]));
 }
 
 /// `2024-01-01T00:00:00Z` plus `secs`.

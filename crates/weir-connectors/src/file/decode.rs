@@ -182,7 +182,7 @@ mod tests {
     }
 
     fn config(format: FileFormat) -> FileConfig {
-        FileConfig { path: "x".into(), format, max_files_per_trigger: None, header: true, delimiter: b',' }
+        FileConfig { path: "x".into(), format, max_files_per_trigger: None, header: true, delimiter: b',', late_rows: Default::default() }
     }
 
     #[test]
