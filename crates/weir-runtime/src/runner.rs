@@ -299,8 +299,9 @@ impl Runner {
         if batch_id.is_multiple_of(10) && batch_id > 0 {
             self.checkpoint.purge(self.retain_batches).await?;
             if let Some(o) = op.as_ref() {
-                let oldest = batch_id.saturating_sub(self.retain_batches);
-                o.files.purge(&self.checkpoint, oldest).await.map_err(|e| batch_err(batch_id, e))?;
+                // Only version N-1 can still be needed (to re-run batch N if this run dies
+                // before commits/N); older state is history no one reads.
+                o.files.purge(&self.checkpoint, batch_id.saturating_sub(1)).await.map_err(|e| batch_err(batch_id, e))?;
             }
         }
 

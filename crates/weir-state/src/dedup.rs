@@ -169,6 +169,11 @@ impl Deduplicate {
             }
         });
         self.metrics.num_rows_removed += n;
+        // Evictions leave tombstones that make the table grow on the next inserts; rebuild
+        // it smaller once it is mostly empty, so memory follows the live keys.
+        if self.state.capacity() > self.state.len().max(1024) * 4 {
+            self.state.shrink_to(self.state.len() * 2);
+        }
     }
 
     /// This batch's metrics; resets the counters for the next batch.
