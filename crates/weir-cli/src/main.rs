@@ -74,9 +74,24 @@ impl QueryListener for Printer {
             ProgressFormat::Human => {
                 let version = p.sink.version.map(|v| format!(", table version {v}")).unwrap_or_default();
                 let replay = if p.is_replay { " (replayed after a restart)" } else { "" };
+                let no_data = if p.sources.iter().all(|s| s.start_offset.as_ref() == s.end_offset.as_ref()) {
+                    " (no-data batch: the watermark moved, state evicted)"
+                } else {
+                    ""
+                };
+                let state = p
+                    .state_operators
+                    .first()
+                    .map(|op| {
+                        format!(
+                            ", {} keys in state, {} duplicates and {} late rows dropped",
+                            op["numRowsTotal"], op["customMetrics"]["numDroppedDuplicateRows"], op["numRowsDroppedByWatermark"]
+                        )
+                    })
+                    .unwrap_or_default();
                 let watermark = p.event_time.as_ref().map(|e| format!(", watermark {}", e.watermark)).unwrap_or_default();
                 eprintln!(
-                    "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{replay}",
+                    "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{no_data}{replay}",
                     p.batch_id, p.num_input_rows, p.sink.num_output_rows, p.duration_ms.trigger_execution
                 );
             }
