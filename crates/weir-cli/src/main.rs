@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent};
-use weir_runtime::{Executed, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, Trigger, WeirError};
+use weir_runtime::{
+    Executed, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, Trigger, WatermarkPolicy, WeirError,
+};
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Exactly-once streaming SQL into Delta Lake tables")]
@@ -37,6 +39,10 @@ enum Command {
         /// Progress output on stderr, one line per batch.
         #[arg(long, value_enum, default_value_t = ProgressFormat::Human)]
         progress: ProgressFormat,
+        /// With several watermarked sources, the query's watermark is the minimum of theirs
+        /// (no source's on-time rows are late) or the maximum (smaller state).
+        #[arg(long, default_value = "min", value_parser = parse_policy)]
+        watermark_policy: WatermarkPolicy,
     },
 }
 
@@ -51,6 +57,10 @@ enum ProgressFormat {
 }
 
 fn parse_trigger(s: &str) -> Result<Trigger, String> {
+    s.parse()
+}
+
+fn parse_policy(s: &str) -> Result<WatermarkPolicy, String> {
     s.parse()
 }
 
@@ -115,13 +125,14 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { file, checkpoint, trigger, progress } => {
-            runtime.block_on(run(file, checkpoint, trigger, progress))
+        Command::Run { file, checkpoint, trigger, progress, watermark_policy } => {
+            let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy };
+            runtime.block_on(run(file, options, progress))
         }
     }
 }
 
-async fn run(file: PathBuf, checkpoint: Option<String>, trigger: Trigger, progress: ProgressFormat) -> ExitCode {
+async fn run(file: PathBuf, options: QueryOptions, progress: ProgressFormat) -> ExitCode {
     let shown = file.display().to_string();
     let fail = |e: WeirError| {
         eprintln!("error: {}", with_file(&shown, &e));
@@ -145,11 +156,10 @@ async fn run(file: PathBuf, checkpoint: Option<String>, trigger: Trigger, progre
         eprintln!("error: {shown} starts no query: add INSERT INTO <sink> SELECT ... FROM <source>");
         return ExitCode::FAILURE;
     }
-    if inserts > 1 && checkpoint.is_some() {
+    if inserts > 1 && options.checkpoint.is_some() {
         eprintln!("error: {shown} has {inserts} INSERT statements, and each query needs its own checkpoint: drop --checkpoint to use .weir/checkpoints/<sink table>");
         return ExitCode::FAILURE;
     }
-    let options = QueryOptions { checkpoint, trigger, name: None };
     let mut queries = Vec::new();
     for statement in statements {
         match session.execute(statement, &options).await {

@@ -17,5 +17,5 @@ pub mod session;
 pub use error::{Result, WeirError};
 pub use progress::{QueryListener, QueryProgress};
 pub use query::{QueryStatus, StreamingQuery};
-pub use session::{Executed, QueryOptions, Session, SessionConfig, TableDef};
+pub use session::{Executed, QueryOptions, Session, SessionConfig, TableDef, WatermarkPolicy};
 pub use weir_sql::config::Trigger;

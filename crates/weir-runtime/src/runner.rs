@@ -71,6 +71,7 @@ pub(crate) struct Runner {
     /// Built by `run` once the state version to start from is known.
     pub stateful: Option<StatefulPlan>,
     pub trigger: Trigger,
+    pub watermark_policy: crate::session::WatermarkPolicy,
     pub retain_batches: u64,
     pub shared: Arc<Shared>,
 }
@@ -408,10 +409,14 @@ impl Runner {
         }))
     }
 
-    /// The watermark for the next batch: the minimum over watermarked sources that have seen
-    /// data, never moving back.
+    /// The watermark for the next batch: the minimum (or, by policy, maximum) over
+    /// watermarked sources that have seen data, never moving back.
     fn next_watermark(&self, pos: &Position) -> i64 {
-        match pos.source_watermarks.values().min() {
+        let combined = match self.watermark_policy {
+            crate::session::WatermarkPolicy::Min => pos.source_watermarks.values().min(),
+            crate::session::WatermarkPolicy::Max => pos.source_watermarks.values().max(),
+        };
+        match combined {
             Some(&w) => w.max(pos.watermark_ms),
             None => pos.watermark_ms,
         }

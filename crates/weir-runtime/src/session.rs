@@ -42,11 +42,40 @@ pub struct QueryOptions {
     pub trigger: Trigger,
     /// Query name; default the sink table's name.
     pub name: Option<String>,
+    /// How the watermarks of several sources combine (Spark's `multipleWatermarkPolicy`).
+    pub watermark_policy: WatermarkPolicy,
+}
+
+/// How the query's watermark follows several watermarked sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatermarkPolicy {
+    /// The slowest source sets the pace: no source's on-time rows are dropped (default).
+    #[default]
+    Min,
+    /// The fastest source sets the pace: state stays small, slower sources' rows may be late.
+    Max,
+}
+
+impl std::str::FromStr for WatermarkPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "min" => Ok(Self::Min),
+            "max" => Ok(Self::Max),
+            other => Err(format!("'{other}' is not a watermark policy: use min or max")),
+        }
+    }
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        Self { checkpoint: None, trigger: Trigger::ProcessingTime(std::time::Duration::ZERO), name: None }
+        Self {
+            checkpoint: None,
+            trigger: Trigger::ProcessingTime(std::time::Duration::ZERO),
+            name: None,
+            watermark_policy: WatermarkPolicy::Min,
+        }
     }
 }
 
@@ -313,6 +342,7 @@ impl Session {
             compiled,
             stateful,
             trigger: options.trigger,
+            watermark_policy: options.watermark_policy,
             retain_batches: self.config.retain_batches,
             shared: Arc::clone(&shared),
         };

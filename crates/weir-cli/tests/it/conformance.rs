@@ -21,6 +21,7 @@
 //! state total=<n> updated=<n> removed=<n> late=<n> duplicates=<n>   (any subset)
 //!
 //! trigger once | available-now   (for the batches that follow; default available-now)
+//! watermark-policy min | max      (how several sources' watermarks combine; default min)
 //! ```
 //!
 //! Each `batch` starts the query again on the same checkpoint, so every case also exercises
@@ -101,6 +102,7 @@ struct Case {
     query: Option<weir_sql::Insert>,
     file_seq: usize,
     trigger: Trigger,
+    watermark_policy: weir_runtime::WatermarkPolicy,
     /// Progress of the batches the last `batch` directive ran.
     last_progress: Vec<weir_runtime::QueryProgress>,
 }
@@ -132,6 +134,7 @@ impl Case {
             checkpoint: Some(self.dir.path().join(format!("checkpoint-{}", insert.sink)).display().to_string()),
             trigger: self.trigger,
             name: None,
+            watermark_policy: self.watermark_policy,
         };
         let query = self.session.start(&insert, options).await.map_err(|e| e.to_string())?;
         let outcome = query.await_termination().await.map_err(|e| e.to_string());
@@ -160,6 +163,7 @@ async fn run_case(path: &Path) -> Option<String> {
         query: None,
         file_seq: 0,
         trigger: Trigger::AvailableNow,
+        watermark_policy: Default::default(),
         last_progress: Vec::new(),
     };
     let complete = std::env::var("WEIR_COMPLETE").is_ok_and(|v| v == "1");
@@ -218,6 +222,7 @@ async fn run_case(path: &Path) -> Option<String> {
             ["file", source] => case.stage_file(source, &block.body, &at),
             ["trigger", "once"] => case.trigger = Trigger::Once,
             ["trigger", "available-now"] => case.trigger = Trigger::AvailableNow,
+            ["watermark-policy", policy] => case.watermark_policy = policy.parse().unwrap_or_else(|e| panic!("{at}: {e}")),
             ["state", ..] => {
                 let ops: Vec<&serde_json::Value> =
                     case.last_progress.iter().filter_map(|p| p.state_operators.first()).collect();
