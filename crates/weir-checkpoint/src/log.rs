@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 
 use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -162,12 +161,7 @@ impl Checkpoint {
 
     /// Reads any JSON entry by its path relative to the checkpoint root.
     pub async fn get_json<T: DeserializeOwned>(&self, relative: &str) -> Result<Option<T>> {
-        let path = self.location.child(relative);
-        let bytes = match self.location.store.get(&path).await {
-            Ok(r) => r.bytes().await.map_err(|source| CheckpointError::Io { path: self.show(relative), source })?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => return Err(CheckpointError::Io { path: self.show(relative), source }),
-        };
+        let Some(bytes) = self.get_bytes(relative).await? else { return Ok(None) };
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| CheckpointError::Corrupt { path: self.show(relative), message: e.to_string() })
@@ -236,18 +230,8 @@ impl Checkpoint {
 
     /// The ids `N` of the `<dir>/<N>.json` entries, ascending.
     pub async fn ids(&self, dir: &str) -> Result<Vec<u64>> {
-        let prefix = self.location.child(dir);
-        let metas: Vec<_> = self
-            .location
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| CheckpointError::Io { path: self.show(dir), source })?;
-        let mut ids: Vec<u64> = metas
-            .iter()
-            .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
-            .collect();
+        let mut ids: Vec<u64> =
+            self.file_names(dir).await?.iter().filter_map(|n| n.strip_suffix(".json")?.parse().ok()).collect();
         ids.sort_unstable();
         Ok(ids)
     }
@@ -262,12 +246,7 @@ impl Checkpoint {
             let ids = self.ids(dir).await?;
             let Some(&newest) = ids.last() else { continue };
             for id in ids.into_iter().filter(|id| id + keep <= newest) {
-                let relative = format!("{dir}/{id}.json");
-                let path: Path = self.location.child(&relative);
-                match self.location.store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(source) => return Err(CheckpointError::Io { path: self.show(&relative), source }),
-                }
+                self.delete(&format!("{dir}/{id}.json")).await?;
             }
         }
         Ok(())
