@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arrow_schema::Field;
 use sqlparser::ast::{ColumnOption, Statement as SqlStatement};
-use sqlparser::dialect::GenericDialect;
+use sqlparser::dialect::{GenericDialect, SparkSqlDialect};
 use sqlparser::parser::Parser;
 
 use crate::error::{Result, SqlError};
@@ -251,7 +251,9 @@ fn parse_columns(columns: &[(&str, usize)]) -> Result<Vec<Field>> {
     let mut fields: Vec<Field> = Vec::with_capacity(columns.len());
     for (text, line) in columns {
         let sql = format!("CREATE TABLE t ({text})");
+        // Spark's dialect knows MAP<k, v>; the generic one gives the clearer messages.
         let parsed = Parser::parse_sql(&GenericDialect {}, &sql)
+            .or_else(|e| Parser::parse_sql(&SparkSqlDialect {}, &sql).map_err(|_| e))
             .map_err(|e| SqlError::at(*line, format!("bad column definition '{text}': {}", clean_parser_error(&e))))?;
         let Some(SqlStatement::CreateTable(ct)) = parsed.first() else {
             return Err(SqlError::at(*line, format!("bad column definition '{text}'")));
@@ -394,6 +396,10 @@ mod tests {
 
     #[test]
     fn create_source_with_watermark_and_options() {
+        let Statement::CreateTable(m) = parse("CREATE TABLE m (attrs MAP<STRING, BIGINT>, tags ARRAY<STRING>) WITH (connector = 'file')").unwrap() else {
+            panic!("not a create table")
+        };
+        assert!(matches!(m.columns[0].data_type(), DataType::Map(_, _)), "{:?}", m.columns[0]);
         let Statement::CreateTable(t) = parse(
             "CREATE TABLE Events (event_id STRING NOT NULL, amount DOUBLE, ts TIMESTAMP,\n WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)\nWITH (connector = 'file', path = 'data/', maxFilesPerTrigger = 1, 'properties.x' = 'y')",
         )
