@@ -124,6 +124,21 @@ pub fn encode_column(column: &ArrayRef, out: &mut [Vec<u8>]) {
             }
         }};
     }
+    macro_rules! float {
+        ($t:ty, $f:ty) => {{
+            let a = column.as_primitive::<$t>();
+            for (row, buf) in out.iter_mut().enumerate() {
+                if a.is_null(row) {
+                    buf.push(0);
+                } else {
+                    let v = a.value(row);
+                    let v: $f = if v == 0.0 { 0.0 } else if v.is_nan() { <$f>::NAN } else { v };
+                    buf.push(1);
+                    buf.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+        }};
+    }
     macro_rules! var {
         ($t:ty) => {{
             let a = column.as_any().downcast_ref::<$t>().expect("type checked");
@@ -154,33 +169,9 @@ pub fn encode_column(column: &ArrayRef, out: &mut [Vec<u8>]) {
         DataType::UInt16 => prim!(UInt16Type),
         DataType::UInt32 => prim!(UInt32Type),
         DataType::UInt64 => prim!(UInt64Type),
-        DataType::Float32 => {
-            // -0.0 and 0.0 are one key, as are all NaNs (SQL equality for grouping).
-            let a = column.as_primitive::<Float32Type>();
-            for (row, buf) in out.iter_mut().enumerate() {
-                if a.is_null(row) {
-                    buf.push(0);
-                } else {
-                    let v = a.value(row);
-                    let v = if v == 0.0 { 0.0f32 } else if v.is_nan() { f32::NAN } else { v };
-                    buf.push(1);
-                    buf.extend_from_slice(&v.to_bits().to_le_bytes());
-                }
-            }
-        }
-        DataType::Float64 => {
-            let a = column.as_primitive::<Float64Type>();
-            for (row, buf) in out.iter_mut().enumerate() {
-                if a.is_null(row) {
-                    buf.push(0);
-                } else {
-                    let v = a.value(row);
-                    let v = if v == 0.0 { 0.0f64 } else if v.is_nan() { f64::NAN } else { v };
-                    buf.push(1);
-                    buf.extend_from_slice(&v.to_bits().to_le_bytes());
-                }
-            }
-        }
+        // -0.0 and 0.0 are one key, as are all NaNs (SQL equality for grouping).
+        DataType::Float32 => float!(Float32Type, f32),
+        DataType::Float64 => float!(Float64Type, f64),
         DataType::Decimal128(_, _) => prim!(Decimal128Type),
         DataType::Date32 => prim!(Date32Type),
         DataType::Date64 => prim!(Date64Type),

@@ -16,6 +16,17 @@ fn setup(dir: &Path) {
     }
 }
 
+/// Runs the pipeline with `failpoint` armed for `batch`; the process must abort there.
+fn crash_at(dir: &Path, failpoint: &str, batch: u64) {
+    let crashed = weir(dir)
+        .args(["run", "p.sql", "--trigger", "available-now"])
+        .env("WEIR_FAILPOINT", format!("{failpoint}:{batch}"))
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.signal(), Some(6), "{failpoint}:{batch} should abort the process:\n{}", stderr(&crashed));
+    assert!(stderr(&crashed).contains(&format!("failpoint {failpoint} hit in batch {batch}")));
+}
+
 /// The table's content and shape, for comparison with the uninterrupted run.
 fn outcome(dir: &Path) -> (Vec<String>, Vec<i64>) {
     let table = DeltaView::read(&dir.join("out/clean"));
@@ -38,18 +49,7 @@ fn every_failpoint_crash_then_restart_is_exactly_once() {
         for batch in [0, 2] {
             let (_tmp, dir) = scratch();
             setup(&dir);
-            let crashed = weir(&dir)
-                .args(["run", "p.sql", "--trigger", "available-now"])
-                .env("WEIR_FAILPOINT", format!("{failpoint}:{batch}"))
-                .output()
-                .unwrap();
-            assert_eq!(
-                crashed.status.signal(),
-                Some(6),
-                "{failpoint}:{batch} should abort the process:\n{}",
-                stderr(&crashed)
-            );
-            assert!(stderr(&crashed).contains(&format!("failpoint {failpoint} hit in batch {batch}")));
+            crash_at(&dir, failpoint, batch);
             let restarted = run(&dir, "p.sql", &[]);
             assert_ok(&restarted);
             assert_eq!(outcome(&dir), expected, "after a crash at {failpoint} in batch {batch}");
@@ -97,12 +97,7 @@ fn stateful_query_crash_at_every_failpoint_restores_state_exactly() {
         for batch in [1, 3] {
             let (_tmp, dir) = scratch();
             setup_dedup(&dir);
-            let crashed = weir(&dir)
-                .args(["run", "p.sql", "--trigger", "available-now"])
-                .env("WEIR_FAILPOINT", format!("{failpoint}:{batch}"))
-                .output()
-                .unwrap();
-            assert_eq!(crashed.status.signal(), Some(6), "{failpoint}:{batch}:\n{}", stderr(&crashed));
+            crash_at(&dir, failpoint, batch);
             assert_ok(&run(&dir, "p.sql", &[]));
             assert_eq!(outcome(&dir), expected, "after a crash at {failpoint} in batch {batch}");
         }
