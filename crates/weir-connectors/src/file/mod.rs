@@ -45,6 +45,8 @@ pub struct FileSource {
     entries: BTreeMap<u64, Vec<String>>,
     /// With `available-now`: the only files this run may take.
     frozen: Option<HashSet<String>>,
+    /// The batch through which file lists are compacted.
+    compacted_through: Option<u64>,
 }
 
 impl FileSource {
@@ -83,6 +85,7 @@ impl FileSource {
             seen: HashSet::new(),
             entries: BTreeMap::new(),
             frozen: None,
+            compacted_through: None,
         })
     }
 
@@ -101,6 +104,33 @@ impl FileSource {
                 self.log_path(id)
             ))
         })
+    }
+}
+
+/// Every this many batches, the per-batch file lists before the batch are folded into one.
+const COMPACT_EVERY: u64 = 100;
+
+impl FileSource {
+    /// Folds the file lists of batches up to `through` (all committed: the loop plans batch
+    /// `through + 1` only after it) into `compact-<through>.json`, then deletes them, so a
+    /// restart reads one file instead of one per batch.
+    async fn compact(&self, checkpoint: &Checkpoint, through: u64) -> Result<()> {
+        let dir = format!("sources/{}", self.table);
+        let mut files: Vec<String> = self.seen.iter().cloned().collect();
+        files.sort();
+        match checkpoint.put_json_new(&format!("{dir}/compact-{through}.json"), &FileLogEntry { version: 1, files }).await {
+            // Written by a run that died before deleting the old lists: finish its work.
+            Ok(()) | Err(weir_checkpoint::CheckpointError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for name in checkpoint.file_names(&dir).await? {
+            let old_compact = name.strip_prefix("compact-").and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok());
+            let old_entry = name.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok());
+            if old_compact.is_some_and(|c| c < through) || old_entry.is_some_and(|id| id <= through) {
+                checkpoint.delete(&format!("{dir}/{name}")).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -160,9 +190,25 @@ impl Source for FileSource {
     async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
         let Some(end) = recorded_end else { return Ok(()) };
         let end = log_offset(end)?;
-        for id in checkpoint.ids(&format!("sources/{}", self.table)).await? {
-            if id > end {
-                continue; // planned by a run that crashed before its offsets: re-planned later
+        let dir = format!("sources/{}", self.table);
+        let compacted = checkpoint
+            .file_names(&dir)
+            .await?
+            .iter()
+            .filter_map(|n| n.strip_prefix("compact-")?.strip_suffix(".json")?.parse::<u64>().ok())
+            .filter(|c| *c <= end)
+            .max();
+        if let Some(c) = compacted {
+            let relative = format!("{dir}/compact-{c}.json");
+            let entry: FileLogEntry = checkpoint.get_json(&relative).await?.ok_or_else(|| {
+                ConnectorError::Config(format!("checkpoint file {} vanished while reading", checkpoint.show_entry(&relative)))
+            })?;
+            self.seen.extend(entry.files);
+            self.compacted_through = Some(c);
+        }
+        for id in checkpoint.ids(&dir).await? {
+            if compacted.is_some_and(|c| id <= c) || id > end {
+                continue; // folded into the compaction, or planned by a run that crashed before its offsets
             }
             let files = self.entry(checkpoint, id).await?;
             self.seen.extend(files.iter().cloned());
@@ -173,12 +219,16 @@ impl Source for FileSource {
         Ok(())
     }
 
-    async fn freeze_available(&mut self) -> Result<()> {
+        async fn freeze_available(&mut self) -> Result<()> {
         self.frozen = Some(list_files(&self.location).await?.into_iter().collect());
         Ok(())
     }
 
     async fn plan_batch(&mut self, checkpoint: &Arc<Checkpoint>, batch_id: u64, _start: Option<&Value>) -> Result<Option<Value>> {
+        if batch_id > 0 && batch_id.is_multiple_of(COMPACT_EVERY) && self.compacted_through < Some(batch_id - 1) {
+            self.compact(checkpoint, batch_id - 1).await?;
+            self.compacted_through = Some(batch_id - 1);
+        }
         // A crashed run may have logged this batch's files before its offsets: keep its choice.
         let existing: Option<FileLogEntry> = checkpoint.get_json(&self.log_path(batch_id)).await?;
         let files = match existing {
