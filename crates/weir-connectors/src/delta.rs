@@ -155,16 +155,3 @@ impl Sink for DeltaSink {
         Ok(SinkCommit { rows, written: true, version: table_version })
     }
 }
-
-/// The columns of `schema` as a readable list.
-pub fn describe_schema(schema: &SchemaRef) -> String {
-    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
-}
-
-impl DeltaSink {
-    /// The table's URL.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-}
-

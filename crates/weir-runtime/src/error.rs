@@ -31,6 +31,9 @@ pub enum WeirError {
         /// What failed (names the file and line, or the table).
         message: String,
     },
+    /// Operator state could not be loaded (names the state file).
+    #[error(transparent)]
+    State(#[from] weir_state::StateError),
     /// A connector failed outside a batch.
     #[error(transparent)]
     Connector(#[from] ConnectorError),

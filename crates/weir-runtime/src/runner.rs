@@ -121,7 +121,7 @@ impl Runner {
                 Some((o, Some(_))) => Some(o.batch_id),
                 Some((o, None)) => o.batch_id.checked_sub(1),
             };
-            let map = files.load(&self.checkpoint, version).await.map_err(|e| WeirError::Terminated(e.to_string()))?;
+            let map = files.load(&self.checkpoint, version).await?;
             *op = Some(StatefulOp { name, op: Deduplicate::new(spec, map), files, late_sink });
         }
         let recorded = latest.as_ref().map(|(o, _)| o.clone());

@@ -47,6 +47,9 @@ pub struct FileSource {
     frozen: Option<HashSet<String>>,
     /// The batch through which file lists are compacted.
     compacted_through: Option<u64>,
+    /// Until the first batch of this run is planned, a crashed run may have left that
+    /// batch's file list behind; later batches' lists can only come from this run.
+    may_find_planned_list: bool,
 }
 
 impl FileSource {
@@ -86,6 +89,7 @@ impl FileSource {
             entries: BTreeMap::new(),
             frozen: None,
             compacted_through: None,
+            may_find_planned_list: true,
         })
     }
 
@@ -230,7 +234,13 @@ impl Source for FileSource {
             self.compacted_through = Some(batch_id - 1);
         }
         // A crashed run may have logged this batch's files before its offsets: keep its choice.
-        let existing: Option<FileLogEntry> = checkpoint.get_json(&self.log_path(batch_id)).await?;
+        // Only the first batch of a run can have such a list, so look once, not every poll.
+        let existing: Option<FileLogEntry> = if self.may_find_planned_list {
+            checkpoint.get_json(&self.log_path(batch_id)).await?
+        } else {
+            None
+        };
+        self.may_find_planned_list = false;
         let files = match existing {
             Some(entry) => entry.files,
             None => {
