@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent};
+use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent, QueryWarningEvent};
 use weir_runtime::{
     Executed, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, Trigger, WatermarkPolicy, WeirError,
 };
@@ -111,6 +111,10 @@ impl QueryListener for Printer {
     }
 
     fn on_query_idle(&self, _e: &QueryIdleEvent) {}
+
+    fn on_query_warning(&self, e: &QueryWarningEvent) {
+        eprintln!("weir: warning: {}", e.message);
+    }
 
     fn on_query_terminated(&self, _e: &QueryTerminatedEvent) {}
 }

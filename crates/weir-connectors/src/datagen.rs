@@ -19,7 +19,7 @@ use weir_checkpoint::Checkpoint;
 use weir_sql::config::{DatagenConfig, FieldKind, FieldSpec};
 
 use crate::error::{ConnectorError, Result};
-use crate::Source;
+use crate::{ReadOutput, Source};
 
 const CHUNK: u64 = 8192;
 
@@ -247,7 +247,7 @@ impl Source for DatagenSource {
         (available != u64::MAX).then(|| json!({ "rows": available }))
     }
 
-    async fn read(&self, _checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<Vec<RecordBatch>> {
+    async fn read(&self, _checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
         let start = start.map(rows).transpose()?.unwrap_or(0);
         let end = rows(end)?;
         let mut out = Vec::with_capacity(((end - start) / CHUNK + 1) as usize);
@@ -257,7 +257,7 @@ impl Source for DatagenSource {
             out.push(self.generate(from, to)?);
             from = to;
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
 

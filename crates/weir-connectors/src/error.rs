@@ -11,6 +11,9 @@ pub enum ConnectorError {
     /// A record could not be read; the message names the file and line.
     #[error("{0}")]
     BadData(String),
+    /// The source's system cannot be reached now (a broker down); the batch loop retries.
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage failed (may succeed when retried).
     #[error("{0}")]
     Io(String),
@@ -26,7 +29,7 @@ impl ConnectorError {
     /// Whether retrying the same operation may succeed (storage hiccups), as opposed to an
     /// error that needs a person (bad data, bad settings).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Io(_))
+        matches!(self, Self::Io(_) | Self::Unavailable(_))
     }
 }
 

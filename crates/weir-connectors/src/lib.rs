@@ -1,4 +1,5 @@
-//! weir's connectors: replayable sources (files, datagen) and sinks (Delta, memory, console).
+//! weir's connectors: replayable sources (Kafka, files, datagen) and sinks (Delta, memory,
+//! console).
 //!
 //! A source hands the batch loop offsets (JSON, as Spark's) and reads exactly the records
 //! between two offsets; a sink commits one batch's output idempotently. Neither knows SQL or
@@ -11,8 +12,10 @@ pub mod datagen;
 pub mod delta;
 pub mod error;
 pub mod file;
+pub mod kafka;
 pub mod memory;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -37,6 +40,28 @@ pub trait Source: Send + Sync {
     /// in the checkpoint (committed or about to be replayed), so the source knows where it is.
     async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()>;
 
+    /// Where rows that fail to decode go, and their schema, when the table sends them to a
+    /// dead-letter table (`on_bad_row = 'dead_letter'`).
+    fn dead_letter(&self) -> Option<(String, SchemaRef)> {
+        None
+    }
+
+    /// Source-specific numbers for progress (`sources[].metrics`, such as Kafka's lag).
+    fn metrics(&self) -> BTreeMap<String, Value> {
+        BTreeMap::new()
+    }
+
+    /// Things the user should know that did not stop the query (skipped data, new partitions).
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Called after batch `end` is committed (Kafka commits it to a consumer group for lag
+    /// monitoring). Never needed for correctness.
+    async fn committed(&self, _end: &Value) -> Result<()> {
+        Ok(())
+    }
+
     /// Limits this run to what is available now (trigger `available-now`).
     async fn freeze_available(&mut self) -> Result<()> {
         Ok(())
@@ -54,7 +79,22 @@ pub trait Source: Send + Sync {
 
     /// Reads the records in `(start, end]` of the offsets (`start` exclusive end of the batch
     /// before), exactly as the first time.
-    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<Vec<RecordBatch>>;
+    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput>;
+}
+
+/// What a source read for a batch.
+#[derive(Debug, Default)]
+pub struct ReadOutput {
+    /// The rows, in the source's schema.
+    pub batches: Vec<RecordBatch>,
+    /// Rows that failed to decode, in the dead-letter schema (only with a dead-letter table).
+    pub bad_rows: Vec<RecordBatch>,
+}
+
+impl From<Vec<RecordBatch>> for ReadOutput {
+    fn from(batches: Vec<RecordBatch>) -> Self {
+        Self { batches, bad_rows: Vec::new() }
+    }
 }
 
 /// What a sink did with a batch.
@@ -93,13 +133,14 @@ pub type MemoryTables = memory::MemoryTables;
 /// table's declared columns, if any.
 pub async fn make_source(name: &str, config: &ConnectorConfig, declared: Option<SchemaRef>) -> Result<Box<dyn Source>> {
     match config {
+        ConnectorConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSource::new(name, c.clone(), declared)?)),
         ConnectorConfig::File(c) => Ok(Box::new(file::FileSource::new(name, c.clone(), declared).await?)),
         ConnectorConfig::Datagen(c) => {
             let schema = declared.ok_or_else(|| ConnectorError::Config(format!("datagen table '{name}' needs declared columns")))?;
             Ok(Box::new(datagen::DatagenSource::new(c.clone(), schema)?))
         }
         other => Err(ConnectorError::Config(format!(
-            "table '{name}' (connector '{}') cannot be read by a streaming query; sources are 'file' and 'datagen'",
+            "table '{name}' (connector '{}') cannot be read by a streaming query; sources are 'kafka', 'file' and 'datagen'",
             other.name()
         ))),
     }

@@ -60,6 +60,11 @@ pub struct SourceProgress {
     pub input_rows_per_second: f64,
     /// Rows per second processed by this batch.
     pub processed_rows_per_second: f64,
+    /// Source-specific numbers, as Spark's (Kafka: `minOffsetsBehindLatest`,
+    /// `maxOffsetsBehindLatest`, `avgOffsetsBehindLatest`, and weir's per-partition
+    /// `offsetsBehindLatest`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, Value>,
 }
 
 /// The sink's part of a batch.
@@ -149,6 +154,21 @@ pub struct QueryIdleEvent {
     pub timestamp: String,
 }
 
+/// Something the user should know that did not stop the query: a source waiting for its
+/// broker, data skipped with `fail_on_data_loss = false`, a new partition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryWarningEvent {
+    /// Stable query id.
+    pub id: String,
+    /// Id of this run.
+    pub run_id: String,
+    /// When (ISO-8601 UTC).
+    pub timestamp: String,
+    /// What happened.
+    pub message: String,
+}
+
 /// `onQueryTerminated`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -170,6 +190,8 @@ pub trait QueryListener: Send + Sync {
     fn on_query_progress(&self, _progress: &QueryProgress) {}
     /// A trigger found nothing new.
     fn on_query_idle(&self, _event: &QueryIdleEvent) {}
+    /// Something worth a warning happened; the query goes on.
+    fn on_query_warning(&self, _event: &QueryWarningEvent) {}
     /// The query stopped or failed.
     fn on_query_terminated(&self, _event: &QueryTerminatedEvent) {}
 }

@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, SourceOffsets};
-use weir_connectors::{Sink, Source};
+use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
 use weir_state::{DedupMetrics, Deduplicate, StateFiles};
@@ -26,7 +26,8 @@ use weir_state::{DedupMetrics, Deduplicate, StateFiles};
 use crate::error::{Result, WeirError};
 use crate::failpoint;
 use crate::progress::{
-    DurationMs, EventTime, QueryIdleEvent, QueryProgress, SinkProgress, SourceProgress, iso_millis, now_millis,
+    DurationMs, EventTime, QueryIdleEvent, QueryProgress, QueryWarningEvent, SinkProgress, SourceProgress, iso_millis,
+    now_millis,
 };
 use crate::query::Shared;
 
@@ -39,7 +40,12 @@ pub(crate) struct RunSource {
     pub source: Box<dyn Source>,
     /// Event-time column and delay, when the table has a WATERMARK.
     pub watermark: Option<(String, Duration)>,
+    /// Where rows that fail to decode go (`on_bad_row = 'dead_letter'`).
+    pub bad_sink: Option<Box<dyn Sink>>,
 }
+
+/// Longest wait between two attempts to reach an unavailable source.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The query's stateful operator as planned, before its state is loaded.
 pub(crate) struct StatefulPlan {
@@ -166,7 +172,24 @@ impl Runner {
             let mut any_new = false;
             for s in &mut self.sources {
                 let start = pos.ends.get(&s.name).cloned();
-                match s.source.plan_batch(&self.checkpoint, batch_id, start.as_ref()).await.map_err(|e| batch_err(batch_id, e))? {
+                let mut attempt = 0;
+                let planned = loop {
+                    match s.source.plan_batch(&self.checkpoint, batch_id, start.as_ref()).await {
+                        Err(ConnectorError::Unavailable(m)) if !self.shared.stop_requested() => {
+                            attempt += 1;
+                            wait_for_source(&self.shared, &self.id, &self.run_id, &s.name, &m, attempt).await;
+                        }
+                        other => break other,
+                    }
+                };
+                if attempt > 0 {
+                    warn(&self.shared, &self.id, &self.run_id, format!("source '{}' is reachable again; the query goes on", s.name));
+                }
+                forward_warnings(&self.shared, &self.id, &self.run_id, s.source.as_ref());
+                if self.shared.stop_requested() && planned.is_err() {
+                    return Ok(());
+                }
+                match planned.map_err(|e| batch_err(batch_id, e))? {
                     Some(end) => {
                         any_new = true;
                         sources.insert(s.name.clone(), SourceOffsets { start, end });
@@ -240,16 +263,40 @@ impl Runner {
         // Read every source that has new offsets, concurrently.
         let read_started = Instant::now();
         let checkpoint = Arc::clone(&self.checkpoint);
+        let shared = Arc::clone(&self.shared);
+        let (id, run_id) = (self.id.clone(), self.run_id.clone());
         let reads = self.sources.iter().filter_map(|s| {
             let o = entry.sources.get(&s.name)?;
             (o.start.as_ref() != Some(&o.end)).then(|| {
                 let checkpoint = Arc::clone(&checkpoint);
-                async move { (s.name.clone(), s.source.read(&checkpoint, o.start.as_ref(), &o.end).await) }
+                let (shared, id, run_id) = (Arc::clone(&shared), id.clone(), run_id.clone());
+                async move {
+                    // The offsets are fixed: a read that failed for want of the broker is
+                    // simply tried again.
+                    let mut attempt = 0;
+                    let result = loop {
+                        match s.source.read(&checkpoint, o.start.as_ref(), &o.end).await {
+                            Err(ConnectorError::Unavailable(m)) if !shared.stop_requested() => {
+                                attempt += 1;
+                                wait_for_source(&shared, &id, &run_id, &s.name, &m, attempt).await;
+                            }
+                            other => break other,
+                        }
+                    };
+                    if attempt > 0 {
+                        warn(&shared, &id, &run_id, format!("source '{}' is reachable again; the query goes on", s.name));
+                    }
+                    forward_warnings(&shared, &id, &run_id, s.source.as_ref());
+                    (s.name.clone(), result)
+                }
             })
         });
         let mut inputs = BTreeMap::new();
+        let mut bad_rows: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         for (name, result) in futures::future::join_all(reads).await {
-            inputs.insert(name, result.map_err(|e| batch_err(batch_id, e))?);
+            let ReadOutput { batches, bad_rows: bad } = result.map_err(|e| batch_err(batch_id, e))?;
+            inputs.insert(name.clone(), batches);
+            bad_rows.insert(name, bad);
         }
         let get_batch_ms = read_started.elapsed().as_millis() as u64;
 
@@ -271,6 +318,13 @@ impl Runner {
         failpoint::hit("after_execute", batch_id);
         let sink_commit = self.sink.commit(batch_id, output).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
+        for s in &mut self.sources {
+            if let Some(bad_sink) = s.bad_sink.as_mut() {
+                // Same rule as the sink: one commit with txn(query id, batch id), skipped on replay.
+                let rows = bad_rows.remove(&s.name).unwrap_or_default();
+                bad_sink.commit(batch_id, rows).await.map_err(|e| batch_err(batch_id, format!("bad rows of '{}': {e}", s.name)))?;
+            }
+        }
         if let Some(o) = op.as_mut() {
             if let Some(late_sink) = o.late_sink.as_mut() {
                 // Same rule as the sink: one commit with txn(query id, batch id), skipped on replay.
@@ -296,6 +350,13 @@ impl Runner {
         };
         self.checkpoint.write_commit(batch_id, &commit).await?;
         failpoint::hit("after_commit_log", batch_id);
+        for s in &self.sources {
+            if let Some(o) = entry.sources.get(&s.name)
+                && let Err(e) = s.source.committed(&o.end).await
+            {
+                warn(&self.shared, &self.id, &self.run_id, format!("source '{}': {e}", s.name));
+            }
+        }
         let commit_ms = commit_started.elapsed().as_millis() as u64;
         if batch_id.is_multiple_of(10) && batch_id > 0 {
             self.checkpoint.purge(self.retain_batches).await?;
@@ -321,6 +382,7 @@ impl Runner {
                 num_input_rows: rows,
                 input_rows_per_second: per_sec(rows, since_last),
                 processed_rows_per_second: per_sec(rows, total.as_secs_f64()),
+                metrics: s.source.metrics(),
             });
         }
         let progress = QueryProgress {
@@ -438,4 +500,35 @@ fn state_operator_json(name: &str, m: &DedupMetrics) -> Value {
 
 fn batch_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {
     WeirError::Batch { batch_id, message: e.to_string() }
+}
+
+/// Tells listeners about something that did not stop the query.
+fn warn(shared: &Shared, id: &str, run_id: &str, message: String) {
+    let event = QueryWarningEvent { id: id.to_string(), run_id: run_id.to_string(), timestamp: iso_millis(now_millis()), message };
+    for l in &shared.listeners {
+        l.on_query_warning(&event);
+    }
+}
+
+fn forward_warnings(shared: &Shared, id: &str, run_id: &str, source: &dyn Source) {
+    for w in source.take_warnings() {
+        warn(shared, id, run_id, w);
+    }
+}
+
+/// Shows that source `name` is unavailable and waits before attempt `attempt + 1`: 100 ms,
+/// doubling up to five seconds.
+async fn wait_for_source(shared: &Shared, id: &str, run_id: &str, name: &str, message: &str, attempt: u32) {
+    let backoff = (Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(16) - 1)).min(MAX_BACKOFF);
+    shared.set_status(&format!("Waiting for source '{name}': {message}"), false, true, true);
+    // Say it once, then every tenth attempt, so a long outage does not flood the output.
+    if attempt == 1 || attempt.is_multiple_of(10) {
+        warn(
+            shared,
+            id,
+            run_id,
+            format!("source '{name}' is unavailable (attempt {attempt}, next in {} ms): {message}", backoff.as_millis()),
+        );
+    }
+    shared.sleep(backoff).await;
 }

@@ -161,7 +161,7 @@ impl Session {
         }
         let config = ConnectorConfig::from_table(&create)?;
         if create.watermark.is_some() && !config.is_source() {
-            return Err(WeirError::at(create.line, format!("table '{}': WATERMARK only applies to sources (file, datagen)", create.name)));
+            return Err(WeirError::at(create.line, format!("table '{}': WATERMARK only applies to sources (kafka, file, datagen)", create.name)));
         }
         self.tables.insert(create.name.clone(), TableDef { create, config });
         Ok(())
@@ -197,13 +197,14 @@ impl Session {
             .collect();
         let compiled = compile(&insert.query, &defs, target).await.map_err(|e| WeirError::plan(line, e))?;
         let used: Vec<String> = compiled.sources().map(str::to_string).collect();
-        let run_sources: Vec<RunSource> = sources
+        let mut run_sources: Vec<RunSource> = sources
             .into_iter()
             .filter(|(n, _, _)| used.contains(n))
             .map(|(name, def, source)| RunSource {
                 watermark: def.create.watermark.as_ref().map(|w| (w.column.clone(), w.delay)),
                 name,
                 source,
+                bad_sink: None,
             })
             .collect();
         for s in &run_sources {
@@ -316,6 +317,16 @@ impl Session {
             && let Some((_, schema)) = &spec.late
         {
             late_sink.open(schema, &id).await.map_err(|e| WeirError::at(line, e))?;
+        }
+
+        for s in &mut run_sources {
+            if let Some((path, schema)) = s.source.dead_letter() {
+                let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None });
+                let mut bad_sink =
+                    make_sink(&format!("{}_bad_rows", s.name), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
+                bad_sink.open(&schema, &id).await.map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
+                s.bad_sink = Some(bad_sink);
+            }
         }
 
         let run_id = uuid::Uuid::new_v4().to_string();

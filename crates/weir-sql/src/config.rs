@@ -12,11 +12,13 @@ use crate::error::{Result, SqlError};
 use crate::options::OptionReader;
 
 /// The connectors weir knows.
-pub const CONNECTORS: &[&str] = &["file", "datagen", "delta", "memory", "console"];
+pub const CONNECTORS: &[&str] = &["kafka", "file", "datagen", "delta", "memory", "console"];
 
 /// A table's connector and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectorConfig {
+    /// Kafka topics (source).
+    Kafka(KafkaConfig),
     /// Files in a directory (source).
     File(FileConfig),
     /// Generated rows (source).
@@ -33,6 +35,7 @@ impl ConnectorConfig {
     /// The connector's name as written in `connector = '...'`.
     pub fn name(&self) -> &'static str {
         match self {
+            Self::Kafka(_) => "kafka",
             Self::File(_) => "file",
             Self::Datagen(_) => "datagen",
             Self::Delta(_) => "delta",
@@ -43,12 +46,13 @@ impl ConnectorConfig {
 
     /// Whether a query can read from it.
     pub fn is_source(&self) -> bool {
-        matches!(self, Self::File(_) | Self::Datagen(_))
+        matches!(self, Self::Kafka(_) | Self::File(_) | Self::Datagen(_))
     }
 
     /// The late-rows policy of a source.
     pub fn late_rows(&self) -> Option<&LateRows> {
         match self {
+            Self::Kafka(c) => Some(&c.late_rows),
             Self::File(c) => Some(&c.late_rows),
             Self::Datagen(c) => Some(&c.late_rows),
             _ => None,
@@ -108,6 +112,209 @@ fn late_rows(r: &mut OptionReader) -> Result<LateRows> {
         (Some("dead_letter"), _) => Err(r.missing("late_rows_path", "the Delta table late rows go to")),
         (_, Some(_)) => Err(r.missing("late_rows", "set late_rows = 'dead_letter' to use late_rows_path")),
         _ => Ok(LateRows::Drop),
+    }
+}
+
+/// How the value of a Kafka message is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaFormat {
+    /// One JSON object per message, decoded into the declared columns.
+    Json,
+    /// One CSV record per message, fields in declared column order.
+    Csv,
+    /// No decoding: Spark's columns `key, value, topic, partition, offset, timestamp,
+    /// timestamp_type, headers`.
+    Raw,
+}
+
+/// Where a Kafka source starts when its checkpoint has no offsets yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartingOffsets {
+    /// The oldest offset still on the broker.
+    Earliest,
+    /// Only records produced after the query first started (Spark's default).
+    Latest,
+    /// Per topic and partition; `-2` is earliest, `-1` latest. Partitions not listed start
+    /// at earliest.
+    Explicit(std::collections::BTreeMap<String, std::collections::BTreeMap<i32, i64>>),
+}
+
+/// What a source does with a record it cannot decode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BadRows {
+    /// Stop the query with an error naming the record's position; nothing of the batch is
+    /// committed.
+    #[default]
+    Fail,
+    /// Write the raw record, the error and its position, exactly once, to the Delta table at
+    /// this path, and go on.
+    DeadLetter(String),
+}
+
+/// The metadata keys a Kafka column can take with `METADATA FROM '...'`.
+pub const KAFKA_METADATA: &[&str] = &["key", "topic", "partition", "offset", "timestamp", "timestamp_type", "headers"];
+
+/// `connector = 'kafka'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// Topics read (one or a comma list).
+    pub topics: Vec<String>,
+    /// How values are decoded.
+    pub format: KafkaFormat,
+    /// Where a new query starts.
+    pub starting_offsets: StartingOffsets,
+    /// At most this many records per batch, shared across partitions by backlog.
+    pub max_offsets_per_trigger: Option<u64>,
+    /// Whether offsets removed from the broker before they were read stop the query.
+    pub fail_on_data_loss: bool,
+    /// Consumer group that gets each batch's end offsets committed (monitoring only).
+    pub group_id: Option<String>,
+    /// How long to wait for the broker at start before failing.
+    pub connect_timeout: Duration,
+    /// CSV: field delimiter.
+    pub delimiter: u8,
+    /// What happens to values that do not decode.
+    pub bad_rows: BadRows,
+    /// `properties.*`: librdkafka settings, passed as they are.
+    pub properties: Vec<(String, String)>,
+    /// What stateful operators do with this source's late rows.
+    pub late_rows: LateRows,
+}
+
+/// Whether a librdkafka property's value must never be shown (passwords, keys, tokens).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.starts_with("sasl.") || ["password", "secret", "key", "token", "credential"].iter().any(|w| k.contains(w))
+}
+
+fn kafka_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<KafkaConfig> {
+    let bootstrap_servers = r.required_string("bootstrap_servers")?;
+    let topics: Vec<String> =
+        r.required_string("topic")?.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    if topics.is_empty() {
+        return Err(r.missing("topic", "a topic name, or a comma-separated list"));
+    }
+    let format = match r.choice("format", &["json", "csv", "raw"])? {
+        Some("json") => KafkaFormat::Json,
+        Some("csv") => KafkaFormat::Csv,
+        Some(_) => KafkaFormat::Raw,
+        None => return Err(r.missing("format", "'json', 'csv' or 'raw'")),
+    };
+    let starting_offsets = match r.string("starting_offsets") {
+        None => StartingOffsets::Latest,
+        Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "earliest" => StartingOffsets::Earliest,
+            "latest" => StartingOffsets::Latest,
+            _ => StartingOffsets::Explicit(parse_explicit_offsets(&s, &topics).map_err(|m| {
+                SqlError::at(line, format!("option 'starting_offsets': {m}; write 'earliest', 'latest' or JSON such as '{{\"{}\":{{\"0\":23,\"1\":-2}}}}'", topics[0]))
+            })?),
+        },
+    };
+    let max_offsets_per_trigger = r.positive("max_offsets_per_trigger")?;
+    let fail_on_data_loss = r.bool("fail_on_data_loss")?.unwrap_or(true);
+    let group_id = r.string("group_id").filter(|g| !g.is_empty());
+    let connect_timeout = r.duration("connect_timeout")?.unwrap_or(Duration::from_secs(30));
+    let delimiter = r.char("delimiter")?.unwrap_or(b',');
+    let bad_rows = bad_rows(r)?;
+    let mut properties = Vec::new();
+    for (key, value) in r.with_prefix("properties.") {
+        if ["enable.auto.commit", "enable.partition.eof", "auto.offset.reset", "enable.auto.offset.store"].contains(&key.as_str()) {
+            return Err(SqlError::at(
+                value.line,
+                format!("option 'properties.{key}' cannot be set: weir manages it (offsets live in the checkpoint)"),
+            ));
+        }
+        if key == "group.id" {
+            return Err(SqlError::at(value.line, "option 'properties.group.id': use the option group_id instead"));
+        }
+        if key == "bootstrap.servers" {
+            return Err(SqlError::at(value.line, "option 'properties.bootstrap.servers': use the option bootstrap_servers instead"));
+        }
+        properties.push((key, value.value));
+    }
+    let late_rows = late_rows(r)?;
+    match format {
+        KafkaFormat::Raw => {
+            for f in columns {
+                let name = f.metadata().get(crate::ddl::METADATA_KEY).map_or(f.name().as_str(), String::as_str);
+                if !KAFKA_METADATA.contains(&name) && name != "value" {
+                    return Err(SqlError::at(
+                        line,
+                        format!("column '{}': with format 'raw' the columns are key, value, topic, partition, offset, timestamp, timestamp_type and headers", f.name()),
+                    ));
+                }
+            }
+        }
+        KafkaFormat::Json | KafkaFormat::Csv => {
+            if !columns.iter().any(|f| !f.metadata().contains_key(crate::ddl::METADATA_KEY)) {
+                return Err(SqlError::at(
+                    line,
+                    "a kafka table with format 'json' or 'csv' needs declared columns for the value, e.g. CREATE TABLE t (id BIGINT, ts TIMESTAMP) WITH (...); use format 'raw' for the bytes",
+                ));
+            }
+        }
+    }
+    for f in columns {
+        if let Some(key) = f.metadata().get(crate::ddl::METADATA_KEY)
+            && !KAFKA_METADATA.contains(&key.as_str())
+        {
+            return Err(SqlError::at(
+                line,
+                format!("column '{}': unknown metadata '{key}'; a kafka column can take METADATA FROM {}", f.name(), KAFKA_METADATA.join(", ")),
+            ));
+        }
+    }
+    Ok(KafkaConfig {
+        bootstrap_servers,
+        topics,
+        format,
+        starting_offsets,
+        max_offsets_per_trigger,
+        fail_on_data_loss,
+        group_id,
+        connect_timeout,
+        delimiter,
+        bad_rows,
+        properties,
+        late_rows,
+    })
+}
+
+/// `{"topic":{"0":23,"1":-2}}`: every topic must be one the table reads.
+fn parse_explicit_offsets(
+    text: &str,
+    topics: &[String],
+) -> std::result::Result<std::collections::BTreeMap<String, std::collections::BTreeMap<i32, i64>>, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
+    let obj = value.as_object().ok_or("not a JSON object")?;
+    let mut out = std::collections::BTreeMap::new();
+    for (topic, parts) in obj {
+        if !topics.contains(topic) {
+            return Err(format!("topic '{topic}' is not one the table reads ({})", topics.join(", ")));
+        }
+        let parts = parts.as_object().ok_or_else(|| format!("topic '{topic}' must map partitions to offsets"))?;
+        let mut map = std::collections::BTreeMap::new();
+        for (p, o) in parts {
+            let p: i32 = p.parse().ok().filter(|p| *p >= 0).ok_or_else(|| format!("'{p}' is not a partition number"))?;
+            let o = o.as_i64().filter(|o| *o >= -2).ok_or_else(|| format!("offset of {topic} partition {p} must be a number >= -2"))?;
+            map.insert(p, o);
+        }
+        out.insert(topic.clone(), map);
+    }
+    Ok(out)
+}
+
+/// Reads `on_bad_row` and `dead_letter_path`.
+fn bad_rows(r: &mut OptionReader) -> Result<BadRows> {
+    let policy = r.choice("on_bad_row", &["fail", "dead_letter"])?;
+    let path = r.string("dead_letter_path");
+    match (policy, path) {
+        (Some("dead_letter"), Some(p)) if !p.is_empty() => Ok(BadRows::DeadLetter(p)),
+        (Some("dead_letter"), _) => Err(r.missing("dead_letter_path", "the Delta table bad rows go to")),
+        (_, Some(_)) => Err(r.missing("on_bad_row", "set on_bad_row = 'dead_letter' to use dead_letter_path")),
+        _ => Ok(BadRows::Fail),
     }
 }
 
@@ -186,7 +393,16 @@ impl ConnectorConfig {
     pub fn from_table(table: &CreateTable) -> Result<Self> {
         let context = format!("table '{}' (connector '{}')", table.name, table.connector);
         let mut r = OptionReader::new(&table.options, context, table.line);
+        if table.connector != "kafka"
+            && let Some(f) = table.columns.iter().find(|f| f.metadata().contains_key(crate::ddl::METADATA_KEY))
+        {
+            return Err(SqlError::at(
+                table.line,
+                format!("column '{}': METADATA columns are for kafka tables; connector '{}' has none", f.name(), table.connector),
+            ));
+        }
         let config = match table.connector.as_str() {
+            "kafka" => Self::Kafka(kafka_config(&mut r, &table.columns, table.line)?),
             "file" => Self::File(file_config(&mut r)?),
             "datagen" => Self::Datagen(datagen_config(&mut r, &table.columns, table.line)?),
             "delta" => Self::Delta(DeltaConfig {

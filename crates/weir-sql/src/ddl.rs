@@ -187,7 +187,7 @@ fn parse_create_table(text: &str, tokens: &[Token]) -> Result<CreateTable> {
                 }
                 watermark = Some(parse_watermark(text, &tokens[from..to])?);
             } else {
-                column_texts.push((&text[tokens[from].start..tokens[to - 1].end], tokens[from].line));
+                column_texts.push(column_text(text, &tokens[from..to])?);
             }
         }
         columns = parse_columns(&column_texts)?;
@@ -247,9 +247,54 @@ impl Options {
     }
 }
 
-fn parse_columns(columns: &[(&str, usize)]) -> Result<Vec<Field>> {
+/// Field metadata key that marks a column filled from the source's record metadata
+/// (`part INT METADATA FROM 'partition'`); its value is the metadata key.
+pub const METADATA_KEY: &str = "weir.metadata";
+
+/// One column definition: its standard SQL text, line, and `METADATA [FROM 'key']` if any.
+struct ColumnText<'a> {
+    sql: &'a str,
+    line: usize,
+    metadata: Option<String>,
+}
+
+/// Cuts the `METADATA [FROM 'key'] [VIRTUAL]` suffix (Flink's spelling) off a column definition.
+fn column_text<'a>(text: &'a str, tokens: &[Token]) -> Result<ColumnText<'a>> {
+    let line = tokens[0].line;
+    let Some(at) = tokens.iter().position(|t| t.is_keyword("METADATA")).filter(|&at| at >= 2) else {
+        return Ok(ColumnText { sql: &text[tokens[0].start..tokens[tokens.len() - 1].end], line, metadata: None });
+    };
+    let name = match &tokens[0].kind {
+        TokenKind::Word(w) => w.to_ascii_lowercase(),
+        TokenKind::QuotedIdent(w) => w.clone(),
+        _ => return Err(SqlError::at(line, format!("bad column definition '{}'", clause_text(text, tokens)))),
+    };
+    let mut rest = &tokens[at + 1..];
+    let mut key = name;
+    if rest.first().is_some_and(|t| t.is_keyword("FROM")) {
+        match rest.get(1).map(|t| &t.kind) {
+            Some(TokenKind::Str(k)) => key = k.to_ascii_lowercase(),
+            _ => {
+                return Err(SqlError::at(
+                    line,
+                    format!("bad column definition '{}': write METADATA FROM 'partition' (a quoted key)", clause_text(text, tokens)),
+                ));
+            }
+        }
+        rest = &rest[2..];
+    }
+    if rest.first().is_some_and(|t| t.is_keyword("VIRTUAL")) {
+        rest = &rest[1..];
+    }
+    if let Some(t) = rest.first() {
+        return Err(SqlError::at(t.line, format!("unexpected {} after METADATA in column '{}'", describe(t), clause_text(text, tokens))));
+    }
+    Ok(ColumnText { sql: &text[tokens[0].start..tokens[at - 1].end], line, metadata: Some(key) })
+}
+
+fn parse_columns(columns: &[ColumnText<'_>]) -> Result<Vec<Field>> {
     let mut fields: Vec<Field> = Vec::with_capacity(columns.len());
-    for (text, line) in columns {
+    for ColumnText { sql: text, line, metadata } in columns {
         let sql = format!("CREATE TABLE t ({text})");
         // Spark's dialect knows MAP<k, v>; the generic one gives the clearer messages.
         let parsed = Parser::parse_sql(&GenericDialect {}, &sql)
@@ -268,7 +313,11 @@ fn parse_columns(columns: &[(&str, usize)]) -> Result<Vec<Field>> {
         if fields.iter().any(|f| f.name() == &name) {
             return Err(SqlError::at(*line, format!("column '{name}' is declared twice")));
         }
-        fields.push(Field::new(name, data_type, nullable));
+        let mut field = Field::new(name, data_type, nullable);
+        if let Some(key) = metadata {
+            field = field.with_metadata([(METADATA_KEY.to_string(), key.clone())].into());
+        }
+        fields.push(field);
     }
     Ok(fields)
 }
@@ -416,6 +465,25 @@ mod tests {
         assert_eq!(t.options.get("max_files_per_trigger").unwrap().value, "1");
         assert_eq!(t.options.get("path").unwrap().line, 3);
         assert_eq!(t.options.get("properties.x").unwrap().value, "y");
+    }
+
+    #[test]
+    fn metadata_columns() {
+        let Statement::CreateTable(t) = parse(
+            "CREATE TABLE k (id BIGINT, part INT METADATA FROM 'Partition', \"offset\" BIGINT METADATA VIRTUAL, k STRING METADATA FROM 'key') WITH (connector = 'kafka')",
+        )
+        .unwrap() else {
+            panic!("not a create table")
+        };
+        let keys: Vec<Option<&str>> = t.columns.iter().map(|f| f.metadata().get(METADATA_KEY).map(String::as_str)).collect();
+        assert_eq!(keys, [None, Some("partition"), Some("offset"), Some("key")]);
+        assert_eq!(t.columns[1].data_type(), &DataType::Int32);
+        assert_eq!(t.columns[2].name(), "offset");
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        assert_eq!(
+            err("CREATE TABLE k (p INT METADATA FROM partition) WITH (connector = 'kafka')"),
+            "line 1: bad column definition 'p INT METADATA FROM partition': write METADATA FROM 'partition' (a quoted key)"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use weir_checkpoint::{Checkpoint, Location};
 use weir_sql::config::{FileConfig, FileFormat};
 
 use crate::error::{ConnectorError, Result};
-use crate::Source;
+use crate::{ReadOutput, Source};
 
 /// `sources/<table>/<N>.json`: the files batch N reads, relative to the source directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,7 +274,7 @@ impl Source for FileSource {
         None
     }
 
-    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<Vec<RecordBatch>> {
+    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
         let end = log_offset(end)?;
         let start = start.map(log_offset).transpose()?;
         let mut files = Vec::new();
@@ -299,6 +299,6 @@ impl Source for FileSource {
             .buffered(parallelism)
             .try_collect()
             .await?;
-        Ok(batches.into_iter().flatten().collect())
+        Ok(batches.into_iter().flatten().collect::<Vec<_>>().into())
     }
 }

@@ -1,0 +1,428 @@
+//! The librdkafka consumer of one Kafka source: explicit assignment, one queue per partition,
+//! and reads of exact offset ranges.
+//!
+//! Every method blocks (librdkafka calls with timeouts); the source calls them from
+//! `spawn_blocking`. Correctness never rests on what the broker's `ListOffsets` says about
+//! the end of a partition (tansu, the test broker, gets it wrong after bulk produces): batch
+//! ends come from the high watermark carried by fetch responses, which librdkafka caches per
+//! partition, and reads stop by offset.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList as Tpl};
+use weir_sql::config::KafkaConfig;
+
+use super::records::Chunk;
+use crate::error::{ConnectorError, Result};
+
+/// A topic and partition.
+pub(crate) type Tp = (String, i32);
+
+/// `TopicPartition` display used in every message: `topic 'events' partition 2`.
+pub(crate) fn tp_name(tp: &Tp) -> String {
+    format!("topic '{}' partition {}", tp.0, tp.1)
+}
+
+/// Keeps librdkafka's last client-level error (broker down, authentication failed) so that
+/// timeouts can say why.
+#[derive(Default)]
+pub(crate) struct Context {
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Context {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _message: &str) {
+        // librdkafka's own log lines may echo configuration; errors reach us via `error`.
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        *self.last_error.lock().expect("not poisoned") = Some(format!("{error} ({reason})"));
+    }
+}
+
+impl ConsumerContext for Context {}
+
+struct Queues {
+    /// One queue per assigned partition.
+    queues: HashMap<Tp, rdkafka::consumer::base_consumer::PartitionQueue<Context>>,
+    /// The offset each partition's queue yields next; absent: unknown, seek before reading.
+    positions: HashMap<Tp, i64>,
+}
+
+/// How a read of `[start, end)` went for one partition.
+#[derive(Debug, Default)]
+pub(crate) struct ReadReport {
+    /// Offsets skipped because the broker no longer had them (`fail_on_data_loss = false`).
+    pub lost: u64,
+    /// What to tell the user about it.
+    pub warnings: Vec<String>,
+}
+
+/// One source's consumer.
+pub(crate) struct KafkaConsumer {
+    consumer: Arc<BaseConsumer<Context>>,
+    queues: Mutex<Queues>,
+    servers: String,
+    fail_on_data_loss: bool,
+    /// How long a read or a metadata call may make no progress before it is reported as
+    /// the broker being unavailable.
+    patience: Duration,
+    /// How long EOF must hold before a gap at the end of a range is believed (see `read`).
+    eof_grace: Duration,
+    /// Values of secret properties, scrubbed from every message.
+    secrets: Vec<String>,
+}
+
+impl KafkaConsumer {
+    /// Creates the consumer; does not contact the broker yet.
+    pub fn new(source: &str, config: &KafkaConfig) -> Result<Self> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &config.bootstrap_servers)
+            // assign() needs a group id even though nothing is committed without `group_id`.
+            .set("group.id", config.group_id.clone().unwrap_or_else(|| format!("weir-{source}")))
+            .set("client.id", "weir")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .set("fetch.wait.max.ms", "100")
+            .set("socket.connection.setup.timeout.ms", config.connect_timeout.as_millis().max(1000).to_string())
+            .set("reconnect.backoff.max.ms", "2000");
+        for (k, v) in &config.properties {
+            c.set(k, v);
+        }
+        let secrets: Vec<String> = config
+            .properties
+            .iter()
+            .filter(|(k, v)| weir_sql::config::is_secret_property(k) && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect();
+        let fetch_wait = config
+            .properties
+            .iter()
+            .find(|(k, _)| k == "fetch.wait.max.ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(100);
+        let consumer: BaseConsumer<Context> = c.create_with_context(Context::default()).map_err(|e| {
+            ConnectorError::Config(redact(&format!("kafka source '{source}': bad consumer settings: {e}"), &secrets))
+        })?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            queues: Mutex::new(Queues { queues: HashMap::new(), positions: HashMap::new() }),
+            servers: config.bootstrap_servers.clone(),
+            fail_on_data_loss: config.fail_on_data_loss,
+            patience: config.connect_timeout,
+            eof_grace: Duration::from_millis(fetch_wait * 2 + 50),
+            secrets,
+        })
+    }
+
+    /// `message` with every secret value replaced.
+    pub fn redact(&self, message: &str) -> String {
+        redact(message, &self.secrets)
+    }
+
+    fn last_error(&self) -> String {
+        self.consumer.client().context().last_error.lock().expect("not poisoned").clone().unwrap_or_else(|| "no answer".into())
+    }
+
+    fn unavailable(&self, what: &str) -> ConnectorError {
+        ConnectorError::Unavailable(self.redact(&format!(
+            "cannot reach the Kafka broker at {} within {:?} (option 'connect_timeout') {what}: {}",
+            self.servers,
+            self.patience,
+            self.last_error()
+        )))
+    }
+
+    /// The partitions of `topic`. A missing topic is an error of its own; an unreachable
+    /// broker is `Unavailable` after `timeout`.
+    pub fn partitions(&self, topic: &str, timeout: Duration) -> Result<Vec<i32>> {
+        let metadata = match self.consumer.fetch_metadata(Some(topic), timeout) {
+            Ok(m) => m,
+            Err(KafkaError::MetadataFetch(code)) if !is_transport(&code) => {
+                return Err(ConnectorError::Config(self.redact(&format!("kafka: metadata of topic '{topic}' on {}: {code}", self.servers))));
+            }
+            Err(e) => {
+                let _ = e;
+                return Err(self.unavailable(&format!("to read the metadata of topic '{topic}'")));
+            }
+        };
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(self.missing_topic(topic));
+        };
+        match t.error() {
+            None => {}
+            Some(e) if matches!(RDKafkaErrorCode::from(e), RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                return Err(self.missing_topic(topic));
+            }
+            Some(e) => {
+                return Err(ConnectorError::Unavailable(self.redact(&format!(
+                    "kafka: topic '{topic}' on {}: {}",
+                    self.servers,
+                    RDKafkaErrorCode::from(e)
+                ))));
+            }
+        }
+        if t.partitions().is_empty() {
+            return Err(self.missing_topic(topic));
+        }
+        let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        parts.sort_unstable();
+        Ok(parts)
+    }
+
+    fn missing_topic(&self, topic: &str) -> ConnectorError {
+        ConnectorError::Config(format!(
+            "kafka: topic '{topic}' does not exist on {} (weir never creates topics; create it, or fix option 'topic')",
+            self.servers
+        ))
+    }
+
+    /// The earliest offset the broker still has (ListOffsets; used only for `earliest`).
+    pub fn earliest(&self, tp: &Tp) -> Result<i64> {
+        self.consumer
+            .fetch_watermarks(&tp.0, tp.1, self.patience)
+            .map(|(low, _)| low.max(0))
+            .map_err(|_| self.unavailable(&format!("to find the earliest offset of {}", tp_name(tp))))
+    }
+
+    /// Makes the consumer fetch exactly `positions`' partitions, each from its offset. Keeps
+    /// the current assignment when the set of partitions has not changed.
+    pub fn assign(&self, positions: &BTreeMap<Tp, i64>) -> Result<()> {
+        let mut q = self.queues.lock().expect("not poisoned");
+        if q.queues.len() == positions.len() && positions.keys().all(|tp| q.queues.contains_key(tp)) {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, &offset) in positions {
+            // Where a partition's queue already is, it stays there.
+            let at = q.positions.get(tp).copied().unwrap_or(offset);
+            tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(at))
+                .map_err(|e| ConnectorError::Config(format!("kafka: cannot assign {}: {e}", tp_name(tp))))?;
+        }
+        q.queues.clear();
+        self.consumer.assign(&tpl).map_err(|e| ConnectorError::Unavailable(self.redact(&format!("kafka: assign failed: {e}"))))?;
+        let mut positions_now = HashMap::new();
+        for (tp, &offset) in positions {
+            let at = q.positions.get(tp).copied().unwrap_or(offset);
+            let queue = self
+                .consumer
+                .split_partition_queue(&tp.0, tp.1)
+                .ok_or_else(|| ConnectorError::Config(format!("kafka: no queue for {}", tp_name(tp))))?;
+            q.queues.insert(tp.clone(), queue);
+            positions_now.insert(tp.clone(), at);
+        }
+        q.positions = positions_now;
+        Ok(())
+    }
+
+    /// The high watermark of `tp` as of the last fetch response (`None` before the first).
+    pub fn cached_high_watermark(&self, tp: &Tp) -> Option<i64> {
+        cached_watermarks(&self.consumer, tp).map(|(_, high)| high)
+    }
+
+    /// Waits until every assigned partition has had a fetch response, then returns each
+    /// partition's high watermark.
+    pub fn high_watermarks(&self, tps: &[Tp], timeout: Duration) -> Result<BTreeMap<Tp, i64>> {
+        let started = Instant::now();
+        loop {
+            self.serve();
+            let found: BTreeMap<Tp, i64> =
+                tps.iter().filter_map(|tp| self.cached_high_watermark(tp).map(|h| (tp.clone(), h))).collect();
+            if found.len() == tps.len() {
+                return Ok(found);
+            }
+            if started.elapsed() >= timeout {
+                let waiting: Vec<String> = tps.iter().filter(|tp| !found.contains_key(*tp)).map(tp_name).collect();
+                return Err(self.unavailable(&format!("to fetch from {}", waiting.join(", "))));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Serves librdkafka's main queue (errors, callbacks); partitions have their own queues.
+    fn serve(&self) {
+        while let Some(r) = self.consumer.poll(Duration::ZERO) {
+            drop(r);
+        }
+    }
+
+    /// Appends the records of `tp` in `[start, end)` to `chunk`. Offsets inside the range may
+    /// be missing (compacted topics, transaction markers); records are never read twice or
+    /// beyond `end`.
+    pub fn read(&self, tp: &Tp, start: i64, end: i64, chunk: &mut Chunk) -> Result<ReadReport> {
+        let mut report = ReadReport::default();
+        let mut guard = self.queues.lock().expect("not poisoned");
+        let q = &mut *guard;
+        let queue = q.queues.get(tp).ok_or_else(|| ConnectorError::Config(format!("kafka: {} is not assigned", tp_name(tp))))?;
+        let mut pos = start;
+        if q.positions.get(tp) != Some(&start) {
+            q.positions.remove(tp);
+            self.seek(tp, start)?;
+        }
+        // A partition-EOF event may be stale (queued when the fetcher reached an older end,
+        // before records we have not polled yet). An EOF is believed only when it is the first
+        // thing the queue yields after a seek to `pos`: then nothing is left in [pos, end).
+        let mut eof_at: Option<Instant> = None;
+        let mut verifying = false;
+        let mut last_progress = Instant::now();
+        while pos < end {
+            match queue.poll(Duration::from_millis(10)) {
+                Some(Ok(m)) => {
+                    let offset = m.offset();
+                    if offset < pos {
+                        continue;
+                    }
+                    eof_at = None;
+                    verifying = false;
+                    last_progress = Instant::now();
+                    if offset >= end {
+                        // Past the range (a gap straddled its end): the queue has moved on.
+                        q.positions.remove(tp);
+                        return Ok(report);
+                    }
+                    chunk.push(&m);
+                    pos = offset + 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    if verifying {
+                        let high = self.cached_high_watermark(tp).unwrap_or(pos);
+                        if high >= end {
+                            break; // [pos, end) holds no record: a gap
+                        }
+                        self.data_loss(tp, pos, high, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
+                        break;
+                    }
+                    eof_at.get_or_insert_with(Instant::now);
+                }
+                Some(Err(KafkaError::MessageConsumption(code)))
+                    if matches!(code, RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) =>
+                {
+                    let earliest = self.earliest(tp)?;
+                    if earliest <= pos {
+                        return Err(ConnectorError::Unavailable(format!("kafka: {} offset {pos}: {code}", tp_name(tp))));
+                    }
+                    self.data_loss(tp, pos, earliest, end, "the offsets were removed from the broker (retention?)", &mut report)?;
+                    pos = earliest.min(end);
+                    if pos < end {
+                        self.seek(tp, pos)?;
+                    }
+                    last_progress = Instant::now();
+                }
+                Some(Err(e)) => {
+                    // Transient fetch errors: librdkafka retries by itself.
+                    *self.consumer.client().context().last_error.lock().expect("not poisoned") = Some(e.to_string());
+                }
+                None => {
+                    self.serve();
+                    if eof_at.is_some_and(|t| t.elapsed() >= self.eof_grace) {
+                        eof_at = None;
+                        verifying = true;
+                        self.seek(tp, pos)?;
+                    }
+                    if last_progress.elapsed() >= self.patience {
+                        q.positions.remove(tp);
+                        return Err(self.unavailable(&format!("to read {} from offset {pos} to {end}", tp_name(tp))));
+                    }
+                }
+            }
+        }
+        q.positions.insert(tp.clone(), end);
+        Ok(report)
+    }
+
+    /// Moves `tp`'s fetch position; its queue drops what it had fetched.
+    fn seek(&self, tp: &Tp, offset: i64) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            match self.consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::from_secs(5)) {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < self.patience => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(ConnectorError::Unavailable(format!("kafka: cannot seek {} to offset {offset}: {e}", tp_name(tp)))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Offsets `[wanted, available)` are gone: an error, or (`fail_on_data_loss = false`) a
+    /// warning and a count.
+    fn data_loss(&self, tp: &Tp, wanted: i64, available: i64, end: i64, why: &str, report: &mut ReadReport) -> Result<()> {
+        let message = format!(
+            "kafka: {}: wanted offset {wanted}, but the broker has {}: {why}",
+            tp_name(tp),
+            if available > wanted { format!("nothing before offset {available}") } else { format!("nothing from offset {available} on") }
+        );
+        if self.fail_on_data_loss {
+            return Err(ConnectorError::BadData(format!(
+                "{message}; set fail_on_data_loss = 'false' to skip lost offsets and go on"
+            )));
+        }
+        let lost = if available > wanted { available.min(end) - wanted } else { end - wanted } as u64;
+        report.lost += lost;
+        report.warnings.push(format!("{message}; skipped {lost} offsets (fail_on_data_loss = false)"));
+        Ok(())
+    }
+
+    /// Commits `ends` to the consumer group (for lag monitoring only).
+    pub fn commit(&self, ends: &BTreeMap<Tp, i64>) -> Result<()> {
+        let mut tpl = Tpl::new();
+        for (tp, &o) in ends {
+            tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(o))
+                .map_err(|e| ConnectorError::Config(format!("kafka: {e}")))?;
+        }
+        self.consumer.commit(&tpl, CommitMode::Async).map_err(|e| ConnectorError::Unavailable(format!("kafka: group commit: {e}")))
+    }
+}
+
+/// The header list of a message as `(key, value)` pairs.
+pub(crate) fn headers_of(m: &impl Message) -> super::records::HeaderList {
+    m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default()
+}
+
+/// librdkafka's cached low and high watermarks of `tp`, as of the last fetch response. The
+/// rdkafka crate has no safe wrapper for `rd_kafka_get_watermark_offsets`.
+#[allow(unsafe_code)]
+fn cached_watermarks(consumer: &BaseConsumer<Context>, tp: &Tp) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(tp.0.as_str()).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; `topic` is a valid C string
+    // for the call, and librdkafka only writes the two i64 out-parameters.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), tp.1, &mut low, &mut high)
+    };
+    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
+}
+
+fn is_transport(code: &RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+    )
+}
+
+/// `message` with every secret replaced by `***`.
+pub(crate) fn redact(message: &str, secrets: &[String]) -> String {
+    let mut out = message.to_string();
+    for s in secrets {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
+}

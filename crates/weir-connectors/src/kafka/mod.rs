@@ -1,0 +1,456 @@
+//! The Kafka source: explicit partitions, offsets in the checkpoint, exact replays.
+//!
+//! Offsets are Spark's JSON, `{"topic":{"0":23}}`, each the next offset to read (an exclusive
+//! end). Batch N's ends are planned from the high watermarks of fetch responses, capped by
+//! `max_offsets_per_trigger` in proportion to each partition's backlog, and written to
+//! `offsets/N` by the batch loop before the batch runs; reading batch N reads exactly
+//! `[start, end)` of every partition, the first time and on a replay. The starting offsets
+//! of a new query are resolved once and kept in `sources/<table>/initial.json`, so a restart
+//! before the first batch starts from the same place.
+
+mod consumer;
+mod records;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use weir_checkpoint::Checkpoint;
+use weir_sql::config::{BadRows, KafkaConfig, StartingOffsets};
+
+use self::consumer::{KafkaConsumer, Tp, tp_name};
+use self::records::{Chunk, Decoder};
+use crate::error::{ConnectorError, Result};
+use crate::{ReadOutput, Source};
+
+/// Next offset to read, per topic and partition.
+type Offsets = BTreeMap<Tp, i64>;
+
+/// How often a running query looks for new partitions. Metadata requests wait behind the
+/// consumer's long-polling fetches on the broker connection, so not every batch asks.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `connector = 'kafka'`.
+pub struct KafkaSource {
+    name: String,
+    config: KafkaConfig,
+    decoder: Arc<Decoder>,
+    consumer: Option<Arc<KafkaConsumer>>,
+    /// Where the query started (batch 0's start).
+    initial: Option<Offsets>,
+    /// The ends a run with trigger `available-now` stops at.
+    frozen: Option<Offsets>,
+    /// When partitions were last listed; they are listed again after `DISCOVERY_INTERVAL`.
+    discovered_at: Option<Instant>,
+    /// The newest planned batch's high watermarks and ends, for lag in progress.
+    lag: Mutex<Option<(Offsets, Offsets)>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl KafkaSource {
+    /// A source for table `name`; nothing is contacted until `restore`.
+    pub fn new(name: &str, config: KafkaConfig, declared: Option<SchemaRef>) -> Result<Self> {
+        let declared = declared.filter(|s| !s.fields().is_empty());
+        let decoder = Decoder::new(config.format, config.delimiter, declared);
+        Ok(Self {
+            name: name.to_string(),
+            config,
+            decoder: Arc::new(decoder),
+            consumer: None,
+            initial: None,
+            frozen: None,
+            discovered_at: None,
+            lag: Mutex::new(None),
+            warnings: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn consumer(&self) -> Result<Arc<KafkaConsumer>> {
+        self.consumer.as_ref().map(Arc::clone).ok_or_else(|| ConnectorError::Config("kafka source used before restore".into()))
+    }
+
+    fn initial_path(&self) -> String {
+        format!("sources/{}/initial.json", self.name)
+    }
+
+    /// Every partition of every topic the table reads.
+    fn discover(consumer: &KafkaConsumer, config: &KafkaConfig, timeout: Duration) -> Result<Vec<Tp>> {
+        let mut tps = Vec::new();
+        for topic in &config.topics {
+            for p in consumer.partitions(topic, timeout)? {
+                tps.push((topic.clone(), p));
+            }
+        }
+        Ok(tps)
+    }
+
+    /// Resolves `starting_offsets` against the broker.
+    fn resolve_start(consumer: &KafkaConsumer, config: &KafkaConfig, tps: &[Tp]) -> Result<Offsets> {
+        let wanted = |tp: &Tp| -> i64 {
+            match &config.starting_offsets {
+                StartingOffsets::Earliest => -2,
+                StartingOffsets::Latest => -1,
+                StartingOffsets::Explicit(map) => map.get(&tp.0).and_then(|m| m.get(&tp.1)).copied().unwrap_or(-2),
+            }
+        };
+        if let StartingOffsets::Explicit(map) = &config.starting_offsets {
+            for (topic, parts) in map {
+                for p in parts.keys() {
+                    if !tps.contains(&(topic.clone(), *p)) {
+                        return Err(ConnectorError::Config(format!(
+                            "option 'starting_offsets' names topic '{topic}' partition {p}, which does not exist"
+                        )));
+                    }
+                }
+            }
+        }
+        let mut out = Offsets::new();
+        let mut latest = Vec::new();
+        for tp in tps {
+            match wanted(tp) {
+                -2 => {
+                    out.insert(tp.clone(), consumer.earliest(tp)?);
+                }
+                -1 => latest.push(tp.clone()),
+                n => {
+                    out.insert(tp.clone(), n);
+                }
+            }
+        }
+        if !latest.is_empty() {
+            // The end is what fetch responses say, not ListOffsets (see consumer.rs): fetch
+            // from the earliest offset once to learn it.
+            let mut at = Offsets::new();
+            for tp in &latest {
+                at.insert(tp.clone(), consumer.earliest(tp)?);
+            }
+            let mut all = out.clone();
+            all.extend(at);
+            consumer.assign(&all)?;
+            let highs = consumer.high_watermarks(&latest, consumer_patience(config))?;
+            out.extend(highs);
+        }
+        Ok(out)
+    }
+
+    fn parse(&self, value: &Value) -> Result<Offsets> {
+        parse_offsets(value).map_err(|m| {
+            ConnectorError::Config(format!("kafka source '{}': offsets in the checkpoint are not {{topic: {{partition: offset}}}}: {m}: {value}", self.name))
+        })
+    }
+
+    fn warn(&self, message: String) {
+        self.warnings.lock().expect("not poisoned").push(format!("source '{}': {message}", self.name));
+    }
+}
+
+fn consumer_patience(config: &KafkaConfig) -> Duration {
+    config.connect_timeout
+}
+
+/// `{"topic":{"0":23}}` -> offsets.
+fn parse_offsets(value: &Value) -> std::result::Result<Offsets, String> {
+    let mut out = Offsets::new();
+    let topics = value.as_object().ok_or("not an object")?;
+    for (topic, parts) in topics {
+        let parts = parts.as_object().ok_or_else(|| format!("topic '{topic}' is not an object"))?;
+        for (p, o) in parts {
+            let p: i32 = p.parse().map_err(|_| format!("'{p}' is not a partition"))?;
+            let o = o.as_i64().ok_or_else(|| format!("offset of {topic}/{p} is not a number"))?;
+            out.insert((topic.clone(), p), o);
+        }
+    }
+    Ok(out)
+}
+
+fn to_json(offsets: &Offsets) -> Value {
+    let mut topics: Map<String, Value> = Map::new();
+    for ((topic, p), o) in offsets {
+        let entry = topics.entry(topic.clone()).or_insert_with(|| Value::Object(Map::new()));
+        entry.as_object_mut().expect("object").insert(p.to_string(), json!(o));
+    }
+    Value::Object(topics)
+}
+
+/// Spark's rate limit: `limit` records shared across partitions in proportion to their
+/// backlog; every partition with a backlog moves by at least one record.
+fn rate_limit(starts: &Offsets, latest: &Offsets, limit: Option<u64>) -> Offsets {
+    let backlog = |tp: &Tp| (latest[tp] - starts.get(tp).copied().unwrap_or(0)).max(0);
+    let total: i64 = latest.keys().map(backlog).sum();
+    latest
+        .iter()
+        .map(|(tp, &until)| {
+            let begin = starts.get(tp).copied().unwrap_or(0);
+            let end = match limit {
+                Some(limit) if total > limit as i64 => {
+                    let share = limit as f64 * backlog(tp) as f64 / total as f64;
+                    let step = if share < 1.0 { share.ceil() } else { share.floor() } as i64;
+                    (begin + step).min(until)
+                }
+                _ => until,
+            };
+            (tp.clone(), end.max(begin))
+        })
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ConnectorError::Io(format!("kafka task failed: {e}")))?
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.decoder.schema()
+    }
+
+    fn description(&self) -> String {
+        // Spark's description; the servers are left out so that moving brokers keeps the
+        // checkpoint valid.
+        format!("KafkaV2[Subscribe[{}]]", self.config.topics.join(","))
+    }
+
+    fn dead_letter(&self) -> Option<(String, SchemaRef)> {
+        match &self.config.bad_rows {
+            BadRows::DeadLetter(path) => Some((path.clone(), records::dead_letter_schema())),
+            BadRows::Fail => None,
+        }
+    }
+
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
+        let consumer = Arc::new(KafkaConsumer::new(&self.name, &self.config)?);
+        self.consumer = Some(Arc::clone(&consumer));
+        let config = self.config.clone();
+        let c = Arc::clone(&consumer);
+        let tps = blocking(move || Self::discover(&c, &config, config.connect_timeout)).await?;
+        let stored: Option<Value> = checkpoint.get_json(&self.initial_path()).await?;
+        self.initial = match stored {
+            Some(v) => Some(self.parse(&v)?),
+            None if recorded_end.is_none() => {
+                let (c, config, tps2) = (Arc::clone(&consumer), self.config.clone(), tps.clone());
+                let initial = blocking(move || Self::resolve_start(&c, &config, &tps2)).await?;
+                match checkpoint.put_json_new(&self.initial_path(), &to_json(&initial)).await {
+                    Ok(()) => Some(initial),
+                    Err(weir_checkpoint::CheckpointError::Conflict { .. }) => {
+                        let v: Option<Value> = checkpoint.get_json(&self.initial_path()).await?;
+                        v.map(|v| self.parse(&v)).transpose()?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => None,
+        };
+        let mut positions = match recorded_end {
+            Some(v) => self.parse(v)?,
+            None => self.initial.clone().unwrap_or_default(),
+        };
+        for tp in tps {
+            positions.entry(tp).or_insert(0);
+        }
+        blocking(move || consumer.assign(&positions)).await
+    }
+
+    async fn freeze_available(&mut self) -> Result<()> {
+        let consumer = self.consumer()?;
+        let config = self.config.clone();
+        let frozen = blocking(move || {
+            let tps = Self::discover(&consumer, &config, config.connect_timeout)?;
+            let mut positions = Offsets::new();
+            for tp in &tps {
+                positions.insert(tp.clone(), 0);
+            }
+            consumer.assign(&positions)?;
+            consumer.high_watermarks(&tps, consumer_patience(&config))
+        })
+        .await?;
+        self.frozen = Some(frozen);
+        Ok(())
+    }
+
+    async fn plan_batch(&mut self, _checkpoint: &Arc<Checkpoint>, _batch_id: u64, start: Option<&Value>) -> Result<Option<Value>> {
+        let starts = match start {
+            Some(v) => self.parse(v)?,
+            None => self.initial.clone().ok_or_else(|| {
+                ConnectorError::Config(format!("kafka source '{}': the checkpoint has no {}", self.name, self.initial_path()))
+            })?,
+        };
+        let consumer = self.consumer()?;
+        let config = self.config.clone();
+        let frozen = self.frozen.clone();
+        let starts2 = starts.clone();
+        let discover = self.discovered_at.is_none_or(|t| t.elapsed() >= DISCOVERY_INTERVAL);
+        if discover {
+            self.discovered_at = Some(Instant::now());
+        }
+        let (latest, warnings) = blocking(move || {
+            let mut warnings = Vec::new();
+            let mut positions = starts2.clone();
+            let found = if discover { Self::discover(&consumer, &config, Duration::from_secs(5).min(config.connect_timeout))? } else { Vec::new() };
+            for tp in found {
+                if let std::collections::btree_map::Entry::Vacant(e) = positions.entry(tp) {
+                    // A partition added to the topic: read it from its beginning.
+                    warnings.push(format!("new partition: {} is read from offset 0", tp_name(e.key())));
+                    e.insert(0);
+                }
+            }
+            consumer.assign(&positions)?;
+            let tps: Vec<Tp> = positions.keys().cloned().collect();
+            let highs = consumer.high_watermarks(&tps, consumer_patience(&config))?;
+            let mut latest = Offsets::new();
+            for (tp, &start) in &positions {
+                let mut high = highs[tp];
+                if high < start {
+                    let message = format!(
+                        "kafka: {}: the checkpoint is at offset {start} but the broker's log ends at {high} (was the topic deleted and created again?)",
+                        tp_name(tp)
+                    );
+                    if config.fail_on_data_loss {
+                        return Err(ConnectorError::BadData(format!("{message}; set fail_on_data_loss = 'false' to go on from where the checkpoint is")));
+                    }
+                    warnings.push(format!("{message}; waiting for the log to pass offset {start} (fail_on_data_loss = false)"));
+                    high = start;
+                }
+                if let Some(f) = &frozen {
+                    high = high.min(f.get(tp).copied().unwrap_or(start)).max(start);
+                }
+                latest.insert(tp.clone(), high);
+            }
+            Ok((latest, warnings))
+        })
+        .await?;
+        for w in warnings {
+            self.warn(w);
+        }
+        let ends = rate_limit(&starts, &latest, self.config.max_offsets_per_trigger);
+        *self.lag.lock().expect("not poisoned") = Some((latest, ends.clone()));
+        let any_new = ends.iter().any(|(tp, &end)| end > starts.get(tp).copied().unwrap_or(0));
+        Ok(any_new.then(|| to_json(&ends)))
+    }
+
+    async fn latest_offset(&self) -> Option<Value> {
+        let consumer = self.consumer.as_ref()?;
+        let (_, ends) = self.lag.lock().expect("not poisoned").clone()?;
+        let latest: Offsets =
+            ends.iter().map(|(tp, &end)| (tp.clone(), consumer.cached_high_watermark(tp).unwrap_or(end).max(end))).collect();
+        Some(to_json(&latest))
+    }
+
+    fn metrics(&self) -> BTreeMap<String, Value> {
+        let Some((_, ends)) = self.lag.lock().expect("not poisoned").clone() else { return BTreeMap::new() };
+        let Some(consumer) = self.consumer.as_ref() else { return BTreeMap::new() };
+        let lag: Offsets =
+            ends.iter().map(|(tp, &end)| (tp.clone(), (consumer.cached_high_watermark(tp).unwrap_or(end) - end).max(0))).collect();
+        if lag.is_empty() {
+            return BTreeMap::new();
+        }
+        let (min, max) = (lag.values().min().copied().unwrap_or(0), lag.values().max().copied().unwrap_or(0));
+        let avg = lag.values().sum::<i64>() as f64 / lag.len() as f64;
+        // Spark's three metrics (as strings, like Spark's), and the lag of each partition.
+        BTreeMap::from([
+            ("minOffsetsBehindLatest".to_string(), json!(min.to_string())),
+            ("maxOffsetsBehindLatest".to_string(), json!(max.to_string())),
+            ("avgOffsetsBehindLatest".to_string(), json!(format!("{avg:.1}"))),
+            ("offsetsBehindLatest".to_string(), to_json(&lag)),
+        ])
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("not poisoned"))
+    }
+
+    async fn read(&self, _checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
+        let starts = match start {
+            Some(v) => self.parse(v)?,
+            None => self.initial.clone().ok_or_else(|| {
+                ConnectorError::Config(format!("kafka source '{}': the checkpoint has no {}", self.name, self.initial_path()))
+            })?,
+        };
+        let ends = self.parse(end)?;
+        let consumer = self.consumer()?;
+        let with_headers = self.decoder.with_headers;
+        let ranges: Vec<(Tp, i64, i64)> = ends
+            .iter()
+            .map(|(tp, &end)| (tp.clone(), starts.get(tp).copied().unwrap_or(0), end))
+            .filter(|(_, s, e)| e > s)
+            .collect();
+        let (chunks, lost, warnings) = blocking(move || {
+            let mut positions: Offsets = ends.clone();
+            for (tp, s, _) in &ranges {
+                positions.insert(tp.clone(), *s);
+            }
+            consumer.assign(&positions)?;
+            let mut chunks = Vec::with_capacity(ranges.len());
+            let (mut lost, mut warnings) = (0, Vec::new());
+            for (tp, s, e) in &ranges {
+                let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
+                let report = consumer.read(tp, *s, *e, &mut chunk)?;
+                lost += report.lost;
+                warnings.extend(report.warnings);
+                chunks.push(chunk);
+            }
+            Ok((chunks, lost, warnings))
+        })
+        .await?;
+        for w in warnings {
+            self.warn(w);
+        }
+        let _ = lost;
+        // Decode partitions in parallel.
+        let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
+        let decodes = chunks.into_iter().map(|chunk| {
+            let decoder = Arc::clone(&self.decoder);
+            tokio::task::spawn_blocking(move || decoder.decode(&chunk, collect_bad))
+        });
+        let mut out = ReadOutput::default();
+        for decoded in futures::future::join_all(decodes).await {
+            let decoded = decoded.map_err(|e| ConnectorError::Io(format!("kafka decode task failed: {e}")))?;
+            let decoded = decoded.map_err(|m| ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)))?;
+            out.batches.extend(decoded.batches);
+            out.bad_rows.extend(decoded.bad);
+        }
+        Ok(out)
+    }
+
+    async fn committed(&self, end: &Value) -> Result<()> {
+        if self.config.group_id.is_none() {
+            return Ok(());
+        }
+        let ends = self.parse(end)?;
+        let consumer = self.consumer()?;
+        blocking(move || consumer.commit(&ends)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(v: &[(&str, i32, i64)]) -> Offsets {
+        v.iter().map(|(t, p, o)| ((t.to_string(), *p), *o)).collect()
+    }
+
+    #[test]
+    fn offsets_round_trip_as_sparks_json() {
+        let o = offsets(&[("events", 0, 23), ("events", 1, 40), ("other", 0, 0)]);
+        let v = to_json(&o);
+        assert_eq!(v.to_string(), r#"{"events":{"0":23,"1":40},"other":{"0":0}}"#);
+        assert_eq!(parse_offsets(&v).unwrap(), o);
+        assert!(parse_offsets(&json!({"events": {"x": 1}})).is_err());
+    }
+
+    #[test]
+    fn rate_limit_shares_by_backlog() {
+        let starts = offsets(&[("t", 0, 0), ("t", 1, 100), ("t", 2, 50)]);
+        let latest = offsets(&[("t", 0, 300), ("t", 1, 200), ("t", 2, 50)]);
+        let ends = rate_limit(&starts, &latest, Some(100));
+        // Backlogs 300 and 100 of 400: 75 and 25.
+        assert_eq!(ends, offsets(&[("t", 0, 75), ("t", 1, 125), ("t", 2, 50)]));
+        assert_eq!(rate_limit(&starts, &latest, None), latest);
+        // A tiny share still moves the partition.
+        let ends = rate_limit(&offsets(&[("t", 0, 0), ("t", 1, 0)]), &offsets(&[("t", 0, 10_000), ("t", 1, 1)]), Some(10));
+        assert_eq!(ends, offsets(&[("t", 0, 9), ("t", 1, 1)]));
+    }
+}
