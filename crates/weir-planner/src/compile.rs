@@ -126,7 +126,7 @@ pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRe
         all_slots.insert(source.name.clone(), slot);
     }
     let state = ctx.state();
-    let logical = state.create_logical_plan(query).await.map_err(|e| PlanError::Plan(clean(&e)))?;
+    let logical = state.create_logical_plan(query).await.map_err(|e| PlanError::Plan(keyword_hint(query, clean(&e))))?;
     let event_times: Vec<(String, String)> =
         sources.iter().filter_map(|s| Some((s.name.clone(), s.event_time.clone()?))).collect();
     let physical = |plan: LogicalPlan| {
@@ -334,4 +334,15 @@ pub fn clean(e: &datafusion::error::DataFusionError) -> String {
         s.push_str(": declare it with CREATE TABLE ... WITH (connector = 'file', ...) before the query");
     }
     s
+}
+
+/// Kafka's raw columns are named like SQL keywords; a parse error in a query that uses them
+/// unquoted says how to write them.
+fn keyword_hint(query: &str, message: String) -> String {
+    let words: Vec<String> = query.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').map(str::to_ascii_lowercase).collect();
+    let used: Vec<&str> = ["partition", "offset", "timestamp"].into_iter().filter(|k| words.iter().any(|w| w == k)).collect();
+    if used.is_empty() || !message.contains("Expected") {
+        return message;
+    }
+    format!("{message} (note: {} {} SQL keywords; quote them as columns: \"{}\")", used.join(", "), if used.len() > 1 { "are" } else { "is" }, used[0])
 }

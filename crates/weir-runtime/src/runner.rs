@@ -321,7 +321,7 @@ impl Runner {
         for s in &mut self.sources {
             if let Some(bad_sink) = s.bad_sink.as_mut() {
                 // Same rule as the sink: one commit with txn(query id, batch id), skipped on replay.
-                let rows = bad_rows.remove(&s.name).unwrap_or_default();
+                let rows = bad_rows.remove(&s.name).unwrap_or_default().iter().map(|b| add_batch_id(b, batch_id)).collect();
                 bad_sink.commit(batch_id, rows).await.map_err(|e| batch_err(batch_id, format!("bad rows of '{}': {e}", s.name)))?;
             }
         }
@@ -531,4 +531,18 @@ async fn wait_for_source(shared: &Shared, id: &str, run_id: &str, name: &str, me
         );
     }
     shared.sleep(backoff).await;
+}
+
+/// A dead-letter schema with the `batch_id` column weir adds to every bad row.
+pub(crate) fn with_batch_id(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new("batch_id", DataType::Int64, false)));
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// Bad rows of batch `batch_id`, with the batch they were read in.
+fn add_batch_id(batch: &RecordBatch, batch_id: u64) -> RecordBatch {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(vec![batch_id as i64; batch.num_rows()])));
+    RecordBatch::try_new(with_batch_id(&batch.schema()), columns).expect("bad rows plus batch_id match their schema")
 }

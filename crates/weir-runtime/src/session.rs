@@ -321,6 +321,7 @@ impl Session {
 
         for s in &mut run_sources {
             if let Some((path, schema)) = s.source.dead_letter() {
+                let schema = crate::runner::with_batch_id(&schema);
                 let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None });
                 let mut bad_sink =
                     make_sink(&format!("{}_bad_rows", s.name), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;

@@ -541,3 +541,61 @@ impl std::str::FromStr for Trigger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ddl::{Statement, parse_script};
+
+    fn config(sql: &str) -> Result<ConnectorConfig> {
+        let Statement::CreateTable(t) = parse_script(sql)?.remove(0) else { panic!("not a CREATE TABLE") };
+        ConnectorConfig::from_table(&t)
+    }
+
+    fn kafka(options: &str) -> Result<KafkaConfig> {
+        let sql = format!(
+            "CREATE TABLE e (id BIGINT, p INT METADATA FROM 'partition') WITH (connector = 'kafka', bootstrap_servers = 'b:9092', topic = 'a, b', format = 'json'{options})"
+        );
+        config(&sql).map(|c| match c {
+            ConnectorConfig::Kafka(k) => k,
+            other => panic!("not kafka: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn kafka_defaults_and_options() {
+        let k = kafka("").unwrap();
+        assert_eq!(k.topics, ["a", "b"]);
+        assert_eq!(k.starting_offsets, StartingOffsets::Latest);
+        assert!(k.fail_on_data_loss);
+        assert_eq!(k.bad_rows, BadRows::Fail);
+        let k = kafka(", startingOffsets = '{\"a\":{\"0\":5,\"1\":-2}}', max_offsets_per_trigger = 100, 'properties.security.protocol' = 'SSL', on_bad_row = 'dead_letter', dead_letter_path = 'dlq'").unwrap();
+        let StartingOffsets::Explicit(m) = k.starting_offsets else { panic!("explicit") };
+        assert_eq!(m["a"][&0], 5);
+        assert_eq!(k.max_offsets_per_trigger, Some(100));
+        assert_eq!(k.properties, [("security.protocol".to_string(), "SSL".to_string())]);
+        assert_eq!(k.bad_rows, BadRows::DeadLetter("dlq".into()));
+    }
+
+    #[test]
+    fn kafka_errors_name_the_option() {
+        let err = |o: &str| kafka(o).unwrap_err().to_string();
+        assert!(err(", starting_offsets = '{\"zzz\":{\"0\":1}}'").contains("option 'starting_offsets': topic 'zzz' is not one the table reads"));
+        assert!(err(", 'properties.enable.auto.commit' = 'true'").contains("cannot be set: weir manages it"));
+        assert!(err(", on_bad_row = 'dead_letter'").contains("dead_letter_path"));
+        assert!(err(", max_offset_per_trigger = 5").contains("did you mean 'max_offsets_per_trigger'?"));
+        let e = config("CREATE TABLE e (p INT METADATA FROM 'partition') WITH (connector = 'file', path = 'x', format = 'json')").unwrap_err();
+        assert!(e.to_string().contains("METADATA columns are for kafka tables"), "{e}");
+        let e = config("CREATE TABLE e (id BIGINT, p INT METADATA FROM 'part') WITH (connector = 'kafka', bootstrap_servers = 'b', topic = 't', format = 'json')").unwrap_err();
+        assert!(e.to_string().contains("unknown metadata 'part'"), "{e}");
+    }
+
+    #[test]
+    fn secret_properties_are_recognised() {
+        for k in ["sasl.password", "sasl.username", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"] {
+            assert!(is_secret_property(k), "{k}");
+        }
+        assert!(!is_secret_property("security.protocol"));
+        assert!(!is_secret_property("fetch.wait.max.ms"));
+    }
+}

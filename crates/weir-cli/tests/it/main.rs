@@ -1,8 +1,10 @@
 //! weir's integration tests, in one binary so linking stays cheap: the SQL conformance
 //! suite, end-to-end runs of the `weir` binary read back by an independent Delta reader,
-//! and crash recovery at every step of the batch loop.
+//! crash recovery at every step of the batch loop, and the Kafka source against a real
+//! broker.
 
 mod cli;
 mod conformance;
 mod crash;
+mod kafka;
 mod support;

@@ -1,8 +1,12 @@
 //! Helpers of the end-to-end tests: run the real `weir` binary, write source files, read
 //! Delta tables back with an independent reader (Python `deltalake`, see tests/read_delta.py).
+//! The Kafka tests' broker and producer are in [`kafka`].
+
+pub mod kafka;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -18,6 +22,45 @@ pub fn run(dir: &Path, script: &str, extra: &[&str]) -> Output {
     let mut cmd = weir(dir);
     cmd.args(["run", script, "--trigger", "available-now"]).args(extra);
     cmd.output().expect("weir runs")
+}
+
+/// Runs `weir run <script> --trigger available-now` in `dir` with extra args, and kills it
+/// (failing the test) if it has not finished within `limit`: for sources that could wait
+/// for ever, such as Kafka.
+pub fn run_within(dir: &Path, script: &str, extra: &[&str], limit: Duration) -> Output {
+    let mut cmd = weir(dir);
+    cmd.args(["run", script, "--trigger", "available-now"]).args(extra);
+    output_within(cmd, limit)
+}
+
+/// The output of `cmd`, which must finish within `limit`; otherwise it is killed and the
+/// test fails with what it printed so far.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    use std::io::Read;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("weir starts");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = stderr.join().unwrap();
+            panic!("{cmd:?} did not finish within {limit:?}; its stderr:\n{}", String::from_utf8_lossy(&err));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
 /// stderr of a finished command.
@@ -51,8 +94,17 @@ pub struct DeltaView {
 
 impl DeltaView {
     pub fn read(path: &Path) -> Self {
+        Self::read_with(path, &[])
+    }
+
+    /// Reads only `columns` of the rows (the commits in full): faster for big tables.
+    pub fn read_columns(path: &Path, columns: &[&str]) -> Self {
+        Self::read_with(path, &["--columns".to_string(), columns.join(",")])
+    }
+
+    fn read_with(path: &Path, args: &[String]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/read_delta.py");
-        let out = Command::new(python()).arg(&script).arg(path).output().unwrap_or_else(|e| {
+        let out = Command::new(python()).arg(&script).arg(path).args(args).output().unwrap_or_else(|e| {
             panic!("cannot run {} (set WEIR_PYTHON, or run scripts/test which installs the reader): {e}", python())
         });
         assert!(

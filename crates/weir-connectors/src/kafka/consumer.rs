@@ -299,15 +299,25 @@ impl KafkaConsumer {
                             break; // [pos, end) holds no record: a gap
                         }
                         self.data_loss(tp, pos, high, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
-                        break;
+                        q.positions.remove(tp);
+                        return Ok(report);
                     }
                     eof_at.get_or_insert_with(Instant::now);
                 }
                 Some(Err(KafkaError::MessageConsumption(code)))
                     if matches!(code, RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) =>
                 {
-                    let earliest = self.earliest(tp)?;
+                    let (earliest, latest) = self
+                        .consumer
+                        .fetch_watermarks(&tp.0, tp.1, self.patience)
+                        .map_err(|_| self.unavailable(&format!("to find the offsets of {}", tp_name(tp))))?;
+                    if pos > latest {
+                        self.data_loss(tp, pos, latest, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
+                        q.positions.remove(tp);
+                        return Ok(report);
+                    }
                     if earliest <= pos {
+                        q.positions.remove(tp);
                         return Err(ConnectorError::Unavailable(format!("kafka: {} offset {pos}: {code}", tp_name(tp))));
                     }
                     self.data_loss(tp, pos, earliest, end, "the offsets were removed from the broker (retention?)", &mut report)?;
