@@ -705,3 +705,19 @@ fn kafka_broker_pause_is_retried_and_the_query_goes_on() {
     child.wait().unwrap();
     assert_each_once(string_column(&dir.join("out"), "event_id"), ids(0..150), "after the pause");
 }
+
+/// With `group_id`, each batch's end offsets are committed to the group (for lag tools), and
+/// weir still starts from its checkpoint, not from the group.
+#[test]
+fn kafka_group_id_gets_each_batch_end() {
+    let broker = Broker::start();
+    broker.create_topic("t", 2);
+    broker.send("t", (0..30).map(|n| Message::value(event_json(n)).partition((n % 2) as i32)));
+    let (_tmp, dir) = scratch();
+    let options = ", starting_offsets = 'earliest', group_id = 'lag-watch', max_offsets_per_trigger = '10'";
+    std::fs::write(dir.join("p.sql"), events_script(&broker, "t", "", options, "out", "INSERT INTO out SELECT * FROM events;"))
+        .unwrap();
+    assert_ok(&run_within(&dir, "p.sql", &[], LIMIT));
+    assert_eq!(broker.committed("lag-watch", "t", 2), [Some(15), Some(15)]);
+    assert_each_once(string_column(&dir.join("out"), "event_id"), ids(0..30), "with a group id");
+}

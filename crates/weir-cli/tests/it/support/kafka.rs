@@ -295,6 +295,23 @@ impl Broker {
         )
     }
 
+    /// The offsets consumer group `group` has committed for `topic`'s partitions (`None` for
+    /// a partition without a commit).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+        let consumer: BaseConsumer = self.config().set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        (0..partitions)
+            .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every message of `topic` (partitions `0..partitions`), read from offset 0 to the end
     /// (until partition EOF) with a plain consumer, by partition in offset order.
     pub fn consume_all(&self, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<Consumed>> {
