@@ -2,8 +2,13 @@
 //! `txn(appId = query id, version = batch id)`. A batch whose id is at or below the table's
 //! recorded version for the query was committed before, and is skipped: that is what makes
 //! a replay after a crash write nothing twice.
+//!
+//! Data files of a batch that crashed before its commit are found through the journal
+//! (`delta_journal.rs`) and removed when the sink opens again.
 
+use std::collections::HashSet;
 use std::num::NonZeroU64;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -11,11 +16,14 @@ use async_trait::async_trait;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path;
 use url::Url;
-use weir_checkpoint::Location;
+use weir_checkpoint::{Checkpoint, Location};
 use weir_sql::config::DeltaConfig;
 
+use crate::delta_journal::{Journal, JournaledStore, PendingFile};
 use crate::error::{ConnectorError, Result};
 use crate::{Sink, SinkCommit};
 
@@ -31,6 +39,9 @@ pub struct DeltaSink {
     app_id: String,
     /// Highest batch id this query has committed to the table.
     recorded: Option<i64>,
+    /// The store's root (local tables), through which delta-rs writes and orphans are removed.
+    root: Option<Arc<dyn ObjectStore>>,
+    journal: Journal,
 }
 
 impl DeltaSink {
@@ -38,6 +49,9 @@ impl DeltaSink {
     pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
         let location = Location::resolve(&config.path, true)
             .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
+        // Local tables get the journaling store; in-memory ones cannot outlive a crash.
+        let root: Option<Arc<dyn ObjectStore>> =
+            (location.url.scheme() == "file").then(|| Arc::new(object_store::local::LocalFileSystem::new()) as Arc<dyn ObjectStore>);
         Ok(Self {
             name: name.to_string(),
             config,
@@ -46,7 +60,60 @@ impl DeltaSink {
             table: None,
             app_id: String::new(),
             recorded: None,
+            root,
+            journal: Journal::default(),
         })
+    }
+
+    /// A handle on the table, writing through the journal when the table is local.
+    fn builder(&self) -> deltalake::DeltaResult<DeltaTableBuilder> {
+        let builder = DeltaTableBuilder::from_url(self.url.clone())?;
+        Ok(match &self.root {
+            Some(root) => {
+                let store = JournaledStore::new(Arc::clone(root), self.journal.clone());
+                builder.with_storage_backend(Arc::new(store), self.url.clone())
+            }
+            None => builder,
+        })
+    }
+
+    /// Removes the data files recorded in the journal that no commit of the table took:
+    /// files of batches the table has not recorded, and files of recorded batches that the
+    /// table does not reference (an attempt that failed before another committed).
+    async fn remove_orphans(&self, checkpoint: &Arc<Checkpoint>, dir: &str) -> Result<usize> {
+        let Some(root) = &self.root else { return Ok(0) };
+        let names = checkpoint.file_names(dir).await?;
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let active: HashSet<String> = match &self.table {
+            Some(t) => t
+                .get_file_uris()
+                .map_err(|e| self.err("cannot list the table's files", e))?
+                // Local tables give plain paths, others URLs.
+                .filter_map(|uri| if uri.starts_with('/') { Url::from_file_path(&uri).ok() } else { Url::parse(&uri).ok() })
+                .filter_map(|u| Path::from_url_path(u.path()).ok())
+                .map(|p| p.to_string())
+                .collect(),
+            None => HashSet::new(),
+        };
+        let mut removed = 0;
+        for name in names {
+            let relative = format!("{dir}/{name}");
+            let batch: Option<i64> = name.split('-').next().and_then(|b| b.parse().ok());
+            let Some(entry) = checkpoint.get_json::<PendingFile>(&relative).await? else { continue };
+            let path = Path::parse(&entry.path).map_err(|e| self.err("bad journal entry", e))?;
+            let committed_batch = matches!((batch, self.recorded), (Some(b), Some(r)) if b <= r);
+            if !(committed_batch && active.contains(&path.to_string())) {
+                match root.delete(&path).await {
+                    Ok(()) => removed += 1,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.err(&format!("cannot remove orphan data file {path}"), e)),
+                }
+            }
+            checkpoint.delete(&relative).await?;
+        }
+        Ok(removed)
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> ConnectorError {
@@ -56,7 +123,8 @@ impl DeltaSink {
     /// Opens the table if it exists; returns whether it does.
     async fn load(&mut self) -> Result<bool> {
         if self.table.is_none() {
-            match deltalake::open_table(self.url.clone()).await {
+            let builder = self.builder().map_err(|e| self.err("cannot open", e))?;
+            match builder.load().await {
                 Ok(t) => self.table = Some(t),
                 Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => return Ok(false),
                 Err(e) => return Err(self.err("cannot open", e)),
@@ -81,8 +149,9 @@ impl Sink for DeltaSink {
         Ok(Some(snapshot.snapshot().arrow_schema()))
     }
 
-    async fn open(&mut self, schema: &SchemaRef, query_id: &str) -> Result<()> {
+    async fn open(&mut self, schema: &SchemaRef, query_id: &str, checkpoint: &Arc<Checkpoint>) -> Result<()> {
         self.app_id = query_id.to_string();
+        let journal_dir = format!("sinks/{}/pending", self.name);
         let wanted = self.config.partition_by.clone();
         let name = self.name.clone();
         match self.load().await? {
@@ -119,6 +188,8 @@ impl Sink for DeltaSink {
                 }
             }
         }
+        self.remove_orphans(checkpoint, &journal_dir).await?;
+        self.journal.attach(checkpoint, journal_dir);
         Ok(())
     }
 
@@ -134,8 +205,9 @@ impl Sink for DeltaSink {
         }
         let table = match self.table.take() {
             Some(t) => t,
-            None => DeltaTable::try_from_url(self.url.clone()).await.map_err(|e| self.err("cannot open", e))?,
+            None => self.builder().map_err(|e| self.err("cannot open", e))?.build().map_err(|e| self.err("cannot open", e))?,
         };
+        self.journal.begin(batch_id);
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let txn = Transaction::new_with_last_update(&self.app_id, version, Some(now_ms));
         let mut write = table
@@ -149,6 +221,7 @@ impl Sink for DeltaSink {
             write = write.with_target_file_size(Some(size));
         }
         let table = write.await.map_err(|e| self.err(&format!("batch {batch_id} was not committed"), e))?;
+        self.journal.finish().await;
         let table_version = table.version().map(|v| v as i64);
         self.table = Some(table);
         self.recorded = Some(version);

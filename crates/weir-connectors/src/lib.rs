@@ -10,7 +10,9 @@
 pub mod console;
 pub mod datagen;
 pub mod delta;
+mod delta_journal;
 pub mod error;
+pub mod failpoint;
 pub mod file;
 pub mod kafka;
 pub mod memory;
@@ -119,8 +121,9 @@ pub trait Sink: Send + Sync {
     async fn target_schema(&mut self) -> Result<Option<SchemaRef>>;
 
     /// Prepares for writing with the final output schema and the query id; checks that an
-    /// existing table fits. Called once before the first batch.
-    async fn open(&mut self, schema: &SchemaRef, query_id: &str) -> Result<()>;
+    /// existing table fits, and cleans up after a crashed run of the query (the checkpoint
+    /// keeps what the sink needs for that). Called once before the first batch.
+    async fn open(&mut self, schema: &SchemaRef, query_id: &str, checkpoint: &Arc<Checkpoint>) -> Result<()>;
 
     /// Commits batch `batch_id`'s rows in one atomic step, or skips it if already committed.
     async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit>;

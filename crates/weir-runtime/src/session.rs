@@ -311,12 +311,12 @@ impl Session {
                 meta.id
             }
         };
-        sink.open(&compiled.output_schema(), &id).await.map_err(|e| WeirError::at(line, e))?;
+        sink.open(&compiled.output_schema(), &id, &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
         let mut stateful = stateful;
         if let Some(StatefulPlan { spec, late_sink: Some(late_sink), .. }) = stateful.as_mut()
             && let Some((_, schema)) = &spec.late
         {
-            late_sink.open(schema, &id).await.map_err(|e| WeirError::at(line, e))?;
+            late_sink.open(schema, &id, &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
         }
 
         for s in &mut run_sources {
@@ -325,7 +325,7 @@ impl Session {
                 let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None });
                 let mut bad_sink =
                     make_sink(&format!("{}_bad_rows", s.name), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
-                bad_sink.open(&schema, &id).await.map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
+                bad_sink.open(&schema, &id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
                 s.bad_sink = Some(bad_sink);
             }
         }

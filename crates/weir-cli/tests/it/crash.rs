@@ -156,3 +156,61 @@ fn sigkill_at_random_moments_is_exactly_once() {
     assert_ok(&run(&dir, "p.sql", &[]));
     assert_eq!(outcome(&dir), expected, "seed {seed}");
 }
+
+/// Every `.parquet` file under `table`, relative to it (hidden `_`/`.` folders skipped).
+fn parquet_files(table: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() && !name.starts_with('_') && !name.starts_with('.') {
+                walk(root, &path, out);
+            } else if name.ends_with(".parquet") {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(table, table, &mut out);
+    out.sort();
+    out
+}
+
+/// A crash after the data files of a batch are written but before its Delta commit leaves
+/// files no snapshot references. The restart removes exactly those (weir recorded them before
+/// writing them), never a file someone else put there, and the table ends up as after an
+/// uninterrupted run.
+#[test]
+fn orphan_data_files_of_a_crashed_commit_are_removed() {
+    let (_ref_tmp, reference) = scratch();
+    setup(&reference);
+    assert_ok(&run(&reference, "p.sql", &[]));
+    let expected = outcome(&reference);
+
+    for batch in [0, 2] {
+        let (_tmp, dir) = scratch();
+        setup(&dir);
+        crash_at(&dir, "before_delta_commit", batch);
+        let table = dir.join("out/clean");
+        let on_disk = parquet_files(&table);
+        let referenced: Vec<String> = if table.join("_delta_log").exists() {
+            DeltaView::read(&table).commits().iter().flat_map(|c| c["adds"].as_array().unwrap().clone()).map(|a| a.as_str().unwrap().to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        let orphans: Vec<&String> = on_disk.iter().filter(|f| !referenced.contains(f)).collect();
+        assert!(!orphans.is_empty(), "batch {batch}: the crash should leave the batch's data files: {on_disk:?}");
+        // Someone else's file in the table folder, which weir must leave alone.
+        std::fs::write(table.join("part-00000-not-weirs.parquet"), b"someone else's").unwrap();
+
+        assert_ok(&run(&dir, "p.sql", &[]));
+        assert_eq!(outcome(&dir), expected, "after a crash before the Delta commit of batch {batch}");
+        let referenced: Vec<String> =
+            DeltaView::read(&table).commits().iter().flat_map(|c| c["adds"].as_array().unwrap().clone()).map(|a| a.as_str().unwrap().to_string()).collect();
+        let mut left: Vec<String> = parquet_files(&table).into_iter().filter(|f| !referenced.contains(f)).collect();
+        left.sort();
+        assert_eq!(left, ["part-00000-not-weirs.parquet"], "batch {batch}: only the foreign file may be unreferenced");
+        let pending = dir.join(".weir/checkpoints/clean/sinks/clean/pending");
+        assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 0, "the journal is empty after recovery");
+    }
+}

@@ -424,6 +424,32 @@ impl Source for KafkaSource {
     }
 }
 
+/// Decodes Kafka message values as a table with `declared` columns would, for fuzzing and
+/// benchmarks: the number of good rows, and the bad records' errors. Never panics.
+#[doc(hidden)]
+pub fn decode_values(
+    format: weir_sql::config::KafkaFormat,
+    declared: Option<SchemaRef>,
+    values: &[Option<&[u8]>],
+) -> std::result::Result<(usize, usize), String> {
+    let decoder = Decoder::new(format, b',', declared);
+    let mut chunk = Chunk::new("fuzz", 0, decoder.with_headers);
+    for (i, v) in values.iter().enumerate() {
+        let m = rdkafka::message::OwnedMessage::new(
+            v.map(<[u8]>::to_vec),
+            None,
+            "fuzz".into(),
+            rdkafka::Timestamp::CreateTime(i as i64),
+            0,
+            i as i64,
+            None,
+        );
+        chunk.push(&m);
+    }
+    let decoded = decoder.decode(&chunk, true)?;
+    Ok((decoded.batches.iter().map(|b| b.num_rows()).sum(), decoded.bad.map_or(0, |b| b.num_rows())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

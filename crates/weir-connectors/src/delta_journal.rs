@@ -1,0 +1,188 @@
+//! Which data files a Delta sink writes, recorded before each file exists, so that the files
+//! of a batch that never committed can be found and removed after a crash.
+//!
+//! delta-rs names data files itself (`part-00000-<uuid>-c000.snappy.parquet`), so a file
+//! left by a crash between writing Parquet and committing to the log looks like anyone
+//! else's. The sink therefore hands delta-rs an object store that, before the first byte of a
+//! data file is written, records its path in the checkpoint as
+//! `sinks/<table>/pending/<batch>-<attempt>-<n>.json`. A successful commit deletes the
+//! attempt's records. On restart the sink reads what is left: files of batches the table has
+//! not recorded as committed (its `txn` version for the query) are orphans, and so are files
+//! of committed batches that the table does not reference (an attempt that failed before a
+//! later one committed). Only files weir recorded are ever deleted.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult,
+};
+use serde::{Deserialize, Serialize};
+use weir_checkpoint::Checkpoint;
+
+/// One recorded data file.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PendingFile {
+    /// The object's path in the root store.
+    pub path: String,
+}
+
+/// Where the current attempt records its files.
+#[derive(Default)]
+struct Target {
+    checkpoint: Option<Arc<Checkpoint>>,
+    dir: String,
+    /// `<batch>-<attempt>` while a batch is being written.
+    attempt: Option<String>,
+    written: u64,
+    /// Records of this attempt, to delete once it commits.
+    records: Vec<String>,
+}
+
+/// The shared journal of one sink.
+#[derive(Clone, Default)]
+pub(crate) struct Journal {
+    target: Arc<Mutex<Target>>,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Journal")
+    }
+}
+
+impl Journal {
+    /// Records go to `dir` in `checkpoint` from now on.
+    pub fn attach(&self, checkpoint: &Arc<Checkpoint>, dir: String) {
+        let mut t = self.target.lock().expect("not poisoned");
+        t.checkpoint = Some(Arc::clone(checkpoint));
+        t.dir = dir;
+    }
+
+    /// Data files written from now on belong to `batch_id`.
+    pub fn begin(&self, batch_id: u64) {
+        let mut t = self.target.lock().expect("not poisoned");
+        t.attempt = Some(format!("{batch_id}-{}", uuid::Uuid::new_v4().simple()));
+        t.written = 0;
+        t.records.clear();
+    }
+
+    /// The batch being written, if any.
+    fn batch(&self) -> Option<u64> {
+        let t = self.target.lock().expect("not poisoned");
+        t.attempt.as_ref().and_then(|a| a.split('-').next()).and_then(|b| b.parse().ok())
+    }
+
+    /// The batch committed: its records are no longer needed.
+    pub async fn finish(&self) {
+        let (checkpoint, records) = {
+            let mut t = self.target.lock().expect("not poisoned");
+            t.attempt = None;
+            (t.checkpoint.clone(), std::mem::take(&mut t.records))
+        };
+        if let Some(c) = checkpoint {
+            for r in records {
+                // A record left behind is harmless: the next start finds its file referenced.
+                let _ = c.delete(&r).await;
+            }
+        }
+    }
+
+    /// Records `location` before it is written, when a batch is being written.
+    async fn record(&self, location: &Path) -> object_store::Result<()> {
+        if location.parts().any(|p| p.as_ref() == "_delta_log") {
+            if let Some(batch) = self.batch() {
+                crate::failpoint::hit("before_delta_commit", batch);
+            }
+            return Ok(());
+        }
+        let (checkpoint, relative) = {
+            let mut t = self.target.lock().expect("not poisoned");
+            let (Some(checkpoint), Some(attempt)) = (t.checkpoint.clone(), t.attempt.clone()) else { return Ok(()) };
+            t.written += 1;
+            let relative = format!("{}/{attempt}-{}.json", t.dir, t.written);
+            t.records.push(relative.clone());
+            (checkpoint, relative)
+        };
+        checkpoint
+            .put_json_new(&relative, &PendingFile { path: location.to_string() })
+            .await
+            .map_err(|e| object_store::Error::Generic { store: "weir journal", source: Box::new(e) })
+    }
+}
+
+/// An object store that records data files in a [`Journal`] before writing them.
+pub(crate) struct JournaledStore {
+    inner: Arc<dyn ObjectStore>,
+    journal: Journal,
+}
+
+impl JournaledStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, journal: Journal) -> Self {
+        Self { inner, journal }
+    }
+}
+
+impl fmt::Display for JournaledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Journaled({})", self.inner)
+    }
+}
+
+impl fmt::Debug for JournaledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JournaledStore({:?})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for JournaledStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        self.journal.record(location).await?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.journal.record(location).await?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
