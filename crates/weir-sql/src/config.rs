@@ -91,6 +91,12 @@ pub struct FileConfig {
     pub delimiter: u8,
     /// What stateful operators do with this source's late rows.
     pub late_rows: LateRows,
+    /// What happens to lines that do not decode (JSON, CSV).
+    pub bad_rows: BadRows,
+    /// A line longer than this is a bad row.
+    pub max_row_bytes: Option<u64>,
+    /// The table's event-time column (its WATERMARK): a row without one is a bad row.
+    pub event_time: Option<String>,
 }
 
 /// What happens to rows that reach a stateful operator at or below the watermark.
@@ -181,6 +187,10 @@ pub struct KafkaConfig {
     pub properties: Vec<(String, String)>,
     /// What stateful operators do with this source's late rows.
     pub late_rows: LateRows,
+    /// A message value longer than this is a bad row.
+    pub max_row_bytes: Option<u64>,
+    /// The table's event-time column (its WATERMARK): a row without one is a bad row.
+    pub event_time: Option<String>,
 }
 
 /// Whether a librdkafka property's value must never be shown (passwords, keys, tokens).
@@ -218,6 +228,7 @@ fn kafka_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<
     let connect_timeout = r.duration("connect_timeout")?.unwrap_or(Duration::from_secs(30));
     let delimiter = r.char("delimiter")?.unwrap_or(b',');
     let bad_rows = bad_rows(r)?;
+    let max_row_bytes = r.positive("max_row_bytes")?;
     let mut properties = Vec::new();
     for (key, value) in r.with_prefix("properties.") {
         if ["enable.auto.commit", "enable.partition.eof", "auto.offset.reset", "enable.auto.offset.store"].contains(&key.as_str()) {
@@ -279,6 +290,8 @@ fn kafka_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<
         bad_rows,
         properties,
         late_rows,
+        max_row_bytes,
+        event_time: None,
     })
 }
 
@@ -402,8 +415,11 @@ impl ConnectorConfig {
             ));
         }
         let config = match table.connector.as_str() {
-            "kafka" => Self::Kafka(kafka_config(&mut r, &table.columns, table.line)?),
-            "file" => Self::File(file_config(&mut r)?),
+            "kafka" => Self::Kafka(KafkaConfig {
+                event_time: table.watermark.as_ref().map(|w| w.column.clone()),
+                ..kafka_config(&mut r, &table.columns, table.line)?
+            }),
+            "file" => Self::File(FileConfig { event_time: table.watermark.as_ref().map(|w| w.column.clone()), ..file_config(&mut r)? }),
             "datagen" => Self::Datagen(datagen_config(&mut r, &table.columns, table.line)?),
             "delta" => Self::Delta(DeltaConfig {
                 path: r.required_string("path")?,
@@ -443,7 +459,9 @@ fn file_config(r: &mut OptionReader) -> Result<FileConfig> {
     let header = r.bool("header")?.unwrap_or(true);
     let delimiter = r.char("delimiter")?.unwrap_or(b',');
     let late_rows = late_rows(r)?;
-    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter, late_rows })
+    let bad_rows = bad_rows(r)?;
+    let max_row_bytes = r.positive("max_row_bytes")?;
+    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter, late_rows, bad_rows, max_row_bytes, event_time: None })
 }
 
 fn datagen_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<DatagenConfig> {

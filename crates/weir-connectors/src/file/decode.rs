@@ -16,23 +16,188 @@ use crate::error::{ConnectorError, Result};
 /// Rows per decoded batch.
 pub const BATCH_SIZE: usize = 8192;
 
-/// Decodes `bytes` (the whole file `name`) into batches of `schema`.
+/// Decodes `bytes` (the whole file `name`) into batches of `schema`; the first bad row is an
+/// error naming the file and line.
 pub fn decode(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    decode_rows(config, schema, name, bytes, false).map(|d| d.batches)
+}
+
+/// A line that could not become a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadLine {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The line as it is in the file.
+    pub raw: Vec<u8>,
+    /// Why it was refused.
+    pub error: String,
+}
+
+/// What a file decoded into.
+#[derive(Debug, Default)]
+pub struct FileDecoded {
+    /// The good rows.
+    pub batches: Vec<RecordBatch>,
+    /// The bad lines (only when collecting them).
+    pub bad: Vec<BadLine>,
+}
+
+/// Decodes a file. A line is bad when it does not decode, is longer than `max_row_bytes`,
+/// or has no event time (when the table has a WATERMARK). With `collect_bad` bad lines are
+/// returned; otherwise the first is an error.
+pub fn decode_rows(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes, collect_bad: bool) -> Result<FileDecoded> {
+    let decoded = match config.format {
+        FileFormat::Parquet => {
+            let batches = decode_parquet(schema, name, bytes)?;
+            return check_parquet_event_time(config, name, batches);
+        }
+        FileFormat::Json | FileFormat::Csv => decode_text(config, schema, name, &bytes)?,
+    };
+    if !collect_bad && let Some(first) = decoded.bad.first() {
+        return Err(ConnectorError::BadData(format!("{name}:{}: {}", first.line, first.error)));
+    }
+    Ok(decoded)
+}
+
+/// A line of a file and its 1-based number.
+type Line<'a> = (u64, &'a [u8]);
+
+/// The non-blank lines of a text file; the CSV header is not one (returned first).
+fn data_lines<'a>(config: &FileConfig, bytes: &'a [u8]) -> (Option<&'a [u8]>, Vec<Line<'a>>) {
+    let mut lines = bytes.split(|b| *b == b'\n').enumerate().map(|(i, l)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)));
+    let header = if config.format == FileFormat::Csv && config.header { lines.next().map(|(_, l)| l) } else { None };
+    (header, lines.filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace)).collect())
+}
+
+fn decode_text(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: &Bytes) -> Result<FileDecoded> {
+    let too_long = |l: &[u8]| config.max_row_bytes.is_some_and(|m| l.len() as u64 > m);
+    let fast_ok = config.max_row_bytes.is_none() || !bytes.split(|b| *b == b'\n').any(too_long);
+    // The fast path decodes the whole file at once; it needs line numbers only for rows
+    // without an event time.
+    if fast_ok {
+        let fast = match config.format {
+            FileFormat::Json => decode_json_fast(schema, bytes).map_err(|e| clean(&e)),
+            _ => decode_csv(config, schema, name, bytes.clone()).map_err(|e| e.to_string()),
+        };
+        match fast {
+            Ok(batches) if !missing_event_time(config, &batches) => return Ok(FileDecoded { batches, bad: Vec::new() }),
+            Err(e) if config.format == FileFormat::Csv && is_file_level(&e) => return Err(ConnectorError::BadData(e)),
+            _ => {}
+        }
+    }
+    // Row by row: find the bad lines, then decode the good ones together.
+    // Without collecting, the first bad line in file order is the error: all are found.
+    let (header, lines) = data_lines(config, bytes);
+    let mut good: Vec<(u64, &[u8])> = Vec::with_capacity(lines.len());
+    let mut bad = Vec::new();
+    for (line, raw) in lines {
+        let problem = if too_long(raw) {
+            Some(format!("the row is {} bytes, over max_row_bytes = {}", raw.len(), config.max_row_bytes.unwrap_or(0)))
+        } else {
+            match std::str::from_utf8(raw) {
+                Err(e) => Some(format!("{}invalid UTF-8 at byte {} of the line", malformed(config), e.valid_up_to())),
+                Ok(_) => decode_lines(config, schema, name, header, &[(line, raw)]).err().map(|e| format!("{}{e}", malformed(config))),
+            }
+        };
+        match problem {
+            Some(p) => {
+                let error = if config.format == FileFormat::Json {
+                    let snippet: String = String::from_utf8_lossy(raw).chars().take(120).collect();
+                    if p.starts_with("malformed") { format!("{p} (line: {snippet})") } else { p }
+                } else {
+                    p
+                };
+                bad.push(BadLine { line, raw: raw.to_vec(), error });
+            }
+            None => good.push((line, raw)),
+        }
+    }
+    let batches = if good.is_empty() { Vec::new() } else { decode_lines(config, schema, name, header, &good).map_err(ConnectorError::BadData)? };
+    let batches = split_event_time(config, batches, &good, &mut bad)?;
+    bad.sort_by_key(|b| b.line);
+    Ok(FileDecoded { batches, bad })
+}
+
+fn malformed(config: &FileConfig) -> &'static str {
     match config.format {
-        FileFormat::Json => decode_json(schema, name, &bytes),
-        FileFormat::Csv => decode_csv(config, schema, name, bytes),
-        FileFormat::Parquet => decode_parquet(schema, name, bytes),
+        FileFormat::Json => "malformed JSON: ",
+        _ => "malformed CSV: ",
     }
 }
 
-fn decode_json(schema: &SchemaRef, name: &str, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    match decode_json_fast(schema, bytes) {
-        Ok(batches) => Ok(batches),
-        // The fast path decodes many lines at once and cannot say which one failed: find it.
-        Err(e) => Err(locate_json_error(schema, name, bytes).unwrap_or_else(|| {
-            ConnectorError::BadData(format!("{name}: malformed JSON: {}", clean(&e)))
-        })),
+/// CSV errors about the whole file (its header), not one line.
+fn is_file_level(message: &str) -> bool {
+    message.contains("the CSV header has no column")
+}
+
+/// Decodes the given lines together (CSV: under the file's header).
+fn decode_lines(config: &FileConfig, schema: &SchemaRef, name: &str, header: Option<&[u8]>, lines: &[(u64, &[u8])]) -> std::result::Result<Vec<RecordBatch>, String> {
+    let mut buf = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum::<usize>() + header.map_or(0, |h| h.len() + 1));
+    if let Some(h) = header {
+        buf.extend_from_slice(h);
+        buf.push(b'\n');
     }
+    for (_, l) in lines {
+        buf.extend_from_slice(l);
+        buf.push(b'\n');
+    }
+    let batches = match config.format {
+        FileFormat::Json => decode_json_fast(schema, &buf).map_err(|e| clean(&e))?,
+        _ => decode_csv(config, schema, name, Bytes::from(buf)).map_err(|e| {
+            let m = e.to_string();
+            m.strip_prefix(&format!("{name}: ")).unwrap_or(&m).to_string()
+        })?,
+    };
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows != lines.len() {
+        return Err(format!("{rows} rows in {} lines", lines.len()));
+    }
+    Ok(batches)
+}
+
+/// Whether some row has a NULL event time.
+fn missing_event_time(config: &FileConfig, batches: &[RecordBatch]) -> bool {
+    let Some(column) = &config.event_time else { return false };
+    batches.iter().any(|b| b.column_by_name(column).is_some_and(|c| c.null_count() > 0))
+}
+
+/// Moves rows without an event time (row i came from `lines[i]`) to `bad`.
+fn split_event_time(config: &FileConfig, batches: Vec<RecordBatch>, lines: &[(u64, &[u8])], bad: &mut Vec<BadLine>) -> Result<Vec<RecordBatch>> {
+    let Some(column) = &config.event_time else { return Ok(batches) };
+    if !missing_event_time(config, &batches) {
+        return Ok(batches);
+    }
+    let mut out = Vec::with_capacity(batches.len());
+    let mut at = 0;
+    for b in batches {
+        let ts = b.column_by_name(column).expect("event-time column");
+        for i in 0..b.num_rows() {
+            if ts.is_null(i) {
+                let (line, raw) = lines[at + i];
+                bad.push(BadLine { line, raw: raw.to_vec(), error: format!("the event-time column '{column}' is NULL or missing") });
+            }
+        }
+        let keep = arrow::compute::is_not_null(ts).map_err(|e| ConnectorError::BadData(clean(&e)))?;
+        out.push(arrow::compute::filter_record_batch(&b, &keep).map_err(|e| ConnectorError::BadData(clean(&e)))?);
+        at += b.num_rows();
+    }
+    Ok(out)
+}
+
+/// Parquet rows have no lines: a row without an event time is an error naming its row.
+fn check_parquet_event_time(config: &FileConfig, name: &str, batches: Vec<RecordBatch>) -> Result<FileDecoded> {
+    if let Some(column) = &config.event_time {
+        let mut row = 0;
+        for b in &batches {
+            if let Some(ts) = b.column_by_name(column)
+                && let Some(i) = (0..b.num_rows()).find(|&i| ts.is_null(i))
+            {
+                return Err(ConnectorError::BadData(format!("{name}: row {}: the event-time column '{column}' is NULL or missing", row + i + 1)));
+            }
+            row += b.num_rows();
+        }
+    }
+    Ok(FileDecoded { batches, bad: Vec::new() })
 }
 
 fn decode_json_fast(schema: &SchemaRef, mut buf: &[u8]) -> std::result::Result<Vec<RecordBatch>, arrow::error::ArrowError> {
@@ -51,24 +216,6 @@ fn decode_json_fast(schema: &SchemaRef, mut buf: &[u8]) -> std::result::Result<V
         }
     }
     Ok(out)
-}
-
-/// Decodes line by line until one fails; only runs after the fast path failed.
-fn locate_json_error(schema: &SchemaRef, name: &str, bytes: &[u8]) -> Option<ConnectorError> {
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let problem = match std::str::from_utf8(line) {
-            Err(e) => Some(format!("invalid UTF-8 at byte {} of the line", e.valid_up_to())),
-            Ok(_) => decode_json_fast(schema, line).err().map(|e| clean(&e)),
-        };
-        if let Some(problem) = problem {
-            let snippet: String = String::from_utf8_lossy(line).chars().take(120).collect();
-            return Some(ConnectorError::BadData(format!("{name}:{}: malformed JSON: {problem} (line: {snippet})", i + 1)));
-        }
-    }
-    None
 }
 
 fn clean(e: &arrow::error::ArrowError) -> String {
@@ -182,7 +329,17 @@ mod tests {
     }
 
     fn config(format: FileFormat) -> FileConfig {
-        FileConfig { path: "x".into(), format, max_files_per_trigger: None, header: true, delimiter: b',', late_rows: Default::default() }
+        FileConfig {
+            path: "x".into(),
+            format,
+            max_files_per_trigger: None,
+            header: true,
+            delimiter: b',',
+            late_rows: Default::default(),
+            bad_rows: Default::default(),
+            max_row_bytes: None,
+            event_time: None,
+        }
     }
 
     #[test]
@@ -208,6 +365,35 @@ mod tests {
         assert_eq!(b.num_rows(), 2);
         let ids = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
         assert_eq!(ids.values(), &[1, 2]);
+    }
+
+    #[test]
+    fn bad_lines_are_found_by_size_utf8_type_and_event_time() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())), true),
+        ]));
+        let mut c = config(FileFormat::Json);
+        c.max_row_bytes = Some(60);
+        c.event_time = Some("ts".into());
+        let mut data = b"{\"id\": 1, \"ts\": \"2024-01-01T00:00:00Z\"}\n{\"id\": 2}\n\n".to_vec();
+        data.extend_from_slice(b"{\"id\": 3, \"ts\": \"2024-01-01T00:00:00Z\", \"pad\": \"xxxxxxxxxxxxxxxxxxxxxxxx\"}\n");
+        data.extend_from_slice(b"{\"id\": \"\xff\"}\n{\"id\": \"x\", \"ts\": \"2024-01-01T00:00:00Z\"}\n{\"id\": 6, \"ts\": \"2024-01-01T00:00:01Z\"}\n");
+        let err = decode(&c, &schema, "f.json", Bytes::from(data.clone())).unwrap_err().to_string();
+        assert_eq!(err, "f.json:2: the event-time column 'ts' is NULL or missing");
+        let d = decode_rows(&c, &schema, "f.json", Bytes::from(data), true).unwrap();
+        assert_eq!(d.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+        let lines: Vec<u64> = d.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 4, 5, 6]);
+        assert_eq!(d.bad[1].error, "the row is 74 bytes, over max_row_bytes = 60");
+        assert!(d.bad[2].error.starts_with("malformed JSON: invalid UTF-8 at byte"), "{}", d.bad[2].error);
+        assert!(d.bad[3].error.starts_with("malformed JSON: "), "{}", d.bad[3].error);
+    }
+
+    #[test]
+    fn csv_bad_lines_are_named() {
+        let err = decode(&config(FileFormat::Csv), &schema(), "f.csv", Bytes::from("id,name\n1,a\nx,b\n")).unwrap_err().to_string();
+        assert!(err.starts_with("f.csv:3: malformed CSV: "), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_checkpoint::{Checkpoint, Location};
-use weir_sql::config::{FileConfig, FileFormat};
+use weir_sql::config::{BadRows, FileConfig, FileFormat};
 
 use crate::error::{ConnectorError, Result};
 use crate::{ReadOutput, Source};
@@ -283,7 +283,8 @@ impl Source for FileSource {
         }
         // Fetch and decode files concurrently; order of output follows file order.
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(files)
+        let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
+        let decoded: Vec<(String, decode::FileDecoded)> = futures::stream::iter(files)
             .map(|relative| {
                 let location = self.location.clone();
                 let config = self.config.clone();
@@ -291,14 +292,55 @@ impl Source for FileSource {
                 async move {
                     let bytes = fetch(&location, &relative).await?;
                     let shown = location.display(&location.child(&relative));
-                    tokio::task::spawn_blocking(move || decode::decode(&config, &schema, &shown, bytes))
+                    let name = shown.clone();
+                    let d = tokio::task::spawn_blocking(move || decode::decode_rows(&config, &schema, &shown, bytes, collect_bad))
                         .await
-                        .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))?
+                        .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))??;
+                    Ok::<_, ConnectorError>((name, d))
                 }
             })
             .buffered(parallelism)
             .try_collect()
             .await?;
-        Ok(batches.into_iter().flatten().collect::<Vec<_>>().into())
+        let mut out = ReadOutput::default();
+        for (name, d) in decoded {
+            out.batches.extend(d.batches);
+            if !d.bad.is_empty() {
+                out.bad_rows.push(dead_letter_rows(&name, &d.bad));
+            }
+        }
+        Ok(out)
     }
+
+    fn dead_letter(&self) -> Option<(String, SchemaRef)> {
+        match &self.config.bad_rows {
+            BadRows::DeadLetter(path) => Some((path.clone(), dead_letter_schema())),
+            BadRows::Fail => None,
+        }
+    }
+}
+
+/// The dead-letter table of a file source: the raw line, its place and the error.
+fn dead_letter_schema() -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("file", DataType::Utf8, true),
+        Field::new("line", DataType::Int64, true),
+        Field::new("value", DataType::Binary, true),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+}
+
+fn dead_letter_rows(file: &str, bad: &[decode::BadLine]) -> RecordBatch {
+    use arrow::array::{BinaryArray, Int64Array, StringArray};
+    RecordBatch::try_new(
+        dead_letter_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![file; bad.len()])),
+            Arc::new(Int64Array::from(bad.iter().map(|b| b.line as i64).collect::<Vec<_>>())),
+            Arc::new(BinaryArray::from(bad.iter().map(|b| b.raw.as_slice()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(bad.iter().map(|b| b.error.as_str()).collect::<Vec<_>>())),
+        ],
+    )
+    .expect("dead-letter rows match their schema")
 }

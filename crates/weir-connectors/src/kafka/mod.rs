@@ -54,7 +54,8 @@ impl KafkaSource {
     /// A source for table `name`; nothing is contacted until `restore`.
     pub fn new(name: &str, config: KafkaConfig, declared: Option<SchemaRef>) -> Result<Self> {
         let declared = declared.filter(|s| !s.fields().is_empty());
-        let decoder = Decoder::new(config.format, config.delimiter, declared);
+        let decoder =
+            Decoder::new(config.format, config.delimiter, declared).with_checks(config.max_row_bytes, config.event_time.clone());
         Ok(Self {
             name: name.to_string(),
             config,

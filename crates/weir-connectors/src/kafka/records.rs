@@ -153,6 +153,10 @@ pub(crate) struct Decoder {
     value_schema: SchemaRef,
     columns: Vec<ColumnSource>,
     pub with_headers: bool,
+    /// A value longer than this is a bad record.
+    max_row_bytes: Option<u64>,
+    /// The event-time column: a row without one is a bad record.
+    event_time: Option<String>,
 }
 
 /// What a chunk decoded into.
@@ -183,7 +187,28 @@ impl Decoder {
             }
         }
         let with_headers = columns.iter().any(|c| matches!(c, ColumnSource::Metadata(k) if k == "headers"));
-        Self { format, delimiter, schema, value_schema: Arc::new(Schema::new(value_fields)), columns, with_headers }
+        Self {
+            format,
+            delimiter,
+            schema,
+            value_schema: Arc::new(Schema::new(value_fields)),
+            columns,
+            with_headers,
+            max_row_bytes: None,
+            event_time: None,
+        }
+    }
+
+    /// Values over `max_row_bytes` and rows without an `event_time` are bad records.
+    pub fn with_checks(mut self, max_row_bytes: Option<u64>, event_time: Option<String>) -> Self {
+        self.max_row_bytes = max_row_bytes;
+        self.event_time = event_time;
+        self
+    }
+
+    fn too_long(&self, chunk: &Chunk, i: usize) -> Option<String> {
+        let (limit, len) = (self.max_row_bytes?, chunk.value(i).map_or(0, <[u8]>::len) as u64);
+        (len > limit).then(|| format!("the message is {len} bytes, over max_row_bytes = {limit}"))
     }
 
     /// The table's schema.
@@ -196,40 +221,68 @@ impl Decoder {
         if chunk.len() == 0 {
             return Ok(Decoded { batches: Vec::new(), bad: None });
         }
-        let all: Vec<usize> = (0..chunk.len()).collect();
-        let (rows, bad) = match self.format {
-            KafkaFormat::Raw => (vec![(all, None)], Vec::new()),
-            _ => match self.decode_values(chunk, &all) {
-                Ok(batches) => (batches_with_rows(batches, &all), Vec::new()),
+        let mut all: Vec<usize> = (0..chunk.len()).collect();
+        let mut bad: Vec<(usize, String)> = Vec::new();
+        if self.max_row_bytes.is_some() {
+            all.retain(|&i| match self.too_long(chunk, i) {
+                Some(e) => {
+                    bad.push((i, e));
+                    false
+                }
+                None => true,
+            });
+        }
+        let fast = if self.format == KafkaFormat::Raw { Ok(Vec::new()) } else { self.decode_values(chunk, &all) };
+        let rows = match self.format {
+            KafkaFormat::Raw => vec![(all, None)],
+            _ => match fast {
+                Ok(batches) => batches_with_rows(batches, &all),
                 Err(_) => {
                     // Find the bad records one by one, then decode the good ones together.
                     let mut good = Vec::with_capacity(chunk.len());
-                    let mut bad = Vec::new();
-                    for i in 0..chunk.len() {
+                    for &i in &all {
                         match self.decode_values(chunk, &[i]) {
                             Ok(_) => good.push(i),
-                            Err(e) => {
-                                if !collect_bad {
-                                    return Err(format!("{}: cannot decode the value as {}: {e}", chunk.position(i), self.format_name()));
-                                }
-                                bad.push((i, e));
-                            }
+                            Err(e) => bad.push((i, format!("cannot decode the value as {}: {e}", self.format_name()))),
                         }
                     }
                     let batches = if good.is_empty() { Vec::new() } else { self.decode_values(chunk, &good)? };
-                    (batches_with_rows(batches, &good), bad)
+                    batches_with_rows(batches, &good)
                 }
             },
         };
         let keys = chunk.keys.finish_cloned();
         let mut out = Vec::with_capacity(rows.len());
         for (indices, values) in rows {
-            out.push(
-                self.assemble(chunk, &keys, &indices, values.as_ref()).map_err(|e| format!("{}: {e}", chunk.position(indices[0])))?,
-            );
+            if indices.is_empty() {
+                continue;
+            }
+            let batch =
+                self.assemble(chunk, &keys, &indices, values.as_ref()).map_err(|e| format!("{}: {e}", chunk.position(indices[0])))?;
+            out.push(self.split_event_time(batch, &indices, &mut bad)?);
         }
+        if !collect_bad && let Some((i, e)) = bad.iter().min_by_key(|(i, _)| *i) {
+            return Err(format!("{}: {e}", chunk.position(*i)));
+        }
+        bad.sort_by_key(|(i, _)| *i);
         let bad = (!bad.is_empty()).then(|| dead_letter_rows(chunk, &keys, &bad));
         Ok(Decoded { batches: out, bad })
+    }
+
+    /// Moves rows without an event time (row r came from record `indices[r]`) to `bad`.
+    fn split_event_time(&self, batch: RecordBatch, indices: &[usize], bad: &mut Vec<(usize, String)>) -> Result<RecordBatch, String> {
+        let Some(column) = &self.event_time else { return Ok(batch) };
+        let Some(ts) = batch.column_by_name(column) else { return Ok(batch) };
+        if ts.null_count() == 0 {
+            return Ok(batch);
+        }
+        for (r, &i) in indices.iter().enumerate() {
+            if ts.is_null(r) {
+                bad.push((i, format!("the event-time column '{column}' is NULL or missing")));
+            }
+        }
+        let keep = arrow::compute::is_not_null(ts).map_err(|e| clean(&e))?;
+        arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| clean(&e))
     }
 
     fn format_name(&self) -> &'static str {
