@@ -290,6 +290,26 @@ mod tests {
         OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new() }
     }
 
+    /// On an object store there is no lock: two runners that both planned batch N race on
+    /// `offsets/N`, and create-if-absent lets exactly one win.
+    #[tokio::test]
+    async fn second_runner_on_an_object_store_loses_the_offsets_race() {
+        let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let location = || Location {
+            store: std::sync::Arc::clone(&store),
+            root: object_store::path::Path::from("bucket/cp"),
+            url: url::Url::parse("memory:///bucket/cp/").unwrap(),
+            local_dir: None,
+        };
+        let (a, b) = (Checkpoint { location: location(), _lock: None }, Checkpoint { location: location(), _lock: None });
+        let (ea, eb) = (entry(0), entry(0));
+        let (ra, rb) = tokio::join!(a.write_offsets(&ea), b.write_offsets(&eb));
+        assert!(ra.is_ok() != rb.is_ok(), "exactly one runner writes offsets/0: {ra:?} {rb:?}");
+        let err = ra.err().or(rb.err()).unwrap();
+        assert_eq!(err.to_string(), "checkpoint entry memory:///bucket/cp/offsets/0.json already exists: another query is running on this checkpoint");
+        assert_eq!(b.latest().await.unwrap().unwrap().0.batch_id, 0);
+    }
+
     #[tokio::test]
     async fn offsets_are_written_once_and_latest_finds_them() {
         let dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,9 @@ use crate::delta_journal::{Journal, JournaledStore, PendingFile};
 use crate::error::{ConnectorError, Result};
 use crate::{Sink, SinkCommit};
 
+/// How many times a batch's commit is tried when other writers' commits conflict with it.
+const MAX_COMMIT_ATTEMPTS: u32 = 10;
+
 /// Appends each batch to a Delta table, exactly once.
 #[derive(Debug)]
 pub struct DeltaSink {
@@ -75,6 +78,18 @@ impl DeltaSink {
             }
             None => builder,
         })
+    }
+
+    /// Reads the table's recorded transaction version for this query again.
+    async fn refresh_recorded(&mut self) -> Result<()> {
+        let Some(table) = self.table.as_ref() else { return Ok(()) };
+        let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
+        let recorded = snapshot
+            .transaction_version(table.log_store().as_ref(), &self.app_id)
+            .await
+            .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
+        self.recorded = recorded;
+        Ok(())
     }
 
     /// Removes the data files recorded in the journal that no commit of the table took:
@@ -203,24 +218,48 @@ impl Sink for DeltaSink {
         if rows == 0 {
             return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
         }
-        let table = match self.table.take() {
-            Some(t) => t,
-            None => self.builder().map_err(|e| self.err("cannot open", e))?.build().map_err(|e| self.err("cannot open", e))?,
+        // Another writer may commit between our read of the table and our commit (Delta's
+        // optimistic concurrency). A conflicting commit wrote nothing: reload, check the
+        // batch is still ours to write, and try again.
+        let mut attempt = 0;
+        let table = loop {
+            attempt += 1;
+            let table = match self.table.take() {
+                Some(t) => t,
+                None if self.load().await? => self.table.take().expect("loaded"),
+                None => self.builder().map_err(|e| self.err("cannot open", e))?.build().map_err(|e| self.err("cannot open", e))?,
+            };
+            self.journal.begin(batch_id);
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let txn = Transaction::new_with_last_update(&self.app_id, version, Some(now_ms));
+            let mut write = table
+                .write(batches.clone())
+                .with_save_mode(SaveMode::Append)
+                .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
+            if !self.config.partition_by.is_empty() {
+                write = write.with_partition_columns(self.config.partition_by.clone());
+            }
+            if let Some(size) = self.config.target_file_size.and_then(NonZeroU64::new) {
+                write = write.with_target_file_size(Some(size));
+            }
+            match write.await {
+                Ok(table) => break table,
+                Err(e @ (DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_))) if attempt < MAX_COMMIT_ATTEMPTS => {
+                    // The attempt's files were never committed: remove them now.
+                    if let Some(root) = &self.root {
+                        self.journal.abort(root.as_ref()).await;
+                    }
+                    let _ = e;
+                    if self.load().await? {
+                        self.refresh_recorded().await?;
+                        if self.recorded.is_some_and(|r| r >= version) {
+                            return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
+                        }
+                    }
+                }
+                Err(e) => return Err(self.err(&format!("batch {batch_id} was not committed"), e)),
+            }
         };
-        self.journal.begin(batch_id);
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let txn = Transaction::new_with_last_update(&self.app_id, version, Some(now_ms));
-        let mut write = table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
-        if !self.config.partition_by.is_empty() {
-            write = write.with_partition_columns(self.config.partition_by.clone());
-        }
-        if let Some(size) = self.config.target_file_size.and_then(NonZeroU64::new) {
-            write = write.with_target_file_size(Some(size));
-        }
-        let table = write.await.map_err(|e| self.err(&format!("batch {batch_id} was not committed"), e))?;
         self.journal.finish().await;
         let table_version = table.version().map(|v| v as i64);
         self.table = Some(table);
