@@ -34,6 +34,10 @@ pub struct Metadata {
     pub sources: BTreeMap<String, String>,
     /// What the query writes.
     pub sink: String,
+    /// The sink's columns when the query first wrote (`name TYPE, ...`): a later run refuses
+    /// a table whose columns someone else changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_columns: Option<String>,
     /// weir version that created it.
     pub weir_version: String,
     /// Creation time, milliseconds since the epoch.

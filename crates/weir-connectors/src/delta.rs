@@ -123,7 +123,7 @@ impl DeltaSink {
                 match root.delete(&path).await {
                     Ok(()) => removed += 1,
                     Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err(&format!("cannot remove orphan data file {path}"), e)),
+                    Err(e) => return Err(self.err(&format!("cannot remove orphan data file /{path}"), e)),
                 }
             }
             checkpoint.delete(&relative).await?;
@@ -132,6 +132,9 @@ impl DeltaSink {
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> ConnectorError {
+        // delta-rs reports a failed data-file upload as a Parquet "parse" failure.
+        let e = e.to_string();
+        let e = e.strip_prefix("Failed to parse parquet: External: ").unwrap_or(&e);
         ConnectorError::Delta(format!("Delta table '{}' at {}: {what}: {e}", self.name, self.url))
     }
 

@@ -2,7 +2,6 @@
 
 use weir_checkpoint::CheckpointError;
 use weir_connectors::ConnectorError;
-use weir_planner::PlanError;
 use weir_sql::SqlError;
 
 /// Anything that stops a statement or a query.
@@ -45,10 +44,6 @@ pub enum WeirError {
 impl WeirError {
     pub(crate) fn at(line: usize, message: impl std::fmt::Display) -> Self {
         Self::Statement { line, message: message.to_string() }
-    }
-
-    pub(crate) fn plan(line: usize, e: PlanError) -> Self {
-        Self::at(line, e)
     }
 }
 

@@ -73,7 +73,8 @@ pub struct SourceProgress {
 pub struct SinkProgress {
     /// What the sink writes.
     pub description: String,
-    /// Rows written by this batch (0 when it was a replay already committed).
+    /// Rows the batch output (a replay that finds the batch committed reports them too, and
+    /// writes nothing).
     pub num_output_rows: u64,
     /// Sink version after the batch (Delta table version), if any.
     #[serde(skip_serializing_if = "Option::is_none")]

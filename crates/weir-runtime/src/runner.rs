@@ -182,7 +182,7 @@ impl Runner {
                         other => break other,
                     }
                 };
-                if attempt > 0 {
+                if attempt > 0 && planned.is_ok() {
                     warn(&self.shared, &self.id, &self.run_id, format!("source '{}' is reachable again; the query goes on", s.name));
                 }
                 forward_warnings(&self.shared, &self.id, &self.run_id, s.source.as_ref());
@@ -283,7 +283,7 @@ impl Runner {
                             other => break other,
                         }
                     };
-                    if attempt > 0 {
+                    if attempt > 0 && result.is_ok() {
                         warn(&shared, &id, &run_id, format!("source '{}' is reachable again; the query goes on", s.name));
                     }
                     forward_warnings(&shared, &id, &run_id, s.source.as_ref());
@@ -316,6 +316,8 @@ impl Runner {
         }
         let output = self.compiled.run_post(rows).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_execute", batch_id);
+        // The batch's output, also when a replay finds it committed already and writes nothing.
+        let num_output_rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
         let sink_commit = self.sink.commit(batch_id, output).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
         for s in &mut self.sources {
@@ -345,7 +347,7 @@ impl Runner {
         let commit = CommitEntry {
             version: FORMAT_VERSION,
             next_batch_watermark_ms: next_watermark,
-            num_output_rows: sink_commit.rows,
+            num_output_rows,
             sink_version: sink_commit.version,
         };
         self.checkpoint.write_commit(batch_id, &commit).await?;
@@ -410,7 +412,7 @@ impl Runner {
                 _ => Vec::new(),
             },
             sources,
-            sink: SinkProgress { description: self.sink.description(), num_output_rows: sink_commit.rows, version: sink_commit.version },
+            sink: SinkProgress { description: self.sink.description(), num_output_rows, version: sink_commit.version },
             observed_metrics: BTreeMap::new(),
         };
         self.shared.push_progress(progress);

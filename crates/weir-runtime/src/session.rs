@@ -195,7 +195,11 @@ impl Session {
                 event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
             })
             .collect();
-        let compiled = compile(&insert.query, &defs, target).await.map_err(|e| WeirError::plan(line, e))?;
+        let compiled = compile(&insert.query, &defs, target).await.map_err(|e| {
+            // The planner knows the sink's columns, not where it is: name it.
+            let m = e.to_string();
+            if m.contains("the sink table") { WeirError::at(line, format!("{m} (the sink table is {})", sink.description())) } else { WeirError::at(line, m) }
+        })?;
         let used: Vec<String> = compiled.sources().map(str::to_string).collect();
         let mut run_sources: Vec<RunSource> = sources
             .into_iter()
@@ -280,8 +284,26 @@ impl Session {
         let identity_sources: BTreeMap<String, String> =
             run_sources.iter().map(|s| (s.name.clone(), s.source.description())).collect();
         let identity_sink = sink.description();
+        let output_schema = compiled.output_schema();
+        let sink_columns = output_schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), weir_sql::types::sql_name(f.data_type())))
+            .collect::<Vec<_>>()
+            .join(", ");
         let id = match checkpoint.metadata().await? {
             Some(meta) => {
+                if let Some(before) = &meta.sink_columns
+                    && *before != sink_columns
+                {
+                    return Err(WeirError::at(
+                        line,
+                        format!(
+                            "the sink {} changed since this query last wrote to it: its columns were ({before}) and are now ({sink_columns}); weir writes nothing into a table whose columns someone else changed. Restore the table, or start over with a new --checkpoint",
+                            identity_sink
+                        ),
+                    ));
+                }
                 if meta.sources != identity_sources || meta.sink != identity_sink {
                     return Err(WeirError::at(
                         line,
@@ -304,6 +326,7 @@ impl Session {
                     query: insert.query.clone(),
                     sources: identity_sources,
                     sink: identity_sink,
+                    sink_columns: Some(sink_columns),
                     weir_version: env!("CARGO_PKG_VERSION").to_string(),
                     created_at_ms: now_millis(),
                 };
@@ -311,7 +334,7 @@ impl Session {
                 meta.id
             }
         };
-        sink.open(&compiled.output_schema(), &id, &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
+        sink.open(&output_schema, &id, &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
         let mut stateful = stateful;
         if let Some(StatefulPlan { spec, late_sink: Some(late_sink), .. }) = stateful.as_mut()
             && let Some((_, schema)) = &spec.late

@@ -104,59 +104,6 @@ fn stateful_query_crash_at_every_failpoint_restores_state_exactly() {
     }
 }
 
-/// SIGKILL at seeded random moments of a deduplicating run, restart each time, then let it
-/// finish: the table must equal an uninterrupted run's. `WEIR_KILLS` raises the number of
-/// kills (default 10); the seed is printed so a failure can be replayed with `WEIR_SEED`.
-#[test]
-fn sigkill_at_random_moments_is_exactly_once() {
-    let kills: u64 = std::env::var("WEIR_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(10);
-    let seed: u64 = std::env::var("WEIR_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("sigkill test: seed {seed}, {kills} kills (replay with WEIR_SEED={seed})");
-    let setup = |dir: &Path| {
-        setup_dedup(dir);
-        // More, smaller batches, so kills land in every step of the loop.
-        for n in 5..40u64 {
-            let lines: Vec<String> = (n * 20..n * 20 + 30)
-                .map(|id| format!(r#"{{"id": {id}, "user": "u{n}", "amount": {id}.5, "ts": "2024-01-01T{:02}:{:02}:{:02}Z"}}"#, id / 3600, id / 60 % 60, id % 60))
-                .collect();
-            write_file(&dir.join("in/events"), &format!("{n:03}.json"), &lines);
-        }
-    };
-    let (_ref_tmp, reference) = scratch();
-    setup(&reference);
-    assert_ok(&run(&reference, "p.sql", &[]));
-    let expected = outcome(&reference);
-
-    let (_tmp, dir) = scratch();
-    setup(&dir);
-    let mut state = seed | 1;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut landed = 0;
-    for k in 0..kills {
-        let mut child = weir(&dir)
-            .args(["run", "p.sql", "--trigger", "available-now", "--progress", "none"])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20 + next() % 400));
-        let _ = child.kill(); // SIGKILL; the run may already have finished
-        let status = child.wait().unwrap();
-        assert!(status.success() || status.signal() == Some(9), "kill {k} (seed {seed}): {status}");
-        landed += u64::from(status.signal() == Some(9));
-    }
-    eprintln!("sigkill test: {landed} of {kills} kills landed mid-run");
-    assert!(landed > 0, "no kill landed mid-run (seed {seed}): the workload is too short");
-    assert_ok(&run(&dir, "p.sql", &[]));
-    assert_eq!(outcome(&dir), expected, "seed {seed}");
-}
-
 /// Every `.parquet` file under `table`, relative to it (hidden `_`/`.` folders skipped).
 fn parquet_files(table: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {

@@ -17,21 +17,6 @@ use crate::support::*;
 /// How long one `weir run` may take before the test fails (a hang is a failure).
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// A script: the JSON source `events` on `topic` (the columns of [`event_json`], then
-/// `columns`), with `options` after the common ones; the Delta sink `sink` at path `sink`;
-/// and `query` (`INSERT INTO {sink} …`).
-fn events_script(broker: &Broker, topic: &str, columns: &str, options: &str, sink: &str, query: &str) -> String {
-    format!(
-        "CREATE TABLE events (
-           event_id STRING, user_id BIGINT, amount DOUBLE, ts TIMESTAMP{columns}
-         ) WITH (connector = 'kafka', bootstrap_servers = '{}', topic = '{topic}', format = 'json',
-                 connect_timeout = '5s', properties.fetch.wait.max.ms = '50'{options});
-         CREATE TABLE {sink} WITH (connector = 'delta', path = '{sink}');
-         {query}",
-        broker.bootstrap()
-    )
-}
-
 /// The progress objects in a run's stderr (`--progress json`): lines that are JSON with a
 /// `batchId`.
 fn progress(out: &std::process::Output) -> Vec<Value> {
@@ -79,25 +64,6 @@ fn check_progress(progress: &[Value], topic: &str, partitions: i32, first_batch:
     end_before
 }
 
-/// `e<n>` for each `n`.
-fn ids(ns: impl IntoIterator<Item = u64>) -> Vec<String> {
-    ns.into_iter().map(|n| format!("e{n}")).collect()
-}
-
-/// Checks that the table's commits carry one txn each, all of the query, with versions
-/// 0, 1, 2, … (one commit per batch, no batch twice); returns the number of commits.
-fn assert_consecutive_txns(table: &DeltaView, checkpoint: &Path) -> usize {
-    let id = query_id(checkpoint);
-    for (n, c) in table.commits().iter().enumerate() {
-        assert_eq!(c["txns"].as_array().unwrap().len(), 1, "table version {n} carries one txn: {c}");
-    }
-    let txns = table.txns();
-    assert!(txns.iter().all(|(app, _)| *app == id), "every txn is this query's ({id}): {txns:?}");
-    let versions: Vec<i64> = txns.iter().map(|t| t.1).collect();
-    assert_eq!(versions, (0..versions.len() as i64).collect::<Vec<_>>(), "one commit per batch, in order");
-    versions.len()
-}
-
 #[test]
 fn kafka_available_now_batches_and_exactly_once() {
     let broker = Broker::start();
@@ -137,18 +103,6 @@ fn kafka_available_now_batches_and_exactly_once() {
     // Nothing new: nothing written.
     assert_ok(&run_within(&dir, "p.sql", &[], LIMIT));
     assert_eq!(DeltaView::read_columns(&dir.join("out"), &["event_id"]).commits().len(), first.len() + second.len());
-}
-
-/// Batch files (`<N>.json`) in a checkpoint directory.
-fn batch_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).is_some_and(|n| n.parse::<u64>().is_ok()))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Starts `weir run p.sql --trigger available-now` in `dir`, waits until `ready` holds for
@@ -720,4 +674,49 @@ fn kafka_group_id_gets_each_batch_end() {
     assert_ok(&run_within(&dir, "p.sql", &[], LIMIT));
     assert_eq!(broker.committed("lag-watch", "t", 2), [Some(15), Some(15)]);
     assert_each_once(string_column(&dir.join("out"), "event_id"), ids(0..30), "with a group id");
+}
+
+/// Every file under `dir`, read as text (lossy), for searching.
+fn all_text_under(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Values of secret-looking `properties.*` never show: not in errors, progress JSON, nor
+/// anywhere in the checkpoint.
+#[test]
+fn kafka_secret_properties_are_never_shown() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    broker.send("t", (0..10).map(|n| Message::value(event_json(n))));
+    let (_tmp, dir) = scratch();
+    // librdkafka accepts these with PLAINTEXT and does not use them: the query runs.
+    let secrets = ", starting_offsets = 'earliest', properties.ssl.key.password = 'hunter2-key', properties.sasl.password = 'hunter2-sasl', properties.sasl.username = 'hunter2-user'";
+    std::fs::write(dir.join("p.sql"), events_script(&broker, "t", "", secrets, "out", "INSERT INTO out SELECT * FROM events;")).unwrap();
+    let out = run_within(&dir, "p.sql", &["--progress", "json"], LIMIT);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(!all_text_under(&dir.join(".weir")).contains("hunter2"), "a secret reached the checkpoint");
+
+    // An error that involves the security settings.
+    let port = free_port();
+    let failing = events_script(&broker, "t", "", secrets, "out2", "INSERT INTO out2 SELECT * FROM events;")
+        .replace(&broker.bootstrap(), &format!("127.0.0.1:{port}"))
+        .replace("connect_timeout = '5s'", "connect_timeout = '1s', properties.security.protocol = 'SASL_PLAINTEXT', properties.sasl.mechanism = 'PLAIN'");
+    std::fs::write(dir.join("q.sql"), failing).unwrap();
+    let out = run_within(&dir, "q.sql", &[], LIMIT);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&format!("127.0.0.1:{port}")), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
 }

@@ -70,6 +70,10 @@ fn data_lines<'a>(config: &FileConfig, bytes: &'a [u8]) -> (Option<&'a [u8]>, Ve
 }
 
 fn decode_text(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: &Bytes) -> Result<FileDecoded> {
+    // An empty file (or only blank lines) has no rows, and a CSV one no header to check.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(FileDecoded::default());
+    }
     let too_long = |l: &[u8]| config.max_row_bytes.is_some_and(|m| l.len() as u64 > m);
     let fast_ok = config.max_row_bytes.is_none() || !bytes.split(|b| *b == b'\n').any(too_long);
     // The fast path decodes the whole file at once; it needs line numbers only for rows

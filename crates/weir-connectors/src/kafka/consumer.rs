@@ -134,6 +134,8 @@ impl KafkaConsumer {
     }
 
     fn unavailable(&self, what: &str) -> ConnectorError {
+        // librdkafka's error events (connection refused, all brokers down) say why.
+        self.serve();
         ConnectorError::Unavailable(self.redact(&format!(
             "cannot reach the Kafka broker at {} within {:?} (option 'connect_timeout') {what}: {}",
             self.servers,

