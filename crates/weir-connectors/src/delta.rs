@@ -247,12 +247,11 @@ impl Sink for DeltaSink {
             }
             match write.await {
                 Ok(table) => break table,
-                Err(e @ (DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_))) if attempt < MAX_COMMIT_ATTEMPTS => {
+                Err(DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) if attempt < MAX_COMMIT_ATTEMPTS => {
                     // The attempt's files were never committed: remove them now.
                     if let Some(root) = &self.root {
                         self.journal.abort(root.as_ref()).await;
                     }
-                    let _ = e;
                     if self.load().await? {
                         self.refresh_recorded().await?;
                         if self.recorded.is_some_and(|r| r >= version) {

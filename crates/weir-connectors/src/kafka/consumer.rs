@@ -152,10 +152,7 @@ impl KafkaConsumer {
             Err(KafkaError::MetadataFetch(code)) if !is_transport(&code) => {
                 return Err(ConnectorError::Config(self.redact(&format!("kafka: metadata of topic '{topic}' on {}: {code}", self.servers))));
             }
-            Err(e) => {
-                let _ = e;
-                return Err(self.unavailable(&format!("to read the metadata of topic '{topic}'")));
-            }
+            Err(_) => return Err(self.unavailable(&format!("to read the metadata of topic '{topic}'"))),
         };
         let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Err(self.missing_topic(topic));
@@ -357,10 +354,7 @@ impl KafkaConsumer {
         loop {
             match self.consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::from_secs(5)) {
                 Ok(()) => break,
-                Err(e) if started.elapsed() < self.patience => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                Err(_) if started.elapsed() < self.patience => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => return Err(ConnectorError::Unavailable(format!("kafka: cannot seek {} to offset {offset}: {e}", tp_name(tp)))),
             }
         }

@@ -45,6 +45,8 @@ pub struct KafkaSource {
     frozen: Option<Offsets>,
     /// When partitions were last listed; they are listed again after `DISCOVERY_INTERVAL`.
     discovered_at: Option<Instant>,
+    /// Offsets skipped because the broker no longer had them (`fail_on_data_loss = false`).
+    lost: std::sync::atomic::AtomicU64,
     /// The newest planned batch's high watermarks and ends, for lag in progress.
     lag: Mutex<Option<(Offsets, Offsets)>>,
     warnings: Mutex<Vec<String>>,
@@ -64,6 +66,7 @@ impl KafkaSource {
             initial: None,
             frozen: None,
             discovered_at: None,
+            lost: Default::default(),
             lag: Mutex::new(None),
             warnings: Mutex::new(Vec::new()),
         })
@@ -355,6 +358,7 @@ impl Source for KafkaSource {
             ("maxOffsetsBehindLatest".to_string(), json!(max.to_string())),
             ("avgOffsetsBehindLatest".to_string(), json!(format!("{avg:.1}"))),
             ("offsetsBehindLatest".to_string(), to_json(&lag)),
+            ("numOffsetsLost".to_string(), json!(self.lost.load(std::sync::atomic::Ordering::Relaxed))),
         ])
     }
 
@@ -398,7 +402,7 @@ impl Source for KafkaSource {
         for w in warnings {
             self.warn(w);
         }
-        let _ = lost;
+        self.lost.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
         // Decode partitions in parallel.
         let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
         let decodes = chunks.into_iter().map(|chunk| {
