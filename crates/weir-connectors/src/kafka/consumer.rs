@@ -49,12 +49,14 @@ impl ClientContext for Context {
 
 impl ConsumerContext for Context {}
 
-struct Queues {
-    /// One queue per assigned partition.
-    queues: HashMap<Tp, rdkafka::consumer::base_consumer::PartitionQueue<Context>>,
-    /// The offset each partition's queue yields next; absent: unknown, seek before reading.
-    positions: HashMap<Tp, i64>,
+/// An assigned partition: its own queue (partitions are read in parallel) and where it is.
+struct PartitionState {
+    queue: rdkafka::consumer::base_consumer::PartitionQueue<Context>,
+    /// The offset the queue yields next; `None`: unknown, seek before reading.
+    position: Option<i64>,
 }
+
+type Assignment = HashMap<Tp, Arc<Mutex<PartitionState>>>;
 
 /// How a read of `[start, end)` went for one partition.
 #[derive(Debug, Default)]
@@ -68,7 +70,7 @@ pub(crate) struct ReadReport {
 /// One source's consumer.
 pub(crate) struct KafkaConsumer {
     consumer: Arc<BaseConsumer<Context>>,
-    queues: Mutex<Queues>,
+    assigned: Mutex<Assignment>,
     servers: String,
     fail_on_data_loss: bool,
     /// How long a read or a metadata call may make no progress before it is reported as
@@ -115,7 +117,7 @@ impl KafkaConsumer {
         })?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            queues: Mutex::new(Queues { queues: HashMap::new(), positions: HashMap::new() }),
+            assigned: Mutex::new(HashMap::new()),
             servers: config.bootstrap_servers.clone(),
             fail_on_data_loss: config.fail_on_data_loss,
             patience: config.connect_timeout,
@@ -196,30 +198,32 @@ impl KafkaConsumer {
     /// Makes the consumer fetch exactly `positions`' partitions, each from its offset. Keeps
     /// the current assignment when the set of partitions has not changed.
     pub fn assign(&self, positions: &BTreeMap<Tp, i64>) -> Result<()> {
-        let mut q = self.queues.lock().expect("not poisoned");
-        if q.queues.len() == positions.len() && positions.keys().all(|tp| q.queues.contains_key(tp)) {
+        let mut assigned = self.assigned.lock().expect("not poisoned");
+        if assigned.len() == positions.len() && positions.keys().all(|tp| assigned.contains_key(tp)) {
             return Ok(());
         }
+        // Where a partition's queue already is, it stays there.
+        let at: BTreeMap<Tp, i64> = positions
+            .iter()
+            .map(|(tp, &offset)| {
+                let now = assigned.get(tp).and_then(|s| s.lock().expect("not poisoned").position);
+                (tp.clone(), now.unwrap_or(offset))
+            })
+            .collect();
         let mut tpl = TopicPartitionList::new();
-        for (tp, &offset) in positions {
-            // Where a partition's queue already is, it stays there.
-            let at = q.positions.get(tp).copied().unwrap_or(offset);
-            tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(at))
+        for (tp, &offset) in &at {
+            tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset))
                 .map_err(|e| ConnectorError::Config(format!("kafka: cannot assign {}: {e}", tp_name(tp))))?;
         }
-        q.queues.clear();
+        assigned.clear();
         self.consumer.assign(&tpl).map_err(|e| ConnectorError::Unavailable(self.redact(&format!("kafka: assign failed: {e}"))))?;
-        let mut positions_now = HashMap::new();
-        for (tp, &offset) in positions {
-            let at = q.positions.get(tp).copied().unwrap_or(offset);
+        for (tp, offset) in at {
             let queue = self
                 .consumer
                 .split_partition_queue(&tp.0, tp.1)
-                .ok_or_else(|| ConnectorError::Config(format!("kafka: no queue for {}", tp_name(tp))))?;
-            q.queues.insert(tp.clone(), queue);
-            positions_now.insert(tp.clone(), at);
+                .ok_or_else(|| ConnectorError::Config(format!("kafka: no queue for {}", tp_name(&tp))))?;
+            assigned.insert(tp, Arc::new(Mutex::new(PartitionState { queue, position: Some(offset) })));
         }
-        q.positions = positions_now;
         Ok(())
     }
 
@@ -259,12 +263,13 @@ impl KafkaConsumer {
     /// beyond `end`.
     pub fn read(&self, tp: &Tp, start: i64, end: i64, chunk: &mut Chunk) -> Result<ReadReport> {
         let mut report = ReadReport::default();
-        let mut guard = self.queues.lock().expect("not poisoned");
-        let q = &mut *guard;
-        let queue = q.queues.get(tp).ok_or_else(|| ConnectorError::Config(format!("kafka: {} is not assigned", tp_name(tp))))?;
+        let state = self.assigned.lock().expect("not poisoned").get(tp).map(Arc::clone);
+        let state = state.ok_or_else(|| ConnectorError::Config(format!("kafka: {} is not assigned", tp_name(tp))))?;
+        let mut guard = state.lock().expect("not poisoned");
+        let PartitionState { queue, position } = &mut *guard;
         let mut pos = start;
-        if q.positions.get(tp) != Some(&start) {
-            q.positions.remove(tp);
+        if *position != Some(start) {
+            *position = None;
             self.seek(tp, start)?;
         }
         // A partition-EOF event may be stale (queued when the fetcher reached an older end,
@@ -285,7 +290,7 @@ impl KafkaConsumer {
                     last_progress = Instant::now();
                     if offset >= end {
                         // Past the range (a gap straddled its end): the queue has moved on.
-                        q.positions.remove(tp);
+                        *position = None;
                         return Ok(report);
                     }
                     chunk.push(&m);
@@ -298,7 +303,7 @@ impl KafkaConsumer {
                             break; // [pos, end) holds no record: a gap
                         }
                         self.data_loss(tp, pos, high, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
-                        q.positions.remove(tp);
+                        *position = None;
                         return Ok(report);
                     }
                     eof_at.get_or_insert_with(Instant::now);
@@ -312,11 +317,11 @@ impl KafkaConsumer {
                         .map_err(|_| self.unavailable(&format!("to find the offsets of {}", tp_name(tp))))?;
                     if pos > latest {
                         self.data_loss(tp, pos, latest, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
-                        q.positions.remove(tp);
+                        *position = None;
                         return Ok(report);
                     }
                     if earliest <= pos {
-                        q.positions.remove(tp);
+                        *position = None;
                         return Err(ConnectorError::Unavailable(format!("kafka: {} offset {pos}: {code}", tp_name(tp))));
                     }
                     self.data_loss(tp, pos, earliest, end, "the offsets were removed from the broker (retention?)", &mut report)?;
@@ -338,13 +343,13 @@ impl KafkaConsumer {
                         self.seek(tp, pos)?;
                     }
                     if last_progress.elapsed() >= self.patience {
-                        q.positions.remove(tp);
+                        *position = None;
                         return Err(self.unavailable(&format!("to read {} from offset {pos} to {end}", tp_name(tp))));
                     }
                 }
             }
         }
-        q.positions.insert(tp.clone(), end);
+        *position = Some(end);
         Ok(report)
     }
 

@@ -381,40 +381,54 @@ impl Source for KafkaSource {
             .map(|(tp, &end)| (tp.clone(), starts.get(tp).copied().unwrap_or(0), end))
             .filter(|(_, s, e)| e > s)
             .collect();
-        let (chunks, lost, warnings) = blocking(move || {
+        let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
+        let decoder = Arc::clone(&self.decoder);
+        let (decoded, lost, warnings) = blocking(move || {
             let mut positions: Offsets = ends.clone();
             for (tp, s, _) in &ranges {
                 positions.insert(tp.clone(), *s);
             }
             consumer.assign(&positions)?;
-            let mut chunks = Vec::with_capacity(ranges.len());
-            let (mut lost, mut warnings) = (0, Vec::new());
-            for (tp, s, e) in &ranges {
-                let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
-                let report = consumer.read(tp, *s, *e, &mut chunk)?;
+            // Each partition is read and decoded on its own thread: while one waits for the
+            // broker, another decodes.
+            let results: Vec<Result<(records::Decoded, consumer::ReadReport)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ranges
+                    .iter()
+                    .map(|(tp, s, e)| {
+                        let (consumer, decoder) = (&consumer, &decoder);
+                        scope.spawn(move || {
+                            let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
+                            let report = consumer.read(tp, *s, *e, &mut chunk)?;
+                            let decoded = decoder.decode(&chunk, collect_bad).map_err(ConnectorError::BadData)?;
+                            Ok((decoded, report))
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ConnectorError::Io("kafka reader thread panicked".into())))).collect()
+            });
+            let (mut decoded, mut lost, mut warnings) = (Vec::with_capacity(results.len()), 0, Vec::new());
+            // The first error in partition order wins, so a replay fails the same way.
+            for r in results {
+                let (d, report) = r?;
                 lost += report.lost;
                 warnings.extend(report.warnings);
-                chunks.push(chunk);
+                decoded.push(d);
             }
-            Ok((chunks, lost, warnings))
+            Ok((decoded, lost, warnings))
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            ConnectorError::BadData(m) => ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)),
+            other => other,
+        })?;
         for w in warnings {
             self.warn(w);
         }
         self.lost.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
-        // Decode partitions in parallel.
-        let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
-        let decodes = chunks.into_iter().map(|chunk| {
-            let decoder = Arc::clone(&self.decoder);
-            tokio::task::spawn_blocking(move || decoder.decode(&chunk, collect_bad))
-        });
         let mut out = ReadOutput::default();
-        for decoded in futures::future::join_all(decodes).await {
-            let decoded = decoded.map_err(|e| ConnectorError::Io(format!("kafka decode task failed: {e}")))?;
-            let decoded = decoded.map_err(|m| ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)))?;
-            out.batches.extend(decoded.batches);
-            out.bad_rows.extend(decoded.bad);
+        for d in decoded {
+            out.batches.extend(d.batches);
+            out.bad_rows.extend(d.bad);
         }
         Ok(out)
     }
