@@ -149,7 +149,7 @@ fn decode_lines(config: &FileConfig, schema: &SchemaRef, name: &str, header: Opt
         FileFormat::Json => decode_json_fast(schema, &buf).map_err(|e| clean(&e))?,
         _ => decode_csv(config, schema, name, Bytes::from(buf)).map_err(|e| {
             let m = e.to_string();
-            m.strip_prefix(&format!("{name}: ")).unwrap_or(&m).to_string()
+            without_arrow_line(m.strip_prefix(&format!("{name}: ")).unwrap_or(&m))
         })?,
     };
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -157,6 +157,22 @@ fn decode_lines(config: &FileConfig, schema: &SchemaRef, name: &str, header: Opt
         return Err(format!("{rows} rows in {} lines", lines.len()));
     }
     Ok(batches)
+}
+
+/// arrow-csv numbers lines within the buffer it was given, which is not the file's line:
+/// drop its "for line N" / "at line N" (weir names the file's line itself).
+fn without_arrow_line(message: &str) -> String {
+    let mut out = message.to_string();
+    for marker in [" for line ", " at line "] {
+        if let Some(at) = out.find(marker) {
+            let rest = &out[at + marker.len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            if digits > 0 {
+                out = format!("{}{}", &out[..at], &rest[digits..]);
+            }
+        }
+    }
+    out
 }
 
 /// Whether some row has a NULL event time.
