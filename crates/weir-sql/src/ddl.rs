@@ -181,6 +181,10 @@ fn parse_create_table(text: &str, tokens: &[Token]) -> Result<CreateTable> {
         let close = matching_paren(tokens, i)?;
         let mut column_texts = Vec::new();
         for (from, to) in split_top_level(tokens, i + 1, close) {
+            if from == to {
+                // `(a INT,, b INT)` or `(, a INT)`: tokens[from] is the second ','.
+                return Err(SqlError::at(tokens[from].line, "expected a column definition before ','"));
+            }
             if tokens[from].is_keyword("WATERMARK") {
                 if watermark.is_some() {
                     return Err(SqlError::at(tokens[from].line, "a table has at most one WATERMARK clause"));
@@ -377,7 +381,11 @@ fn parse_options(tokens: &[Token]) -> Result<Options> {
     let mut options = Options::default();
     for (from, to) in split_top_level(tokens, 0, tokens.len()) {
         let part = &tokens[from..to];
-        let line = part[0].line;
+        let Some(first) = part.first() else {
+            // `(a = 1,, b = 2)` or `(, a = 1)`: tokens[from] is the second ','.
+            return Err(SqlError::at(tokens[from].line, "expected key = value before ',' in WITH (...)"));
+        };
+        let line = first.line;
         let eq = part.iter().position(|t| t.is_punct('=')).ok_or_else(|| {
             SqlError::at(line, "expected key = value in WITH (...)".to_string())
         })?;
@@ -529,6 +537,19 @@ mod tests {
             "line 1: option 'path' is given twice"
         );
         assert_eq!(err("SELECT 1"), "line 1: expected CREATE TABLE or INSERT INTO, found 'SELECT'");
+    }
+
+    #[test]
+    fn empty_list_items_are_errors() {
+        // Found by fuzzing (fuzz/README.md): these used to panic with an index out of bounds.
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        assert_eq!(err("CREATE TABLE t (a INT,, b INT) WITH (connector = 'memory')"), "line 1: expected a column definition before ','");
+        assert_eq!(err("CREATE TABLE t (,) WITH (connector = 'memory')"), "line 1: expected a column definition before ','");
+        assert_eq!(
+            err("CREATE TABLE t WITH (connector = 'memory',\n, a = 1)"),
+            "line 2: expected key = value before ',' in WITH (...)"
+        );
+        assert_eq!(err("CREATE TABLE t WITH (, connector = 'memory')"), "line 1: expected key = value before ',' in WITH (...)");
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
         let unit = &rest[..unit_len];
         rest = rest[unit_len..].trim_start();
         let unit_secs = if unit.is_empty() { 1.0 } else { unit_seconds(unit).ok_or(BadDuration)? };
-        total += Duration::from_secs_f64(number * unit_secs);
+        // Too large for a Duration (e.g. '99999999999999999999 days') is bad input, not a panic.
+        let term = Duration::try_from_secs_f64(number * unit_secs).map_err(|_| BadDuration)?;
+        total = total.checked_add(term).ok_or(BadDuration)?;
     }
     Ok(total)
 }
@@ -59,5 +61,15 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("ten"), Err(BadDuration));
         assert_eq!(parse_duration("5 fortnights"), Err(BadDuration));
+    }
+
+    #[test]
+    fn too_large_is_an_error() {
+        // Found by fuzzing (fuzz/README.md): these used to panic in Duration::from_secs_f64 or `+=`.
+        assert_eq!(parse_duration("10 1111111111111111111111111111111111"), Err(BadDuration));
+        assert_eq!(parse_duration("99999999999999999999 days"), Err(BadDuration));
+        assert_eq!(parse_duration(&format!("1{}", "0".repeat(400))), Err(BadDuration));
+        assert_eq!(parse_duration("10000000000000000000s 10000000000000000000s"), Err(BadDuration));
+        assert_eq!(parse_duration("10000000000000000000s"), Ok(Duration::from_secs(10_000_000_000_000_000_000)));
     }
 }
