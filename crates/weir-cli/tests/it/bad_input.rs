@@ -127,19 +127,6 @@ fn crash_at(dir: &Path, failpoint: &str, batch: u64, limit: Duration) {
     assert_eq!(out.status.signal(), Some(6), "{failpoint}:{batch} should abort weir:\n{}", stderr(&out));
 }
 
-/// The reader shows BINARY values in base64.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // Bad lines of a file source: fail (default), or go to the dead-letter table.
 // ---------------------------------------------------------------------------------------

@@ -207,19 +207,6 @@ fn kafka_starting_offsets() {
     assert_each_once(table_ids("out_explicit"), explicit(&landed), "explicit, second run");
 }
 
-/// The reader shows BINARY values in base64.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
 #[test]
 fn kafka_malformed_message_names_position() {
     let broker = Broker::start();

@@ -178,3 +178,16 @@ CREATE TABLE clean WITH (connector = 'delta', path = 'out/clean');
 
 INSERT INTO clean SELECT id, upper(user) AS user, amount FROM events WHERE amount >= 0;
 ";
+
+/// The reader shows BINARY values in base64.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
