@@ -30,24 +30,3 @@ pub fn declared_schema(columns: &str, options: &str) -> SchemaRef {
     ConnectorConfig::from_table(&table).unwrap_or_else(|e| panic!("{sql}: {e}"));
     Arc::new(Schema::new(table.columns))
 }
-
-/// Whether `data` holds a number that arrow-cast 59's `parse_decimal` (used by arrow-json and
-/// arrow-csv for DECIMAL columns) mishandles: an exponent of 5 or more digits (`1e99999`:
-/// integer overflow, a panic with overflow checks on), or 100 or more digits
-/// (`1.<130 digits>E-1`: division by zero, a panic in release builds too; 256 digits: a
-/// wrong value). Known upstream (apache/arrow-rs#10787, #10788), fixed by the rewrite in
-/// arrow-cast 60. The decode targets skip such inputs so that a run can find anything
-/// else; drop this filter once weir is on arrow >= 60. See fuzz/README.md.
-pub fn hits_arrow_decimal_bug(data: &[u8]) -> bool {
-    let is_number_byte = |b: &u8| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-');
-    data.split(|b| !is_number_byte(b)).any(|token| {
-        let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
-        let longest_exponent = token
-            .split(|b| matches!(b, b'e' | b'E'))
-            .skip(1)
-            .map(|exp| exp.iter().skip_while(|b| matches!(b, b'+' | b'-')).take_while(|b| b.is_ascii_digit()).count())
-            .max()
-            .unwrap_or(0);
-        digits >= 100 || longest_exponent >= 5
-    })
-}

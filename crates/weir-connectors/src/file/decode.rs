@@ -421,4 +421,37 @@ mod tests {
         let err = decode(&config(FileFormat::Csv), &schema(), "f.csv", Bytes::from("name\na\n")).unwrap_err().to_string();
         assert_eq!(err, "f.csv: the CSV header has no column 'id' (header: name)");
     }
+
+    /// Long DECIMAL texts that arrow-cast 59's parser panicked on (divide by zero, overflow)
+    /// or read as a wrong value are bad rows; weir builds a patched arrow-cast (vendor/).
+    #[test]
+    fn long_decimal_texts_are_bad_rows_not_panics() {
+        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Decimal128(10, 2), true)]));
+        let nines = "9".repeat(130);
+        let texts = [format!("1.{nines}E-1"), "1".repeat(256), "1e99999".to_string(), format!("0.{nines}E+2")];
+        for format in [FileFormat::Json, FileFormat::Csv] {
+            let mut data = match format {
+                FileFormat::Json => "{\"d\": 12.345}\n".to_string(),
+                _ => "d\n12.345\n".to_string(),
+            };
+            for text in &texts {
+                data += &match format {
+                    FileFormat::Json => format!("{{\"d\": {text}}}\n"),
+                    _ => format!("{text}\n"),
+                };
+            }
+            let d = decode_rows(&config(format), &schema, "f", Bytes::from(data), true).unwrap();
+            let rows: Vec<RecordBatch> = d.batches;
+            assert_eq!(rows.iter().map(RecordBatch::num_rows).sum::<usize>(), 3, "{format:?}");
+            let values = arrow::compute::concat_batches(&schema, &rows).unwrap();
+            let values = values.column(0).as_any().downcast_ref::<arrow::array::Decimal128Array>().unwrap();
+            // Extra digits round half away from zero, as Spark's HALF_UP: 12.345 -> 12.35,
+            // 1.99..9E-1 -> 0.20, 0.99..9E+2 -> 100.00.
+            assert_eq!(values.values().to_vec(), [1235, 20, 10000], "{format:?}");
+            let lines: Vec<u64> = d.bad.iter().map(|b| b.line).collect();
+            let first = if format == FileFormat::Json { 3 } else { 4 };
+            assert_eq!(lines, [first, first + 1], "{format:?}");
+            assert!(d.bad[0].error.contains("does not fit in Decimal128(10, 2)"), "{}", d.bad[0].error);
+        }
+    }
 }
