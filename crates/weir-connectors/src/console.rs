@@ -15,12 +15,14 @@ pub struct ConsoleSink {
     name: String,
     config: ConsoleConfig,
     declared: Option<SchemaRef>,
+    /// The batch being written: its id, the rows to show (at most `max_rows`) and the count.
+    pending: Option<(u64, Vec<RecordBatch>, u64)>,
 }
 
 impl ConsoleSink {
     /// A console sink.
     pub fn new(name: &str, config: ConsoleConfig, declared: Option<SchemaRef>) -> Self {
-        Self { name: name.to_string(), config, declared }
+        Self { name: name.to_string(), config, declared, pending: None }
     }
 }
 
@@ -38,19 +40,28 @@ impl Sink for ConsoleSink {
         Ok(())
     }
 
-    #[allow(clippy::print_stdout)]
-    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let mut shown = Vec::new();
-        let mut left = self.config.max_rows;
-        for b in &batches {
-            if left == 0 {
-                break;
-            }
-            let take = left.min(b.num_rows());
-            shown.push(b.slice(0, take));
-            left -= take;
+    async fn begin(&mut self, batch_id: u64) -> Result<()> {
+        self.pending = Some((batch_id, Vec::new(), 0));
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let Some((_, shown, rows)) = &mut self.pending else {
+            return Err(ConnectorError::Io("rows written outside a batch (no begin)".to_string()));
+        };
+        let left = (self.config.max_rows as u64).saturating_sub(*rows) as usize;
+        if left > 0 {
+            shown.push(batch.slice(0, left.min(batch.num_rows())));
         }
+        *rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    #[allow(clippy::print_stdout)]
+    async fn finish(&mut self) -> Result<SinkCommit> {
+        let Some((batch_id, shown, rows)) = self.pending.take() else {
+            return Err(ConnectorError::Io("finish without begin".to_string()));
+        };
         let table = pretty_format_batches(&shown).map_err(|e| ConnectorError::Io(e.to_string()))?;
         println!("-------------------------------------------\nBatch: {batch_id}\n-------------------------------------------\n{table}");
         if rows as usize > self.config.max_rows {

@@ -13,9 +13,12 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::operations::create::CreateBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
@@ -45,6 +48,56 @@ pub struct DeltaSink {
     /// The store's root (local tables), through which delta-rs writes and orphans are removed.
     root: Option<Arc<dyn ObjectStore>>,
     journal: Journal,
+    /// The query's output schema, set by `open`.
+    schema: Option<SchemaRef>,
+    /// Columns the table declares NOT NULL: (index in the output, name).
+    required: Vec<(usize, String)>,
+    /// The batch being written.
+    pending: Option<Pending>,
+}
+
+/// Rows in flight to the Parquet writer task; a bounded queue keeps memory bounded.
+const WRITE_QUEUE: usize = 4;
+
+/// The batch between `begin` and `finish`.
+#[derive(Debug)]
+struct Pending {
+    batch_id: u64,
+    rows: u64,
+    /// `None` when the batch was committed before: its rows are dropped.
+    writer: Option<FileWriter>,
+}
+
+/// The task that encodes a batch's rows into Parquet files, and the queue to it. Dropped
+/// before `close` (the batch failed), it stops the task: no file of it is completed.
+#[derive(Debug)]
+struct FileWriter {
+    tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    task: Option<tokio::task::JoinHandle<deltalake::DeltaResult<Vec<Add>>>>,
+}
+
+impl FileWriter {
+    /// Queues rows; false when the task has stopped (its result says why).
+    async fn send(&self, batch: RecordBatch) -> bool {
+        match &self.tx {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends the queue and waits for the task's files.
+    async fn close(mut self) -> std::result::Result<deltalake::DeltaResult<Vec<Add>>, tokio::task::JoinError> {
+        self.tx = None;
+        self.task.take().expect("open until closed").await
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 impl DeltaSink {
@@ -65,6 +118,9 @@ impl DeltaSink {
             recorded: None,
             root,
             journal: Journal::default(),
+            schema: None,
+            required: Vec::new(),
+            pending: None,
         })
     }
 
@@ -129,6 +185,35 @@ impl DeltaSink {
             checkpoint.delete(&relative).await?;
         }
         Ok(removed)
+    }
+
+    /// Commits `adds` with `txn(query id, version)` in one Delta commit: an append to an
+    /// existing table, or the table's creation (protocol, metadata and the files at once).
+    async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<DeltaTable> {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let properties =
+            CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id, version, Some(now_ms)));
+        let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        let log_store = table.log_store();
+        let Ok(snapshot) = table.snapshot() else {
+            let schema = self.schema.clone().expect("begin checked");
+            let columns: StructType = schema.as_ref().try_into_kernel()?;
+            return CreateBuilder::new()
+                .with_log_store(log_store)
+                .with_columns(columns.fields().cloned())
+                .with_partition_columns(self.config.partition_by.clone())
+                .with_actions(actions)
+                .with_commit_properties(properties)
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .await;
+        };
+        let partition_by = snapshot.metadata().partition_columns().to_vec();
+        let operation =
+            DeltaOperation::Write { mode: SaveMode::Append, partition_by: (!partition_by.is_empty()).then_some(partition_by), predicate: None };
+        let committed = CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), log_store, operation).await?.version();
+        let mut table = table;
+        table.update_incremental(Some(committed)).await?;
+        Ok(table)
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> ConnectorError {
@@ -206,66 +291,144 @@ impl Sink for DeltaSink {
                 }
             }
         }
+        // Columns the table (or its declaration) holds NOT NULL, checked in every batch.
+        let table_schema = self.table.as_ref().and_then(|t| t.snapshot().ok()).map(|s| s.snapshot().arrow_schema()).or_else(|| self.declared.clone());
+        self.required = table_schema
+            .map(|ts| {
+                ts.fields().iter().filter(|f| !f.is_nullable()).filter_map(|f| Some((schema.index_of(f.name()).ok()?, f.name().clone()))).collect()
+            })
+            .unwrap_or_default();
+        self.schema = Some(Arc::clone(schema));
         self.remove_orphans(checkpoint, &journal_dir).await?;
         self.journal.attach(checkpoint, journal_dir);
         Ok(())
     }
 
-    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {
-        let version = batch_id as i64;
-        if self.recorded.is_some_and(|r| r >= version) {
-            return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
+    async fn begin(&mut self, batch_id: u64) -> Result<()> {
+        if self.recorded.is_some_and(|r| r >= batch_id as i64) {
+            self.pending = Some(Pending { batch_id, rows: 0, writer: None });
+            return Ok(());
         }
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        if rows == 0 {
-            return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
-        }
-        // Another writer may commit between our read of the table and our commit (Delta's
-        // optimistic concurrency). A conflicting commit wrote nothing: reload, check the
-        // batch is still ours to write, and try again.
-        let mut attempt = 0;
-        let table = loop {
-            attempt += 1;
-            let table = match self.table.take() {
-                Some(t) => t,
-                None if self.load().await? => self.table.take().expect("loaded"),
-                None => self.builder().map_err(|e| self.err("cannot open", e))?.build().map_err(|e| self.err("cannot open", e))?,
-            };
-            self.journal.begin(batch_id);
-            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            let txn = Transaction::new_with_last_update(&self.app_id, version, Some(now_ms));
-            let mut write = table
-                .write(batches.clone())
-                .with_save_mode(SaveMode::Append)
-                .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
-            if !self.config.partition_by.is_empty() {
-                write = write.with_partition_columns(self.config.partition_by.clone());
-            }
-            if let Some(size) = self.config.target_file_size.and_then(NonZeroU64::new) {
-                write = write.with_target_file_size(Some(size));
-            }
-            match write.await {
-                Ok(table) => break table,
-                Err(DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) if attempt < MAX_COMMIT_ATTEMPTS => {
-                    // The attempt's files were never committed: remove them now.
-                    if let Some(root) = &self.root {
-                        self.journal.abort(root.as_ref()).await;
-                    }
-                    if self.load().await? {
-                        self.refresh_recorded().await?;
-                        if self.recorded.is_some_and(|r| r >= version) {
-                            return Ok(SinkCommit { rows: 0, written: false, version: self.table.as_ref().and_then(DeltaTable::version).map(|v| v as i64) });
-                        }
-                    }
-                }
-                Err(e) => return Err(self.err(&format!("batch {batch_id} was not committed"), e)),
-            }
+        let schema = self.schema.clone().ok_or_else(|| self.err("cannot write", "the sink was not opened"))?;
+        let table = match self.table.take() {
+            Some(t) => t,
+            None if self.load().await? => self.table.take().expect("loaded"),
+            None => self.builder().map_err(|e| self.err("cannot open", e))?.build().map_err(|e| self.err("cannot open", e))?,
         };
-        self.journal.finish().await;
-        let table_version = table.version().map(|v| v as i64);
+        let partition_columns = match table.snapshot() {
+            Ok(s) => s.metadata().partition_columns().to_vec(),
+            Err(_) => self.config.partition_by.clone(),
+        };
+        let config = WriterConfig::new(
+            schema,
+            partition_columns,
+            None,
+            self.config.target_file_size.and_then(NonZeroU64::new),
+            None,
+            Default::default(),
+            None,
+        );
+        let store = table.object_store();
         self.table = Some(table);
-        self.recorded = Some(version);
-        Ok(SinkCommit { rows, written: true, version: table_version })
+        self.journal.begin(batch_id);
+        // Parquet encoding runs in its own task, beside the query making the next rows.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
+        let task = tokio::spawn(async move {
+            let mut writer = DeltaWriter::new(store, config);
+            while let Some(batch) = rx.recv().await {
+                if let Err(e) = writer.write(&batch).await {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            }
+            writer.close().await
+        });
+        self.pending = Some(Pending { batch_id, rows: 0, writer: Some(FileWriter { tx: Some(tx), task: Some(task) }) });
+        Ok(())
     }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let Some(batch_id) = self.pending.as_ref().map(|p| p.batch_id) else { return Err(self.err("cannot write", "rows outside a batch")) };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let failed = || format!("batch {batch_id} was not committed");
+        for (i, column) in &self.required {
+            if batch.column(*i).null_count() > 0 {
+                return Err(self.err(&failed(), format!("column '{column}' is NOT NULL in the table, and the query wrote a NULL to it")));
+            }
+        }
+        let schema = self.schema.as_ref().expect("begin checked");
+        let batch = if batch.schema() == *schema {
+            batch
+        } else {
+            // Same columns; the plan may label nullability or metadata differently.
+            RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| self.err(&failed(), e))?
+        };
+        let pending = self.pending.as_mut().expect("checked");
+        pending.rows += batch.num_rows() as u64;
+        let Some(writer) = pending.writer.as_mut() else { return Ok(()) };
+        if writer.send(batch).await {
+            return Ok(());
+        }
+        // The writer task stopped: its result says why.
+        let writer = pending.writer.take().expect("present");
+        match writer.close().await {
+            Ok(Err(e)) => Err(self.err(&failed(), e)),
+            Ok(Ok(_)) => Err(self.err(&failed(), "the Parquet writer stopped early")),
+            Err(e) => Err(self.err(&failed(), e)),
+        }
+    }
+
+    async fn finish(&mut self) -> Result<SinkCommit> {
+        let Some(Pending { batch_id, rows, writer }) = self.pending.take() else {
+            return Err(self.err("cannot commit", "no batch was begun"));
+        };
+        let Some(writer) = writer else {
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+        };
+        let failed = format!("batch {batch_id} was not committed");
+        let adds = match writer.close().await {
+            Ok(Ok(adds)) => adds,
+            Ok(Err(e)) => return Err(self.err(&failed, e)),
+            Err(e) => return Err(self.err(&failed, e)),
+        };
+        if adds.is_empty() {
+            self.journal.finish().await;
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+        }
+        let version = batch_id as i64;
+        // Another writer may commit between our read of the table and our commit (Delta's
+        // optimistic concurrency; delta-rs retries appends itself). When the table did not
+        // exist and another writer created it first, reload, check the batch is still ours
+        // to write, and commit the same files to the table it made.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let table = self.table.take().expect("begin opened the table");
+            let creating = table.snapshot().is_err();
+            match self.commit_files(table, version, &adds).await {
+                Ok(table) => {
+                    self.table = Some(table);
+                    break;
+                }
+                Err(e) if creating && attempt < MAX_COMMIT_ATTEMPTS && self.load().await? => {
+                    self.refresh_recorded().await?;
+                    if self.recorded.is_some_and(|r| r >= version) {
+                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+                    }
+                    let _ = e; // another writer created the table first: append to it
+                }
+                Err(e) => return Err(self.err(&failed, e)),
+            }
+        }
+        self.journal.finish().await;
+        self.recorded = Some(version);
+        Ok(SinkCommit { rows, written: true, version: current_version(&self.table) })
+    }
+}
+
+/// The table's version, when it exists.
+fn current_version(table: &Option<DeltaTable>) -> Option<i64> {
+    table.as_ref().and_then(DeltaTable::version).map(|v| v as i64)
 }

@@ -18,7 +18,6 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    ObjectStoreExt,
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
     PutPayload, PutResult,
 };
@@ -90,24 +89,6 @@ impl Journal {
                 // A record left behind is harmless: the next start finds its file referenced.
                 let _ = c.delete(&r).await;
             }
-        }
-    }
-
-    /// The attempt failed without committing: removes its files and records.
-    pub async fn abort(&self, root: &dyn ObjectStore) {
-        let (checkpoint, records) = {
-            let mut t = self.target.lock().expect("not poisoned");
-            t.attempt = None;
-            (t.checkpoint.clone(), std::mem::take(&mut t.records))
-        };
-        let Some(c) = checkpoint else { return };
-        for r in records {
-            if let Ok(Some(entry)) = c.get_json::<PendingFile>(&r).await
-                && let Ok(path) = Path::parse(&entry.path)
-            {
-                let _ = root.delete(&path).await;
-            }
-            let _ = c.delete(&r).await;
         }
     }
 

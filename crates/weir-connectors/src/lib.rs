@@ -23,6 +23,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::Value;
 use weir_checkpoint::Checkpoint;
 use weir_sql::config::ConnectorConfig;
@@ -82,6 +84,18 @@ pub trait Source: Send + Sync {
     /// Reads the records in `(start, end]` of the offsets (`start` exclusive end of the batch
     /// before), exactly as the first time.
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput>;
+
+    /// The records of [`Source::read`] in chunks (a file's rows, say), in a fixed order, so
+    /// that the batch loop works on the first chunk while the next are read and decoded.
+    /// Chained, the chunks are exactly what `read` returns.
+    fn read_chunks<'a>(
+        &'a self,
+        checkpoint: &'a Arc<Checkpoint>,
+        start: Option<&'a Value>,
+        end: &'a Value,
+    ) -> BoxStream<'a, Result<ReadOutput>> {
+        futures::stream::once(self.read(checkpoint, start, end)).boxed()
+    }
 }
 
 /// What a source read for a batch.
@@ -125,8 +139,53 @@ pub trait Sink: Send + Sync {
     /// keeps what the sink needs for that). Called once before the first batch.
     async fn open(&mut self, schema: &SchemaRef, query_id: &str, checkpoint: &Arc<Checkpoint>) -> Result<()>;
 
+    /// Starts batch `batch_id`: its rows follow through [`Sink::write`] as the query makes
+    /// them, and [`Sink::finish`] commits them. A batch committed before (a replay) is
+    /// skipped: its rows are dropped and `finish` writes nothing.
+    async fn begin(&mut self, batch_id: u64) -> Result<()>;
+
+    /// Takes rows of the batch begun last. A sink may start writing them at once, but
+    /// nothing is visible before `finish`.
+    async fn write(&mut self, batch: RecordBatch) -> Result<()>;
+
+    /// Commits the rows of the batch begun last in one atomic step.
+    async fn finish(&mut self) -> Result<SinkCommit>;
+
     /// Commits batch `batch_id`'s rows in one atomic step, or skips it if already committed.
-    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit>;
+    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {
+        self.begin(batch_id).await?;
+        for batch in batches {
+            self.write(batch).await?;
+        }
+        self.finish().await
+    }
+}
+
+/// The rows of the batch being written, for sinks that take a batch's rows at once.
+#[derive(Debug, Default)]
+pub(crate) struct Buffered {
+    /// The batch begun last, and its rows so far.
+    pub(crate) batch: Option<(u64, Vec<RecordBatch>)>,
+}
+
+impl Buffered {
+    pub(crate) fn begin(&mut self, batch_id: u64) {
+        self.batch = Some((batch_id, Vec::new()));
+    }
+
+    pub(crate) fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        match &mut self.batch {
+            Some((_, rows)) => {
+                rows.push(batch);
+                Ok(())
+            }
+            None => Err(ConnectorError::Io("rows written outside a batch (no begin)".to_string())),
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Result<(u64, Vec<RecordBatch>)> {
+        self.batch.take().ok_or_else(|| ConnectorError::Io("finish without begin".to_string()))
+    }
 }
 
 /// Shared storage of the memory sink, kept by the session.

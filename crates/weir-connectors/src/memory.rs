@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::{Sink, SinkCommit};
+use crate::{Buffered, Sink, SinkCommit};
 
 /// The rows of one memory table, by batch.
 #[derive(Debug, Default, Clone)]
@@ -28,12 +28,13 @@ pub struct MemorySink {
     name: String,
     declared: Option<SchemaRef>,
     tables: MemoryTables,
+    pending: Buffered,
 }
 
 impl MemorySink {
     /// A sink writing to `tables[name]`.
     pub fn new(name: &str, declared: Option<SchemaRef>, tables: MemoryTables) -> Self {
-        Self { name: name.to_string(), declared, tables }
+        Self { name: name.to_string(), declared, tables, pending: Buffered::default() }
     }
 }
 
@@ -53,7 +54,17 @@ impl Sink for MemorySink {
         Ok(())
     }
 
-    async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {
+    async fn begin(&mut self, batch_id: u64) -> Result<()> {
+        self.pending.begin(batch_id);
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.pending.write(batch)
+    }
+
+    async fn finish(&mut self) -> Result<SinkCommit> {
+        let (batch_id, batches) = self.pending.take()?;
         let mut tables = self.tables.lock().expect("memory tables lock");
         let table = tables.entry(self.name.clone()).or_default();
         if table.batches.last().is_some_and(|(id, _)| *id >= batch_id) {

@@ -18,6 +18,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, SourceOffsets};
+use futures::StreamExt;
 use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
@@ -260,65 +261,76 @@ impl Runner {
         let batch_id = entry.batch_id;
         self.shared.set_status("Processing new data", true, true, true);
 
-        // Read every source that has new offsets, concurrently.
-        let read_started = Instant::now();
-        let checkpoint = Arc::clone(&self.checkpoint);
-        let shared = Arc::clone(&self.shared);
-        let (id, run_id) = (self.id.clone(), self.run_id.clone());
-        let reads = self.sources.iter().filter_map(|s| {
-            let o = entry.sources.get(&s.name)?;
-            (o.start.as_ref() != Some(&o.end)).then(|| {
-                let checkpoint = Arc::clone(&checkpoint);
-                let (shared, id, run_id) = (Arc::clone(&shared), id.clone(), run_id.clone());
-                async move {
-                    // The offsets are fixed: a read that failed for want of the broker is
-                    // simply tried again.
-                    let mut attempt = 0;
-                    let result = loop {
-                        match s.source.read(&checkpoint, o.start.as_ref(), &o.end).await {
-                            Err(ConnectorError::Unavailable(m)) if !shared.stop_requested() => {
-                                attempt += 1;
-                                wait_for_source(&shared, &id, &run_id, &s.name, &m, attempt).await;
-                            }
-                            other => break other,
-                        }
-                    };
-                    if attempt > 0 && result.is_ok() {
-                        warn(&shared, &id, &run_id, format!("source '{}' is reachable again; the query goes on", s.name));
-                    }
-                    forward_warnings(&shared, &id, &run_id, s.source.as_ref());
-                    (s.name.clone(), result)
-                }
-            })
-        });
-        let mut inputs = BTreeMap::new();
-        let mut bad_rows: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-        for (name, result) in futures::future::join_all(reads).await {
-            let ReadOutput { batches, bad_rows: bad } = result.map_err(|e| batch_err(batch_id, e))?;
-            inputs.insert(name.clone(), batches);
-            bad_rows.insert(name, bad);
-        }
-        let get_batch_ms = read_started.elapsed().as_millis() as u64;
-
-        let rows_by_source: BTreeMap<String, u64> =
-            inputs.iter().map(|(n, b)| (n.clone(), b.iter().map(|b| b.num_rows() as u64).sum())).collect();
-        let num_input_rows: u64 = rows_by_source.values().sum();
-        let event_time = self.track_event_time(&inputs, pos, batch_id)?;
-
+        // Each source's chunks (a file's rows, say) flow through the query as they are
+        // decoded: the source reads ahead, the sink encodes in its own task, and a batch
+        // never has to fit in memory at once. The order of chunks is fixed, so a replay
+        // computes the same output and state.
+        let mut get_batch = Duration::ZERO;
         let add_started = Instant::now();
-        let mut rows = self.compiled.run_pre(inputs).await.map_err(|e| batch_err(batch_id, e))?;
+        let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
+        let mut bad_rows: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        let mut stats = EventStats::default();
+        let mut num_output_rows = 0u64;
+        self.sink.begin(batch_id).await.map_err(|e| batch_err(batch_id, e))?;
+        for s in &self.sources {
+            let Some(o) = entry.sources.get(&s.name) else { continue };
+            if o.start.as_ref() == Some(&o.end) {
+                continue;
+            }
+            rows_by_source.insert(s.name.clone(), 0);
+            let mut attempt = 0;
+            let mut chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
+            let mut first = true;
+            loop {
+                let waited = Instant::now();
+                let next = chunks.next().await;
+                get_batch += waited.elapsed();
+                let chunk = match next {
+                    None => break,
+                    Some(Ok(chunk)) => chunk,
+                    // The offsets are fixed: a read that failed for want of the broker before
+                    // its first rows is simply tried again.
+                    Some(Err(ConnectorError::Unavailable(m))) if first && !self.shared.stop_requested() => {
+                        attempt += 1;
+                        wait_for_source(&self.shared, &self.id, &self.run_id, &s.name, &m, attempt).await;
+                        chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
+                        continue;
+                    }
+                    Some(Err(e)) => return Err(batch_err(batch_id, e)),
+                };
+                if first && attempt > 0 {
+                    warn(&self.shared, &self.id, &self.run_id, format!("source '{}' is reachable again; the query goes on", s.name));
+                }
+                first = false;
+                let ReadOutput { batches, bad_rows: bad } = chunk;
+                *rows_by_source.get_mut(&s.name).expect("inserted") += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                bad_rows.entry(s.name.clone()).or_default().extend(bad);
+                stats.add(s, &batches, pos, batch_id)?;
+                let mut rows =
+                    self.compiled.run_pre(BTreeMap::from([(s.name.clone(), batches)])).await.map_err(|e| batch_err(batch_id, e))?;
+                if let Some(o) = op.as_mut() {
+                    // Late rows are judged by the previous batch's watermark.
+                    rows = o.op.process(&rows, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+                    rows = self.compiled.run_post(rows).await.map_err(|e| batch_err(batch_id, e))?;
+                }
+                for batch in rows {
+                    num_output_rows += batch.num_rows() as u64;
+                    self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                }
+            }
+            forward_warnings(&self.shared, &self.id, &self.run_id, s.source.as_ref());
+        }
+        let num_input_rows: u64 = rows_by_source.values().sum();
+        let event_time = self.event_time(&stats, pos);
         let mut state_metrics = None;
         if let Some(o) = op.as_mut() {
-            // Late rows are judged by the previous batch's watermark, state evicted by this one's.
-            rows = o.op.process(&rows, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+            // State is evicted by this batch's watermark.
             o.op.evict(entry.batch_watermark_ms);
             state_metrics = Some(o.op.take_metrics());
         }
-        let output = self.compiled.run_post(rows).await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_execute", batch_id);
-        // The batch's output, also when a replay finds it committed already and writes nothing.
-        let num_output_rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
-        let sink_commit = self.sink.commit(batch_id, output).await.map_err(|e| batch_err(batch_id, e))?;
+        // The batch's output counts also when a replay finds it committed and writes nothing.
+        let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
         for s in &mut self.sources {
             if let Some(bad_sink) = s.bad_sink.as_mut() {
@@ -340,7 +352,8 @@ impl Runner {
                 .map_err(|e| batch_err(batch_id, e))?;
             failpoint::hit("after_state_commit", batch_id);
         }
-        let add_batch_ms = add_started.elapsed().as_millis() as u64;
+        let get_batch_ms = get_batch.as_millis() as u64;
+        let add_batch_ms = add_started.elapsed().saturating_sub(get_batch).as_millis() as u64;
 
         let next_watermark = self.next_watermark(pos);
         let commit_started = Instant::now();
@@ -428,49 +441,20 @@ impl Runner {
         Ok(())
     }
 
-    /// Event-time statistics of this batch, and each source's `max - delay` for the next
-    /// watermark. `None` when no source has a watermark.
-    fn track_event_time(&self, inputs: &BTreeMap<String, Vec<RecordBatch>>, pos: &mut Position, batch_id: u64) -> Result<Option<EventTime>> {
-        let mut any = false;
-        let (mut min, mut max, mut sum, mut count) = (i64::MAX, i64::MIN, 0i128, 0u64);
-        for s in &self.sources {
-            let Some((column, delay)) = &s.watermark else { continue };
-            any = true;
-            let Some(batches) = inputs.get(&s.name) else { continue };
-            let mut source_max = i64::MIN;
-            for b in batches {
-                let Ok(idx) = b.schema().index_of(column) else { continue };
-                let millis = arrow::compute::cast(b.column(idx), &DataType::Timestamp(TimeUnit::Millisecond, None))
-                    .and_then(|a| arrow::compute::cast(&a, &DataType::Int64))
-                    .map_err(|e| WeirError::Batch { batch_id, message: format!("event-time column '{column}': {e}") })?;
-                let millis = millis.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
-                if millis.null_count() == millis.len() {
-                    continue;
-                }
-                if let (Some(lo), Some(hi)) = (aggregate::min(millis), aggregate::max(millis)) {
-                    min = min.min(lo);
-                    max = max.max(hi);
-                    source_max = source_max.max(hi);
-                }
-                sum += millis.iter().flatten().map(i128::from).sum::<i128>();
-                count += (millis.len() - millis.null_count()) as u64;
-            }
-            if source_max != i64::MIN {
-                let candidate = source_max - delay.as_millis() as i64;
-                let entry = pos.source_watermarks.entry(s.name.clone()).or_insert(candidate);
-                *entry = (*entry).max(candidate);
-            }
+    /// The batch's `eventTime` progress; `None` when no source has a watermark.
+    fn event_time(&self, stats: &EventStats, pos: &Position) -> Option<EventTime> {
+        if self.sources.iter().all(|s| s.watermark.is_none()) {
+            return None;
         }
-        if !any {
-            return Ok(None);
-        }
-        let stats = (count > 0).then(|| (iso_millis(min), iso_millis(max), iso_millis((sum / count as i128) as i64)));
-        Ok(Some(EventTime {
-            min: stats.as_ref().map(|s| s.0.clone()),
-            max: stats.as_ref().map(|s| s.1.clone()),
-            avg: stats.map(|s| s.2),
+        let shown = (stats.count > 0).then(|| {
+            (iso_millis(stats.min), iso_millis(stats.max), iso_millis((stats.sum / stats.count as i128) as i64))
+        });
+        Some(EventTime {
+            min: shown.as_ref().map(|s| s.0.clone()),
+            max: shown.as_ref().map(|s| s.1.clone()),
+            avg: shown.map(|s| s.2),
             watermark: iso_millis(pos.watermark_ms),
-        }))
+        })
     }
 
     /// The watermark for the next batch: the minimum (or, by policy, maximum) over
@@ -484,6 +468,52 @@ impl Runner {
             Some(&w) => w.max(pos.watermark_ms),
             None => pos.watermark_ms,
         }
+    }
+}
+
+/// Event-time statistics of one batch, gathered chunk by chunk.
+struct EventStats {
+    min: i64,
+    max: i64,
+    sum: i128,
+    count: u64,
+}
+
+impl Default for EventStats {
+    fn default() -> Self {
+        Self { min: i64::MAX, max: i64::MIN, sum: 0, count: 0 }
+    }
+}
+
+impl EventStats {
+    /// Adds the event times of `batches` of `source`, and raises the source's
+    /// `max event time - delay` for the next watermark.
+    fn add(&mut self, source: &RunSource, batches: &[RecordBatch], pos: &mut Position, batch_id: u64) -> Result<()> {
+        let Some((column, delay)) = &source.watermark else { return Ok(()) };
+        let mut source_max = i64::MIN;
+        for b in batches {
+            let Ok(idx) = b.schema().index_of(column) else { continue };
+            let millis = arrow::compute::cast(b.column(idx), &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .and_then(|a| arrow::compute::cast(&a, &DataType::Int64))
+                .map_err(|e| WeirError::Batch { batch_id, message: format!("event-time column '{column}': {e}") })?;
+            let millis = millis.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
+            if millis.null_count() == millis.len() {
+                continue;
+            }
+            if let (Some(lo), Some(hi)) = (aggregate::min(millis), aggregate::max(millis)) {
+                self.min = self.min.min(lo);
+                self.max = self.max.max(hi);
+                source_max = source_max.max(hi);
+            }
+            self.sum += millis.iter().flatten().map(i128::from).sum::<i128>();
+            self.count += (millis.len() - millis.null_count()) as u64;
+        }
+        if source_max != i64::MIN {
+            let candidate = source_max - delay.as_millis() as i64;
+            let entry = pos.source_watermarks.entry(source.name.clone()).or_insert(candidate);
+            *entry = (*entry).max(candidate);
+        }
+        Ok(())
     }
 }
 

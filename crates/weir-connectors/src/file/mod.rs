@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -275,17 +276,38 @@ impl Source for FileSource {
     }
 
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
-        let end = log_offset(end)?;
-        let start = start.map(log_offset).transpose()?;
-        let mut files = Vec::new();
-        if start.is_none_or(|s| s < end) {
-            files = self.entry(checkpoint, end).await?;
+        let mut out = ReadOutput::default();
+        let mut chunks = self.read_chunks(checkpoint, start, end);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            out.batches.extend(chunk.batches);
+            out.bad_rows.extend(chunk.bad_rows);
         }
-        // Fetch and decode files concurrently; order of output follows file order.
+        Ok(out)
+    }
+
+    /// One chunk per file, in the batch's file order; files are fetched and decoded ahead,
+    /// as many at a time as there are cores.
+    fn read_chunks<'a>(
+        &'a self,
+        checkpoint: &'a Arc<Checkpoint>,
+        start: Option<&'a Value>,
+        end: &'a Value,
+    ) -> BoxStream<'a, Result<ReadOutput>> {
+        let files = async move {
+            let end = log_offset(end)?;
+            let start = start.map(log_offset).transpose()?;
+            match start.is_none_or(|s| s < end) {
+                true => self.entry(checkpoint, end).await,
+                false => Ok(Vec::new()),
+            }
+        };
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
-        let decoded: Vec<(String, decode::FileDecoded)> = futures::stream::iter(files)
-            .map(|relative| {
+        futures::stream::once(files)
+            .map_ok(|files| futures::stream::iter(files.into_iter().map(Ok)))
+            .try_flatten()
+            .map_ok(move |relative: String| {
                 let location = self.location.clone();
                 let config = self.config.clone();
                 let schema = Arc::clone(&self.schema);
@@ -296,20 +318,12 @@ impl Source for FileSource {
                     let d = tokio::task::spawn_blocking(move || decode::decode_rows(&config, &schema, &shown, bytes, collect_bad))
                         .await
                         .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))??;
-                    Ok::<_, ConnectorError>((name, d))
+                    let bad_rows = if d.bad.is_empty() { Vec::new() } else { vec![dead_letter_rows(&name, &d.bad)] };
+                    Ok::<_, ConnectorError>(ReadOutput { batches: d.batches, bad_rows })
                 }
             })
-            .buffered(parallelism)
-            .try_collect()
-            .await?;
-        let mut out = ReadOutput::default();
-        for (name, d) in decoded {
-            out.batches.extend(d.batches);
-            if !d.bad.is_empty() {
-                out.bad_rows.push(dead_letter_rows(&name, &d.bad));
-            }
-        }
-        Ok(out)
+            .try_buffered(parallelism)
+            .boxed()
     }
 
     fn dead_letter(&self) -> Option<(String, SchemaRef)> {
