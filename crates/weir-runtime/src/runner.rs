@@ -280,7 +280,8 @@ impl Runner {
             rows_by_source.insert(s.name.clone(), 0);
             let mut attempt = 0;
             let mut chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
-            let mut first = true;
+            // Chunks done, and chunks to pass over after a restarted read.
+            let (mut done, mut skip) = (0usize, 0usize);
             loop {
                 let waited = Instant::now();
                 let next = chunks.next().await;
@@ -288,20 +289,27 @@ impl Runner {
                 let chunk = match next {
                     None => break,
                     Some(Ok(chunk)) => chunk,
-                    // The offsets are fixed: a read that failed for want of the broker before
-                    // its first rows is simply tried again.
-                    Some(Err(ConnectorError::Unavailable(m))) if first && !self.shared.stop_requested() => {
+                    // The offsets are fixed and a source cuts them into the same chunks every
+                    // time: a read that failed for want of the broker starts again, passing
+                    // over the chunks this batch has used.
+                    Some(Err(ConnectorError::Unavailable(m))) if !self.shared.stop_requested() => {
                         attempt += 1;
                         wait_for_source(&self.shared, &self.id, &self.run_id, &s.name, &m, attempt).await;
                         chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
+                        skip = done;
                         continue;
                     }
                     Some(Err(e)) => return Err(batch_err(batch_id, e)),
                 };
-                if first && attempt > 0 {
+                if attempt > 0 {
+                    attempt = 0;
                     warn(&self.shared, &self.id, &self.run_id, format!("source '{}' is reachable again; the query goes on", s.name));
                 }
-                first = false;
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                done += 1;
                 let ReadOutput { batches, bad_rows: bad } = chunk;
                 *rows_by_source.get_mut(&s.name).expect("inserted") += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 bad_rows.entry(s.name.clone()).or_default().extend(bad);

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 use weir_checkpoint::Checkpoint;
 use weir_sql::config::{BadRows, KafkaConfig, StartingOffsets};
@@ -74,6 +76,15 @@ impl KafkaSource {
 
     fn consumer(&self) -> Result<Arc<KafkaConsumer>> {
         self.consumer.as_ref().map(Arc::clone).ok_or_else(|| ConnectorError::Config("kafka source used before restore".into()))
+    }
+
+    /// A partition chunk's rows; its warnings and lost offsets go to the source's counters.
+    fn take_report(&self, decoded: records::Decoded, report: consumer::ReadReport) -> ReadOutput {
+        for w in report.warnings {
+            self.warn(w);
+        }
+        self.lost.fetch_add(report.lost, std::sync::atomic::Ordering::Relaxed);
+        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect() }
     }
 
     fn initial_path(&self) -> String {
@@ -200,6 +211,9 @@ fn rate_limit(starts: &Offsets, latest: &Offsets, limit: Option<u64>) -> Offsets
         })
         .collect()
 }
+
+/// Offsets of one partition per chunk of a batch's read (see `read_chunks`).
+const CHUNK_MESSAGES: i64 = 50_000;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ConnectorError::Io(format!("kafka task failed: {e}")))?
@@ -366,71 +380,102 @@ impl Source for KafkaSource {
         std::mem::take(&mut *self.warnings.lock().expect("not poisoned"))
     }
 
-    async fn read(&self, _checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
-        let starts = match start {
-            Some(v) => self.parse(v)?,
-            None => self.initial.clone().ok_or_else(|| {
-                ConnectorError::Config(format!("kafka source '{}': the checkpoint has no {}", self.name, self.initial_path()))
-            })?,
-        };
-        let ends = self.parse(end)?;
-        let consumer = self.consumer()?;
-        let with_headers = self.decoder.with_headers;
-        let ranges: Vec<(Tp, i64, i64)> = ends
-            .iter()
-            .map(|(tp, &end)| (tp.clone(), starts.get(tp).copied().unwrap_or(0), end))
-            .filter(|(_, s, e)| e > s)
-            .collect();
-        let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
-        let decoder = Arc::clone(&self.decoder);
-        let (decoded, lost, warnings) = blocking(move || {
+    async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
+        let mut out = ReadOutput::default();
+        let mut chunks = self.read_chunks(checkpoint, start, end);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            out.batches.extend(chunk.batches);
+            out.bad_rows.extend(chunk.bad_rows);
+        }
+        Ok(out)
+    }
+
+    /// Chunks of at most [`CHUNK_MESSAGES`] offsets of a partition, taken from the
+    /// partitions in turn (partition order, then offset order). Each partition is read and
+    /// decoded ahead on its own thread: while one waits for the broker, another decodes,
+    /// and the batch loop works on the chunks already there.
+    fn read_chunks<'a>(
+        &'a self,
+        _checkpoint: &'a Arc<Checkpoint>,
+        start: Option<&'a Value>,
+        end: &'a Value,
+    ) -> BoxStream<'a, Result<ReadOutput>> {
+        let readers = async move {
+            let starts = match start {
+                Some(v) => self.parse(v)?,
+                None => self.initial.clone().ok_or_else(|| {
+                    ConnectorError::Config(format!("kafka source '{}': the checkpoint has no {}", self.name, self.initial_path()))
+                })?,
+            };
+            let ends = self.parse(end)?;
+            let consumer = self.consumer()?;
+            let ranges: Vec<(Tp, i64, i64)> = ends
+                .iter()
+                .map(|(tp, &end)| (tp.clone(), starts.get(tp).copied().unwrap_or(0), end))
+                .filter(|(_, s, e)| e > s)
+                .collect();
             let mut positions: Offsets = ends.clone();
             for (tp, s, _) in &ranges {
                 positions.insert(tp.clone(), *s);
             }
-            consumer.assign(&positions)?;
-            // Each partition is read and decoded on its own thread: while one waits for the
-            // broker, another decodes.
-            let results: Vec<Result<(records::Decoded, consumer::ReadReport)>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = ranges
-                    .iter()
-                    .map(|(tp, s, e)| {
-                        let (consumer, decoder) = (&consumer, &decoder);
-                        scope.spawn(move || {
+            let assigning = Arc::clone(&consumer);
+            blocking(move || assigning.assign(&positions)).await?;
+            let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
+            let with_headers = self.decoder.with_headers;
+            let mut readers = Vec::with_capacity(ranges.len());
+            for (tp, start, end) in ranges {
+                // Two chunks ahead per partition bound the memory a batch takes.
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                let (consumer, decoder) = (Arc::clone(&consumer), Arc::clone(&self.decoder));
+                let name = format!("weir-kafka-{}-{}", tp.0, tp.1);
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || {
+                        let mut at = start;
+                        while at < end {
+                            let to = at.saturating_add(CHUNK_MESSAGES).min(end);
                             let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
-                            let report = consumer.read(tp, *s, *e, &mut chunk)?;
-                            let decoded = decoder.decode(&chunk, collect_bad).map_err(ConnectorError::BadData)?;
-                            Ok((decoded, report))
-                        })
+                            let result = consumer.read(&tp, at, to, &mut chunk).and_then(|report| {
+                                Ok((decoder.decode(&chunk, collect_bad).map_err(ConnectorError::BadData)?, report))
+                            });
+                            let failed = result.is_err();
+                            // A closed queue: the batch stopped reading (it failed elsewhere).
+                            if tx.blocking_send(result).is_err() || failed {
+                                return;
+                            }
+                            at = to;
+                        }
                     })
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ConnectorError::Io("kafka reader thread panicked".into())))).collect()
-            });
-            let (mut decoded, mut lost, mut warnings) = (Vec::with_capacity(results.len()), 0, Vec::new());
-            // The first error in partition order wins, so a replay fails the same way.
-            for r in results {
-                let (d, report) = r?;
-                lost += report.lost;
-                warnings.extend(report.warnings);
-                decoded.push(d);
+                    .map_err(|e| ConnectorError::Io(format!("cannot start a kafka reader thread: {e}")))?;
+                readers.push(Some(rx));
             }
-            Ok((decoded, lost, warnings))
-        })
-        .await
-        .map_err(|e| match e {
-            ConnectorError::BadData(m) => ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)),
-            other => other,
-        })?;
-        for w in warnings {
-            self.warn(w);
-        }
-        self.lost.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
-        let mut out = ReadOutput::default();
-        for d in decoded {
-            out.batches.extend(d.batches);
-            out.bad_rows.extend(d.bad);
-        }
-        Ok(out)
+            Ok::<_, ConnectorError>(readers)
+        };
+        futures::stream::once(readers)
+            .map_ok(move |readers| {
+                futures::stream::unfold((readers, 0usize), move |(mut readers, mut turn)| async move {
+                    // The next partition in turn that still has chunks.
+                    while readers.iter().any(Option::is_some) {
+                        let i = turn % readers.len();
+                        turn += 1;
+                        let Some(rx) = readers[i].as_mut() else { continue };
+                        match rx.recv().await {
+                            Some(result) => {
+                                let chunk = result.map(|(decoded, report)| self.take_report(decoded, report)).map_err(|e| match e {
+                                    ConnectorError::BadData(m) => ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)),
+                                    other => other,
+                                });
+                                return Some((chunk, (readers, turn)));
+                            }
+                            None => readers[i] = None,
+                        }
+                    }
+                    None
+                })
+            })
+            .try_flatten()
+            .boxed()
     }
 
     async fn committed(&self, end: &Value) -> Result<()> {
