@@ -169,10 +169,11 @@ impl Deduplicate {
             }
         });
         self.metrics.num_rows_removed += n;
-        // Evictions leave tombstones that make the table grow on the next inserts; rebuild
-        // it smaller once it is mostly empty, so memory follows the live keys.
-        if self.state.capacity() > self.state.len().max(1024) * 4 {
-            self.state.shrink_to(self.state.len() * 2);
+        // Evictions leave the table emptier (and tombstones that make it grow on the next
+        // inserts). Rebuild it once it is less than half as full as a fresh table may be,
+        // so that its load stays between 7/16 and 7/8 and memory follows the live keys.
+        if self.state.capacity() > self.state.len().max(1024) * 2 {
+            self.state.shrink_to(self.state.len());
         }
     }
 
@@ -200,9 +201,9 @@ impl Deduplicate {
     }
 
     /// Bytes in memory: one table slot (key, expiry, control byte) per bucket, plus keys
-    /// stored out of line.
+    /// stored out of line. The table holds 8 buckets for every 7 keys of capacity.
     pub fn memory_bytes(&self) -> usize {
-        self.state.capacity() * (std::mem::size_of::<(Key, i64)>() + 1) + self.heap_bytes
+        self.state.capacity() * 8 / 7 * (std::mem::size_of::<(Key, i64)>() + 1) + self.heap_bytes
     }
 
     /// Whether eviction depends on the watermark.
@@ -251,6 +252,11 @@ mod tests {
     }
 
     /// REFERENCE.md's worked example of dropDuplicatesWithinWatermark (delay 2 s).
+    #[test]
+    fn a_state_slot_is_33_bytes() {
+        assert_eq!(std::mem::size_of::<(Key, i64)>() + 1, 33);
+    }
+
     #[test]
     fn spark_worked_example() {
         let schema = batch(&[]).schema();

@@ -1,7 +1,7 @@
 //! Compact, hashable keys for keyed state.
 //!
 //! Key columns are encoded per row into a byte string (a null flag, then fixed-width bytes or
-//! a length and bytes). Keys up to 30 bytes live inline in the hash table: no heap allocation
+//! a length and bytes). Keys up to 22 bytes live inline in the hash table: no heap allocation
 //! for fixed-width keys or short strings.
 
 use std::hash::{Hash, Hasher};
@@ -16,12 +16,14 @@ use arrow::datatypes::{
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 
-const INLINE: usize = 30;
+/// Inline capacity: with the length and the variant tag a `Key` is 24 bytes, so a state slot
+/// (key, expiry, control byte) is 33 bytes.
+const INLINE: usize = 22;
 
 /// An encoded key: inline when short, boxed otherwise.
 #[derive(Clone)]
 pub enum Key {
-    /// Up to 30 bytes, stored in place.
+    /// Up to 22 bytes, stored in place.
     Inline {
         /// Bytes used.
         len: u8,
@@ -211,6 +213,7 @@ mod tests {
             }
         }
         assert!(matches!(Key::new(&[7; 40]), Key::Heap(_)));
-        assert_eq!(std::mem::size_of::<Key>(), 32);
+        assert!(matches!(Key::new(&[7; 22]), Key::Inline { .. }));
+        assert_eq!(std::mem::size_of::<Key>(), 24);
     }
 }
