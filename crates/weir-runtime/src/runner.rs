@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! start:  N = newest offsets/N; commits/N exists -> next batch N+1, else re-run N exactly
-//! loop:   plan ends per source -> write offsets/N -> read -> execute -> sink.commit(N)
+//! loop:   plan ends per source -> write offsets/N -> sink.begin(N)
+//!         -> for each chunk read: execute -> sink.write -> sink.finish (commit N)
 //!         -> write commits/N -> progress; N += 1
 //! ```
 //! A crash anywhere after `offsets/N` re-runs batch N with the same input; the sink finds its
