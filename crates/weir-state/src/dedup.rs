@@ -63,6 +63,8 @@ pub struct Deduplicate {
     removed: Vec<Key>,
     late_rows: Vec<RecordBatch>,
     metrics: DedupMetrics,
+    /// Scratch: the encoded key of each row of the batch at hand.
+    key_bufs: Vec<Vec<u8>>,
 }
 
 impl Deduplicate {
@@ -77,6 +79,7 @@ impl Deduplicate {
             removed: Vec::new(),
             late_rows: Vec::new(),
             metrics: DedupMetrics::default(),
+            key_bufs: Vec::new(),
         }
     }
 
@@ -84,7 +87,8 @@ impl Deduplicate {
     /// once a watermark exists) and duplicates.
     pub fn process(&mut self, batches: &[RecordBatch], late_watermark_ms: i64) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::with_capacity(batches.len());
-        let mut bufs: Vec<Vec<u8>> = Vec::new();
+        // One key buffer per row, kept with their capacity from batch to batch.
+        let mut bufs = std::mem::take(&mut self.key_bufs);
         for batch in batches {
             let rows = batch.num_rows();
             if rows == 0 {
@@ -94,7 +98,8 @@ impl Deduplicate {
                 Some((col, delay)) => Some((event_time_ms(batch, col)?, delay)),
                 None => None,
             };
-            bufs.clear();
+            bufs.truncate(rows);
+            bufs.iter_mut().for_each(Vec::clear);
             bufs.resize_with(rows, Vec::new);
             for &c in &self.spec.key_columns {
                 encode_column(batch.column(c), &mut bufs);
@@ -118,13 +123,14 @@ impl Deduplicate {
                     None => i64::MAX,
                 };
                 let key = Key::new(buf);
-                if self.state.contains_key(&key) {
+                let std::collections::hash_map::Entry::Vacant(slot) = self.state.entry(key) else {
                     self.metrics.num_dropped_duplicate_rows += 1;
                     keep.push(false);
                     continue;
-                }
+                };
+                let key = slot.key().clone();
+                slot.insert(expires);
                 self.heap_bytes += key.heap_size();
-                self.state.insert(key.clone(), expires);
                 self.added.push((key, expires));
                 self.metrics.num_rows_updated += 1;
                 keep.push(true);
@@ -147,6 +153,7 @@ impl Deduplicate {
                 );
             }
         }
+        self.key_bufs = bufs;
         Ok(out)
     }
 

@@ -46,13 +46,56 @@ pub struct FileDecoded {
 /// or has no event time (when the table has a WATERMARK). With `collect_bad` bad lines are
 /// returned; otherwise the first is an error.
 pub fn decode_rows(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes, collect_bad: bool) -> Result<FileDecoded> {
-    let decoded = match config.format {
+    let whole = 0..bytes.len();
+    decode_piece(config, schema, name, &bytes, whole, collect_bad)
+}
+
+/// Where a file may be cut into pieces that decode on their own: after the newlines that
+/// end roughly every `size` bytes. Only newline-delimited JSON can be cut (a CSV field may
+/// hold a quoted newline, and Parquet is not text).
+pub fn pieces(config: &FileConfig, bytes: &Bytes, size: usize) -> Vec<std::ops::Range<usize>> {
+    if config.format != FileFormat::Json || bytes.len() <= size {
+        return vec![0..bytes.len()];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = match bytes[(start + size).min(bytes.len())..].iter().position(|b| *b == b'\n') {
+            Some(i) => (start + size + i + 1).min(bytes.len()),
+            None => bytes.len(),
+        };
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Decodes the piece `range` of a file (see [`pieces`]); line numbers in errors and bad
+/// lines are the file's.
+pub fn decode_piece(
+    config: &FileConfig,
+    schema: &SchemaRef,
+    name: &str,
+    file: &Bytes,
+    range: std::ops::Range<usize>,
+    collect_bad: bool,
+) -> Result<FileDecoded> {
+    let start = range.start;
+    let bytes = file.slice(range);
+    let mut decoded = match config.format {
         FileFormat::Parquet => {
             let batches = decode_parquet(schema, name, bytes)?;
             return check_parquet_event_time(config, name, batches);
         }
         FileFormat::Json | FileFormat::Csv => decode_text(config, schema, name, &bytes)?,
     };
+    if !decoded.bad.is_empty() && start > 0 {
+        // Counted only when needed: most pieces have no bad line.
+        let lines_before = file[..start].iter().filter(|b| **b == b'\n').count() as u64;
+        for bad in &mut decoded.bad {
+            bad.line += lines_before;
+        }
+    }
     if !collect_bad && let Some(first) = decoded.bad.first() {
         return Err(ConnectorError::BadData(format!("{name}:{}: {}", first.line, first.error)));
     }
@@ -420,6 +463,33 @@ mod tests {
     fn csv_missing_column_is_an_error() {
         let err = decode(&config(FileFormat::Csv), &schema(), "f.csv", Bytes::from("name\na\n")).unwrap_err().to_string();
         assert_eq!(err, "f.csv: the CSV header has no column 'id' (header: name)");
+    }
+
+    #[test]
+    fn json_pieces_decode_to_the_whole_file_with_its_line_numbers() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text += &if i == 700 { "{\"id\": \"x\"}\n".to_string() } else { format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n") };
+        }
+        let c = config(FileFormat::Json);
+        let file = Bytes::from(text);
+        let parts = pieces(&c, &file, 1000);
+        assert!(parts.len() > 10, "{}", parts.len());
+        assert_eq!((parts[0].start, parts[parts.len() - 1].end), (0, file.len()));
+        let (mut rows, mut bad) = (0, Vec::new());
+        for range in &parts {
+            assert_eq!(file[range.end - 1], b'\n');
+            let d = decode_piece(&c, &schema(), "f.json", &file, range.clone(), true).unwrap();
+            rows += d.batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            bad.extend(d.bad.iter().map(|b| b.line));
+        }
+        assert_eq!((rows, bad), (999, vec![701]));
+        let whole = decode_rows(&c, &schema(), "f.json", file.clone(), false).unwrap_err().to_string();
+        let piece = parts.iter().find(|r| file[..r.end].iter().filter(|x| **x == b'\n').count() >= 701).unwrap();
+        let cut = decode_piece(&c, &schema(), "f.json", &file, piece.clone(), false).unwrap_err().to_string();
+        assert_eq!(cut, whole);
+        assert!(whole.starts_with("f.json:701: "), "{whole}");
+        assert_eq!(pieces(&config(FileFormat::Csv), &file, 1000).len(), 1);
     }
 
     /// Long DECIMAL texts that arrow-cast 59's parser panicked on (divide by zero, overflow)

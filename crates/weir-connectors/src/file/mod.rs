@@ -182,6 +182,9 @@ async fn fetch(location: &Location, relative: &str) -> Result<bytes::Bytes> {
     result.bytes().await.map_err(|e| ConnectorError::Io(format!("cannot read {shown}: {e}")))
 }
 
+/// Bytes of a newline-delimited JSON file per chunk of a batch (see `decode::pieces`).
+const PIECE_BYTES: usize = 2 << 20;
+
 #[async_trait]
 impl Source for FileSource {
     fn schema(&self) -> SchemaRef {
@@ -286,8 +289,8 @@ impl Source for FileSource {
         Ok(out)
     }
 
-    /// One chunk per file, in the batch's file order; files are fetched and decoded ahead,
-    /// as many at a time as there are cores.
+    /// Chunks in the batch's file order: a file, or a piece of about [`PIECE_BYTES`] of a
+    /// JSON file. Pieces are decoded ahead, as many at a time as there are cores.
     fn read_chunks<'a>(
         &'a self,
         checkpoint: &'a Arc<Checkpoint>,
@@ -307,15 +310,27 @@ impl Source for FileSource {
         futures::stream::once(files)
             .map_ok(|files| futures::stream::iter(files.into_iter().map(Ok)))
             .try_flatten()
+            // Files are fetched ahead, and each is cut into pieces that decode on all cores
+            // while the batch loop works on the pieces before.
             .map_ok(move |relative: String| {
                 let location = self.location.clone();
+                async move {
+                    let bytes = fetch(&location, &relative).await?;
+                    Ok::<_, ConnectorError>((location.display(&location.child(&relative)), bytes))
+                }
+            })
+            .try_buffered(2)
+            .map_ok(move |(name, bytes)| {
+                let parts = decode::pieces(&self.config, &bytes, PIECE_BYTES);
+                futures::stream::iter(parts.into_iter().map(move |range| Ok((name.clone(), bytes.clone(), range))))
+            })
+            .try_flatten()
+            .map_ok(move |(name, file, range)| {
                 let config = self.config.clone();
                 let schema = Arc::clone(&self.schema);
                 async move {
-                    let bytes = fetch(&location, &relative).await?;
-                    let shown = location.display(&location.child(&relative));
-                    let name = shown.clone();
-                    let d = tokio::task::spawn_blocking(move || decode::decode_rows(&config, &schema, &shown, bytes, collect_bad))
+                    let shown = name.clone();
+                    let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &shown, &file, range, collect_bad))
                         .await
                         .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))??;
                     let bad_rows = if d.bad.is_empty() { Vec::new() } else { vec![dead_letter_rows(&name, &d.bad)] };
