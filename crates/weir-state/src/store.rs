@@ -9,7 +9,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::{Array, BinaryArray, Int64Array};
+use arrow::array::{Array, BinaryArray, BinaryBuilder, Int64Array, Int64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
@@ -132,18 +132,29 @@ impl StateFiles {
     }
 }
 
+/// Entries per record batch of a state file: the file is written a slice at a time, so
+/// encoding a large state needs little memory beyond the file's own bytes.
+const ENCODE_ROWS: usize = 65_536;
+
 fn encode<'a>(entries: impl Iterator<Item = (&'a Key, Option<i64>)>) -> Result<bytes::Bytes> {
     let data_err = |e: arrow::error::ArrowError| StateError::Data(e.to_string());
-    let (keys, expires): (Vec<&[u8]>, Vec<Option<i64>>) = entries.map(|(k, e)| (k.as_bytes(), e)).unzip();
     let schema = file_schema();
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![Arc::new(BinaryArray::from(keys)), Arc::new(Int64Array::from(expires))],
-    )
-    .map_err(data_err)?;
     let mut buf = Vec::new();
     let mut writer = FileWriter::try_new(&mut buf, &schema).map_err(data_err)?;
-    writer.write(&batch).map_err(data_err)?;
+    let mut entries = entries.peekable();
+    loop {
+        let (mut keys, mut expires) = (BinaryBuilder::with_capacity(ENCODE_ROWS, ENCODE_ROWS * 24), Int64Builder::with_capacity(ENCODE_ROWS));
+        for (key, e) in entries.by_ref().take(ENCODE_ROWS) {
+            keys.append_value(key.as_bytes());
+            expires.append_option(e);
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(data_err)?;
+        // An empty state still writes one (empty) batch, so the file always has one.
+        writer.write(&batch).map_err(data_err)?;
+        if entries.peek().is_none() {
+            break;
+        }
+    }
     writer.finish().map_err(data_err)?;
     drop(writer);
     Ok(bytes::Bytes::from(buf))
