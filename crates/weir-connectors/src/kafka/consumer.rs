@@ -332,8 +332,12 @@ impl KafkaConsumer {
                     last_progress = Instant::now();
                 }
                 Some(Err(e)) => {
-                    // Transient fetch errors: librdkafka retries by itself.
+                    // Transient fetch errors: librdkafka retries by itself, within patience.
                     *self.consumer.client().context().last_error.lock().expect("not poisoned") = Some(e.to_string());
+                    if last_progress.elapsed() >= self.patience {
+                        *position = None;
+                        return Err(self.unavailable(&format!("to read {} from offset {pos} to {end}", tp_name(tp))));
+                    }
                 }
                 None => {
                     self.serve();

@@ -52,6 +52,9 @@ pub struct KafkaSource {
     /// The newest planned batch's high watermarks and ends, for lag in progress.
     lag: Mutex<Option<(Offsets, Offsets)>>,
     warnings: Mutex<Vec<String>>,
+    /// The reader threads of the last read. A new read waits for them, so that two reads
+    /// never fetch the same partition at once (a read restarted after an outage).
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl KafkaSource {
@@ -69,6 +72,7 @@ impl KafkaSource {
             frozen: None,
             discovered_at: None,
             lost: Default::default(),
+            readers: Mutex::default(),
             lag: Mutex::new(None),
             warnings: Mutex::new(Vec::new()),
         })
@@ -419,17 +423,26 @@ impl Source for KafkaSource {
             for (tp, s, _) in &ranges {
                 positions.insert(tp.clone(), *s);
             }
+            // The threads of a read given up (its stream dropped) stop at their next chunk.
+            let previous = std::mem::take(&mut *self.readers.lock().expect("not poisoned"));
             let assigning = Arc::clone(&consumer);
-            blocking(move || assigning.assign(&positions)).await?;
+            blocking(move || {
+                for thread in previous {
+                    let _ = thread.join();
+                }
+                assigning.assign(&positions)
+            })
+            .await?;
             let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
             let with_headers = self.decoder.with_headers;
             let mut readers = Vec::with_capacity(ranges.len());
+            let mut threads = Vec::with_capacity(ranges.len());
             for (tp, start, end) in ranges {
                 // Two chunks ahead per partition bound the memory a batch takes.
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
                 let (consumer, decoder) = (Arc::clone(&consumer), Arc::clone(&self.decoder));
                 let name = format!("weir-kafka-{}-{}", tp.0, tp.1);
-                std::thread::Builder::new()
+                let thread = std::thread::Builder::new()
                     .name(name)
                     .spawn(move || {
                         let mut at = start;
@@ -448,8 +461,10 @@ impl Source for KafkaSource {
                         }
                     })
                     .map_err(|e| ConnectorError::Io(format!("cannot start a kafka reader thread: {e}")))?;
+                threads.push(thread);
                 readers.push(Some(rx));
             }
+            *self.readers.lock().expect("not poisoned") = threads;
             Ok::<_, ConnectorError>(readers)
         };
         futures::stream::once(readers)
