@@ -56,6 +56,10 @@ pub struct DeltaSink {
     pending: Option<Pending>,
 }
 
+/// Commits between two clean-ups of expired Delta log entries (delta-rs's default
+/// checkpoint interval).
+const LOG_CLEANUP_EVERY: u64 = 100;
+
 /// Rows in flight to the Parquet writer task; a bounded queue keeps memory bounded.
 const WRITE_QUEUE: usize = 4;
 
@@ -207,10 +211,17 @@ impl DeltaSink {
                 .with_save_mode(SaveMode::ErrorIfExists)
                 .await;
         };
+        // delta-rs cleans up expired log entries after every commit by default, listing the
+        // whole log each time. Entries only expire past a checkpoint (every 100 commits by
+        // default), so cleaning once per 100 commits removes the same files.
+        let next = snapshot.version() + 1;
+        let properties = properties.with_cleanup_expired_logs(Some(next % LOG_CLEANUP_EVERY == LOG_CLEANUP_EVERY - 1));
         let partition_by = snapshot.metadata().partition_columns().to_vec();
         let operation =
             DeltaOperation::Write { mode: SaveMode::Append, partition_by: (!partition_by.is_empty()).then_some(partition_by), predicate: None };
         let committed = CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), log_store, operation).await?.version();
+        // Reloaded rather than taken from the commit: the commit's snapshot keeps replaying
+        // every log entry since the table was opened, and gets slower with each commit.
         let mut table = table;
         table.update_incremental(Some(committed)).await?;
         Ok(table)
