@@ -63,7 +63,7 @@ fn main() {
     println!("operator alone: {:.2} M events/s", processed as f64 / process_secs / 1e6);
     println!("state: max {max_keys} keys in memory, max {:.1} MB on disk", max_disk as f64 / 1e6);
     println!(
-        "memory: {:.1} bytes per key in all (keys are 17 encoded bytes, stored inline)",
+        "memory: {:.1} bytes per key in all (keys are 21 encoded bytes, stored inline)",
         op.memory_bytes() as f64 / keys as f64
     );
 }
