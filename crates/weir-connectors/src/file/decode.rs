@@ -54,8 +54,9 @@ pub fn decode_rows(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: B
 /// end roughly every `size` bytes. Only newline-delimited JSON can be cut (a CSV field may
 /// hold a quoted newline, and Parquet is not text).
 pub fn pieces(config: &FileConfig, bytes: &Bytes, size: usize) -> Vec<std::ops::Range<usize>> {
+    let whole = 0..bytes.len();
     if config.format != FileFormat::Json || bytes.len() <= size {
-        return vec![0..bytes.len()];
+        return vec![whole];
     }
     let mut out = Vec::new();
     let mut start = 0;
