@@ -22,6 +22,8 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use url::Url;
 use weir_checkpoint::{Checkpoint, Location};
 use weir_sql::config::DeltaConfig;
@@ -59,6 +61,9 @@ pub struct DeltaSink {
 /// Commits between two clean-ups of expired Delta log entries (delta-rs's default
 /// checkpoint interval).
 const LOG_CLEANUP_EVERY: u64 = 100;
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
 
 /// Rows in flight to the Parquet writer task; a bounded queue keeps memory bounded.
 const WRITE_QUEUE: usize = 4;
@@ -330,10 +335,17 @@ impl Sink for DeltaSink {
             Ok(s) => s.metadata().partition_columns().to_vec(),
             Err(_) => self.config.partition_by.clone(),
         };
+        // Row groups of at most 256Ki rows (parquet-rs defaults to 1Mi; DuckDB writes 122,880):
+        // the writer holds a row group in memory until it is complete.
+        let properties = WriterProperties::builder()
+            .set_created_by(format!("weir {} (delta-rs)", env!("CARGO_PKG_VERSION")))
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
         let config = WriterConfig::new(
             schema,
             partition_columns,
-            None,
+            Some(properties),
             self.config.target_file_size.and_then(NonZeroU64::new),
             None,
             Default::default(),

@@ -356,7 +356,7 @@ impl Runner {
             }
             let (added, removed) = o.op.take_changes();
             o.files
-                .commit(&self.checkpoint, batch_id, &added, &removed, o.op.state())
+                .commit(&self.checkpoint, batch_id, added, removed, o.op.state())
                 .await
                 .map_err(|e| batch_err(batch_id, e))?;
             failpoint::hit("after_state_commit", batch_id);

@@ -100,14 +100,14 @@ impl StateFiles {
         &self,
         checkpoint: &Checkpoint,
         version: u64,
-        added: &[(Key, i64)],
-        removed: &[Key],
+        added: Vec<(Key, i64)>,
+        removed: Vec<Key>,
         state: &DedupMap,
     ) -> Result<()> {
-        let delta = encode(added.iter().map(|(k, e)| (k, Some(*e))).chain(removed.iter().map(|k| (k, None))));
-        checkpoint.put_bytes(&self.path(version, "delta"), delta?).await?;
+        let delta = encode_delta(added, removed)?;
+        checkpoint.put_bytes(&self.path(version, "delta"), delta).await?;
         if (version + 1).is_multiple_of(self.snapshot_every) {
-            let snapshot = encode(state.iter().map(|(k, e)| (k, Some(*e))))?;
+            let snapshot = encode(state)?;
             checkpoint.put_bytes(&self.path(version, "snapshot"), snapshot).await?;
         }
         Ok(())
@@ -136,28 +136,73 @@ impl StateFiles {
 /// encoding a large state needs little memory beyond the file's own bytes.
 const ENCODE_ROWS: usize = 65_536;
 
-fn encode<'a>(entries: impl Iterator<Item = (&'a Key, Option<i64>)>) -> Result<bytes::Bytes> {
-    let data_err = |e: arrow::error::ArrowError| StateError::Data(e.to_string());
-    let schema = file_schema();
-    let mut buf = Vec::new();
-    let mut writer = FileWriter::try_new(&mut buf, &schema).map_err(data_err)?;
-    let mut entries = entries.peekable();
-    loop {
+/// An IPC state file being written, a slice of entries at a time.
+struct StateFile {
+    writer: FileWriter<Vec<u8>>,
+    schema: SchemaRef,
+}
+
+impl StateFile {
+    fn new() -> Result<Self> {
+        let schema = file_schema();
+        let writer = FileWriter::try_new(Vec::new(), &schema).map_err(data_err)?;
+        Ok(Self { writer, schema })
+    }
+
+    /// Writes up to [`ENCODE_ROWS`] entries as one record batch.
+    fn write<K: AsRef<[u8]>>(&mut self, entries: impl Iterator<Item = (K, Option<i64>)>) -> Result<()> {
         let (mut keys, mut expires) = (BinaryBuilder::with_capacity(ENCODE_ROWS, ENCODE_ROWS * 24), Int64Builder::with_capacity(ENCODE_ROWS));
-        for (key, e) in entries.by_ref().take(ENCODE_ROWS) {
-            keys.append_value(key.as_bytes());
+        for (key, e) in entries {
+            keys.append_value(key);
             expires.append_option(e);
         }
-        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(data_err)?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(data_err)?;
+        self.writer.write(&batch).map_err(data_err)
+    }
+
+    fn finish(mut self) -> Result<bytes::Bytes> {
+        self.writer.finish().map_err(data_err)?;
+        Ok(bytes::Bytes::from(self.writer.into_inner().map_err(data_err)?))
+    }
+}
+
+fn data_err(e: arrow::error::ArrowError) -> StateError {
+    StateError::Data(e.to_string())
+}
+
+/// The whole state, for a snapshot.
+fn encode(state: &DedupMap) -> Result<bytes::Bytes> {
+    let mut file = StateFile::new()?;
+    let mut entries = state.iter().peekable();
+    loop {
         // An empty state still writes one (empty) batch, so the file always has one.
-        writer.write(&batch).map_err(data_err)?;
+        file.write(entries.by_ref().take(ENCODE_ROWS).map(|(k, e)| (k, Some(*e))))?;
         if entries.peek().is_none() {
             break;
         }
     }
-    writer.finish().map_err(data_err)?;
-    drop(writer);
-    Ok(bytes::Bytes::from(buf))
+    file.finish()
+}
+
+/// A version's delta: the keys added (with their expiry), then the keys removed (NULL).
+/// `added` is consumed from its end as the file grows, and gives its memory back on the
+/// way, so that a large delta is not held twice.
+fn encode_delta(mut added: Vec<(Key, i64)>, removed: Vec<Key>) -> Result<bytes::Bytes> {
+    let mut file = StateFile::new()?;
+    if added.is_empty() && removed.is_empty() {
+        file.write(std::iter::empty::<(&[u8], Option<i64>)>())?;
+    }
+    while !added.is_empty() {
+        let from = added.len().saturating_sub(ENCODE_ROWS);
+        file.write(added.drain(from..).map(|(k, e)| (k, Some(e))))?;
+        if added.capacity() > 2 * added.len() + ENCODE_ROWS {
+            added.shrink_to_fit();
+        }
+    }
+    for slice in removed.chunks(ENCODE_ROWS) {
+        file.write(slice.iter().map(|k| (k, None)))?;
+    }
+    file.finish()
 }
 
 #[cfg(test)]
@@ -180,7 +225,7 @@ mod tests {
             for key in &removed {
                 state.remove(key);
             }
-            files.commit(&cp, v, &added, &removed, &state).await.unwrap();
+            files.commit(&cp, v, added, removed, &state).await.unwrap();
             let loaded = files.load(&cp, Some(v)).await.unwrap();
             assert_eq!(loaded, state, "version {v}");
         }
