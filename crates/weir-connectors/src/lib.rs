@@ -107,6 +107,19 @@ pub struct ReadOutput {
     pub bad_rows: Vec<RecordBatch>,
 }
 
+impl ReadOutput {
+    /// The chunks of [`Source::read_chunks`] chained: what [`Source::read`] returns.
+    pub async fn collect(mut chunks: BoxStream<'_, Result<ReadOutput>>) -> Result<Self> {
+        let mut out = Self::default();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            out.batches.extend(chunk.batches);
+            out.bad_rows.extend(chunk.bad_rows);
+        }
+        Ok(out)
+    }
+}
+
 impl From<Vec<RecordBatch>> for ReadOutput {
     fn from(batches: Vec<RecordBatch>) -> Self {
         Self { batches, bad_rows: Vec::new() }

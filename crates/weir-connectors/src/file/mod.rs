@@ -279,14 +279,7 @@ impl Source for FileSource {
     }
 
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
-        let mut out = ReadOutput::default();
-        let mut chunks = self.read_chunks(checkpoint, start, end);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            out.batches.extend(chunk.batches);
-            out.bad_rows.extend(chunk.bad_rows);
-        }
-        Ok(out)
+        ReadOutput::collect(self.read_chunks(checkpoint, start, end)).await
     }
 
     /// Chunks in the batch's file order: a file, or a piece of about [`PIECE_BYTES`] of a

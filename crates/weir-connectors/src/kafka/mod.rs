@@ -385,14 +385,7 @@ impl Source for KafkaSource {
     }
 
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
-        let mut out = ReadOutput::default();
-        let mut chunks = self.read_chunks(checkpoint, start, end);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            out.batches.extend(chunk.batches);
-            out.bad_rows.extend(chunk.bad_rows);
-        }
-        Ok(out)
+        ReadOutput::collect(self.read_chunks(checkpoint, start, end)).await
     }
 
     /// Chunks of at most [`CHUNK_MESSAGES`] offsets of a partition, taken from the
