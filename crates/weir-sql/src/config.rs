@@ -111,13 +111,24 @@ pub enum LateRows {
 
 /// Reads `late_rows` and `late_rows_path`.
 fn late_rows(r: &mut OptionReader) -> Result<LateRows> {
-    let policy = r.choice("late_rows", &["drop", "dead_letter"])?;
-    let path = r.string("late_rows_path");
+    Ok(dead_letter(r, ("late_rows", "drop"), "late_rows_path", "late rows")?.map_or(LateRows::Drop, LateRows::DeadLetter))
+}
+
+/// Reads a policy option (`keep`, its default, or `dead_letter`) and the path of its
+/// dead-letter table: `Some(path)` for `dead_letter`. Each needs the other.
+fn dead_letter(
+    r: &mut OptionReader,
+    (policy_key, keep): (&'static str, &'static str),
+    path_key: &'static str,
+    rows: &str,
+) -> Result<Option<String>> {
+    let policy = r.choice(policy_key, &[keep, "dead_letter"])?;
+    let path = r.string(path_key);
     match (policy, path) {
-        (Some("dead_letter"), Some(p)) if !p.is_empty() => Ok(LateRows::DeadLetter(p)),
-        (Some("dead_letter"), _) => Err(r.missing("late_rows_path", "the Delta table late rows go to")),
-        (_, Some(_)) => Err(r.missing("late_rows", "set late_rows = 'dead_letter' to use late_rows_path")),
-        _ => Ok(LateRows::Drop),
+        (Some("dead_letter"), Some(p)) if !p.is_empty() => Ok(Some(p)),
+        (Some("dead_letter"), _) => Err(r.missing(path_key, &format!("the Delta table {rows} go to"))),
+        (_, Some(_)) => Err(r.missing(policy_key, &format!("set {policy_key} = 'dead_letter' to use {path_key}"))),
+        _ => Ok(None),
     }
 }
 
@@ -321,14 +332,7 @@ fn parse_explicit_offsets(
 
 /// Reads `on_bad_row` and `dead_letter_path`.
 fn bad_rows(r: &mut OptionReader) -> Result<BadRows> {
-    let policy = r.choice("on_bad_row", &["fail", "dead_letter"])?;
-    let path = r.string("dead_letter_path");
-    match (policy, path) {
-        (Some("dead_letter"), Some(p)) if !p.is_empty() => Ok(BadRows::DeadLetter(p)),
-        (Some("dead_letter"), _) => Err(r.missing("dead_letter_path", "the Delta table bad rows go to")),
-        (_, Some(_)) => Err(r.missing("on_bad_row", "set on_bad_row = 'dead_letter' to use dead_letter_path")),
-        _ => Ok(BadRows::Fail),
-    }
+    Ok(dead_letter(r, ("on_bad_row", "fail"), "dead_letter_path", "bad rows")?.map_or(BadRows::Fail, BadRows::DeadLetter))
 }
 
 /// How a datagen column's values are made.

@@ -7,7 +7,6 @@
 //! checks that the bad row lands in the dead-letter table with its position, exactly once,
 //! across a crash and a re-run.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -117,14 +116,6 @@ fn the_error_with_upstream_panic(out: &Output) -> String {
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "one clear message:\n{err}");
     lines[0].to_string()
-}
-
-/// Runs `weir run p.sql` in `dir` with `failpoint` armed for `batch`; the process must abort there.
-fn crash_at(dir: &Path, failpoint: &str, batch: u64, limit: Duration) {
-    let mut cmd = weir(dir);
-    cmd.args(["run", "p.sql", "--trigger", "available-now"]).env("WEIR_FAILPOINT", format!("{failpoint}:{batch}"));
-    let out = output_within(cmd, limit);
-    assert_eq!(out.status.signal(), Some(6), "{failpoint}:{batch} should abort weir:\n{}", stderr(&out));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -64,6 +64,17 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
 }
 
 /// stderr of a finished command.
+/// Runs `p.sql` in `dir` with failpoint `failpoint` armed for batch `batch`, and checks that
+/// weir aborted there (SIGABRT, as a crash would leave things) within `limit`.
+pub fn crash_at(dir: &Path, failpoint: &str, batch: u64, limit: Duration) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = weir(dir);
+    cmd.args(["run", "p.sql", "--trigger", "available-now"]).env("WEIR_FAILPOINT", format!("{failpoint}:{batch}"));
+    let out = output_within(cmd, limit);
+    assert_eq!(out.status.signal(), Some(6), "{failpoint}:{batch} should abort weir:\n{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("failpoint {failpoint} hit in batch {batch}")), "{}", stderr(&out));
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
