@@ -41,7 +41,8 @@ fn main() {
         processed += n as u64;
         watermark = processed as i64 - 1 - delay;
         let (added, removed) = op.take_changes();
-        runtime.block_on(files.commit(&checkpoint, version, added, removed, op.state())).expect("state commit");
+        let delta = files.delta_writer(&checkpoint, version).expect("state delta");
+        runtime.block_on(files.commit(&checkpoint, delta, added, removed, op.state())).expect("state commit");
         if version.is_multiple_of(10) {
             runtime.block_on(files.purge(&checkpoint, version.saturating_sub(1))).expect("purge");
         }

@@ -8,11 +8,15 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 
+use std::sync::Arc;
+
 use futures::TryStreamExt;
+use object_store::buffered::BufWriter;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::io::AsyncWrite;
 
 use crate::error::{CheckpointError, Result};
 use crate::storage::Location;
@@ -195,6 +199,17 @@ impl Checkpoint {
             .map_err(|source| CheckpointError::Io { path: self.show(relative), source })
     }
 
+    /// A binary entry written in pieces, for entries too large to hold in memory whole (a
+    /// big batch's state delta). Like [`Checkpoint::put_bytes`] it overwrites, and nothing
+    /// appears at `relative` until [`EntryWriter::finish`] succeeds: larger entries go up as
+    /// a multipart upload, which on local disk is a staging file renamed into place.
+    pub fn entry_writer(&self, relative: &str) -> EntryWriter {
+        let path = self.location.child(relative);
+        // Parts of 4 MiB, at most two in flight: memory stays bounded when the disk is slow.
+        let writer = BufWriter::with_capacity(Arc::clone(&self.location.store), path, 4 << 20).with_max_concurrency(2);
+        EntryWriter { writer: Some(writer), shown: self.show(relative) }
+    }
+
     /// Reads a binary entry, if present.
     pub async fn get_bytes(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
         let path = self.location.child(relative);
@@ -348,5 +363,43 @@ mod tests {
         std::fs::write(dir.path().join("offsets/0.json"), "{\"batchId\": 0,").unwrap();
         let err = cp.latest().await.unwrap_err().to_string();
         assert!(err.contains("offsets/0.json is corrupt"), "{err}");
+    }
+}
+
+/// A checkpoint entry being written; see [`Checkpoint::entry_writer`].
+#[derive(Debug)]
+pub struct EntryWriter {
+    /// `None` once finished.
+    writer: Option<BufWriter>,
+    shown: String,
+}
+
+impl EntryWriter {
+    /// Appends `bytes`.
+    pub async fn put(&mut self, bytes: bytes::Bytes) -> Result<()> {
+        let writer = self.writer.as_mut().expect("put after finish");
+        writer.put(bytes).await.map_err(|source| CheckpointError::Io { path: self.shown.clone(), source })
+    }
+
+    /// Completes the entry: from here on it is readable, whole.
+    pub async fn finish(mut self) -> Result<()> {
+        let mut writer = self.writer.take().expect("finished once");
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut writer).poll_shutdown(cx))
+            .await
+            .map_err(|e| CheckpointError::Io { path: self.shown.clone(), source: object_store::Error::Generic { store: "checkpoint", source: Box::new(e) } })
+    }
+}
+
+impl Drop for EntryWriter {
+    /// An unfinished entry (its batch failed) is abandoned: nothing was made visible, and
+    /// the parts already uploaded are cleaned up in the background where a runtime allows.
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
     }
 }

@@ -46,6 +46,10 @@ pub(crate) struct RunSource {
     pub bad_sink: Option<Box<dyn Sink>>,
 }
 
+/// New state keys a batch holds before it writes them to its state delta: a batch of
+/// millions of new keys does not keep them all in memory until it commits.
+const STATE_WRITE_ROWS: usize = 65_536;
+
 /// Longest wait between two attempts to reach an unavailable source.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -273,6 +277,11 @@ impl Runner {
         let mut stats = EventStats::default();
         let mut num_output_rows = 0u64;
         self.sink.begin(batch_id).await.map_err(|e| batch_err(batch_id, e))?;
+        // This version's state delta is written as the batch goes (see `STATE_WRITE_ROWS`).
+        let mut delta = match op.as_ref() {
+            Some(o) => Some(o.files.delta_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?),
+            None => None,
+        };
         for s in &self.sources {
             let Some(o) = entry.sources.get(&s.name) else { continue };
             if o.start.as_ref() == Some(&o.end) {
@@ -320,6 +329,11 @@ impl Runner {
                 if let Some(o) = op.as_mut() {
                     // Late rows are judged by the previous batch's watermark.
                     rows = o.op.process(&rows, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+                    if o.op.added_len() >= STATE_WRITE_ROWS
+                        && let Some(delta) = delta.as_mut()
+                    {
+                        delta.add(o.op.take_added()).await.map_err(|e| batch_err(batch_id, e))?;
+                    }
                     rows = self.compiled.run_post(rows).await.map_err(|e| batch_err(batch_id, e))?;
                 }
                 for batch in rows {
@@ -355,8 +369,9 @@ impl Runner {
                 late_sink.commit(batch_id, late).await.map_err(|e| batch_err(batch_id, format!("late rows: {e}")))?;
             }
             let (added, removed) = o.op.take_changes();
+            let delta = delta.take().expect("made with the operator");
             o.files
-                .commit(&self.checkpoint, batch_id, added, removed, o.op.state())
+                .commit(&self.checkpoint, delta, added, removed, o.op.state())
                 .await
                 .map_err(|e| batch_err(batch_id, e))?;
             failpoint::hit("after_state_commit", batch_id);

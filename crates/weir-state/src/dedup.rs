@@ -7,7 +7,6 @@
 //! filtered with the previous batch's watermark), `evict` with this batch's watermark, and
 //! `take_changes` hands the version's delta to the state store.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Int64Array};
@@ -18,8 +17,7 @@ use arrow::record_batch::RecordBatch;
 use crate::error::{Result, StateError};
 use crate::key::{Key, encode_column};
 
-/// The state: key -> expiry (event time in ms; `i64::MAX` without a watermark).
-pub type DedupMap = HashMap<Key, i64, foldhash::fast::RandomState>;
+pub use crate::table::DedupMap;
 
 /// Which columns of the operator's input play which part.
 #[derive(Debug, Clone)]
@@ -70,7 +68,7 @@ pub struct Deduplicate {
 impl Deduplicate {
     /// An operator over `state` (as loaded from the store).
     pub fn new(spec: DedupSpec, state: DedupMap) -> Self {
-        let heap_bytes = state.keys().map(Key::heap_size).sum();
+        let heap_bytes = state.iter().map(|(k, _)| k.heap_size()).sum();
         Self {
             spec,
             state,
@@ -122,16 +120,16 @@ impl Deduplicate {
                     }
                     None => i64::MAX,
                 };
-                let key = Key::new(buf);
-                let std::collections::hash_map::Entry::Vacant(slot) = self.state.entry(key) else {
+                let (heap_bytes, added) = (&mut self.heap_bytes, &mut self.added);
+                let new = self.state.insert_new(buf, expires, |key| {
+                    *heap_bytes += key.heap_size();
+                    added.push((key.clone(), expires));
+                });
+                if !new {
                     self.metrics.num_dropped_duplicate_rows += 1;
                     keep.push(false);
                     continue;
-                };
-                let key = slot.key().clone();
-                slot.insert(expires);
-                self.heap_bytes += key.heap_size();
-                self.added.push((key, expires));
+                }
                 self.metrics.num_rows_updated += 1;
                 keep.push(true);
             }
@@ -166,7 +164,7 @@ impl Deduplicate {
         let heap = &mut self.heap_bytes;
         let mut n = 0;
         self.state.retain(|k, expires| {
-            if *expires <= watermark_ms {
+            if expires <= watermark_ms {
                 *heap -= k.heap_size();
                 removed.push(k.clone());
                 n += 1;
@@ -176,11 +174,11 @@ impl Deduplicate {
             }
         });
         self.metrics.num_rows_removed += n;
-        // Evictions leave the table emptier (and tombstones that make it grow on the next
-        // inserts). Rebuild it once it is less than half as full as a fresh table may be,
-        // so that its load stays between 7/16 and 7/8 and memory follows the live keys.
+        // Evictions leave the tables emptier (and tombstones that make them grow on the next
+        // inserts). Rebuild them once they are less than half as full as they may be, so that
+        // memory follows the live keys.
         if self.state.capacity() > self.state.len().max(1024) * 2 {
-            self.state.shrink_to(self.state.len());
+            self.state.shrink_to_fit();
         }
     }
 
@@ -197,6 +195,17 @@ impl Deduplicate {
         std::mem::take(&mut self.late_rows)
     }
 
+    /// How many keys were added since they were last taken.
+    pub fn added_len(&self) -> usize {
+        self.added.len()
+    }
+
+    /// The keys added since the last call (part of this version's delta), so that a big
+    /// batch can write them out as it goes.
+    pub fn take_added(&mut self) -> Vec<(Key, i64)> {
+        std::mem::take(&mut self.added)
+    }
+
     /// The keys added and removed since the last call: this version's delta.
     pub fn take_changes(&mut self) -> (Vec<(Key, i64)>, Vec<Key>) {
         (std::mem::take(&mut self.added), std::mem::take(&mut self.removed))
@@ -208,9 +217,9 @@ impl Deduplicate {
     }
 
     /// Bytes in memory: one table slot (key, expiry, control byte) per bucket, plus keys
-    /// stored out of line. The table holds 8 buckets for every 7 keys of capacity.
+    /// stored out of line.
     pub fn memory_bytes(&self) -> usize {
-        self.state.capacity() * 8 / 7 * (std::mem::size_of::<(Key, i64)>() + 1) + self.heap_bytes
+        self.state.buckets() * (std::mem::size_of::<(Key, i64)>() + 1) + self.heap_bytes
     }
 
     /// Whether eviction depends on the watermark.

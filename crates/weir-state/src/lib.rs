@@ -7,7 +7,8 @@ pub mod dedup;
 pub mod error;
 pub mod key;
 pub mod store;
+pub mod table;
 
 pub use dedup::{DedupMetrics, DedupSpec, Deduplicate};
 pub use error::{Result, StateError};
-pub use store::StateFiles;
+pub use store::{DeltaWriter, StateFiles};

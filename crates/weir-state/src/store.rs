@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
-use weir_checkpoint::Checkpoint;
+use weir_checkpoint::{Checkpoint, EntryWriter};
 
 use crate::dedup::DedupMap;
 use crate::error::{Result, StateError};
@@ -84,31 +84,53 @@ impl StateFiles {
             let keys = batch.column(0).as_any().downcast_ref::<BinaryArray>().ok_or_else(|| corrupt("bad key column".into()))?;
             let expires = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| corrupt("bad expires column".into()))?;
             for i in 0..batch.num_rows() {
-                let key = Key::new(keys.value(i));
                 if expires.is_null(i) {
-                    map.remove(&key);
+                    map.remove(keys.value(i));
                 } else {
-                    map.insert(key, expires.value(i));
+                    map.insert(Key::new(keys.value(i)), expires.value(i));
                 }
             }
         }
         Ok(())
     }
 
-    /// Writes version `version`: its delta, and a snapshot when one is due.
+    /// Starts writing version `version`'s delta; see [`DeltaWriter`].
+    pub fn delta_writer(&self, checkpoint: &Checkpoint, version: u64) -> Result<DeltaWriter> {
+        Ok(DeltaWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")))?, rows: 0 })
+    }
+
+    /// Completes version `delta.version`: the keys added since the last [`DeltaWriter::add`],
+    /// then the keys removed, and a snapshot when one is due.
     pub async fn commit(
         &self,
         checkpoint: &Checkpoint,
-        version: u64,
+        mut delta: DeltaWriter,
         added: Vec<(Key, i64)>,
         removed: Vec<Key>,
         state: &DedupMap,
     ) -> Result<()> {
-        let delta = encode_delta(added, removed)?;
-        checkpoint.put_bytes(&self.path(version, "delta"), delta).await?;
+        let version = delta.version;
+        delta.add(added).await?;
+        for slice in removed.chunks(ENCODE_ROWS) {
+            delta.file.write(slice.iter().map(|k| (k, None))).await?;
+            delta.rows += slice.len();
+        }
+        if delta.rows == 0 {
+            // An empty delta still holds one (empty) batch, so the file always has one.
+            delta.file.write(std::iter::empty::<(&[u8], Option<i64>)>()).await?;
+        }
+        delta.file.finish().await?;
         if (version + 1).is_multiple_of(self.snapshot_every) {
-            let snapshot = encode(state)?;
-            checkpoint.put_bytes(&self.path(version, "snapshot"), snapshot).await?;
+            let mut file = StateFile::new(checkpoint.entry_writer(&self.path(version, "snapshot")))?;
+            let mut entries = state.iter().peekable();
+            loop {
+                // An empty state still writes one (empty) batch.
+                file.write(entries.by_ref().take(ENCODE_ROWS).map(|(k, e)| (k, Some(e)))).await?;
+                if entries.peek().is_none() {
+                    break;
+                }
+            }
+            file.finish().await?;
         }
         Ok(())
     }
@@ -132,77 +154,84 @@ impl StateFiles {
     }
 }
 
-/// Entries per record batch of a state file: the file is written a slice at a time, so
-/// encoding a large state needs little memory beyond the file's own bytes.
+/// Entries per record batch of a state file: a file is written and sent to the checkpoint
+/// a slice at a time, so even a large state or delta needs little memory to write.
 const ENCODE_ROWS: usize = 65_536;
 
-/// An IPC state file being written, a slice of entries at a time.
+/// Version N's delta, written while batch N runs: the keys the batch adds can go to the file
+/// as the batch goes ([`DeltaWriter::add`]), so a batch with millions of new keys does not
+/// hold them all until it commits. Nothing is readable before [`StateFiles::commit`]
+/// finishes it; dropped unfinished (the batch failed), it leaves nothing behind.
+#[derive(Debug)]
+pub struct DeltaWriter {
+    version: u64,
+    file: StateFile,
+    rows: usize,
+}
+
+impl DeltaWriter {
+    /// Writes `added` (keys and their expiry) to the delta.
+    pub async fn add(&mut self, added: Vec<(Key, i64)>) -> Result<()> {
+        for slice in added.chunks(ENCODE_ROWS) {
+            self.file.write(slice.iter().map(|(k, e)| (k, Some(*e)))).await?;
+            self.rows += slice.len();
+        }
+        Ok(())
+    }
+}
+
+/// An IPC state file being written, a slice of entries at a time, each slice's bytes sent on
+/// to the checkpoint as soon as they are encoded.
 struct StateFile {
     writer: FileWriter<Vec<u8>>,
     schema: SchemaRef,
+    out: EntryWriter,
+}
+
+impl std::fmt::Debug for StateFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateFile").field("out", &self.out).finish_non_exhaustive()
+    }
 }
 
 impl StateFile {
-    fn new() -> Result<Self> {
+    fn new(out: EntryWriter) -> Result<Self> {
         let schema = file_schema();
         let writer = FileWriter::try_new(Vec::new(), &schema).map_err(data_err)?;
-        Ok(Self { writer, schema })
+        Ok(Self { writer, schema, out })
     }
 
     /// Writes up to [`ENCODE_ROWS`] entries as one record batch.
-    fn write<K: AsRef<[u8]>>(&mut self, entries: impl Iterator<Item = (K, Option<i64>)>) -> Result<()> {
+    async fn write<K: AsRef<[u8]>>(&mut self, entries: impl Iterator<Item = (K, Option<i64>)>) -> Result<()> {
         let (mut keys, mut expires) = (BinaryBuilder::with_capacity(ENCODE_ROWS, ENCODE_ROWS * 24), Int64Builder::with_capacity(ENCODE_ROWS));
         for (key, e) in entries {
             keys.append_value(key);
             expires.append_option(e);
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(data_err)?;
-        self.writer.write(&batch).map_err(data_err)
+        self.writer.write(&batch).map_err(data_err)?;
+        self.send().await
     }
 
-    fn finish(mut self) -> Result<bytes::Bytes> {
+    /// Sends the bytes encoded so far on to the checkpoint. The IPC writer keeps its own
+    /// count of offsets, so its buffer can be emptied between batches.
+    async fn send(&mut self) -> Result<()> {
+        let bytes = std::mem::take(self.writer.get_mut());
+        if !bytes.is_empty() {
+            self.out.put(bytes::Bytes::from(bytes)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<()> {
         self.writer.finish().map_err(data_err)?;
-        Ok(bytes::Bytes::from(self.writer.into_inner().map_err(data_err)?))
+        self.send().await?;
+        Ok(self.out.finish().await?)
     }
 }
 
 fn data_err(e: arrow::error::ArrowError) -> StateError {
     StateError::Data(e.to_string())
-}
-
-/// The whole state, for a snapshot.
-fn encode(state: &DedupMap) -> Result<bytes::Bytes> {
-    let mut file = StateFile::new()?;
-    let mut entries = state.iter().peekable();
-    loop {
-        // An empty state still writes one (empty) batch, so the file always has one.
-        file.write(entries.by_ref().take(ENCODE_ROWS).map(|(k, e)| (k, Some(*e))))?;
-        if entries.peek().is_none() {
-            break;
-        }
-    }
-    file.finish()
-}
-
-/// A version's delta: the keys added (with their expiry), then the keys removed (NULL).
-/// `added` is consumed from its end as the file grows, and gives its memory back on the
-/// way, so that a large delta is not held twice.
-fn encode_delta(mut added: Vec<(Key, i64)>, removed: Vec<Key>) -> Result<bytes::Bytes> {
-    let mut file = StateFile::new()?;
-    if added.is_empty() && removed.is_empty() {
-        file.write(std::iter::empty::<(&[u8], Option<i64>)>())?;
-    }
-    while !added.is_empty() {
-        let from = added.len().saturating_sub(ENCODE_ROWS);
-        file.write(added.drain(from..).map(|(k, e)| (k, Some(e))))?;
-        if added.capacity() > 2 * added.len() + ENCODE_ROWS {
-            added.shrink_to_fit();
-        }
-    }
-    for slice in removed.chunks(ENCODE_ROWS) {
-        file.write(slice.iter().map(|k| (k, None)))?;
-    }
-    file.finish()
 }
 
 #[cfg(test)]
@@ -223,16 +252,32 @@ mod tests {
                 state.insert(key.clone(), *e);
             }
             for key in &removed {
-                state.remove(key);
+                state.remove(key.as_bytes());
             }
-            files.commit(&cp, v, added, removed, &state).await.unwrap();
+            let delta = files.delta_writer(&cp, v).unwrap();
+            files.commit(&cp, delta, added, removed, &state).await.unwrap();
             let loaded = files.load(&cp, Some(v)).await.unwrap();
             assert_eq!(loaded, state, "version {v}");
         }
+        // A big version, its new keys written in two pieces as a batch would: the file
+        // goes up in parts (over 4 MiB) and reads back whole.
+        let mut delta = files.delta_writer(&cp, 7).unwrap();
+        let big = |from: u32, to: u32| (from..to).map(|i| (Key::new(format!("key-{i:012}").as_bytes()), i64::from(i))).collect::<Vec<_>>();
+        delta.add(big(0, 150_000)).await.unwrap();
+        for (key, e) in big(0, 300_000) {
+            state.insert(key, e);
+        }
+        files.commit(&cp, delta, big(150_000, 300_000), vec![], &state).await.unwrap();
+        assert_eq!(files.load(&cp, Some(7)).await.unwrap(), state);
+        // A batch that fails before it commits leaves no delta behind.
+        let mut dropped = files.delta_writer(&cp, 8).unwrap();
+        dropped.add(big(300_000, 600_000)).await.unwrap();
+        drop(dropped);
+        assert!(!cp.file_names("state/dedup").await.unwrap().iter().any(|n| n.starts_with("8.")));
         files.purge(&cp, 5).await.unwrap();
         let left = cp.file_names("state/dedup").await.unwrap();
         assert!(!left.iter().any(|n| n == "0.delta" || n == "2.snapshot"), "{left:?}");
-        assert_eq!(files.load(&cp, Some(6)).await.unwrap(), state);
+        assert_eq!(files.load(&cp, Some(7)).await.unwrap(), state);
         assert!(files.load(&cp, Some(1)).await.is_err(), "purged versions are gone, loudly");
     }
 }
