@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-
 use std::sync::Arc;
 
 use futures::TryStreamExt;

@@ -6,6 +6,7 @@
 pub mod dedup;
 pub mod error;
 pub mod key;
+pub mod pages;
 pub mod store;
 pub mod table;
 

@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::key::Key;
+use crate::pages::TablePages;
 
 /// Shares of the hash space by shard, as upper bounds of a 32-bit slice of the hash:
 /// cumulative 2^(i/4) / (1 + 2^(1/4) + 2^(2/4) + 2^(3/4)).
@@ -33,7 +34,7 @@ fn shard(hash: u64) -> usize {
 /// Key -> expiry (event time in ms; `i64::MAX` without a watermark).
 #[derive(Clone, Default)]
 pub struct DedupMap {
-    shards: [HashTable<(Key, i64)>; 4],
+    shards: [HashTable<(Key, i64), TablePages>; 4],
     hasher: foldhash::fast::RandomState,
 }
 
