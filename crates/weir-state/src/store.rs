@@ -96,7 +96,7 @@ impl StateFiles {
 
     /// Starts writing version `version`'s delta; see [`DeltaWriter`].
     pub fn delta_writer(&self, checkpoint: &Checkpoint, version: u64) -> Result<DeltaWriter> {
-        Ok(DeltaWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")))?, rows: 0 })
+        Ok(DeltaWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")))? })
     }
 
     /// Completes version `delta.version`: the keys added since the last [`DeltaWriter::add`],
@@ -113,22 +113,13 @@ impl StateFiles {
         delta.add(added).await?;
         for slice in removed.chunks(ENCODE_ROWS) {
             delta.file.write(slice.iter().map(|k| (k, None))).await?;
-            delta.rows += slice.len();
-        }
-        if delta.rows == 0 {
-            // An empty delta still holds one (empty) batch, so the file always has one.
-            delta.file.write(std::iter::empty::<(&[u8], Option<i64>)>()).await?;
         }
         delta.file.finish().await?;
         if (version + 1).is_multiple_of(self.snapshot_every) {
             let mut file = StateFile::new(checkpoint.entry_writer(&self.path(version, "snapshot")))?;
             let mut entries = state.iter().peekable();
-            loop {
-                // An empty state still writes one (empty) batch.
+            while entries.peek().is_some() {
                 file.write(entries.by_ref().take(ENCODE_ROWS).map(|(k, e)| (k, Some(e)))).await?;
-                if entries.peek().is_none() {
-                    break;
-                }
             }
             file.finish().await?;
         }
@@ -166,7 +157,6 @@ const ENCODE_ROWS: usize = 65_536;
 pub struct DeltaWriter {
     version: u64,
     file: StateFile,
-    rows: usize,
 }
 
 impl DeltaWriter {
@@ -174,7 +164,6 @@ impl DeltaWriter {
     pub async fn add(&mut self, added: Vec<(Key, i64)>) -> Result<()> {
         for slice in added.chunks(ENCODE_ROWS) {
             self.file.write(slice.iter().map(|(k, e)| (k, Some(*e)))).await?;
-            self.rows += slice.len();
         }
         Ok(())
     }
@@ -186,6 +175,8 @@ struct StateFile {
     writer: FileWriter<Vec<u8>>,
     schema: SchemaRef,
     out: EntryWriter,
+    /// Whether a record batch was written: an empty file still gets one (empty) batch.
+    written: bool,
 }
 
 impl std::fmt::Debug for StateFile {
@@ -198,18 +189,21 @@ impl StateFile {
     fn new(out: EntryWriter) -> Result<Self> {
         let schema = file_schema();
         let writer = FileWriter::try_new(Vec::new(), &schema).map_err(data_err)?;
-        Ok(Self { writer, schema, out })
+        Ok(Self { writer, schema, out, written: false })
     }
 
     /// Writes up to [`ENCODE_ROWS`] entries as one record batch.
     async fn write<K: AsRef<[u8]>>(&mut self, entries: impl Iterator<Item = (K, Option<i64>)>) -> Result<()> {
-        let (mut keys, mut expires) = (BinaryBuilder::with_capacity(ENCODE_ROWS, ENCODE_ROWS * 24), Int64Builder::with_capacity(ENCODE_ROWS));
+        // Sized by the entries at hand: a small batch's delta does not reserve a full slice.
+        let rows = entries.size_hint().0.min(ENCODE_ROWS);
+        let (mut keys, mut expires) = (BinaryBuilder::with_capacity(rows, rows * 24), Int64Builder::with_capacity(rows));
         for (key, e) in entries {
             keys.append_value(key);
             expires.append_option(e);
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(data_err)?;
         self.writer.write(&batch).map_err(data_err)?;
+        self.written = true;
         self.send().await
     }
 
@@ -224,6 +218,9 @@ impl StateFile {
     }
 
     async fn finish(mut self) -> Result<()> {
+        if !self.written {
+            self.write(std::iter::empty::<(&[u8], Option<i64>)>()).await?;
+        }
         self.writer.finish().map_err(data_err)?;
         self.send().await?;
         Ok(self.out.finish().await?)

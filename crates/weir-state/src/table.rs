@@ -38,6 +38,11 @@ pub struct DedupMap {
     hasher: foldhash::fast::RandomState,
 }
 
+/// The hash of an entry's key, for a table that moves its entries (growth, shrinking).
+fn entry_hash(hasher: &foldhash::fast::RandomState) -> impl Fn(&(Key, i64)) -> u64 + '_ {
+    |(k, _)| hasher.hash_one(k.as_bytes())
+}
+
 impl DedupMap {
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
@@ -72,8 +77,7 @@ impl DedupMap {
     /// Inserts `key` unless it is held; returns whether it was inserted.
     pub fn insert_new(&mut self, key: &[u8], expires: i64, inserted: impl FnOnce(&Key)) -> bool {
         let hash = self.hash(key);
-        let hasher = &self.hasher;
-        match self.shards[shard(hash)].entry(hash, |(k, _)| k.as_bytes() == key, |(k, _)| hasher.hash_one(k.as_bytes())) {
+        match self.shards[shard(hash)].entry(hash, |(k, _)| k.as_bytes() == key, entry_hash(&self.hasher)) {
             Entry::Occupied(_) => false,
             Entry::Vacant(slot) => {
                 let entry = slot.insert((Key::new(key), expires));
@@ -86,8 +90,7 @@ impl DedupMap {
     /// Sets `key`'s expiry, inserting it if needed.
     pub fn insert(&mut self, key: Key, expires: i64) {
         let hash = self.hash(key.as_bytes());
-        let hasher = &self.hasher;
-        match self.shards[shard(hash)].entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k.as_bytes())) {
+        match self.shards[shard(hash)].entry(hash, |(k, _)| *k == key, entry_hash(&self.hasher)) {
             Entry::Occupied(mut o) => o.get_mut().1 = expires,
             Entry::Vacant(v) => {
                 v.insert((key, expires));
@@ -113,9 +116,8 @@ impl DedupMap {
 
     /// Gives memory back down to what `len` keys need.
     pub fn shrink_to_fit(&mut self) {
-        let hasher = &self.hasher;
         for t in &mut self.shards {
-            t.shrink_to_fit(|(k, _)| hasher.hash_one(k.as_bytes()));
+            t.shrink_to_fit(entry_hash(&self.hasher));
         }
     }
 

@@ -63,7 +63,6 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
     Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
-/// stderr of a finished command.
 /// Runs `p.sql` in `dir` with failpoint `failpoint` armed for batch `batch`, and checks that
 /// weir aborted there (SIGABRT, as a crash would leave things) within `limit`.
 pub fn crash_at(dir: &Path, failpoint: &str, batch: u64, limit: Duration) {
@@ -75,6 +74,7 @@ pub fn crash_at(dir: &Path, failpoint: &str, batch: u64, limit: Duration) {
     assert!(stderr(&out).contains(&format!("failpoint {failpoint} hit in batch {batch}")), "{}", stderr(&out));
 }
 
+/// stderr of a finished command.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
