@@ -23,8 +23,8 @@ fn dedup(c: &mut Criterion) {
                 },
                 |(batch, watermark)| {
                     let out = op.process(std::slice::from_ref(&batch), watermark).expect("processes");
-                    op.evict(watermark);
-                    let _ = op.take_changes();
+                    op.take_added();
+                    op.evict(watermark).run();
                     std::hint::black_box(out)
                 },
                 BatchSize::LargeInput,

@@ -35,14 +35,19 @@ fn main() {
         let input = events(processed, n);
         let t = Instant::now();
         let out = op.process(std::slice::from_ref(&input), watermark).expect("processes");
-        op.evict(watermark);
+        let added = op.take_added();
+        let removed = op.evict(watermark).next_keys(usize::MAX);
         process_secs += t.elapsed().as_secs_f64();
         out_rows += out.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         processed += n as u64;
         watermark = processed as i64 - 1 - delay;
-        let (added, removed) = op.take_changes();
-        let delta = files.delta_writer(&checkpoint, version).expect("state delta");
-        runtime.block_on(files.commit(&checkpoint, delta, added, removed, op.state())).expect("state commit");
+        let mut delta = files.delta_writer(&checkpoint, version).expect("state delta");
+        runtime.block_on(async {
+            delta.add(added).await?;
+            delta.remove(removed).await?;
+            files.commit(&checkpoint, delta, op.state()).await
+        })
+        .expect("state commit");
         if version.is_multiple_of(10) {
             runtime.block_on(files.purge(&checkpoint, version.saturating_sub(1))).expect("purge");
         }

@@ -46,8 +46,8 @@ pub(crate) struct RunSource {
     pub bad_sink: Option<Box<dyn Sink>>,
 }
 
-/// New state keys a batch holds before it writes them to its state delta: a batch of
-/// millions of new keys does not keep them all in memory until it commits.
+/// State keys a batch holds before it writes them to its state delta: a batch that adds or
+/// evicts millions of keys does not keep them all in memory until it commits.
 const STATE_WRITE_ROWS: usize = 65_536;
 
 /// Longest wait between two attempts to reach an unavailable source.
@@ -346,9 +346,19 @@ impl Runner {
         let num_input_rows: u64 = rows_by_source.values().sum();
         let event_time = self.event_time(&stats, pos);
         let mut state_metrics = None;
-        if let Some(o) = op.as_mut() {
-            // State is evicted by this batch's watermark.
-            o.op.evict(entry.batch_watermark_ms);
+        if let Some((o, delta)) = op.as_mut().zip(delta.as_mut()) {
+            // State is evicted by this batch's watermark. The delta takes the batch's last new
+            // keys, then the evicted ones a slice at a time: a key that the batch both added
+            // and evicted is added first.
+            delta.add(o.op.take_added()).await.map_err(|e| batch_err(batch_id, e))?;
+            let mut eviction = o.op.evict(entry.batch_watermark_ms);
+            loop {
+                let keys = eviction.next_keys(STATE_WRITE_ROWS);
+                if keys.is_empty() {
+                    break;
+                }
+                delta.remove(keys).await.map_err(|e| batch_err(batch_id, e))?;
+            }
             state_metrics = Some(o.op.take_metrics());
         }
         failpoint::hit("after_execute", batch_id);
@@ -368,10 +378,9 @@ impl Runner {
                 let late = o.op.take_late_rows();
                 late_sink.commit(batch_id, late).await.map_err(|e| batch_err(batch_id, format!("late rows: {e}")))?;
             }
-            let (added, removed) = o.op.take_changes();
             let delta = delta.take().expect("made with the operator");
             o.files
-                .commit(&self.checkpoint, delta, added, removed, o.op.state())
+                .commit(&self.checkpoint, delta, o.op.state())
                 .await
                 .map_err(|e| batch_err(batch_id, e))?;
             failpoint::hit("after_state_commit", batch_id);

@@ -4,8 +4,9 @@
 //! the watermark reaches it; a later row with the key is then emitted again.
 //!
 //! In the batch loop: `process` runs after the stateless part below the operator (late rows
-//! filtered with the previous batch's watermark), `evict` with this batch's watermark, and
-//! `take_changes` hands the version's delta to the state store.
+//! filtered with the previous batch's watermark), and hands the keys it adds to the version's
+//! delta (`take_added`); then `evict` with this batch's watermark hands over the keys it
+//! removes, a slice at a time.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, StateError};
 use crate::key::{Key, encode_column};
+use crate::table::Walk;
 
 pub use crate::table::DedupMap;
 
@@ -58,7 +60,6 @@ pub struct Deduplicate {
     state: DedupMap,
     heap_bytes: usize,
     added: Vec<(Key, i64)>,
-    removed: Vec<Key>,
     late_rows: Vec<RecordBatch>,
     metrics: DedupMetrics,
     /// Scratch: the encoded key of each row of the batch at hand.
@@ -74,7 +75,6 @@ impl Deduplicate {
             state,
             heap_bytes,
             added: Vec::new(),
-            removed: Vec::new(),
             late_rows: Vec::new(),
             metrics: DedupMetrics::default(),
             key_bufs: Vec::new(),
@@ -155,31 +155,15 @@ impl Deduplicate {
         Ok(out)
     }
 
-    /// Evicts every key whose expiry is at or below `watermark_ms`.
-    pub fn evict(&mut self, watermark_ms: i64) {
-        if self.spec.event_time.is_none() || watermark_ms <= 0 {
-            return;
-        }
-        let removed = &mut self.removed;
-        let heap = &mut self.heap_bytes;
-        let mut n = 0;
-        self.state.retain(|k, expires| {
-            if expires <= watermark_ms {
-                *heap -= k.heap_size();
-                removed.push(k.clone());
-                n += 1;
-                false
-            } else {
-                true
-            }
-        });
-        self.metrics.num_rows_removed += n;
-        // Evictions leave the tables emptier (and tombstones that make them grow on the next
-        // inserts). Rebuild them once they are less than half as full as they may be, so that
-        // memory follows the live keys.
-        if self.state.capacity() > self.state.len().max(1024) * 2 {
-            self.state.shrink_to_fit();
-        }
+    /// Starts evicting every key whose expiry is at or below `watermark_ms` (this batch's
+    /// watermark). The keys come out a slice at a time ([`Eviction::next_keys`]) so that they
+    /// can go to the version's delta as they come: a batch that evicts millions of keys never
+    /// holds them all. Take the batch's added keys first ([`Self::take_added`]): a key added
+    /// and evicted by one batch must reach the delta in that order.
+    pub fn evict(&mut self, watermark_ms: i64) -> Eviction<'_> {
+        debug_assert!(self.added.is_empty(), "added keys go to the delta before evicted ones");
+        let done = self.spec.event_time.is_none() || watermark_ms <= 0;
+        Eviction { op: self, watermark_ms, walk: Walk::default(), done }
     }
 
     /// This batch's metrics; resets the counters for the next batch.
@@ -206,11 +190,6 @@ impl Deduplicate {
         std::mem::take(&mut self.added)
     }
 
-    /// The keys added and removed since the last call: this version's delta.
-    pub fn take_changes(&mut self) -> (Vec<(Key, i64)>, Vec<Key>) {
-        (std::mem::take(&mut self.added), std::mem::take(&mut self.removed))
-    }
-
     /// The whole state, for snapshots.
     pub fn state(&self) -> &DedupMap {
         &self.state
@@ -225,6 +204,50 @@ impl Deduplicate {
     /// Whether eviction depends on the watermark.
     pub fn has_watermark(&self) -> bool {
         self.spec.event_time.is_some()
+    }
+}
+
+/// An eviction under way; see [`Deduplicate::evict`].
+#[derive(Debug)]
+pub struct Eviction<'a> {
+    op: &'a mut Deduplicate,
+    watermark_ms: i64,
+    walk: Walk,
+    done: bool,
+}
+
+impl Eviction<'_> {
+    /// Evicts up to `max` more keys and returns them; empty once every expired key is gone.
+    pub fn next_keys(&mut self, max: usize) -> Vec<Key> {
+        let mut keys = Vec::new();
+        if self.done {
+            return keys;
+        }
+        let op = &mut *self.op;
+        let heap = &mut op.heap_bytes;
+        self.done = op.state.remove_expired(&mut self.walk, self.watermark_ms, max, |k| {
+            *heap -= k.heap_size();
+            keys.push(k);
+        });
+        op.metrics.num_rows_removed += keys.len() as u64;
+        // Evictions leave the tables emptier (and tombstones that make them grow on the next
+        // inserts). Rebuild them once they are less than half as full as they may be, so that
+        // memory follows the live keys.
+        if self.done && op.state.capacity() > op.state.len().max(1024) * 2 {
+            op.state.shrink_to_fit();
+        }
+        keys
+    }
+
+    /// Evicts every expired key at once; returns how many went.
+    pub fn run(mut self) -> usize {
+        let mut n = 0;
+        loop {
+            match self.next_keys(usize::MAX).len() {
+                0 => return n,
+                k => n += k,
+            }
+        }
     }
 }
 
@@ -292,14 +315,15 @@ mod tests {
         let mut late = 0;
         for (input, late_wm, evict_wm, want) in steps {
             let out = op.process(&[batch(input)], *late_wm).unwrap();
-            op.evict(*evict_wm);
+            op.take_added();
+            op.evict(*evict_wm).run();
             late += op.take_metrics().num_rows_dropped_by_watermark;
             assert_eq!(keys(&out), want.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         }
         assert_eq!(late, 1, "a@13 was late");
         // d@25 moves the watermark to 23: c and the second a (both expire at 23) go; b (24)
         // and d (27) remain, as in Spark.
-        op.evict(23_000);
+        assert_eq!(op.evict(23_000).run(), 2);
         assert_eq!(op.state().len(), 2);
     }
 }

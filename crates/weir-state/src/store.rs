@@ -96,24 +96,12 @@ impl StateFiles {
 
     /// Starts writing version `version`'s delta; see [`DeltaWriter`].
     pub fn delta_writer(&self, checkpoint: &Checkpoint, version: u64) -> Result<DeltaWriter> {
-        Ok(DeltaWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")))? })
+        Ok(DeltaWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")))?, removing: false })
     }
 
-    /// Completes version `delta.version`: the keys added since the last [`DeltaWriter::add`],
-    /// then the keys removed, and a snapshot when one is due.
-    pub async fn commit(
-        &self,
-        checkpoint: &Checkpoint,
-        mut delta: DeltaWriter,
-        added: Vec<(Key, i64)>,
-        removed: Vec<Key>,
-        state: &DedupMap,
-    ) -> Result<()> {
+    /// Completes version `delta.version`, and writes a snapshot when one is due.
+    pub async fn commit(&self, checkpoint: &Checkpoint, delta: DeltaWriter, state: &DedupMap) -> Result<()> {
         let version = delta.version;
-        delta.add(added).await?;
-        for slice in removed.chunks(ENCODE_ROWS) {
-            delta.file.write(slice.iter().map(|k| (k, None))).await?;
-        }
         delta.file.finish().await?;
         if (version + 1).is_multiple_of(self.snapshot_every) {
             let mut file = StateFile::new(checkpoint.entry_writer(&self.path(version, "snapshot")))?;
@@ -149,21 +137,38 @@ impl StateFiles {
 /// a slice at a time, so even a large state or delta needs little memory to write.
 const ENCODE_ROWS: usize = 65_536;
 
-/// Version N's delta, written while batch N runs: the keys the batch adds can go to the file
-/// as the batch goes ([`DeltaWriter::add`]), so a batch with millions of new keys does not
-/// hold them all until it commits. Nothing is readable before [`StateFiles::commit`]
-/// finishes it; dropped unfinished (the batch failed), it leaves nothing behind.
+/// Version N's delta, written while batch N runs: the keys the batch adds
+/// ([`DeltaWriter::add`]), then the keys it evicts ([`DeltaWriter::remove`]), go to the file
+/// as the batch goes, so a batch that adds or evicts millions of keys never holds them all.
+/// Nothing is readable before [`StateFiles::commit`] finishes it; dropped unfinished (the
+/// batch failed), it leaves nothing behind.
 #[derive(Debug)]
 pub struct DeltaWriter {
     version: u64,
     file: StateFile,
+    /// Whether removals were written: a delta is read in order, so a key added after its
+    /// removal would come back.
+    removing: bool,
 }
 
 impl DeltaWriter {
-    /// Writes `added` (keys and their expiry) to the delta.
+    /// Writes `added` (keys and their expiry) to the delta; all of them come before the
+    /// first removal.
     pub async fn add(&mut self, added: Vec<(Key, i64)>) -> Result<()> {
+        if self.removing && !added.is_empty() {
+            return Err(StateError::Data(format!("state version {}: keys added after keys removed", self.version)));
+        }
         for slice in added.chunks(ENCODE_ROWS) {
             self.file.write(slice.iter().map(|(k, e)| (k, Some(*e)))).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `removed` (evicted keys) to the delta.
+    pub async fn remove(&mut self, removed: Vec<Key>) -> Result<()> {
+        self.removing |= !removed.is_empty();
+        for slice in removed.chunks(ENCODE_ROWS) {
+            self.file.write(slice.iter().map(|k| (k, None))).await?;
         }
         Ok(())
     }
@@ -251,8 +256,12 @@ mod tests {
             for key in &removed {
                 state.remove(key.as_bytes());
             }
-            let delta = files.delta_writer(&cp, v).unwrap();
-            files.commit(&cp, delta, added, removed, &state).await.unwrap();
+            let mut delta = files.delta_writer(&cp, v).unwrap();
+            delta.add(added).await.unwrap();
+            let removes = !removed.is_empty();
+            delta.remove(removed).await.unwrap();
+            assert_eq!(delta.add(vec![(k(0), 0)]).await.is_err(), removes, "adds come before removals");
+            files.commit(&cp, delta, &state).await.unwrap();
             let loaded = files.load(&cp, Some(v)).await.unwrap();
             assert_eq!(loaded, state, "version {v}");
         }
@@ -264,7 +273,8 @@ mod tests {
         for (key, e) in big(0, 300_000) {
             state.insert(key, e);
         }
-        files.commit(&cp, delta, big(150_000, 300_000), vec![], &state).await.unwrap();
+        delta.add(big(150_000, 300_000)).await.unwrap();
+        files.commit(&cp, delta, &state).await.unwrap();
         assert_eq!(files.load(&cp, Some(7)).await.unwrap(), state);
         // A batch that fails before it commits leaves no delta behind.
         let mut dropped = files.delta_writer(&cp, 8).unwrap();

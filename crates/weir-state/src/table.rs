@@ -31,6 +31,13 @@ fn shard(hash: u64) -> usize {
     BOUNDS.iter().take_while(|&&b| slice >= b).count()
 }
 
+/// Where a walk over the tables is ([`DedupMap::remove_expired`]): a shard and a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walk {
+    shard: usize,
+    bucket: usize,
+}
+
 /// Key -> expiry (event time in ms; `i64::MAX` without a watermark).
 #[derive(Clone, Default)]
 pub struct DedupMap {
@@ -105,6 +112,32 @@ impl DedupMap {
             Ok(o) => Some(o.remove().0.1),
             Err(_) => None,
         }
+    }
+
+    /// Removes entries whose expiry is at or below `expired_at`, walking the tables from
+    /// `walk` on, and hands each removed key to `removed`; stops after `max` removals.
+    /// Returns whether the walk reached the end. Removing only marks a slot free and moves
+    /// no other entry, so a walk can stop and go on later, as long as nothing is inserted
+    /// in between.
+    pub fn remove_expired(&mut self, walk: &mut Walk, expired_at: i64, max: usize, mut removed: impl FnMut(Key)) -> bool {
+        let mut n = 0;
+        while let Some(t) = self.shards.get_mut(walk.shard) {
+            while walk.bucket < t.num_buckets() {
+                if n == max {
+                    return false;
+                }
+                let i = walk.bucket;
+                walk.bucket += 1;
+                if t.get_bucket(i).is_some_and(|(_, e)| *e <= expired_at)
+                    && let Ok(entry) = t.get_bucket_entry(i)
+                {
+                    removed(entry.remove().0.0);
+                    n += 1;
+                }
+            }
+            *walk = Walk { shard: walk.shard + 1, bucket: 0 };
+        }
+        true
     }
 
     /// Keeps the entries for which `keep` says so.
@@ -183,6 +216,32 @@ mod tests {
         }
         assert!(worst < 62.0, "worst {worst:.1} bytes per key");
         assert_eq!(map.len(), 600_000);
+    }
+
+    /// A walk removes what expired, in slices of at most `max`, and keeps the rest.
+    #[test]
+    fn expired_keys_come_out_in_slices() {
+        let mut map = DedupMap::default();
+        for i in 0..100_000u64 {
+            map.insert_new(&i.to_le_bytes(), (i % 10) as i64, |_| {});
+        }
+        let (mut walk, mut removed, mut slices) = (Walk::default(), Vec::new(), 0);
+        loop {
+            let before = removed.len();
+            let done = map.remove_expired(&mut walk, 2, 7_000, |k| removed.push(k));
+            assert!(removed.len() - before <= 7_000);
+            slices += 1;
+            if done {
+                break;
+            }
+        }
+        assert_eq!((removed.len(), map.len(), slices), (30_000, 70_000, 5));
+        removed.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        removed.dedup();
+        assert_eq!(removed.len(), 30_000, "each key once");
+        assert!(removed.iter().all(|k| map.get(k.as_bytes()).is_none()));
+        assert!(map.iter().all(|(_, e)| e > 2));
+        assert!(map.remove_expired(&mut Walk::default(), 2, usize::MAX, |_| unreachable!()));
     }
 
     #[test]
