@@ -46,61 +46,53 @@ pub struct FileDecoded {
 /// or has no event time (when the table has a WATERMARK). With `collect_bad` bad lines are
 /// returned; otherwise the first is an error.
 pub fn decode_rows(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes, collect_bad: bool) -> Result<FileDecoded> {
-    let whole = 0..bytes.len();
-    decode_piece(config, schema, name, &bytes, whole, collect_bad)
+    decode_piece(config, schema, name, bytes)?.placed(name, 0, collect_bad)
 }
 
-/// Where a file may be cut into pieces that decode on their own: after the newlines that
-/// end roughly every `size` bytes. Only newline-delimited JSON can be cut (a CSV field may
-/// hold a quoted newline, and Parquet is not text).
-pub fn pieces(config: &FileConfig, bytes: &Bytes, size: usize) -> Vec<std::ops::Range<usize>> {
-    let whole = 0..bytes.len();
-    if config.format != FileFormat::Json || bytes.len() <= size {
-        return vec![whole];
-    }
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = match bytes[(start + size).min(bytes.len())..].iter().position(|b| *b == b'\n') {
-            Some(i) => (start + size + i + 1).min(bytes.len()),
-            None => bytes.len(),
-        };
-        out.push(start..end);
-        start = end;
-    }
-    out
+/// What a piece of a file decoded into: whole lines of newline-delimited JSON (the file
+/// source reads such files a piece at a time), or a whole file.
+#[derive(Debug)]
+pub struct PieceDecoded {
+    /// The rows, and the bad lines numbered from the piece's first line.
+    decoded: FileDecoded,
+    /// Line ends in the piece: the lines before the next piece of the file.
+    pub lines: u64,
 }
 
-/// Decodes the piece `range` of a file (see [`pieces`]); line numbers in errors and bad
-/// lines are the file's.
-pub fn decode_piece(
-    config: &FileConfig,
-    schema: &SchemaRef,
-    name: &str,
-    file: &Bytes,
-    range: std::ops::Range<usize>,
-    collect_bad: bool,
-) -> Result<FileDecoded> {
-    let start = range.start;
-    let bytes = file.slice(range);
-    let mut decoded = match config.format {
-        FileFormat::Parquet => {
-            let batches = decode_parquet(schema, name, bytes)?;
-            return check_parquet_event_time(config, name, batches);
-        }
-        FileFormat::Json | FileFormat::Csv => decode_text(config, schema, name, &bytes)?,
-    };
-    if !decoded.bad.is_empty() && start > 0 {
-        // Counted only when needed: most pieces have no bad line.
-        let lines_before = file[..start].iter().filter(|b| **b == b'\n').count() as u64;
+impl PieceDecoded {
+    /// The piece's rows, with its bad lines numbered in the file (`lines_before` lines come
+    /// before the piece). Without `collect_bad`, the first bad line is an error naming the
+    /// file and the line.
+    pub fn placed(self, name: &str, lines_before: u64, collect_bad: bool) -> Result<FileDecoded> {
+        let mut decoded = self.decoded;
         for bad in &mut decoded.bad {
             bad.line += lines_before;
         }
+        match decoded.bad.first() {
+            Some(first) if !collect_bad => Err(ConnectorError::BadData(format!("{name}:{}: {}", first.line, first.error))),
+            _ => Ok(decoded),
+        }
     }
-    if !collect_bad && let Some(first) = decoded.bad.first() {
-        return Err(ConnectorError::BadData(format!("{name}:{}: {}", first.line, first.error)));
-    }
-    Ok(decoded)
+}
+
+/// Decodes `bytes`, a piece of the file `name` (see [`PieceDecoded`]); finds all its bad
+/// lines, numbered from the piece's first line.
+pub fn decode_piece(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes) -> Result<PieceDecoded> {
+    Ok(match config.format {
+        FileFormat::Parquet => {
+            let batches = decode_parquet(schema, name, bytes)?;
+            PieceDecoded { decoded: check_parquet_event_time(config, name, batches)?, lines: 0 }
+        }
+        FileFormat::Json | FileFormat::Csv => {
+            PieceDecoded { decoded: decode_text(config, schema, name, &bytes)?, lines: count_line_ends(&bytes) }
+        }
+    })
+}
+
+/// `\n` bytes in `bytes`, at memory speed: a block's count fits a `u16` lane, which the
+/// compiler vectorizes (about 30 GB/s here, against 3 for a plain filter and count).
+fn count_line_ends(bytes: &[u8]) -> u64 {
+    bytes.chunks(4096).map(|block| u64::from(block.iter().map(|&b| u16::from(b == b'\n')).sum::<u16>())).sum()
 }
 
 /// A line of a file and its 1-based number.
@@ -466,31 +458,55 @@ mod tests {
         assert_eq!(err, "f.csv: the CSV header has no column 'id' (header: name)");
     }
 
-    #[test]
-    fn json_pieces_decode_to_the_whole_file_with_its_line_numbers() {
+    /// The file source reads newline-delimited JSON in pieces of whole lines; decoded one by
+    /// one, they give the whole file's rows, and its bad lines by their line in the file.
+    #[tokio::test]
+    async fn json_files_are_read_in_pieces_of_whole_lines() {
+        use futures::TryStreamExt;
         let mut text = String::new();
         for i in 0..1000 {
-            text += &if i == 700 { "{\"id\": \"x\"}\n".to_string() } else { format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n") };
+            text += &match i {
+                700 => "{\"id\": \"x\"}\n".to_string(),
+                300 => format!("{{\"id\": {i}, \"name\": \"{}\"}}\n", "n".repeat(2500)),
+                _ => format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n"),
+            };
         }
+        text.pop(); // no line end after the last line
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.json"), &text).unwrap();
+        std::fs::write(dir.path().join("empty.json"), "").unwrap();
+        let location = weir_checkpoint::Location::resolve(dir.path().to_str().unwrap(), false).unwrap();
+        let read = |name: &str, format| crate::file::read_pieces(location.clone(), name.into(), format, 1000).try_collect::<Vec<_>>();
+        let pieces = read("f.json", FileFormat::Json).await.unwrap();
+        assert!(pieces.len() > 10, "{}", pieces.len());
+        assert_eq!(pieces.iter().flat_map(|(_, b)| b.to_vec()).collect::<Vec<u8>>(), text.as_bytes());
+        assert!(pieces[..pieces.len() - 1].iter().all(|(_, b)| b.ends_with(b"\n")));
+        assert!(pieces.iter().any(|(_, b)| b.len() > 2500), "a line longer than a read comes whole");
         let c = config(FileFormat::Json);
-        let file = Bytes::from(text);
-        let parts = pieces(&c, &file, 1000);
-        assert!(parts.len() > 10, "{}", parts.len());
-        assert_eq!((parts[0].start, parts[parts.len() - 1].end), (0, file.len()));
-        let (mut rows, mut bad) = (0, Vec::new());
-        for range in &parts {
-            assert_eq!(file[range.end - 1], b'\n');
-            let d = decode_piece(&c, &schema(), "f.json", &file, range.clone(), true).unwrap();
+        let (mut rows, mut bad, mut lines_before, mut first_error) = (0, Vec::new(), 0, None);
+        for (name, bytes) in &pieces {
+            assert!(name.ends_with("f.json"), "{name}");
+            let decode = || decode_piece(&c, &schema(), "f.json", bytes.clone()).unwrap();
+            if let Err(e) = decode().placed("f.json", lines_before, false) {
+                first_error.get_or_insert(e.to_string());
+            }
+            let d = decode();
+            let lines = d.lines;
+            let d = d.placed("f.json", lines_before, true).unwrap();
+            lines_before += lines;
             rows += d.batches.iter().map(RecordBatch::num_rows).sum::<usize>();
             bad.extend(d.bad.iter().map(|b| b.line));
         }
-        assert_eq!((rows, bad), (999, vec![701]));
-        let whole = decode_rows(&c, &schema(), "f.json", file.clone(), false).unwrap_err().to_string();
-        let piece = parts.iter().find(|r| file[..r.end].iter().filter(|x| **x == b'\n').count() >= 701).unwrap();
-        let cut = decode_piece(&c, &schema(), "f.json", &file, piece.clone(), false).unwrap_err().to_string();
-        assert_eq!(cut, whole);
+        assert_eq!((rows, bad, lines_before), (999, vec![701], 999));
+        let whole = decode_rows(&c, &schema(), "f.json", Bytes::from(text), false).unwrap_err().to_string();
+        assert_eq!(first_error.as_deref(), Some(whole.as_str()));
         assert!(whole.starts_with("f.json:701: "), "{whole}");
-        assert_eq!(pieces(&config(FileFormat::Csv), &file, 1000).len(), 1);
+        let empty = read("empty.json", FileFormat::Json).await.unwrap();
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].1.is_empty());
+        assert_eq!(read("f.json", FileFormat::Csv).await.unwrap().len(), 1, "CSV comes whole");
+        let gone = read("gone.json", FileFormat::Json).await.unwrap_err().to_string();
+        assert!(gone.contains("gone.json: the file was taken by an earlier batch but is gone"), "{gone}");
     }
 
     /// Long DECIMAL texts that arrow-cast 59's parser panicked on (divide by zero, overflow)

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -170,20 +171,100 @@ async fn list_files(location: &Location) -> Result<Vec<String>> {
     Ok(files)
 }
 
-async fn fetch(location: &Location, relative: &str) -> Result<bytes::Bytes> {
-    let path: Path = location.child(relative);
-    let shown = location.display(&path);
-    let result = location.store.get(&path).await.map_err(|e| match e {
+/// An error reading the file `shown` of an earlier batch's list.
+fn read_err(shown: &str, e: object_store::Error) -> ConnectorError {
+    match e {
         object_store::Error::NotFound { .. } => ConnectorError::BadData(format!(
             "{shown}: the file was taken by an earlier batch but is gone; a replay needs it back"
         )),
         e => ConnectorError::Io(format!("cannot read {shown}: {e}")),
-    })?;
-    result.bytes().await.map_err(|e| ConnectorError::Io(format!("cannot read {shown}: {e}")))
+    }
 }
 
-/// Bytes of a newline-delimited JSON file per chunk of a batch (see `decode::pieces`).
-const PIECE_BYTES: usize = 2 << 20;
+/// The whole file `relative`.
+async fn fetch(location: &Location, relative: &str) -> Result<Bytes> {
+    let path: Path = location.child(relative);
+    let shown = location.display(&path);
+    let get = location.store.get(&path).await.map_err(|e| read_err(&shown, e))?;
+    get.bytes().await.map_err(|e| read_err(&shown, e))
+}
+
+/// Bytes of a newline-delimited JSON file per read, and per chunk of a batch.
+const PIECE_BYTES: u64 = 2 << 20;
+
+/// Pieces read ahead of the one being decoded.
+const READ_AHEAD: usize = 2;
+
+/// `stream`, polled in a task of its own up to `ahead` items ahead of its reader. The task
+/// ends when the returned stream is dropped.
+fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, ahead: usize) -> BoxStream<'static, T> {
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
+    let task = AbortOnDrop(tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    }));
+    futures::stream::unfold((rx, task), |(mut rx, task)| async move { rx.recv().await.map(|item| (item, (rx, task))) }).boxed()
+}
+
+/// The file `relative`, a piece at a time, for the batch loop's chunks. Newline-delimited
+/// JSON is read in ranged reads of about `piece_bytes` that end at the last line end they
+/// hold, the next read starting after it: a batch holds a few pieces, not whole files, and
+/// the pieces decode on all cores. A line longer than a read makes the read grow until the
+/// line ends. CSV (a quoted field may hold a newline) and Parquet come whole.
+fn read_pieces(location: Location, relative: String, format: FileFormat, piece_bytes: u64) -> BoxStream<'static, Result<(String, Bytes)>> {
+    enum Next {
+        Start,
+        At { pos: u64, size: u64 },
+        Done,
+    }
+    let path: Path = location.child(&relative);
+    let shown = location.display(&path);
+    futures::stream::try_unfold(Next::Start, move |next| {
+        let (location, relative, path, shown) = (location.clone(), relative.clone(), path.clone(), shown.clone());
+        async move {
+            let (pos, size) = match next {
+                Next::Done => return Ok(None),
+                Next::Start if format != FileFormat::Json => {
+                    let bytes = fetch(&location, &relative).await?;
+                    return Ok(Some(((shown, bytes), Next::Done)));
+                }
+                Next::Start => match location.store.head(&path).await.map_err(|e| read_err(&shown, e))?.size {
+                    0 => return Ok(Some(((shown, Bytes::new()), Next::Done))),
+                    size => (0, size),
+                },
+                Next::At { pos, size } => (pos, size),
+            };
+            let mut want = piece_bytes;
+            loop {
+                let end = pos.saturating_add(want).min(size);
+                let bytes = location.store.get_range(&path, pos..end).await.map_err(|e| read_err(&shown, e))?;
+                if (bytes.len() as u64) < end - pos {
+                    return Err(ConnectorError::BadData(format!(
+                        "{shown}: the file shrank while it was read ({size} bytes at first); files must not change once they are in the directory"
+                    )));
+                }
+                if end == size {
+                    return Ok(Some(((shown, bytes), Next::Done)));
+                }
+                if let Some(last) = bytes.iter().rposition(|b| *b == b'\n') {
+                    let next = Next::At { pos: pos + last as u64 + 1, size };
+                    return Ok(Some(((shown, bytes.slice(..=last)), next)));
+                }
+                want = want.saturating_mul(2);
+            }
+        }
+    })
+    .boxed()
+}
 
 #[async_trait]
 impl Source for FileSource {
@@ -300,37 +381,45 @@ impl Source for FileSource {
         };
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
+        let (location, format) = (self.location.clone(), self.config.format);
         futures::stream::once(files)
-            .map_ok(|files| futures::stream::iter(files.into_iter().map(Ok)))
-            .try_flatten()
-            // Files are fetched ahead, and each is cut into pieces that decode on all cores
-            // while the batch loop works on the pieces before.
-            .map_ok(move |relative: String| {
-                let location = self.location.clone();
-                async move {
-                    let bytes = fetch(&location, &relative).await?;
-                    Ok::<_, ConnectorError>((location.display(&location.child(&relative)), bytes))
-                }
-            })
-            .try_buffered(2)
-            .map_ok(move |(name, bytes)| {
-                let parts = decode::pieces(&self.config, &bytes, PIECE_BYTES);
-                futures::stream::iter(parts.into_iter().map(move |range| Ok((name.clone(), bytes.clone(), range))))
+            .map_ok(move |files| {
+                // Each file comes as pieces (see `read_pieces`), numbered in the file so that
+                // a bad line can be named by its line in the file. Reads run ahead of decoding.
+                let location = location.clone();
+                let pieces = futures::stream::iter(files).flat_map(move |relative| {
+                    read_pieces(location.clone(), relative, format, PIECE_BYTES).enumerate().map(|(i, p)| p.map(|p| (i, p)))
+                });
+                read_ahead(pieces.boxed(), READ_AHEAD)
             })
             .try_flatten()
-            .map_ok(move |(name, file, range)| {
+            // Pieces decode on all cores while the batch loop works on the pieces before.
+            .map_ok(move |(i, (name, bytes))| {
                 let config = self.config.clone();
                 let schema = Arc::clone(&self.schema);
                 async move {
                     let shown = name.clone();
-                    let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &shown, &file, range, collect_bad))
+                    let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &shown, bytes))
                         .await
                         .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))??;
-                    let bad_rows = if d.bad.is_empty() { Vec::new() } else { vec![dead_letter_rows(&name, &d.bad)] };
-                    Ok::<_, ConnectorError>(ReadOutput { batches: d.batches, bad_rows })
+                    Ok::<_, ConnectorError>((i, name, d))
                 }
             })
             .try_buffered(parallelism)
+            // In file order again: number bad lines in their file.
+            .scan(0u64, move |lines_before, piece| {
+                let out = piece.and_then(|(i, name, d)| {
+                    if i == 0 {
+                        *lines_before = 0;
+                    }
+                    let lines = d.lines;
+                    let d = d.placed(&name, *lines_before, collect_bad)?;
+                    *lines_before += lines;
+                    let bad_rows = if d.bad.is_empty() { Vec::new() } else { vec![dead_letter_rows(&name, &d.bad)] };
+                    Ok(ReadOutput { batches: d.batches, bad_rows })
+                });
+                futures::future::ready(Some(out))
+            })
             .boxed()
     }
 
