@@ -120,6 +120,7 @@ impl QueryListener for Printer {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -215,3 +216,29 @@ fn with_file(file: &str, e: &WeirError) -> String {
         other => other.to_string(),
     }
 }
+
+/// glibc's malloc gives every thread that allocates an arena of its own, up to eight per
+/// core, and each arena keeps what is freed in it up to its trim threshold, which follows
+/// the largest block freed so far (megabytes here). The batch loop allocates on the async
+/// workers and on the blocking pool, which starts threads as it needs them: every one of
+/// those threads held its own few megabytes of free memory. One arena per core is enough
+/// (the threads that allocate at the same time are the ones on a core) and cut the peak
+/// RSS of the one-batch 2M-event run by about 25 MB, at the same speed. `MALLOC_ARENA_MAX`
+/// or `GLIBC_TUNABLES`, when set, are left to speak.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() || std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let arenas = i32::try_from(cores).unwrap_or(i32::MAX);
+    // SAFETY: mallopt only sets a parameter of the allocator, which takes its own lock; it
+    // runs first thing in main, and the value is a positive number of arenas.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
