@@ -115,12 +115,13 @@ impl DedupMap {
     }
 
     /// Removes entries whose expiry is at or below `expired_at`, walking the tables from
-    /// `walk` on, and hands each removed key to `removed`; stops after `max` removals.
+    /// `walk` on, and hands each removed key to `removed`; stops after `max` removals (at
+    /// least one, so that every call makes progress).
     /// Returns whether the walk reached the end. Removing only marks a slot free and moves
     /// no other entry, so a walk can stop and go on later, as long as nothing is inserted
     /// in between.
     pub fn remove_expired(&mut self, walk: &mut Walk, expired_at: i64, max: usize, mut removed: impl FnMut(Key)) -> bool {
-        let mut n = 0;
+        let (mut n, max) = (0, max.max(1));
         while let Some(t) = self.shards.get_mut(walk.shard) {
             while walk.bucket < t.num_buckets() {
                 if n == max {
