@@ -109,7 +109,11 @@ impl Checkpoint {
             other => other,
         })?;
         let lock = match &location.local_dir {
-            Some(dir) => Some(lock_dir(dir)?),
+            Some(dir) => {
+                let lock = lock_dir(dir)?;
+                remove_staging_files(dir);
+                Some(lock)
+            }
             None => None,
         };
         Ok(Self { location, _lock: lock })
@@ -275,6 +279,31 @@ impl Checkpoint {
     }
 }
 
+/// Deletes the staging files (`<entry>#<n>`) a killed process left in the local checkpoint
+/// `dir`. On local disk object_store writes an entry to such a file and renames it into
+/// place, or deletes it when the write is abandoned; a SIGKILL in between does neither.
+/// Nothing reads them (listings skip them), they only take room. This runs under the lock,
+/// so no other process is writing one. It is housekeeping: a file that cannot be deleted
+/// is left for the next start.
+fn remove_staging_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => remove_staging_files(&path),
+            Ok(t) if t.is_file() && is_staging_name(&entry.file_name().to_string_lossy()) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// object_store's name for a file being written: the entry's name, `#` and a number.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(entry, n)| !entry.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Takes the exclusive lock file of a local checkpoint; the OS releases it when the process
 /// dies, so a crashed runner never blocks its successor.
 fn lock_dir(dir: &std::path::Path) -> Result<File> {
@@ -306,6 +335,29 @@ mod tests {
 
     fn entry(n: u64) -> OffsetsEntry {
         OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new() }
+    }
+
+    /// A process killed while writing an entry leaves object_store's staging file behind;
+    /// the next open of the checkpoint deletes it, and nothing else.
+    #[test]
+    fn open_deletes_staging_files_left_by_a_killed_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        drop(Checkpoint::open(root.to_str().unwrap()).unwrap());
+        std::fs::create_dir_all(root.join("state/dedup")).unwrap();
+        std::fs::create_dir_all(root.join("offsets")).unwrap();
+        let left = ["state/dedup/3.delta#1", "offsets/5.json#12"];
+        let kept = ["state/dedup/3.delta", "offsets/5.json", "offsets/notes#draft", "offsets/#7"];
+        for name in left.iter().chain(&kept) {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        let _checkpoint = Checkpoint::open(root.to_str().unwrap()).unwrap();
+        for name in left {
+            assert!(!root.join(name).exists(), "{name} is still there");
+        }
+        for name in kept {
+            assert!(root.join(name).exists(), "{name} was deleted");
+        }
     }
 
     /// On an object store there is no lock: two runners that both planned batch N race on
