@@ -1,8 +1,9 @@
 //! Compact, hashable keys for keyed state.
 //!
 //! Key columns are encoded per row into a byte string (a null flag, then fixed-width bytes or
-//! a length and bytes). Keys up to 22 bytes live inline in the hash table: no heap allocation
-//! for fixed-width keys or short strings.
+//! a length and bytes). [`Key`] is a key held on its own, outside the state table (the keys
+//! of a state delta on their way to the checkpoint): inline up to 22 bytes, boxed beyond.
+//! The table stores keys its own way (`table::DedupMap`).
 
 use std::hash::{Hash, Hasher};
 
@@ -16,8 +17,7 @@ use arrow::datatypes::{
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 
-/// Inline capacity: with the length and the variant tag a `Key` is 24 bytes, so a state slot
-/// (key, expiry, control byte) is 33 bytes.
+/// Inline capacity: with the length and the variant tag a `Key` is 24 bytes.
 const INLINE: usize = 22;
 
 /// An encoded key: inline when short, boxed otherwise.
@@ -51,14 +51,6 @@ impl Key {
         match self {
             Self::Inline { len, bytes } => &bytes[..*len as usize],
             Self::Heap(b) => b,
-        }
-    }
-
-    /// Heap bytes this key owns beyond its own size.
-    pub fn heap_size(&self) -> usize {
-        match self {
-            Self::Inline { .. } => 0,
-            Self::Heap(b) => b.len(),
         }
     }
 }

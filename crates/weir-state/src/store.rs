@@ -87,7 +87,7 @@ impl StateFiles {
                 if expires.is_null(i) {
                     map.remove(keys.value(i));
                 } else {
-                    map.insert(Key::new(keys.value(i)), expires.value(i));
+                    map.insert(keys.value(i), expires.value(i));
                 }
             }
         }
@@ -251,7 +251,7 @@ mod tests {
             let added = vec![(k(v as u8), v as i64)];
             let removed = if v >= 2 { vec![k(v as u8 - 2)] } else { vec![] };
             for (key, e) in &added {
-                state.insert(key.clone(), *e);
+                state.insert(key.as_bytes(), *e);
             }
             for key in &removed {
                 state.remove(key.as_bytes());
@@ -271,7 +271,7 @@ mod tests {
         let big = |from: u32, to: u32| (from..to).map(|i| (Key::new(format!("key-{i:012}").as_bytes()), i64::from(i))).collect::<Vec<_>>();
         delta.add(big(0, 150_000)).await.unwrap();
         for (key, e) in big(0, 300_000) {
-            state.insert(key, e);
+            state.insert(key.as_bytes(), e);
         }
         delta.add(big(150_000, 300_000)).await.unwrap();
         files.commit(&cp, delta, &state).await.unwrap();
