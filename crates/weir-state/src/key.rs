@@ -1,11 +1,9 @@
-//! Compact, hashable keys for keyed state.
+//! Compact keys for keyed state.
 //!
 //! Key columns are encoded per row into a byte string (a null flag, then fixed-width bytes or
 //! a length and bytes). [`Key`] is a key held on its own, outside the state table (the keys
 //! of a state delta on their way to the checkpoint): inline up to 22 bytes, boxed beyond.
 //! The table stores keys its own way (`table::DedupMap`).
-
-use std::hash::{Hash, Hasher};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanArray, LargeBinaryArray, LargeStringArray,
@@ -68,12 +66,6 @@ impl PartialEq for Key {
 }
 
 impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(self.as_bytes());
-    }
-}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -66,8 +66,6 @@ struct LongKeys {
     /// Bytes of keys held, and of keys removed since the last compaction.
     live: usize,
     dead: usize,
-    /// Bytes of block capacity (reserved; see [`LongKeys::resident`]).
-    allocated: usize,
 }
 
 /// Blocks start small, so that a small state stays small, and grow to this size.
@@ -78,9 +76,9 @@ impl LongKeys {
     fn push(&mut self, bytes: &[u8]) -> Slot {
         let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= bytes.len());
         if !fits {
-            let size = self.allocated.clamp(BLOCK_MIN, BLOCK_MAX).max(bytes.len());
+            let allocated: usize = self.blocks.iter().map(|b| b.capacity()).sum();
+            let size = allocated.clamp(BLOCK_MIN, BLOCK_MAX).max(bytes.len());
             self.blocks.push(allocator_api2::vec::Vec::with_capacity_in(size, TablePages));
-            self.allocated += size;
         }
         let block = self.blocks.len() - 1;
         let b = &mut self.blocks[block];
@@ -250,21 +248,6 @@ impl DedupMap {
         done
     }
 
-    /// Keeps the entries for which `keep` says so.
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], i64) -> bool) {
-        let long = &mut self.long;
-        for t in &mut self.shards {
-            t.retain(|(k, e)| {
-                let kept = keep(k.bytes(long), *e);
-                if !kept {
-                    k.release(long);
-                }
-                kept
-            });
-        }
-        self.compact_if_wasteful();
-    }
-
     /// Gives memory back down to what `len` keys need.
     pub fn shrink_to_fit(&mut self) {
         for t in &mut self.shards {
@@ -410,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn insert_get_remove_retain() {
+    fn insert_get_remove() {
         let long = [7u8; 40];
         let mut map = DedupMap::default();
         assert!(map.insert_new(b"a", 1));
@@ -424,7 +407,7 @@ mod tests {
         assert_eq!(map.remove(b"a"), Some(1));
         assert_eq!(map.remove(b"a"), None);
         map.insert(b"c", 9);
-        map.retain(|_, e| e > 6);
+        map.remove_expired(&mut Walk::default(), 6, usize::MAX, |_| {});
         assert_eq!(map, [(Key::new(&long), 8), (Key::new(b"c"), 9)].into_iter().collect());
         assert_eq!(map.remove(&long), Some(8));
         assert_eq!(map, [(Key::new(b"c"), 9)].into_iter().collect());
