@@ -22,7 +22,7 @@ fn dedup(c: &mut Criterion) {
                     (batch, watermark)
                 },
                 |(batch, watermark)| {
-                    let out = op.process(std::slice::from_ref(&batch), watermark).expect("processes");
+                    let out = op.process_batch(std::slice::from_ref(&batch), watermark).expect("processes");
                     op.take_added();
                     op.evict(watermark).run();
                     std::hint::black_box(out)

@@ -34,7 +34,7 @@ fn main() {
         let n = batch.min((total - processed) as usize);
         let input = events(processed, n);
         let t = Instant::now();
-        let out = op.process(std::slice::from_ref(&input), watermark).expect("processes");
+        let out = op.process_batch(std::slice::from_ref(&input), watermark).expect("processes");
         let added = op.take_added();
         let removed = op.evict(watermark).next_keys(usize::MAX);
         process_secs += t.elapsed().as_secs_f64();

@@ -34,6 +34,13 @@ pub fn events(first: u64, n: usize) -> RecordBatch {
 /// A deduplication on `key` (0 = event_id string, 1 = user_id bigint) with `delay_ms`.
 pub fn operator(key: usize, delay_ms: i64) -> Deduplicate {
     let schema = schema();
-    let spec = DedupSpec { key_columns: vec![key], event_time: Some((2, delay_ms)), output_columns: vec![0, 1, 2], output_schema: schema, late: None };
+    let spec = DedupSpec {
+        key_columns: vec![key],
+        event_time: Some((2, delay_ms)),
+        order: Some((2, Default::default())),
+        output_columns: vec![0, 1, 2],
+        output_schema: schema,
+        late: None,
+    };
     Deduplicate::new(spec, DedupMap::default())
 }

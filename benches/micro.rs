@@ -144,7 +144,7 @@ fn dedup_state(c: &mut Criterion) {
             b.iter_batched(
                 || operator(key, 60_000),
                 |mut op| {
-                    op.process(&input, 0).expect("processes");
+                    op.process_batch(&input, 0).expect("processes");
                     // Returned, so the state is freed outside the timed part.
                     op
                 },
@@ -164,7 +164,7 @@ fn print_bytes_per_key(name: &str, key: usize, input: &[RecordBatch]) {
     let first: ArrayRef = input[0].column(key).slice(0, 1);
     weir_state::key::encode_column(&first, &mut encoded);
     let mut op = operator(key, 60_000);
-    op.process(input, 0).expect("processes");
+    op.process_batch(input, 0).expect("processes");
     let metrics = op.take_metrics();
     eprintln!(
         "dedup state, {name} ({} encoded bytes): {} keys, memoryUsedBytes {} = {:.1} bytes per key",
@@ -292,8 +292,9 @@ fn checkpoint(c: &mut Criterion) {
             "events".to_string(),
             SourceOffsets { start: Some(json!({ "logOffset": batch_id })), end: json!({ "logOffset": batch_id + 1 }) },
         )]),
+        source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])),
     };
-    let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1) };
+    let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1), source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])) };
     let mut group = c.benchmark_group("checkpoint");
     group.sample_size(20);
     let mut next = 0;
@@ -333,7 +334,7 @@ async fn plan(script: &str) -> CompiledQuery {
             Statement::Insert(insert) => query = Some(insert.query),
         }
     }
-    compile(&query.expect("an INSERT"), &sources, None).await.expect("compiles")
+    compile(&query.expect("an INSERT"), &sources, None, 2).await.expect("compiles")
 }
 
 /// Planning happens once per query; what each batch pays is executing the compiled plans.
@@ -349,6 +350,7 @@ fn planning(c: &mut Criterion) {
     let spec = DedupSpec {
         key_columns: dedup.key_columns.clone(),
         event_time: dedup.event_time.as_ref().map(|(column, _)| (*column, 600_000)),
+        order: dedup.order,
         output_columns: dedup.output_columns.clone(),
         output_schema: Arc::clone(&dedup.output_schema),
         late: None,
@@ -361,7 +363,7 @@ fn planning(c: &mut Criterion) {
             |mut op| {
                 rt.block_on(async {
                     let rows = compiled.run_pre(BTreeMap::from([("events".to_string(), input.clone())])).await.expect("runs");
-                    let rows = op.process(&rows, 0).expect("deduplicates");
+                    let rows = op.process_batch(&rows, 0).expect("deduplicates");
                     compiled.run_post(rows).await.expect("runs")
                 })
             },

@@ -8,5 +8,5 @@ pub mod log;
 pub mod storage;
 
 pub use error::{CheckpointError, Result};
-pub use log::{Checkpoint, CommitEntry, EntryWriter, Metadata, OffsetsEntry, SourceOffsets, FORMAT_VERSION};
+pub use log::{Checkpoint, CommitEntry, EntryWriter, FORMAT_VERSION, Metadata, OffsetsEntry, SourceOffsets, StateOperatorSpec};
 pub use storage::Location;

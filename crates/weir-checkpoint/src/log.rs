@@ -41,10 +41,58 @@ pub struct Metadata {
     /// a table whose columns someone else changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_columns: Option<String>,
+    /// The query's stateful operators as first run: a later run whose operators keep other
+    /// state (other keys or key types, another event time or delay, one added or removed)
+    /// is refused, since it would misread the stored state. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_operators: Option<Vec<StateOperatorSpec>>,
+    /// How the watermarks of several sources combine (`min` or `max`), as first run: later
+    /// runs keep it, as Spark keeps the policy of its checkpoint. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_policy: Option<String>,
     /// weir version that created it.
     pub weir_version: String,
     /// Creation time, milliseconds since the epoch.
     pub created_at_ms: i64,
+}
+
+/// What a stateful operator keeps in the checkpoint's state, as far as reading it back
+/// depends on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateOperatorSpec {
+    /// The operator (`dedupeWithinWatermark`, `dedupe`).
+    pub operator: String,
+    /// Its key columns, `name TYPE` each.
+    pub keys: Vec<String>,
+    /// The event-time column its state expires by, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// The watermark delay added to a row's event time to make its expiry, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<i64>,
+}
+
+impl StateOperatorSpec {
+    /// What differs from `other`, said for a user: `keys (a STRING) became (b BIGINT)`.
+    pub fn differences(&self, other: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.operator != other.operator {
+            out.push(format!("operator {} became {}", self.operator, other.operator));
+        }
+        if self.keys != other.keys {
+            out.push(format!("keys ({}) became ({})", self.keys.join(", "), other.keys.join(", ")));
+        }
+        if self.event_time != other.event_time {
+            let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "none".into());
+            out.push(format!("event-time column {} became {}", show(&self.event_time), show(&other.event_time)));
+        }
+        if self.delay_ms != other.delay_ms {
+            let show = |d: Option<i64>| d.map_or("none".into(), |d| format!("{d} ms"));
+            out.push(format!("watermark delay {} became {}", show(self.delay_ms), show(other.delay_ms)));
+        }
+        out
+    }
 }
 
 /// One source's offsets in a batch.
@@ -75,6 +123,12 @@ pub struct OffsetsEntry {
     pub batch_timestamp_ms: i64,
     /// Offsets per source name.
     pub sources: BTreeMap<String, SourceOffsets>,
+    /// Each watermarked source's `max event time - delay` before this batch, for the
+    /// sources that have had data (Spark's per-operator watermarks): a replay of the batch
+    /// starts from them. Absent in checkpoints of weir before 0.1 and for queries without
+    /// watermarks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_watermarks_ms: Option<BTreeMap<String, i64>>,
 }
 
 /// `commits/<N>.json`: batch N is done.
@@ -89,6 +143,11 @@ pub struct CommitEntry {
     pub num_output_rows: u64,
     /// Sink version after the batch (the Delta table version), when the sink has one.
     pub sink_version: Option<i64>,
+    /// Each watermarked source's `max event time - delay` after this batch (see
+    /// [`OffsetsEntry::source_watermarks_ms`]): the next run goes on from them, so a restart
+    /// computes the same watermarks as a run that never stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_watermarks_ms: Option<BTreeMap<String, i64>>,
 }
 
 /// An open checkpoint. On local disk it holds an exclusive lock for as long as it lives.
@@ -334,7 +393,7 @@ mod tests {
     use super::*;
 
     fn entry(n: u64) -> OffsetsEntry {
-        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new() }
+        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new(), source_watermarks_ms: None }
     }
 
     /// A process killed while writing an entry leaves object_store's staging file behind;
@@ -390,7 +449,7 @@ mod tests {
         }
         let err = cp.write_offsets(&entry(3)).await.unwrap_err();
         assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
-        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None }).await.unwrap();
+        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None }).await.unwrap();
         let (latest, commit) = cp.latest().await.unwrap().unwrap();
         assert_eq!(latest.batch_id, 11);
         assert!(commit.is_some());

@@ -43,6 +43,10 @@ enum Command {
         /// (no source's on-time rows are late) or the maximum (smaller state).
         #[arg(long, default_value = "min", value_parser = parse_policy)]
         watermark_policy: WatermarkPolicy,
+        /// Threads that run the query [default: the cores available]. The results are the
+        /// same with any number.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
 }
 
@@ -122,22 +126,26 @@ impl QueryListener for Printer {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     match cli.command {
-        Command::Run { file, checkpoint, trigger, progress, watermark_policy } => {
+        Command::Run { file, checkpoint, trigger, progress, watermark_policy, threads } => {
+            let mut config = SessionConfig::default();
+            if let Some(n) = threads {
+                config.threads = usize::from(n);
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy };
-            runtime.block_on(run(file, options, progress))
+            runtime.block_on(run(file, config, options, progress))
         }
     }
 }
 
-async fn run(file: PathBuf, options: QueryOptions, progress: ProgressFormat) -> ExitCode {
+async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progress: ProgressFormat) -> ExitCode {
     let shown = file.display().to_string();
     let fail = |e: WeirError| {
         eprintln!("error: {}", with_file(&shown, &e));
@@ -150,7 +158,7 @@ async fn run(file: PathBuf, options: QueryOptions, progress: ProgressFormat) -> 
             return ExitCode::FAILURE;
         }
     };
-    let mut session = Session::new(SessionConfig::default());
+    let mut session = Session::new(config);
     session.add_listener(Arc::new(Printer { format: progress }));
     let statements = match weir_sql::parse_script(&script) {
         Ok(s) => s,

@@ -105,6 +105,21 @@ pub struct ReadOutput {
     pub batches: Vec<RecordBatch>,
     /// Rows that failed to decode, in the dead-letter schema (only with a dead-letter table).
     pub bad_rows: Vec<RecordBatch>,
+    /// Where these rows sit in the batch's input (for a chunk of [`Source::read_chunks`]).
+    pub place: ChunkPlace,
+}
+
+/// Where a chunk sits in its source's input of a batch: the part it comes from (a file of
+/// the batch's list, a Kafka partition, numbered in a fixed order) and its number in that
+/// part, chunks of a part being in record order. Whatever order chunks come in, and however
+/// a source cuts them, places order the rows as file then line, or partition then offset:
+/// deduplication breaks ties by it, so its result never depends on chunking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ChunkPlace {
+    /// The part of the source.
+    pub part: u32,
+    /// The chunk's number within its part.
+    pub seq: u32,
 }
 
 impl ReadOutput {
@@ -122,7 +137,7 @@ impl ReadOutput {
 
 impl From<Vec<RecordBatch>> for ReadOutput {
     fn from(batches: Vec<RecordBatch>) -> Self {
-        Self { batches, bad_rows: Vec::new() }
+        Self { batches, bad_rows: Vec::new(), place: ChunkPlace::default() }
     }
 }
 

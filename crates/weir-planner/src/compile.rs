@@ -12,7 +12,7 @@ use datafusion::common::Column;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast, col};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use weir_sql::types::sql_name;
@@ -100,19 +100,64 @@ impl CompiledQuery {
     }
 }
 
-/// Executes a fresh copy of `plan`: operators such as repartitions keep per-run state.
+/// Executes a fresh copy of `plan`: operators such as repartitions keep per-run state. The
+/// partitions run at once, and their outputs are chained in partition order: the plan keeps
+/// each partition's rows in order and never moves rows between partitions
+/// ([`keeps_row_order`]), so the result holds the input's rows in the input's order, however
+/// many partitions there are.
 async fn run(plan: &Arc<dyn ExecutionPlan>, task_ctx: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
     let result = match reset_plan_states(Arc::clone(plan)) {
-        Ok(plan) => collect(plan, Arc::clone(task_ctx)).await,
+        Ok(plan) => collect_partitioned(plan, Arc::clone(task_ctx)).await,
         Err(e) => Err(e),
     };
-    result.map_err(|e| PlanError::Execution(clean(&e)))
+    result.map(|parts| parts.into_iter().flatten().collect()).map_err(|e| PlanError::Execution(clean(&e)))
 }
 
-/// Plans `query` (a SELECT) over `sources`. `target` is the schema the sink fixes, if any;
-/// the output is cast to it by position, otherwise to types every Delta reader can read.
-pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRef>) -> Result<CompiledQuery> {
-    let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
+/// Whether `plan` keeps the rows of each input partition in order, in the output partition
+/// of the same number (a union's partitions follow its inputs' one after another): it is
+/// made only of operators known to work row by row within a partition. The planner refuses
+/// what would not (sorts, aggregates, joins), so this holds for the queries it accepts; a
+/// plan with anything else is planned again on one partition.
+fn keeps_row_order(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const ROW_BY_ROW: &[&str] = &[
+        "SlotExec",
+        "ProjectionExec",
+        "FilterExec",
+        "CoalesceBatchesExec",
+        "UnnestExec",
+        "UnionExec",
+        "CooperativeExec",
+        "EmptyExec",
+        "PlaceholderRowExec",
+    ];
+    let mut keeps = true;
+    let _ = plan.apply(|node| {
+        let same_partitions = match node.children().as_slice() {
+            [child] => child.output_partitioning().partition_count() == node.output_partitioning().partition_count(),
+            _ => true,
+        };
+        if !ROW_BY_ROW.contains(&node.name()) || !same_partitions {
+            keeps = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    keeps
+}
+
+/// Plans `query` (a SELECT) over `sources`, to run on `partitions` partitions at once.
+/// `target` is the schema the sink fixes, if any; the output is cast to it by position,
+/// otherwise to types every Delta reader can read.
+pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
+    let compiled = compile_on(query, sources, target.clone(), partitions.max(1)).await?;
+    let keeps = keeps_row_order(&compiled.pre) && compiled.stateful.as_ref().is_none_or(|s| keeps_row_order(&s.post));
+    if keeps || partitions <= 1 {
+        return Ok(compiled);
+    }
+    compile_on(query, sources, target, 1).await
+}
+
+async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         // Dynamic filters live in the plan across runs; a reset plan must not keep them.

@@ -38,6 +38,10 @@ pub struct DedupPlan {
     pub key_names: Vec<String>,
     /// The event-time column in `pre`'s output and the source whose watermark governs it.
     pub event_time: Option<(usize, String)>,
+    /// The column of `pre`'s output that orders each key's rows after the keys (`ORDER BY
+    /// k, ts`), ascending, and where its NULLs go; `None` when the query orders by the keys
+    /// alone (or not at all).
+    pub order: Option<(usize, arrow::compute::SortOptions)>,
     /// Columns of `pre`'s output that form the operator's output.
     pub output_columns: Vec<usize>,
     /// The operator's output schema (what `post` reads).
@@ -68,6 +72,8 @@ struct Found {
     /// Output expressions over `input`, one per field of `schema`.
     select: Vec<Expr>,
     keys: Vec<Expr>,
+    /// What orders a key's rows after the keys.
+    order: Option<SortExpr>,
     schema: DFSchemaRef,
     spelling: &'static str,
 }
@@ -124,9 +130,21 @@ pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: us
         (n..n + found.keys.len()).collect()
     };
     let event_time = event_time_column(&found.input, event_times).map(|(column, source)| {
-        exprs.push(Expr::Column(column).alias("__t"));
-        (exprs.len() - 1, source)
+        exprs.push(Expr::Column(column.clone()).alias("__t"));
+        (exprs.len() - 1, source, column)
     });
+    // The order column: the event time's when the query orders by it, else its own.
+    let order = found.order.as_ref().map(|sort| {
+        let options = arrow::compute::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first };
+        match &event_time {
+            Some((i, _, column)) if matches!(&sort.expr, Expr::Column(c) if c == column) => (*i, options),
+            _ => {
+                exprs.push(sort.expr.clone().alias("__s"));
+                (exprs.len() - 1, options)
+            }
+        }
+    });
+    let event_time = event_time.map(|(i, source, _)| (i, source));
     let pre = LogicalPlanBuilder::from(Arc::unwrap_or_clone(found.input))
         .project(exprs)
         .and_then(|b| b.build())
@@ -138,8 +156,16 @@ pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: us
     let slot = post_slot(&post)?;
     let dedup = DedupPlan {
         key_columns,
-        key_names: found.keys.iter().map(|k| k.schema_name().to_string()).collect(),
+        key_names: found
+            .keys
+            .iter()
+            .map(|k| match k {
+                Expr::Column(c) => c.name.clone(),
+                other => other.schema_name().to_string(),
+            })
+            .collect(),
         event_time,
+        order,
         output_columns: (0..n).collect(),
         output_schema,
         output_names: found.schema.fields().iter().map(|f| f.name().clone()).collect(),
@@ -154,16 +180,25 @@ fn recognise(node: &LogicalPlan) -> Result<Option<Found>> {
     match node {
         LogicalPlan::Distinct(Distinct::All(input)) => {
             let select: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
-            Ok(Some(Found { input: Arc::clone(input), keys: select.clone(), select, schema: Arc::clone(input.schema()), spelling: "distinct" }))
+            Ok(Some(Found {
+                input: Arc::clone(input),
+                keys: select.clone(),
+                select,
+                order: None,
+                schema: Arc::clone(input.schema()),
+                spelling: "distinct",
+            }))
         }
         LogicalPlan::Distinct(Distinct::On(on)) => {
-            if let Some(sort) = &on.sort_expr {
-                check_order(&sort[on.on_expr.len().min(sort.len())..], "DISTINCT ON (...) ... ORDER BY <keys>, <event time>")?;
-            }
+            let order = match &on.sort_expr {
+                Some(sort) => check_order(&sort[on.on_expr.len().min(sort.len())..], "DISTINCT ON (...) ... ORDER BY <keys>, <event time>")?,
+                None => None,
+            };
             Ok(Some(Found {
                 input: Arc::clone(&on.input),
                 select: on.select_expr.clone(),
                 keys: on.on_expr.clone(),
+                order,
                 schema: Arc::clone(&on.schema),
                 spelling: "distinctOn",
             }))
@@ -200,7 +235,7 @@ fn row_number_first(filter: &datafusion::logical_expr::Filter) -> Result<Option<
     if !is_first_row_predicate(&filter.predicate, &rn_name) {
         return Ok(None);
     }
-    check_order(&params.order_by, "ROW_NUMBER() OVER (PARTITION BY <keys> ORDER BY <event time>)")?;
+    let order = check_order(&params.order_by, "ROW_NUMBER() OVER (PARTITION BY <keys> ORDER BY <event time>)")?;
     let rn_type = filter.input.schema().field(rn_index).data_type().clone();
     let one = cast(lit(ScalarValue::Int64(Some(1))), rn_type);
     let select: Vec<Expr> = projection
@@ -213,6 +248,7 @@ fn row_number_first(filter: &datafusion::logical_expr::Filter) -> Result<Option<
         input: Arc::clone(&window.input),
         select,
         keys: params.partition_by.clone(),
+        order,
         schema: Arc::clone(filter.input.schema()),
         spelling: "rowNumberFirst",
     }))
@@ -245,21 +281,21 @@ fn is_first_row_predicate(predicate: &Expr, rn: &str) -> bool {
     }
 }
 
-/// The ordering after the keys may only be ascending (first row to arrive per key).
-fn check_order(order: &[SortExpr], spelling: &str) -> Result<()> {
+/// The ordering after the keys: at most one expression, ascending (the first row per key).
+fn check_order(order: &[SortExpr], spelling: &str) -> Result<Option<SortExpr>> {
     if let Some(desc) = order.iter().find(|s| !s.asc) {
         return Err(PlanError::Unsupported(format!(
             "ordering by {} DESC keeps the LAST row of each key, which a stream cannot know until it ends; \
-             weir keeps the first row to arrive for each key: write {spelling} with the event time ascending",
+             weir keeps the first row of each key: write {spelling} with the event time ascending",
             desc.expr.schema_name()
         )));
     }
     if order.len() > 1 {
         return Err(PlanError::Unsupported(format!(
-            "deduplication keeps the first row to arrive for each key; after the keys, order only by the event-time column: {spelling}"
+            "deduplication keeps the first row of each key by one ordering column; after the keys, order only by the event-time column: {spelling}"
         )));
     }
-    Ok(())
+    Ok(order.first().cloned())
 }
 
 /// The watermarked event-time column among `input`'s columns, and its source.

@@ -3,6 +3,8 @@
 //!
 //! The query is planned once. Before each batch the runtime puts the batch's rows into the
 //! source's [`BatchSlot`]; executing the (reset) plan then reads them through [`SlotExec`].
+//! The slot's batches are split into contiguous runs over the partitions, so the rows keep
+//! their order when the output partitions are read in turn (see `compile.rs`).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -40,9 +42,13 @@ impl BatchSlot {
         self.batches.lock().expect("slot lock").clear();
     }
 
+    /// The `partition`th of `partitions` contiguous runs of the batches, so that the plan's
+    /// output partitions, read one after another, keep the rows in their order.
     fn partition(&self, partition: usize, partitions: usize) -> Vec<RecordBatch> {
         let batches = self.batches.lock().expect("slot lock");
-        batches.iter().skip(partition).step_by(partitions).cloned().collect()
+        let (n, parts) = (batches.len(), partitions.max(1));
+        let (from, to) = (n * partition / parts, n * (partition + 1) / parts);
+        batches[from.min(n)..to.min(n)].to_vec()
     }
 }
 

@@ -2,7 +2,7 @@
 //! The CLI, the shell and Python all hold this same handle.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,10 +29,15 @@ pub struct QueryStatus {
 }
 
 /// State shared by a query's task and its handles.
-#[derive(Default)]
 pub(crate) struct Shared {
     stop: AtomicBool,
     wake: Notify,
+    /// Trigger rounds started (a round asks every source for new data, then runs a batch
+    /// or finds nothing to do).
+    rounds: AtomicU64,
+    /// The number of the last round that found nothing to do, and whether the query ended:
+    /// [`StreamingQuery::process_all_available`] waits on it.
+    idle: tokio::sync::watch::Sender<(u64, bool)>,
     status: Mutex<Option<QueryStatus>>,
     recent: Mutex<VecDeque<QueryProgress>>,
     exception: Mutex<Option<String>>,
@@ -41,7 +46,31 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(listeners: Vec<Arc<dyn QueryListener>>) -> Self {
-        Self { listeners, ..Default::default() }
+        Self {
+            stop: AtomicBool::new(false),
+            wake: Notify::new(),
+            rounds: AtomicU64::new(0),
+            idle: tokio::sync::watch::Sender::new((0, false)),
+            status: Mutex::default(),
+            recent: Mutex::default(),
+            exception: Mutex::default(),
+            listeners,
+        }
+    }
+
+    /// A trigger round starts; returns its number (from 1).
+    pub(crate) fn begin_round(&self) -> u64 {
+        self.rounds.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Round `round` found no new data and nothing else to do.
+    pub(crate) fn round_idle(&self, round: u64) {
+        self.idle.send_modify(|(last, _)| *last = (*last).max(round));
+    }
+
+    /// The query's task ended, however it did.
+    pub(crate) fn ended(&self) {
+        self.idle.send_modify(|(_, ended)| *ended = true);
     }
 
     pub(crate) fn stop_requested(&self) -> bool {
@@ -153,6 +182,21 @@ impl StreamingQuery {
         match tokio::time::timeout(timeout, self.await_termination()).await {
             Ok(r) => r.map(|()| true),
             Err(_) => Ok(false),
+        }
+    }
+
+    /// Waits until the query has processed everything its sources had when this was called
+    /// (Spark's `processAllAvailable`): a trigger round that started after the call found
+    /// nothing more to do, no-data batches included. Returns at once when the query has
+    /// ended; `Err` if it failed. Meant for tests and interactive use: a source that keeps
+    /// receiving data may keep it waiting.
+    pub async fn process_all_available(&self) -> Result<()> {
+        let called_at = self.shared.rounds.load(Ordering::SeqCst);
+        let mut idle = self.shared.idle.subscribe();
+        let _ = idle.wait_for(|(round, ended)| *ended || *round > called_at).await;
+        match self.exception() {
+            Some(e) => Err(WeirError::Terminated(e)),
+            None => Ok(()),
         }
     }
 

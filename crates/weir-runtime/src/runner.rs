@@ -23,7 +23,7 @@ use futures::StreamExt;
 use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
-use weir_state::{DedupMetrics, Deduplicate, StateFiles};
+use weir_state::{DedupMetrics, Deduplicate, Place, StateFiles};
 
 use crate::error::{Result, WeirError};
 use crate::failpoint;
@@ -98,7 +98,8 @@ struct Position {
     /// The watermark moved in the last batch: stateful operators need a batch to evict,
     /// even without new data.
     needs_no_data_batch: bool,
-    /// Per-source `max event time - delay`, over this run.
+    /// Per-source `max event time - delay` over every batch so far (kept in the
+    /// checkpoint), for the sources that have had data.
     source_watermarks: BTreeMap<String, i64>,
     last_trigger: Option<Instant>,
 }
@@ -146,13 +147,16 @@ impl Runner {
             pos.next_batch = offsets.batch_id + 1;
             match commit {
                 Some(c) => {
+                    pos.source_watermarks = c.source_watermarks_ms.clone().unwrap_or_default();
                     pos.watermark_ms = c.next_batch_watermark_ms;
                     pos.late_watermark_ms = offsets.batch_watermark_ms;
                     pos.needs_no_data_batch =
                         op.as_ref().is_some_and(|o| o.op.has_watermark()) && pos.watermark_ms > offsets.batch_watermark_ms;
                 }
                 None => {
-                    // Crashed before commits/N: run batch N again with exactly its offsets.
+                    // Crashed before commits/N: run batch N again with exactly its offsets,
+                    // from the watermarks it started from.
+                    pos.source_watermarks = offsets.source_watermarks_ms.clone().unwrap_or_default();
                     pos.watermark_ms = offsets.batch_watermark_ms;
                     self.run_batch(op, &offsets, &mut pos, Instant::now(), 0, 0, true).await?;
                     if self.trigger == Trigger::Once {
@@ -172,6 +176,7 @@ impl Runner {
                 return Ok(());
             }
             let started = Instant::now();
+            let round = self.shared.begin_round();
             self.shared.set_status("Getting offsets from sources", false, true, true);
             let batch_id = pos.next_batch;
             let mut sources = BTreeMap::new();
@@ -209,6 +214,7 @@ impl Runner {
             }
             let latest_offset_ms = started.elapsed().as_millis() as u64;
             if !any_new && !pos.needs_no_data_batch {
+                self.shared.round_idle(round);
                 match self.trigger {
                     Trigger::AvailableNow | Trigger::Once => return Ok(()),
                     Trigger::ProcessingTime(interval) => {
@@ -233,6 +239,7 @@ impl Runner {
                 late_events_watermark_ms: pos.late_watermark_ms,
                 batch_timestamp_ms: now_millis(),
                 sources,
+                source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
             };
             let wal = Instant::now();
             self.checkpoint.write_offsets(&entry).await?;
@@ -268,21 +275,25 @@ impl Runner {
 
         // Each source's chunks (a file's rows, say) flow through the query as they are
         // decoded: the source reads ahead, the sink encodes in its own task, and a batch
-        // never has to fit in memory at once. The order of chunks is fixed, so a replay
-        // computes the same output and state.
+        // never has to fit in memory at once. A stateless query writes each chunk's rows as
+        // they come; a deduplication keeps its candidates until the batch's input is all
+        // seen, then writes the rows it keeps (see `weir_state::dedup`).
         let mut get_batch = Duration::ZERO;
         let add_started = Instant::now();
         let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
-        let mut bad_rows: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         let mut stats = EventStats::default();
         let mut num_output_rows = 0u64;
         self.sink.begin(batch_id).await.map_err(|e| batch_err(batch_id, e))?;
+        // Bad and late rows go to their tables as they come, in the same batch: each of
+        // those sinks is begun when its first row comes.
+        let mut bad_begun: Vec<bool> = vec![false; self.sources.len()];
+        let mut late_begun = false;
         // This version's state delta is written as the batch goes (see `STATE_WRITE_ROWS`).
         let mut delta = match op.as_ref() {
             Some(o) => Some(o.files.delta_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?),
             None => None,
         };
-        for s in &self.sources {
+        for (source_index, s) in self.sources.iter_mut().enumerate() {
             let Some(o) = entry.sources.get(&s.name) else { continue };
             if o.start.as_ref() == Some(&o.end) {
                 continue;
@@ -320,25 +331,41 @@ impl Runner {
                     continue;
                 }
                 done += 1;
-                let ReadOutput { batches, bad_rows: bad } = chunk;
+                let ReadOutput { batches, bad_rows, place } = chunk;
                 *rows_by_source.get_mut(&s.name).expect("inserted") += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                bad_rows.entry(s.name.clone()).or_default().extend(bad);
-                stats.add(s, &batches, pos, batch_id)?;
-                let mut rows =
-                    self.compiled.run_pre(BTreeMap::from([(s.name.clone(), batches)])).await.map_err(|e| batch_err(batch_id, e))?;
-                if let Some(o) = op.as_mut() {
-                    // Late rows are judged by the previous batch's watermark.
-                    rows = o.op.process(&rows, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
-                    if o.op.added_len() >= STATE_WRITE_ROWS
-                        && let Some(delta) = delta.as_mut()
-                    {
-                        delta.add(o.op.take_added()).await.map_err(|e| batch_err(batch_id, e))?;
+                if let Some(bad_sink) = s.bad_sink.as_mut() {
+                    for bad in bad_rows.iter().filter(|b| b.num_rows() > 0) {
+                        if !bad_begun[source_index] {
+                            bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
+                            bad_begun[source_index] = true;
+                        }
+                        bad_sink.write(add_batch_id(bad, batch_id)).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
                     }
-                    rows = self.compiled.run_post(rows).await.map_err(|e| batch_err(batch_id, e))?;
                 }
-                for batch in rows {
-                    num_output_rows += batch.num_rows() as u64;
-                    self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                stats.add(&s.name, s.watermark.as_ref(), &batches, &mut pos.source_watermarks, batch_id)?;
+                let rows =
+                    self.compiled.run_pre(BTreeMap::from([(s.name.clone(), batches)])).await.map_err(|e| batch_err(batch_id, e))?;
+                match op.as_mut() {
+                    Some(o) => {
+                        // Late rows are judged by the previous batch's watermark.
+                        let place = Place { source: source_index as u32, part: place.part, seq: place.seq };
+                        o.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+                        if let Some(late_sink) = o.late_sink.as_mut() {
+                            for late in o.op.take_late_rows() {
+                                if !late_begun {
+                                    late_sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
+                                    late_begun = true;
+                                }
+                                late_sink.write(late).await.map_err(|e| late_rows_err(batch_id, e))?;
+                            }
+                        }
+                    }
+                    None => {
+                        for batch in rows {
+                            num_output_rows += batch.num_rows() as u64;
+                            self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                        }
+                    }
                 }
             }
             forward_warnings(&self.shared, &self.id, &self.run_id, s.source.as_ref());
@@ -347,6 +374,19 @@ impl Runner {
         let event_time = self.event_time(&stats, pos);
         let mut state_metrics = None;
         if let Some((o, delta)) = op.as_mut().zip(delta.as_mut()) {
+            // The rows each new key keeps, in the order they came; their keys go to the
+            // delta as they are settled.
+            let mut settle = o.op.settle().map_err(|e| batch_err(batch_id, e))?;
+            while let Some(kept) = settle.next_batch().map_err(|e| batch_err(batch_id, e))? {
+                if settle.added_len() >= STATE_WRITE_ROWS {
+                    delta.add(settle.take_added()).await.map_err(|e| batch_err(batch_id, e))?;
+                }
+                for batch in self.compiled.run_post(vec![kept]).await.map_err(|e| batch_err(batch_id, e))? {
+                    num_output_rows += batch.num_rows() as u64;
+                    self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                }
+            }
+            drop(settle);
             // State is evicted by this batch's watermark. The delta takes the batch's last new
             // keys, then the evicted ones a slice at a time: a key that the batch both added
             // and evicted is added first.
@@ -365,18 +405,16 @@ impl Runner {
         // The batch's output counts also when a replay finds it committed and writes nothing.
         let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
-        for s in &mut self.sources {
-            if let Some(bad_sink) = s.bad_sink.as_mut() {
-                // Same rule as the sink: one commit with txn(query id, batch id), skipped on replay.
-                let rows = bad_rows.remove(&s.name).unwrap_or_default().iter().map(|b| add_batch_id(b, batch_id)).collect();
-                bad_sink.commit(batch_id, rows).await.map_err(|e| batch_err(batch_id, format!("bad rows of '{}': {e}", s.name)))?;
+        // The bad and late rows' tables commit after the sink, each with its own txn, so a
+        // replay skips what they committed before.
+        for (s, begun) in self.sources.iter_mut().zip(bad_begun) {
+            if let Some(bad_sink) = s.bad_sink.as_mut().filter(|_| begun) {
+                bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
             }
         }
         if let Some(o) = op.as_mut() {
-            if let Some(late_sink) = o.late_sink.as_mut() {
-                // Same rule as the sink: one commit with txn(query id, batch id), skipped on replay.
-                let late = o.op.take_late_rows();
-                late_sink.commit(batch_id, late).await.map_err(|e| batch_err(batch_id, format!("late rows: {e}")))?;
+            if let Some(late_sink) = o.late_sink.as_mut().filter(|_| late_begun) {
+                late_sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
             }
             let delta = delta.take().expect("made with the operator");
             o.files
@@ -395,6 +433,7 @@ impl Runner {
             next_batch_watermark_ms: next_watermark,
             num_output_rows,
             sink_version: sink_commit.version,
+            source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
         };
         self.checkpoint.write_commit(batch_id, &commit).await?;
         failpoint::hit("after_commit_log", batch_id);
@@ -474,9 +513,14 @@ impl Runner {
         Ok(())
     }
 
+    /// Whether any source of the query has a watermark.
+    fn has_watermarks(&self) -> bool {
+        self.sources.iter().any(|s| s.watermark.is_some())
+    }
+
     /// The batch's `eventTime` progress; `None` when no source has a watermark.
     fn event_time(&self, stats: &EventStats, pos: &Position) -> Option<EventTime> {
-        if self.sources.iter().all(|s| s.watermark.is_none()) {
+        if !self.has_watermarks() {
             return None;
         }
         let shown = (stats.count > 0).then(|| {
@@ -490,17 +534,21 @@ impl Runner {
         })
     }
 
-    /// The watermark for the next batch: the minimum (or, by policy, maximum) over
-    /// watermarked sources that have seen data, never moving back.
+    /// The watermark for the next batch, as Spark's `WatermarkTracker` makes it: each
+    /// watermarked source's `max event time - delay` over every batch so far (0 for a source
+    /// that has had no data yet, so it holds a `min` back), combined by the policy, and never
+    /// moving back.
     fn next_watermark(&self, pos: &Position) -> i64 {
+        let per_source = self
+            .sources
+            .iter()
+            .filter(|s| s.watermark.is_some())
+            .map(|s| pos.source_watermarks.get(&s.name).copied().unwrap_or(0));
         let combined = match self.watermark_policy {
-            crate::session::WatermarkPolicy::Min => pos.source_watermarks.values().min(),
-            crate::session::WatermarkPolicy::Max => pos.source_watermarks.values().max(),
+            crate::session::WatermarkPolicy::Min => per_source.min(),
+            crate::session::WatermarkPolicy::Max => per_source.max(),
         };
-        match combined {
-            Some(&w) => w.max(pos.watermark_ms),
-            None => pos.watermark_ms,
-        }
+        combined.map_or(pos.watermark_ms, |w| w.max(pos.watermark_ms))
     }
 }
 
@@ -519,10 +567,18 @@ impl Default for EventStats {
 }
 
 impl EventStats {
-    /// Adds the event times of `batches` of `source`, and raises the source's
-    /// `max event time - delay` for the next watermark.
-    fn add(&mut self, source: &RunSource, batches: &[RecordBatch], pos: &mut Position, batch_id: u64) -> Result<()> {
-        let Some((column, delay)) = &source.watermark else { return Ok(()) };
+    /// Adds the event times of `batches` of source `name` (watermarked by `watermark`:
+    /// event-time column and delay), and raises the source's `max event time - delay` in
+    /// `source_watermarks`.
+    fn add(
+        &mut self,
+        name: &str,
+        watermark: Option<&(String, Duration)>,
+        batches: &[RecordBatch],
+        source_watermarks: &mut BTreeMap<String, i64>,
+        batch_id: u64,
+    ) -> Result<()> {
+        let Some((column, delay)) = watermark else { return Ok(()) };
         let mut source_max = i64::MIN;
         for b in batches {
             let Ok(idx) = b.schema().index_of(column) else { continue };
@@ -542,8 +598,8 @@ impl EventStats {
             self.count += (millis.len() - millis.null_count()) as u64;
         }
         if source_max != i64::MIN {
-            let candidate = source_max - delay.as_millis() as i64;
-            let entry = pos.source_watermarks.entry(source.name.clone()).or_insert(candidate);
+            let candidate = source_max.saturating_sub(delay.as_millis() as i64);
+            let entry = source_watermarks.entry(name.to_string()).or_insert(candidate);
             *entry = (*entry).max(candidate);
         }
         Ok(())
@@ -565,6 +621,14 @@ fn state_operator_json(name: &str, m: &DedupMetrics) -> Value {
 
 fn batch_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {
     WeirError::Batch { batch_id, message: e.to_string() }
+}
+
+fn bad_rows_err(batch_id: u64, source: &str, e: impl std::fmt::Display) -> WeirError {
+    batch_err(batch_id, format!("bad rows of '{source}': {e}"))
+}
+
+fn late_rows_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {
+    batch_err(batch_id, format!("late rows: {e}"))
 }
 
 /// Tells listeners about something that did not stop the query.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
-use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Metadata};
+use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Metadata, StateOperatorSpec};
 use weir_connectors::memory::MemoryTable;
 use weir_connectors::{MemoryTables, make_sink, make_source};
 use weir_planner::{SourceDef, compile};
@@ -56,6 +56,16 @@ pub enum WatermarkPolicy {
     Max,
 }
 
+impl WatermarkPolicy {
+    /// Its name, as `--watermark-policy` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Min => "min",
+            Self::Max => "max",
+        }
+    }
+}
+
 impl std::str::FromStr for WatermarkPolicy {
     type Err = String;
 
@@ -86,11 +96,18 @@ pub struct SessionConfig {
     pub checkpoint_root: PathBuf,
     /// How many batches of offsets and commits a checkpoint keeps.
     pub retain_batches: u64,
+    /// How many partitions a query's plan runs on at once (default: the cores available).
+    /// Results never depend on it.
+    pub threads: usize,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { checkpoint_root: PathBuf::from(".weir/checkpoints"), retain_batches: 100 }
+        Self {
+            checkpoint_root: PathBuf::from(".weir/checkpoints"),
+            retain_batches: 100,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 
@@ -195,7 +212,7 @@ impl Session {
                 event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
             })
             .collect();
-        let compiled = compile(&insert.query, &defs, target).await.map_err(|e| {
+        let compiled = compile(&insert.query, &defs, target, self.config.threads).await.map_err(|e| {
             // The planner knows the sink's columns, not where it is: name it.
             let m = e.to_string();
             if m.contains("the sink table") { WeirError::at(line, format!("{m} (the sink table is {})", sink.description())) } else { WeirError::at(line, m) }
@@ -223,6 +240,7 @@ impl Session {
         }
 
         let mut warnings = Vec::new();
+        let mut state_operators = Vec::new();
         let stateful = match compiled.dedup() {
             None => None,
             Some(d) => {
@@ -236,6 +254,7 @@ impl Session {
                     }
                 }
                 let mut late = None;
+                let mut event_time_column = None;
                 let event_time = match &d.event_time {
                     Some((col, source)) => {
                         let run_source = run_sources.iter().find(|s| &s.name == source);
@@ -246,6 +265,7 @@ impl Session {
                         if let Some(LateRows::DeadLetter(path)) = self.tables.get(source).and_then(|t| t.config.late_rows()) {
                             late = Some((late_rows_spec(d, *col, &column), path.clone()));
                         }
+                        event_time_column = Some(column);
                         Some((*col, delay))
                     }
                     None => {
@@ -266,11 +286,23 @@ impl Session {
                 let spec = weir_state::DedupSpec {
                     key_columns: d.key_columns.clone(),
                     event_time,
+                    order: d.order,
                     output_columns: d.output_columns.clone(),
                     output_schema: Arc::clone(&d.output_schema),
                     late: late.map(|(spec, _)| spec),
                 };
                 let name = if event_time.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
+                state_operators.push(StateOperatorSpec {
+                    operator: name.to_string(),
+                    keys: d
+                        .key_columns
+                        .iter()
+                        .zip(&d.key_names)
+                        .map(|(&c, n)| format!("{n} {}", weir_sql::types::sql_name(d.input_schema.field(c).data_type())))
+                        .collect(),
+                    event_time: event_time_column,
+                    delay_ms: event_time.map(|(_, delay)| delay),
+                });
                 Some(StatefulPlan { name: name.to_string(), spec, files: weir_state::StateFiles::new("dedup", 10), late_sink })
             }
         };
@@ -291,6 +323,7 @@ impl Session {
             .map(|f| format!("{} {}", f.name(), weir_sql::types::sql_name(f.data_type())))
             .collect::<Vec<_>>()
             .join(", ");
+        let mut watermark_policy = options.watermark_policy;
         let id = match checkpoint.metadata().await? {
             Some(meta) => {
                 if let Some(before) = &meta.sink_columns
@@ -303,6 +336,21 @@ impl Session {
                             identity_sink
                         ),
                     ));
+                }
+                if let Some(before) = &meta.state_operators
+                    && *before != state_operators
+                {
+                    return Err(WeirError::at(line, state_operators_changed(before, &state_operators, &checkpoint.display())));
+                }
+                if let Some(kept) = meta.watermark_policy.as_deref().and_then(|p| p.parse::<WatermarkPolicy>().ok())
+                    && kept != watermark_policy
+                {
+                    warnings.push(format!(
+                        "the checkpoint was made with watermark policy '{}', which it keeps (as Spark does); '{}' is ignored. Start over with a new --checkpoint to change it",
+                        kept.name(),
+                        watermark_policy.name()
+                    ));
+                    watermark_policy = kept;
                 }
                 if meta.sources != identity_sources || meta.sink != identity_sink {
                     return Err(WeirError::at(
@@ -327,6 +375,8 @@ impl Session {
                     sources: identity_sources,
                     sink: identity_sink,
                     sink_columns: Some(sink_columns),
+                    state_operators: Some(state_operators),
+                    watermark_policy: Some(watermark_policy.name().to_string()),
                     weir_version: env!("CARGO_PKG_VERSION").to_string(),
                     created_at_ms: now_millis(),
                 };
@@ -377,7 +427,7 @@ impl Session {
             compiled,
             stateful,
             trigger: options.trigger,
-            watermark_policy: options.watermark_policy,
+            watermark_policy,
             retain_batches: self.config.retain_batches,
             shared: Arc::clone(&shared),
         };
@@ -393,6 +443,7 @@ impl Session {
             if let Some(e) = &event.exception {
                 task_shared.set_exception(e.clone());
             }
+            task_shared.ended();
             for l in &task_shared.listeners {
                 l.on_query_terminated(&event);
             }
@@ -416,6 +467,19 @@ fn late_rows_spec(d: &weir_planner::DedupPlan, event_time_col: usize, event_time
         fields.push(arrow::datatypes::Field::new(event_time_name, d.input_schema.field(event_time_col).data_type().clone(), true));
     }
     (columns, Arc::new(Schema::new(fields)))
+}
+
+/// The error for a query whose stateful operators keep other state than the checkpoint's.
+fn state_operators_changed(before: &[StateOperatorSpec], now: &[StateOperatorSpec], checkpoint: &str) -> String {
+    let what = match (before, now) {
+        ([], [n]) => format!("the query now deduplicates on ({}), but its checkpoint was made by a query without state", n.keys.join(", ")),
+        ([b], []) => format!("the checkpoint holds the state of a deduplication on ({}), which the query no longer has", b.keys.join(", ")),
+        ([b], [n]) => format!("its deduplication changed since the checkpoint was made: {}", b.differences(n).join("; ")),
+        _ => format!("its stateful operators changed since the checkpoint was made ({before:?} became {now:?})"),
+    };
+    format!(
+        "{what}; weir cannot reuse state kept for another operator (checkpoint {checkpoint}). Restore the query, or start over with a new --checkpoint"
+    )
 }
 
 fn describe_sources(sources: &BTreeMap<String, String>) -> String {

@@ -1,23 +1,39 @@
-//! The streaming `Deduplicate` operator and its state: the first row seen for a key is
-//! emitted, later rows with that key are dropped. With a watermark, a key's entry expires at
-//! `first event time + delay` (Spark's `dropDuplicatesWithinWatermark`) and is evicted once
-//! the watermark reaches it; a later row with the key is then emitted again.
+//! The streaming `Deduplicate` operator and its state: one row is kept for each key, later
+//! rows with that key are dropped. With a watermark, a key's entry expires at
+//! `kept row's event time + delay` (Spark's `dropDuplicatesWithinWatermark`) and is evicted
+//! once the watermark reaches it; a later row with the key is then kept again.
 //!
-//! In the batch loop: `process` runs after the stateless part below the operator (late rows
-//! filtered with the previous batch's watermark), and hands the keys it adds to the version's
-//! delta (`take_added`); then `evict` with this batch's watermark hands over the keys it
-//! removes, a slice at a time.
+//! Which row a batch keeps for a key it sees for the first time is fixed by the rows alone,
+//! never by how they were read: the first by the query's ORDER BY (`DISTINCT ON (k) ...
+//! ORDER BY k, ts`, `ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) = 1`), ties broken by
+//! the rows' place in the batch's input ([`Place`]: source, then file and line, or partition
+//! and offset). A key kept by an earlier batch stays: later batches drop its rows.
+//!
+//! So a batch runs in two phases. [`Deduplicate::process`] takes each chunk of the batch's
+//! input, in any order of chunks: late rows and keys held from earlier batches are dropped,
+//! a new key becomes *pending* (see `table.rs`), and every row that is the best so far for
+//! its pending key goes to a buffer of candidates (spilled to a temporary file beyond
+//! [`CANDIDATES_IN_MEMORY`]). At the batch's end [`Deduplicate::settle`] reads the candidates
+//! back in order and keeps, for each pending key, the one row still best; the key is then
+//! held with that row's expiry and goes to the version's delta ([`Deduplicate::take_added`]).
+//! Then [`Deduplicate::evict`] with this batch's watermark hands over the keys it removes, a
+//! slice at a time.
 
+use std::cmp::Ordering;
+use std::io::{BufReader, BufWriter, Seek};
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Int64Array};
-use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::array::{Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int64Array};
+use arrow::compute::{SortOptions, cast, concat_batches, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, StateError};
 use crate::key::{Key, encode_column};
-use crate::table::Walk;
+use crate::table::{Probe, Walk};
 
 pub use crate::table::DedupMap;
 
@@ -28,6 +44,9 @@ pub struct DedupSpec {
     pub key_columns: Vec<usize>,
     /// The event-time column and the delay (ms), when the input has a watermark.
     pub event_time: Option<(usize, i64)>,
+    /// The column the query orders each key's rows by, after the keys (`ORDER BY k, ts`), and
+    /// how; `None`: the rows' place alone decides.
+    pub order: Option<(usize, SortOptions)>,
     /// Columns that make the output, in order.
     pub output_columns: Vec<usize>,
     /// The output schema.
@@ -35,6 +54,23 @@ pub struct DedupSpec {
     /// When late rows are kept (for a dead-letter table): their columns and schema.
     pub late: Option<(Vec<usize>, SchemaRef)>,
 }
+
+/// Where a chunk of rows sits in the batch's input: the source (in the order the query reads
+/// its sources), the part of it (a file of the batch's list, a Kafka partition, in a fixed
+/// order) and the chunk's number in that part (chunks of a part are in record order). Rows
+/// of a chunk are in order. Places compare in that order, whatever order chunks came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Place {
+    /// The source's index among the query's sources.
+    pub source: u32,
+    /// The part of the source.
+    pub part: u32,
+    /// The chunk's number within its part.
+    pub seq: u32,
+}
+
+/// Bytes of candidate rows a batch keeps in memory before it spills them to a file.
+pub const CANDIDATES_IN_MEMORY: usize = 16 << 20;
 
 /// Counters of one batch, and the state's size after it (Spark's state operator metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +89,34 @@ pub struct DedupMetrics {
     pub memory_used_bytes: u64,
 }
 
+/// A key first seen in the batch at hand, and its best row so far.
+#[derive(Debug, Clone, Copy)]
+struct PendingKey {
+    /// The best row's event time (`i64::MAX` without a watermark).
+    event_time: i64,
+    /// The best row's number among the batch's candidates.
+    candidate: u64,
+    /// The best row's chunk (an index into [`Batch::places`]) and row in it.
+    chunk: u32,
+    row: u32,
+}
+
+/// What the operator holds while a batch runs.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Pending keys, by the index their slot holds.
+    pending: Vec<PendingKey>,
+    /// The order value of each pending key's best row (row-format bytes), when the order is
+    /// not the event time: a range of `order_bytes`.
+    order_refs: Vec<(usize, u32)>,
+    order_bytes: Vec<u8>,
+    /// The place of each chunk processed.
+    places: Vec<Place>,
+    candidates: Candidates,
+    /// Rows neither late nor without an event time.
+    on_time_rows: u64,
+}
+
 /// The operator; see the module docs.
 #[derive(Debug)]
 pub struct Deduplicate {
@@ -63,11 +127,22 @@ pub struct Deduplicate {
     metrics: DedupMetrics,
     /// Scratch: the encoded key of each row of the batch at hand.
     key_bufs: Vec<Vec<u8>>,
+    batch: Batch,
+    /// Whether rows are ordered by a column other than the event time, whose values are
+    /// compared in Arrow's row format; the converter is made from the first chunk's column.
+    orders_by_bytes: bool,
+    order_rows: Option<RowConverter>,
+    candidate_schema: SchemaRef,
+    candidate_limit: usize,
 }
 
 impl Deduplicate {
     /// An operator over `state` (as loaded from the store).
     pub fn new(spec: DedupSpec, state: DedupMap) -> Self {
+        let orders_by_bytes = spec.order.is_some_and(|(col, _)| spec.event_time.is_none_or(|(t, _)| t != col));
+        let mut fields: Vec<Arc<Field>> = spec.output_schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new("__weir_key", DataType::Binary, false)));
+        let candidate_schema = Arc::new(Schema::new(fields));
         Self {
             spec,
             state,
@@ -75,23 +150,49 @@ impl Deduplicate {
             late_rows: Vec::new(),
             metrics: DedupMetrics::default(),
             key_bufs: Vec::new(),
+            batch: Batch::default(),
+            orders_by_bytes,
+            order_rows: None,
+            candidate_schema,
+            candidate_limit: CANDIDATES_IN_MEMORY,
         }
     }
 
-    /// Keeps the first row of each new key; drops late rows (`event time <= late_watermark_ms`
-    /// once a watermark exists) and duplicates.
-    pub fn process(&mut self, batches: &[RecordBatch], late_watermark_ms: i64) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::with_capacity(batches.len());
+    /// Takes one chunk of the batch's input, at `place`: drops late rows (`event time <=
+    /// late_watermark_ms`, Spark's rule, from the first batch on) and rows of keys held from
+    /// earlier batches, and keeps the rest that are the best so far for their key as
+    /// candidates. Nothing is output before [`Self::settle`].
+    pub fn process(&mut self, batches: &[RecordBatch], place: Place, late_watermark_ms: i64) -> Result<()> {
+        let chunk = u32::try_from(self.batch.places.len()).map_err(|_| StateError::Data("a batch of more than 4 billion chunks".into()))?;
+        self.batch.places.push(place);
+        let mut kept = Vec::new();
         // One key buffer per row, kept with their capacity from batch to batch.
         let mut bufs = std::mem::take(&mut self.key_bufs);
+        let mut row_in_chunk = 0u32;
         for batch in batches {
             let rows = batch.num_rows();
             if rows == 0 {
                 continue;
             }
+            let first_row = row_in_chunk;
+            row_in_chunk = u32::try_from(rows).ok().and_then(|r| row_in_chunk.checked_add(r)).ok_or_else(|| StateError::Data("a chunk of more than 4 billion rows".into()))?;
             let times = match self.spec.event_time {
                 Some((col, delay)) => Some((event_time_ms(batch, col)?, delay)),
                 None => None,
+            };
+            let orders = match self.spec.order {
+                Some((col, options)) if self.orders_by_bytes => {
+                    let column = batch.column(col);
+                    let converter = match &mut self.order_rows {
+                        Some(c) => c,
+                        None => {
+                            let field = SortField::new_with_options(column.data_type().clone(), options);
+                            self.order_rows.insert(RowConverter::new(vec![field]).map_err(|e| StateError::Data(e.to_string()))?)
+                        }
+                    };
+                    Some(converter.convert_columns(&[Arc::clone(column)]).map_err(|e| StateError::Data(e.to_string()))?)
+                }
+                _ => None,
             };
             bufs.truncate(rows);
             bufs.iter_mut().for_each(Vec::clear);
@@ -101,10 +202,11 @@ impl Deduplicate {
             }
             let mut keep = Vec::with_capacity(rows);
             let mut late = Vec::new();
+            let mut keys = BinaryBuilder::new();
             for (row, buf) in bufs.iter().enumerate() {
-                let expires = match &times {
-                    Some((t, delay)) => {
-                        if t.is_null(row) || (late_watermark_ms > 0 && t.value(row) <= late_watermark_ms) {
+                let event_time = match &times {
+                    Some((t, _)) => {
+                        if t.is_null(row) || t.value(row) <= late_watermark_ms {
                             self.metrics.num_rows_dropped_by_watermark += 1;
                             keep.push(false);
                             if self.spec.late.is_some() {
@@ -113,18 +215,57 @@ impl Deduplicate {
                             }
                             continue;
                         }
-                        t.value(row).saturating_add(*delay)
+                        t.value(row)
                     }
                     None => i64::MAX,
                 };
-                if !self.state.insert_new(buf, expires) {
-                    self.metrics.num_dropped_duplicate_rows += 1;
-                    keep.push(false);
-                    continue;
+                self.batch.on_time_rows += 1;
+                let candidate = self.batch.candidates.rows;
+                let at = (chunk, first_row + row as u32);
+                let order = orders.as_ref().map(|o| o.row(row));
+                let index = u32::try_from(self.batch.pending.len())
+                    .map_err(|_| StateError::Data("a batch with more than 4 billion new keys".into()))?;
+                let better = match self.state.insert_pending(buf, index) {
+                    Probe::Held(_) => false,
+                    Probe::Inserted => {
+                        self.batch.pending.push(PendingKey { event_time, candidate, chunk: at.0, row: at.1 });
+                        if let Some(order) = order {
+                            let start = self.batch.order_bytes.len();
+                            self.batch.order_bytes.extend_from_slice(order.as_ref());
+                            self.batch.order_refs.push((start, order.as_ref().len() as u32));
+                        }
+                        true
+                    }
+                    Probe::Pending(index) => {
+                        let i = index as usize;
+                        let best = self.batch.pending[i];
+                        let by_order = match order {
+                            Some(order) => {
+                                let (start, len) = self.batch.order_refs[i];
+                                order.as_ref().cmp(&self.batch.order_bytes[start..start + len as usize])
+                            }
+                            None if self.spec.order.is_some() => event_time.cmp(&best.event_time),
+                            None => Ordering::Equal,
+                        };
+                        let by_place = || (place, at.1).cmp(&(self.batch.places[best.chunk as usize], best.row));
+                        let better = by_order.then_with(by_place) == Ordering::Less;
+                        if better {
+                            self.batch.pending[i] = PendingKey { event_time, candidate, chunk: at.0, row: at.1 };
+                            if let Some(order) = order {
+                                // The old value's bytes stay behind until the batch ends.
+                                let start = self.batch.order_bytes.len();
+                                self.batch.order_bytes.extend_from_slice(order.as_ref());
+                                self.batch.order_refs[i] = (start, order.as_ref().len() as u32);
+                            }
+                        }
+                        better
+                    }
+                };
+                keep.push(better);
+                if better {
+                    self.batch.candidates.rows += 1;
+                    keys.append_value(buf);
                 }
-                self.added.push((Key::new(buf), expires));
-                self.metrics.num_rows_updated += 1;
-                keep.push(true);
             }
             if let Some((columns, schema)) = &self.spec.late
                 && !late.is_empty()
@@ -134,18 +275,40 @@ impl Deduplicate {
                 let columns = columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
                 self.late_rows.push(RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
             }
-            let kept = filter_record_batch(batch, &BooleanArray::from(keep))
-                .map_err(|e| StateError::Data(e.to_string()))?;
-            if kept.num_rows() > 0 {
-                let columns = self.spec.output_columns.iter().map(|&c| Arc::clone(kept.column(c))).collect();
-                out.push(
-                    RecordBatch::try_new(Arc::clone(&self.spec.output_schema), columns)
-                        .map_err(|e| StateError::Data(e.to_string()))?,
-                );
+            let keys = keys.finish();
+            if !keys.is_empty() {
+                let rows = filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| StateError::Data(e.to_string()))?;
+                let mut columns: Vec<ArrayRef> = self.spec.output_columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
+                columns.push(Arc::new(keys));
+                kept.push(RecordBatch::try_new(Arc::clone(&self.candidate_schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
             }
         }
         self.key_bufs = bufs;
+        if !kept.is_empty() {
+            let kept = concat_batches(&self.candidate_schema, &kept).map_err(|e| StateError::Data(e.to_string()))?;
+            self.batch.candidates.push(kept)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a whole batch handed over as one chunk: [`Self::process`], then
+    /// [`Self::settle`]; returns the rows kept. The added keys wait in [`Self::take_added`].
+    pub fn process_batch(&mut self, batches: &[RecordBatch], late_watermark_ms: i64) -> Result<Vec<RecordBatch>> {
+        self.process(batches, Place::default(), late_watermark_ms)?;
+        let mut settle = self.settle()?;
+        let mut out = Vec::new();
+        while let Some(b) = settle.next_batch()? {
+            out.push(b);
+        }
         Ok(out)
+    }
+
+    /// Ends the batch's first phase: its candidates come back in order, and each pending
+    /// key keeps its best row ([`Settle::next_batch`]). Once every batch is out, the keys are
+    /// held and in [`Self::take_added`].
+    pub fn settle(&mut self) -> Result<Settle<'_>> {
+        let candidates = std::mem::take(&mut self.batch.candidates).into_reader()?;
+        Ok(Settle { op: self, candidates, next_candidate: 0, settled: 0 })
     }
 
     /// Starts evicting every key whose expiry is at or below `watermark_ms` (this batch's
@@ -196,6 +359,173 @@ impl Deduplicate {
     /// Whether eviction depends on the watermark.
     pub fn has_watermark(&self) -> bool {
         self.spec.event_time.is_some()
+    }
+
+    /// Keeps at most `bytes` of a batch's candidate rows in memory (default
+    /// [`CANDIDATES_IN_MEMORY`]), from the next batch on; beyond, they go to a file.
+    pub fn set_candidate_memory(&mut self, bytes: usize) {
+        self.candidate_limit = bytes;
+        self.batch.candidates.limit = bytes;
+    }
+}
+
+/// The second phase of a batch; see [`Deduplicate::settle`].
+#[derive(Debug)]
+pub struct Settle<'a> {
+    op: &'a mut Deduplicate,
+    candidates: CandidateReader,
+    next_candidate: u64,
+    settled: u64,
+}
+
+impl Settle<'_> {
+    /// How many keys were settled since they were last taken.
+    pub fn added_len(&self) -> usize {
+        self.op.added.len()
+    }
+
+    /// The keys settled since the last call, with their expiries (see
+    /// [`Deduplicate::take_added`]).
+    pub fn take_added(&mut self) -> Vec<(Key, i64)> {
+        std::mem::take(&mut self.op.added)
+    }
+
+    /// The kept rows of the next buffered chunk, in the operator's output schema; `None`
+    /// once every candidate was read (the batch's keys are then all held).
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            let Some(batch) = self.candidates.next()? else {
+                self.finish()?;
+                return Ok(None);
+            };
+            let op = &mut *self.op;
+            let keys = batch.column(batch.num_columns() - 1).as_any().downcast_ref::<BinaryArray>().expect("the key column");
+            let delay = op.spec.event_time.map(|(_, d)| d);
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for key in keys.iter() {
+                let key = key.expect("keys are not null");
+                let candidate = self.next_candidate;
+                self.next_candidate += 1;
+                let pending = &op.batch.pending;
+                let mut expires = 0;
+                let won = op.state.settle(key, |index| {
+                    let best = pending[index as usize];
+                    (best.candidate == candidate).then(|| {
+                        expires = match delay {
+                            Some(delay) => best.event_time.saturating_add(delay),
+                            None => i64::MAX,
+                        };
+                        expires
+                    })
+                });
+                if won {
+                    op.added.push((Key::new(key), expires));
+                    self.settled += 1;
+                }
+                keep.push(won);
+            }
+            let kept = filter_record_batch(&batch, &BooleanArray::from(keep)).map_err(|e| StateError::Data(e.to_string()))?;
+            if kept.num_rows() == 0 {
+                continue;
+            }
+            let columns = kept.columns()[..kept.num_columns() - 1].to_vec();
+            return RecordBatch::try_new(Arc::clone(&op.spec.output_schema), columns).map(Some).map_err(|e| StateError::Data(e.to_string()));
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let op = &mut *self.op;
+        if op.state.pending() != 0 {
+            return Err(StateError::Data(format!("internal: {} keys of the batch were not settled", op.state.pending())));
+        }
+        op.metrics.num_rows_updated += self.settled;
+        op.metrics.num_dropped_duplicate_rows += op.batch.on_time_rows - self.settled;
+        op.batch = Batch::default();
+        op.batch.candidates.limit = op.candidate_limit;
+        Ok(())
+    }
+}
+/// A batch's candidate rows, in the order they came: in memory up to
+/// [`CANDIDATES_IN_MEMORY`] bytes, then all in a temporary file (Arrow IPC), so that a batch
+/// of millions of new keys does not hold their rows until it ends.
+struct Candidates {
+    /// Bytes kept in memory before the rows go to a file.
+    limit: usize,
+    rows: u64,
+    memory: Vec<RecordBatch>,
+    memory_bytes: usize,
+    spill: Option<StreamWriter<BufWriter<std::fs::File>>>,
+}
+
+impl std::fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidates").field("rows", &self.rows).field("spilled", &self.spill.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn spill_err(e: impl std::fmt::Display) -> StateError {
+    StateError::Data(format!("cannot spill a batch's candidate rows to a temporary file (in $TMPDIR or /tmp): {e}"))
+}
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Self { limit: CANDIDATES_IN_MEMORY, rows: 0, memory: Vec::new(), memory_bytes: 0, spill: None }
+    }
+}
+
+impl Candidates {
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        if let Some(spill) = &mut self.spill {
+            return spill.write(&batch).map_err(spill_err);
+        }
+        self.memory_bytes += batch.get_array_memory_size();
+        self.memory.push(batch);
+        if self.memory_bytes > self.limit {
+            let file = tempfile::tempfile().map_err(spill_err)?;
+            let mut spill = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.memory[0].schema()).map_err(spill_err)?;
+            for b in self.memory.drain(..) {
+                spill.write(&b).map_err(spill_err)?;
+            }
+            self.memory_bytes = 0;
+            self.spill = Some(spill);
+        }
+        Ok(())
+    }
+
+    fn into_reader(self) -> Result<CandidateReader> {
+        Ok(match self.spill {
+            None => CandidateReader::Memory(self.memory.into_iter()),
+            Some(mut spill) => {
+                spill.finish().map_err(spill_err)?;
+                let mut file = spill.into_inner().map_err(spill_err)?.into_inner().map_err(|e| spill_err(e.error()))?;
+                file.rewind().map_err(spill_err)?;
+                CandidateReader::File(StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None).map_err(spill_err)?)
+            }
+        })
+    }
+}
+
+/// The candidates of a batch, read back in order.
+enum CandidateReader {
+    Memory(std::vec::IntoIter<RecordBatch>),
+    File(StreamReader<BufReader<std::fs::File>>),
+}
+
+impl std::fmt::Debug for CandidateReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Memory(_) => "CandidateReader::Memory",
+            Self::File(_) => "CandidateReader::File",
+        })
+    }
+}
+
+impl CandidateReader {
+    fn next(&mut self) -> Result<Option<RecordBatch>> {
+        match self {
+            Self::Memory(batches) => Ok(batches.next()),
+            Self::File(reader) => reader.next().transpose().map_err(spill_err),
+        }
     }
 }
 
@@ -251,62 +581,197 @@ fn event_time_ms(batch: &RecordBatch, col: usize) -> Result<Int64Array> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{StringArray, TimestampMillisecondArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
 
-    fn batch(rows: &[(&str, i64)]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, true),
             Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-        ]));
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    /// Rows (key, event time in seconds, value).
+    fn batch(rows: &[(&str, i64, Option<i64>)]) -> RecordBatch {
         RecordBatch::try_new(
-            schema,
+            schema(),
             vec![
                 Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
                 Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.1 * 1000).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
             ],
         )
         .unwrap()
     }
 
-    fn keys(out: &[RecordBatch]) -> Vec<String> {
+    fn spec(event_time: Option<i64>, order: Option<usize>) -> DedupSpec {
+        DedupSpec {
+            key_columns: vec![0],
+            event_time: event_time.map(|delay| (1, delay)),
+            order: order.map(|c| (c, SortOptions { descending: false, nulls_first: false })),
+            output_columns: vec![0, 1, 2],
+            output_schema: schema(),
+            late: None,
+        }
+    }
+
+    /// (key, event time s, value) of each row.
+    fn rows(out: &[RecordBatch]) -> Vec<(String, i64, Option<i64>)> {
         out.iter()
             .flat_map(|b| {
-                let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-                (0..a.len()).map(|i| a.value(i).to_string()).collect::<Vec<_>>()
+                let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                let t = b.column(1).as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+                let v = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..b.num_rows()).map(|i| (k.value(i).to_string(), t.value(i) / 1000, v.is_valid(i).then(|| v.value(i)))).collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Runs one batch of `chunks` (each with its place) and returns the rows kept.
+    fn run(op: &mut Deduplicate, chunks: &[(Place, RecordBatch)], late_wm: i64) -> Vec<(String, i64, Option<i64>)> {
+        for (place, b) in chunks {
+            op.process(std::slice::from_ref(b), *place, late_wm).unwrap();
+        }
+        let mut out = Vec::new();
+        let mut settle = op.settle().unwrap();
+        while let Some(b) = settle.next_batch().unwrap() {
+            out.push(b);
+        }
+        out.sort_by_key(|b| b.num_rows());
+        let mut rows = rows(&out);
+        rows.sort();
+        rows
+    }
+
+    fn place(source: u32, part: u32, seq: u32) -> Place {
+        Place { source, part, seq }
     }
 
     /// REFERENCE.md's worked example of dropDuplicatesWithinWatermark (delay 2 s).
     #[test]
     fn spark_worked_example() {
-        let schema = batch(&[]).schema();
-        let spec = DedupSpec { key_columns: vec![0], event_time: Some((1, 2000)), output_columns: vec![0, 1], output_schema: schema, late: None };
-        let mut op = Deduplicate::new(spec, DedupMap::default());
+        let mut op = Deduplicate::new(spec(Some(2000), Some(1)), DedupMap::default());
         // (input, late-row watermark = previous batch's, eviction watermark = this batch's, expected)
-        type Step<'a> = (&'a [(&'a str, i64)], i64, i64, &'a [&'a str]);
+        type Step<'a> = (&'a [(&'a str, i64, Option<i64>)], i64, i64, &'a [&'a str]);
         let steps: &[Step<'_>] = &[
-            (&[("a", 17)], 0, 0, &["a"]),
-            (&[("a", 16)], 0, 15_000, &[]),
-            (&[("a", 13)], 15_000, 15_000, &[]),
-            (&[("b", 22), ("c", 21)], 15_000, 15_000, &["b", "c"]),
+            (&[("a", 17, None)], 0, 0, &["a"]),
+            (&[("a", 16, None)], 0, 15_000, &[]),
+            (&[("a", 13, None)], 15_000, 15_000, &[]),
+            (&[("b", 22, None), ("c", 21, None)], 15_000, 15_000, &["b", "c"]),
             (&[], 15_000, 20_000, &[]), // the no-data batch evicts a (expires 19 s)
-            (&[("a", 21)], 20_000, 20_000, &["a"]),
-            (&[("d", 25)], 20_000, 20_000, &["d"]),
+            (&[("a", 21, None)], 20_000, 20_000, &["a"]),
+            (&[("d", 25, None)], 20_000, 20_000, &["d"]),
         ];
         let mut late = 0;
         for (input, late_wm, evict_wm, want) in steps {
-            let out = op.process(&[batch(input)], *late_wm).unwrap();
+            let out = run(&mut op, &[(Place::default(), batch(input))], *late_wm);
             op.take_added();
             op.evict(*evict_wm).run();
             late += op.take_metrics().num_rows_dropped_by_watermark;
-            assert_eq!(keys(&out), want.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(out.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), *want);
         }
         assert_eq!(late, 1, "a@13 was late");
         // d@25 moves the watermark to 23: c and the second a (both expire at 23) go; b (24)
         // and d (27) remain, as in Spark.
         assert_eq!(op.evict(23_000).run(), 2);
         assert_eq!(op.state().len(), 2);
+    }
+
+    /// Within a batch the row kept is the first by event time, ties broken by place; the
+    /// key expires by the kept row's time. Chunk order, chunk sizes and which chunk holds a
+    /// row do not matter.
+    #[test]
+    fn the_first_row_by_event_time_wins_whatever_the_chunking() {
+        let rows_in_place_order: Vec<(&str, i64, Option<i64>)> = vec![
+            ("a", 30, Some(1)),
+            ("b", 10, Some(2)),
+            ("a", 20, Some(3)),
+            ("a", 25, Some(4)),
+            ("b", 10, Some(5)), // a tie: b@10 value 2 came first
+            ("c", 40, Some(6)),
+            ("a", 20, Some(7)), // a tie with value 3
+        ];
+        let want = vec![("a".to_string(), 20, Some(3)), ("b".to_string(), 10, Some(2)), ("c".to_string(), 40, Some(6))];
+        // Cut the rows into chunks of every size, over two parts (as two Kafka partitions
+        // would be), and hand the chunks over in several orders.
+        for size in 1..=rows_in_place_order.len() {
+            let mut chunks: Vec<(Place, RecordBatch)> = rows_in_place_order
+                .chunks(size)
+                .enumerate()
+                .map(|(i, c)| (place(0, 0, i as u32), batch(c)))
+                .collect();
+            for order in 0..3 {
+                match order {
+                    1 => chunks.reverse(),
+                    2 => chunks.rotate_left(1),
+                    _ => {}
+                }
+                let mut op = Deduplicate::new(spec(Some(5000), Some(1)), DedupMap::default());
+                assert_eq!(run(&mut op, &chunks, 0), want, "chunks of {size}, order {order}");
+                let m = op.take_metrics();
+                assert_eq!((m.num_rows_updated, m.num_dropped_duplicate_rows), (3, 4));
+                assert_eq!(op.state().get(&key_of("a")), Some(25_000), "a expires by its kept row: 20 s + 5 s");
+            }
+        }
+    }
+
+    fn key_of(k: &str) -> Vec<u8> {
+        let mut bufs = vec![Vec::new()];
+        encode_column(&(Arc::new(StringArray::from(vec![k])) as ArrayRef), &mut bufs);
+        bufs.pop().unwrap()
+    }
+
+    /// Across batches the earlier batch wins, even with an earlier event time later.
+    #[test]
+    fn an_earlier_batch_wins() {
+        let mut op = Deduplicate::new(spec(None, Some(1)), DedupMap::default());
+        assert_eq!(run(&mut op, &[(Place::default(), batch(&[("a", 30, Some(1))]))], 0), vec![("a".into(), 30, Some(1))]);
+        assert_eq!(run(&mut op, &[(Place::default(), batch(&[("a", 10, Some(2))]))], 0), vec![]);
+    }
+
+    /// Ordered by another column (nulls last, as `ORDER BY v`), or not at all (place only).
+    #[test]
+    fn other_orders() {
+        let input = [("a", 1, Some(5)), ("a", 2, None), ("a", 3, Some(4)), ("b", 4, None), ("b", 5, Some(9))];
+        let chunks: Vec<(Place, RecordBatch)> =
+            input.iter().enumerate().map(|(i, r)| (place(0, (i % 2) as u32, (i / 2) as u32), batch(&[*r]))).rev().collect();
+        // Places: rows 0, 2, 4 in part 0 (chunks 0, 1, 2), rows 1, 3 in part 1.
+        let mut op = Deduplicate::new(spec(None, Some(2)), DedupMap::default());
+        assert_eq!(run(&mut op, &chunks, 0), vec![("a".into(), 3, Some(4)), ("b".into(), 5, Some(9))]);
+        let mut op = Deduplicate::new(spec(None, None), DedupMap::default());
+        assert_eq!(run(&mut op, &chunks, 0), vec![("a".into(), 1, Some(5)), ("b".into(), 5, Some(9))], "part 0 comes before part 1");
+        let mut op = Deduplicate::new(spec(Some(0), Some(1)), DedupMap::default());
+        let sources = [(place(1, 0, 0), batch(&[("x", 7, Some(1))])), (place(0, 3, 9), batch(&[("x", 7, Some(2))]))];
+        assert_eq!(run(&mut op, &sources, 0), vec![("x".into(), 7, Some(2))], "the first source wins a tie");
+    }
+
+    /// Rows at or before the epoch are late from the first batch on, as in Spark.
+    #[test]
+    fn rows_at_the_epoch_are_late_in_the_first_batch() {
+        let mut op = Deduplicate::new(spec(Some(10_000), Some(1)), DedupMap::default());
+        let out = run(&mut op, &[(Place::default(), batch(&[("a", 0, None), ("b", 5, None), ("c", -1, None)]))], 0);
+        assert_eq!(out, vec![("b".into(), 5, None)]);
+        assert_eq!(op.take_metrics().num_rows_dropped_by_watermark, 2);
+    }
+
+    /// Many candidates go through a spill file and come back the same.
+    #[test]
+    fn candidates_spill_to_a_file() {
+        let input: Vec<(String, i64, Option<i64>)> = (0..20_000).map(|i| (format!("k{}", i % 7_000), 100_000 - i, Some(i))).collect();
+        let chunks: Vec<(Place, RecordBatch)> = input
+            .chunks(1_000)
+            .enumerate()
+            .map(|(i, c)| (place(0, 0, i as u32), batch(&c.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect::<Vec<_>>())))
+            .collect();
+        let mut spilled = Deduplicate::new(spec(Some(1_000), Some(1)), DedupMap::default());
+        spilled.set_candidate_memory(10_000);
+        let mut in_memory = Deduplicate::new(spec(Some(1_000), Some(1)), DedupMap::default());
+        let (a, b) = (run(&mut spilled, &chunks, 0), run(&mut in_memory, &chunks, 0));
+        assert_eq!(a.len(), 7_000);
+        assert_eq!(a, b);
+        // The last row of each key has the earliest time: k0 is row 14000 (19,999 is k5999).
+        assert!(a.contains(&("k0".into(), 100_000 - 14_000, Some(14_000))));
+        assert_eq!(spilled.take_added().len(), 7_000);
+        assert_eq!(spilled.state().pending(), 0);
     }
 }

@@ -10,6 +10,6 @@ pub mod pages;
 pub mod store;
 pub mod table;
 
-pub use dedup::{DedupMetrics, DedupSpec, Deduplicate, Eviction};
+pub use dedup::{DedupMetrics, DedupSpec, Deduplicate, Eviction, Place, Settle};
 pub use error::{Result, StateError};
 pub use store::{DeltaWriter, StateFiles};

@@ -12,6 +12,12 @@
 //! and the slot holds where they are: such a key costs the same slot plus its own bytes
 //! (`long_keys_cost_their_bytes`). Evicted keys leave dead bytes in the blocks until the
 //! live ones are copied to fresh blocks, once the dead reach a quarter of the live.
+//!
+//! While a batch runs, a key it sees for the first time is *pending*: which of the batch's
+//! rows it keeps is only known at the batch's end (see `dedup.rs`). A pending slot carries a
+//! flag in its length's top bit, and its value is an index into the operator's list of
+//! pending keys instead of an expiry; [`DedupMap::settle`] gives it its expiry. Pending keys
+//! exist only inside a batch: eviction, snapshots and iteration see none.
 
 use std::hash::BuildHasher;
 
@@ -49,12 +55,16 @@ const INLINE: usize = 22;
 
 /// A slot's key: in place when short (no allocation per key), else where the map's arena
 /// of long keys holds it. 24 bytes, as a [`Key`]: a slot with its expiry and control byte
-/// is 33 bytes.
+/// is 33 bytes. The top bit of `len` marks a pending key (see the module docs).
 #[derive(Clone, Copy)]
 enum Slot {
     Inline { len: u8, bytes: [u8; INLINE] },
     Long { len: u32, block: u32, offset: u32 },
 }
+
+/// The pending flag in an inline and in a long slot's length.
+const PENDING_INLINE: u8 = 0x80;
+const PENDING_LONG: u32 = 1 << 31;
 
 /// The bytes of keys longer than [`INLINE`], packed one after another in blocks, with no
 /// header or allocator chunk per key (a boxed 41-byte key took a 64-byte glibc chunk, and
@@ -81,6 +91,7 @@ impl LongKeys {
             self.blocks.push(allocator_api2::vec::Vec::with_capacity_in(size, TablePages));
         }
         let block = self.blocks.len() - 1;
+        assert!(bytes.len() < PENDING_LONG as usize, "a key of 2 GiB or more");
         let b = &mut self.blocks[block];
         let offset = b.len();
         b.extend_from_slice(bytes);
@@ -113,18 +124,46 @@ impl Slot {
 
     fn bytes<'a>(&'a self, long: &'a LongKeys) -> &'a [u8] {
         match self {
-            Self::Inline { len, bytes } => &bytes[..*len as usize],
-            Self::Long { len, block, offset } => long.get(*block, *offset, *len),
+            Self::Inline { len, bytes } => &bytes[..(*len & !PENDING_INLINE) as usize],
+            Self::Long { len, block, offset } => long.get(*block, *offset, *len & !PENDING_LONG),
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        match self {
+            Self::Inline { len, .. } => *len & PENDING_INLINE != 0,
+            Self::Long { len, .. } => *len & PENDING_LONG != 0,
+        }
+    }
+
+    fn set_pending(&mut self, pending: bool) {
+        match self {
+            Self::Inline { len, .. } if pending => *len |= PENDING_INLINE,
+            Self::Inline { len, .. } => *len &= !PENDING_INLINE,
+            Self::Long { len, .. } if pending => *len |= PENDING_LONG,
+            Self::Long { len, .. } => *len &= !PENDING_LONG,
         }
     }
 
     /// Counts the slot's long bytes as dead: its entry was removed.
     fn release(&self, long: &mut LongKeys) {
         if let Self::Long { len, .. } = self {
-            long.live -= *len as usize;
-            long.dead += *len as usize;
+            let len = (*len & !PENDING_LONG) as usize;
+            long.live -= len;
+            long.dead += len;
         }
     }
+}
+
+/// What [`DedupMap::insert_pending`] found for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The key was not held: it is now, pending, with the index given.
+    Inserted,
+    /// The key is pending (first seen in this batch), with this index.
+    Pending(u32),
+    /// The key is held from an earlier batch, with this expiry.
+    Held(i64),
 }
 
 /// Key -> expiry (event time in ms; `i64::MAX` without a watermark).
@@ -133,6 +172,8 @@ pub struct DedupMap {
     shards: [HashTable<(Slot, i64), TablePages>; 4],
     long: LongKeys,
     hasher: foldhash::fast::RandomState,
+    /// Keys inserted pending and not settled yet.
+    pending: usize,
 }
 
 /// The hash of an entry's key, for a table that moves its entries (growth, shrinking).
@@ -175,7 +216,7 @@ impl DedupMap {
     pub fn get(&self, key: &[u8]) -> Option<i64> {
         let hash = self.hash(key);
         let long = &self.long;
-        self.shards[shard(hash)].find(hash, |(k, _)| k.bytes(long) == key).map(|(_, e)| *e)
+        self.shards[shard(hash)].find(hash, |(k, _)| k.bytes(long) == key).filter(|(k, _)| !k.is_pending()).map(|(_, e)| *e)
     }
 
     /// Inserts `key` unless it is held; returns whether it was inserted.
@@ -189,6 +230,46 @@ impl DedupMap {
                 true
             }
         }
+    }
+
+    /// Inserts `key` as pending with `index` unless it is held; says what it found.
+    pub fn insert_pending(&mut self, key: &[u8], index: u32) -> Probe {
+        let hash = self.hash(key);
+        let long = &self.long;
+        match self.shards[shard(hash)].entry(hash, |(k, _)| k.bytes(long) == key, entry_hash(&self.hasher, long)) {
+            Entry::Occupied(o) => {
+                let (slot, value) = o.get();
+                if slot.is_pending() { Probe::Pending(*value as u32) } else { Probe::Held(*value) }
+            }
+            Entry::Vacant(v) => {
+                let mut slot = Slot::new(key, &mut self.long);
+                slot.set_pending(true);
+                v.insert((slot, i64::from(index)));
+                self.pending += 1;
+                Probe::Inserted
+            }
+        }
+    }
+
+    /// Settles `key` if it is pending and `expires_for` gives its pending index an expiry:
+    /// the key is then held with that expiry. Returns whether it was settled.
+    pub fn settle(&mut self, key: &[u8], expires_for: impl FnOnce(u32) -> Option<i64>) -> bool {
+        let hash = self.hash(key);
+        let long = &self.long;
+        let Some((slot, value)) = self.shards[shard(hash)].find_mut(hash, |(k, _)| k.bytes(long) == key) else { return false };
+        if !slot.is_pending() {
+            return false;
+        }
+        let Some(expires) = expires_for(*value as u32) else { return false };
+        slot.set_pending(false);
+        *value = expires;
+        self.pending -= 1;
+        true
+    }
+
+    /// Keys inserted pending and not settled yet.
+    pub fn pending(&self) -> usize {
+        self.pending
     }
 
     /// Sets `key`'s expiry, inserting it if needed.
@@ -219,6 +300,7 @@ impl DedupMap {
     /// end. Removing only marks a slot free and moves no other entry, so a walk can stop and
     /// go on later, as long as nothing is inserted in between.
     pub fn remove_expired(&mut self, walk: &mut Walk, expired_at: i64, max: usize, mut removed: impl FnMut(&[u8])) -> bool {
+        assert_eq!(self.pending, 0, "eviction runs after the batch settled its keys");
         let (mut n, max) = (0, max.max(1));
         let mut done = true;
         'walk: while let Some(t) = self.shards.get_mut(walk.shard) {
@@ -268,16 +350,18 @@ impl DedupMap {
         for t in &mut self.shards {
             for (slot, _) in t.iter_mut() {
                 if let Slot::Long { len, block, offset } = *slot {
-                    *slot = fresh.push(self.long.get(block, offset, len));
+                    let pending = slot.is_pending();
+                    *slot = fresh.push(self.long.get(block, offset, len & !PENDING_LONG));
+                    slot.set_pending(pending);
                 }
             }
         }
         self.long = fresh;
     }
 
-    /// Every entry, in no particular order.
+    /// Every held entry, in no particular order (pending keys have no expiry yet).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], i64)> {
-        self.shards.iter().flat_map(|t| t.iter().map(|(k, e)| (k.bytes(&self.long), *e)))
+        self.shards.iter().flat_map(|t| t.iter().filter(|(k, _)| !k.is_pending()).map(|(k, e)| (k.bytes(&self.long), *e)))
     }
 }
 
@@ -390,6 +474,27 @@ mod tests {
         assert!(removed.iter().all(|k| map.get(k).is_none()));
         assert!(map.iter().all(|(_, e)| e > 2));
         assert!(map.remove_expired(&mut Walk::default(), 2, usize::MAX, |_| unreachable!()));
+    }
+
+    /// A key first seen in a batch is pending until settled; pending keys are not held.
+    #[test]
+    fn pending_keys_settle() {
+        let long = [9u8; 40];
+        let mut map = DedupMap::default();
+        map.insert(b"old", 5);
+        assert_eq!(map.insert_pending(b"old", 0), Probe::Held(5));
+        assert_eq!(map.insert_pending(b"new", 7), Probe::Inserted);
+        assert_eq!(map.insert_pending(&long, 8), Probe::Inserted);
+        assert_eq!((map.insert_pending(b"new", 9), map.insert_pending(&long, 1)), (Probe::Pending(7), Probe::Pending(8)));
+        assert_eq!((map.pending(), map.len(), map.get(b"new"), map.iter().count()), (2, 3, None, 1));
+        assert!(!map.settle(b"new", |i| (i == 6).then_some(100)), "not its index");
+        assert!(!map.settle(b"old", |_| Some(1)), "held keys do not settle");
+        assert!(map.settle(b"new", |i| (i == 7).then_some(100)));
+        assert!(map.settle(&long, |_| Some(200)));
+        assert!(!map.settle(b"new", |_| Some(1)), "settled once");
+        assert_eq!((map.pending(), map.get(b"new"), map.get(&long), map.get(b"old")), (0, Some(100), Some(200), Some(5)));
+        assert_eq!(map.insert_pending(&long, 3), Probe::Held(200));
+        assert_eq!(map.iter().map(|(k, _)| k.len()).sum::<usize>(), 3 + 3 + 40);
     }
 
     #[test]

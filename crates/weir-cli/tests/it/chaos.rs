@@ -28,8 +28,9 @@
 //!   duplicates.
 //! - One copy of each event is dropped. The duplicate is a second row of a round-`r` event,
 //!   written later in the same round, with a time up to a minute after the first, so within
-//!   the delay. In Kafka it goes to another partition, so it may even arrive first.
-//!   Whichever copy comes first sets the key's entry, which expires at
+//!   the delay. In Kafka it goes to another partition, so it may even arrive first, or in
+//!   an earlier batch. Within a batch the copy with the earlier event time is kept; across
+//!   batches the earlier batch's. The kept copy sets the key's entry, which expires at
 //!   `its time + 10 min >= T_r + 10 min`. The watermark stays below that for the whole
 //!   round, so the entry is still there when the other copy comes.
 //!
@@ -525,14 +526,13 @@ impl Chaos {
         let rows = table.json["rows"].as_array().unwrap();
         let ids: Vec<String> = rows.iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
         assert_each_once(ids, expected.iter().cloned(), &format!("{ctx}: event ids in the Delta table"));
-        let allowed: HashMap<&str, &BTreeSet<&'static str>> =
-            model.iter().flat_map(|b| b.emitted.iter().map(|(id, v)| (id.as_str(), v))).collect();
+        let wanted: HashMap<&str, &'static str> = model.iter().flat_map(|b| b.emitted.iter().map(|(id, v)| (id.as_str(), *v))).collect();
         let mut kept_dups = 0;
         for row in rows {
             let (id, v) = (row["event_id"].as_str().unwrap(), row["v"].as_str().unwrap());
             assert_ne!(v, "late", "{ctx}: a late row is in the table: {row}");
-            // The first copy to arrive is kept; copies in one batch may come in any order.
-            assert!(allowed[id].contains(v), "{ctx}: kept {row}, but the batch that first had {id} had copies {:?}", allowed[id]);
+            // Within a batch the first copy by event time is kept, wherever it was read.
+            assert_eq!(v, wanted[id], "{ctx}: kept {row}, but the first copy by event time of the batch that first had {id} is '{}'", wanted[id]);
             kept_dups += u64::from(v == "dup");
         }
 
@@ -561,7 +561,7 @@ impl Chaos {
         assert_eq!(orphans, 0, "{ctx}: data files on disk that no commit references (orphans of a crashed commit)");
         eprintln!(
             "chaos {}: seed {}: {} kills landed in {} runs over {} rounds, {:.1} s; {} batches ({no_data} no-data), {} replayed; \
-             {} rows, {dups} duplicates ({kept_dups} ids kept their 'dup' copy: it came first or in the same batch) and {late} late rows dropped; \
+             {} rows, {dups} duplicates ({kept_dups} ids kept their 'dup' copy: it came in an earlier batch) and {late} late rows dropped; \
              {} Delta commits; {orphans} data files on disk that no commit references; \
              {zero_rows_reported} commits/N say 0 output rows for a batch that wrote rows (replayed after its Delta commit)\n  kills by timing: {:?}\n  kills by step: {:?}",
             self.what,
@@ -594,8 +594,8 @@ impl Drop for Chaos {
 struct ModelBatch {
     watermark: i64,
     late_watermark: i64,
-    /// Ids the batch outputs, each with the copies (`v`) that may be the one kept.
-    emitted: BTreeMap<String, BTreeSet<&'static str>>,
+    /// Ids the batch outputs, each with the copy (`v`) that must be the one kept.
+    emitted: BTreeMap<String, &'static str>,
     late: u64,
     dups: u64,
 }
@@ -603,8 +603,10 @@ struct ModelBatch {
 /// Spark's `dropDuplicatesWithinWatermark` with the 3.4+ late-row rule, written from the
 /// README, independently of weir's code: batch N's watermark is
 /// `max(watermark of N-1, max event time through N-1 - delay)` (0 before any data); rows at
-/// or below the previous batch's watermark are late (once it is positive); the first copy of
-/// a key is kept, and its entry lives until the batch watermark reaches `time + delay`.
+/// or below the previous batch's watermark are late; a key new in a batch keeps its first
+/// copy by event time, ties by place (the batch's rows come here in place order: file then
+/// line, or partition then offset), and its entry lives until the batch watermark reaches
+/// that copy's `time + delay`; a key held from an earlier batch drops its rows.
 struct Model;
 
 impl Model {
@@ -614,18 +616,24 @@ impl Model {
         let mut out = Vec::with_capacity(inputs.len());
         for rows in inputs {
             let mut b = ModelBatch { watermark, late_watermark, emitted: BTreeMap::new(), late: 0, dups: 0 };
+            let mut best: BTreeMap<&str, &Row> = BTreeMap::new();
             for row in rows {
-                if late_watermark > 0 && row.ts_ms <= late_watermark {
+                if row.ts_ms <= late_watermark {
                     b.late += 1;
-                } else if let Some(copies) = b.emitted.get_mut(&row.id) {
-                    copies.insert(row.v);
-                    b.dups += 1;
                 } else if state.contains_key(&row.id) {
                     b.dups += 1;
+                } else if let Some(kept) = best.get_mut(row.id.as_str()) {
+                    if row.ts_ms < kept.ts_ms {
+                        *kept = row;
+                    }
+                    b.dups += 1;
                 } else {
-                    state.insert(row.id.clone(), row.ts_ms + DELAY_MS);
-                    b.emitted.insert(row.id.clone(), BTreeSet::from([row.v]));
+                    best.insert(&row.id, row);
                 }
+            }
+            for (id, row) in best {
+                state.insert(id.to_string(), row.ts_ms + DELAY_MS);
+                b.emitted.insert(id.to_string(), row.v);
             }
             if watermark > 0 {
                 state.retain(|_, expires| *expires > watermark);

@@ -417,3 +417,49 @@ fn two_queries_append_to_one_delta_table_concurrently() {
         assert_eq!(versions, (0..8).collect::<Vec<i64>>(), "query {q}: one commit per batch, in order");
     }
 }
+
+/// A restart whose deduplication keeps other state than the checkpoint holds is refused,
+/// naming what changed; a change that keeps the state's meaning (the ORDER BY, the output
+/// columns) is not.
+#[test]
+fn a_changed_deduplication_is_refused_on_restart() {
+    let (_tmp, dir) = scratch();
+    let script = |keys: &str, delay: &str, select: &str| {
+        format!(
+            "CREATE TABLE events (event_id STRING, user_id BIGINT, ts TIMESTAMP,
+               WATERMARK FOR ts AS ts - INTERVAL '{delay}' MINUTE)
+             WITH (connector = 'file', path = 'in', format = 'json');
+             CREATE TABLE out WITH (connector = 'delta', path = 'out');
+             INSERT INTO out SELECT DISTINCT ON ({keys}) {select} FROM events ORDER BY {keys}, ts;"
+        )
+    };
+    write_file(&dir.join("in"), "1.json", &[format!(r#"{{"event_id": "a", "user_id": 1, "ts": "{}"}}"#, ts(10))]);
+    std::fs::write(dir.join("p.sql"), script("event_id", "10", "event_id, user_id, ts")).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+
+    for (keys, delay, wanted) in [
+        ("user_id", "10", "keys (event_id STRING) became (user_id BIGINT)"),
+        ("event_id", "5", "watermark delay 600000 ms became 300000 ms"),
+    ] {
+        std::fs::write(dir.join("p.sql"), script(keys, delay, "event_id, user_id, ts")).unwrap();
+        let out = run(&dir, "p.sql", &[]);
+        assert!(!out.status.success(), "{keys}, {delay}: a changed deduplication must be refused");
+        let err = stderr(&out);
+        assert!(err.contains("its deduplication changed since the checkpoint was made") && err.contains(wanted), "{err}");
+        assert!(err.contains("--checkpoint"), "says what to do: {err}");
+    }
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE events (event_id STRING, user_id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'file', path = 'in', format = 'json');
+         CREATE TABLE out WITH (connector = 'delta', path = 'out');
+         INSERT INTO out SELECT event_id, user_id, ts FROM events;",
+    )
+    .unwrap();
+    let out = run(&dir, "p.sql", &[]);
+    assert!(stderr(&out).contains("which the query no longer has"), "{}", stderr(&out));
+
+    // Another output expression over the same keys, delay and event time is the same state.
+    std::fs::write(dir.join("p.sql"), script("event_id", "10", "event_id, user_id + 0 AS user_id, ts")).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+}

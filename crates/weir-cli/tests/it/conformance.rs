@@ -20,15 +20,25 @@
 //!
 //! state total=<n> updated=<n> removed=<n> late=<n> duplicates=<n>   (any subset)
 //!
+//! watermark <yyyy-mm-ddThh:mm:ss.sssZ>   (the watermark of the last batch that ran)
+//!
 //! trigger once | available-now   (for the batches that follow; default available-now)
 //! watermark-policy min | max      (how several sources' watermarks combine; default min)
+//! also continuous                 (first line: run the case a second time, in one query)
 //! ```
 //!
 //! Each `batch` starts the query again on the same checkpoint, so every case also exercises
 //! the restart path. With `available-now` it runs every batch that is due, no-data batches
 //! (state eviction) included, as Spark's `processAllAvailable`; with `once`, one batch.
 //! `state` checks the stateful operator's metrics over those batches: `total` after the last,
-//! the others summed. `WEIR_COMPLETE=1` rewrites the expected rows.
+//! the others summed. `WEIR_COMPLETE=1` rewrites the expected rows, and
+//! `WEIR_CONFORMANCE=<part of a file name>` runs only the matching files.
+//!
+//! A case marked `also continuous` runs a second time through ONE query that never stops:
+//! each `batch` stages its file and waits for `process_all_available`. Its `watermark`
+//! checks must hold there too, and the rows it writes in all must be the restarted run's:
+//! where the process restarted must not change the results. (Rows per batch are not checked
+//! in that run: a file staged with `file` may be taken by a batch of its own there.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,6 +115,8 @@ struct Case {
     watermark_policy: weir_runtime::WatermarkPolicy,
     /// Progress of the batches the last `batch` directive ran.
     last_progress: Vec<weir_runtime::QueryProgress>,
+    /// In the continuous run: the one query, started at the first `batch`.
+    running: Option<weir_runtime::StreamingQuery>,
 }
 
 impl Case {
@@ -125,6 +137,25 @@ impl Case {
         let mut text = lines.join("\n");
         text.push('\n');
         std::fs::write(Path::new(&path).join(format!("{:05}.{ext}", self.file_seq)), text).unwrap();
+    }
+
+    /// Continuous run: starts the one query if needed, then waits until it has processed
+    /// everything staged so far.
+    async fn run_continuously(&mut self, at: &str) -> Result<(), String> {
+        let insert = self.query.clone().unwrap_or_else(|| panic!("{at}: batch before query"));
+        if self.running.is_none() {
+            let options = QueryOptions {
+                checkpoint: Some(self.dir.path().join(format!("checkpoint-{}", insert.sink)).display().to_string()),
+                trigger: Trigger::ProcessingTime(std::time::Duration::ZERO),
+                name: None,
+                watermark_policy: self.watermark_policy,
+            };
+            self.running = Some(self.session.start(&insert, options).await.map_err(|e| e.to_string())?);
+        }
+        let query = self.running.as_ref().expect("started");
+        query.process_all_available().await.map_err(|e| e.to_string())?;
+        self.last_progress = query.recent_progress();
+        Ok(())
     }
 
     async fn run_batch(&mut self, at: &str) -> Result<Vec<String>, String> {
@@ -153,9 +184,36 @@ fn expect_error(at: &str, result: Result<(), String>, wanted: &str) {
     }
 }
 
+/// Every row the query wrote to its memory sink, sorted.
+fn all_rows(case: &Case) -> Vec<String> {
+    let Some(insert) = &case.query else { return Vec::new() };
+    let table = case.session.memory_table(&insert.sink).unwrap_or_default();
+    render(&table.batches.iter().flat_map(|(_, b)| b.iter().cloned()).collect::<Vec<_>>())
+}
+
 async fn run_case(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let blocks = parse_blocks(&text);
+    let restarted = match run_case_as(path, &text, false).await {
+        Ok(rows) => rows,
+        Err(failure) => return Some(failure),
+    };
+    if parse_blocks(&text).first().is_none_or(|b| b.directive != "also continuous") {
+        return None;
+    }
+    match run_case_as(path, &text, true).await {
+        Err(failure) => Some(format!("{failure} (in the continuous run)")),
+        Ok(rows) if rows != restarted => Some(format!(
+            "{}: the continuous run wrote other rows than the restarted one\n  restarted:  {restarted:?}\n  continuous: {rows:?}",
+            path.display()
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// Runs a case, restarting the query for every batch or (`continuous`) in one query;
+/// returns every row written, or what failed.
+async fn run_case_as(path: &Path, text: &str, continuous: bool) -> Result<Vec<String>, String> {
+    let blocks = parse_blocks(text);
     let mut case = Case {
         path: path.to_path_buf(),
         dir: tempfile::tempdir().unwrap(),
@@ -165,8 +223,9 @@ async fn run_case(path: &Path) -> Option<String> {
         trigger: Trigger::AvailableNow,
         watermark_policy: Default::default(),
         last_progress: Vec::new(),
+        running: None,
     };
-    let complete = std::env::var("WEIR_COMPLETE").is_ok_and(|v| v == "1");
+    let complete = !continuous && std::env::var("WEIR_COMPLETE").is_ok_and(|v| v == "1");
     let mut rewrites: BTreeMap<usize, (std::ops::Range<usize>, Vec<String>)> = BTreeMap::new();
     for block in &blocks {
         let at = case.where_(block);
@@ -219,10 +278,19 @@ async fn run_case(path: &Path) -> Option<String> {
                     _ => panic!("{at}: write 'query' or 'query error <message>'"),
                 }
             }
+            ["also", "continuous"] => {}
+            ["watermark", want] => {
+                let last = case.last_progress.last().unwrap_or_else(|| panic!("{at}: no batch ran before"));
+                let got = last.event_time.as_ref().map(|e| e.watermark.clone()).unwrap_or_else(|| panic!("{at}: no watermark"));
+                if got != *want {
+                    return Err(format!("{at}: watermark of batch {} is {got}, expected {want}", last.batch_id));
+                }
+            }
             ["file", source] => case.stage_file(source, &block.body, &at),
             ["trigger", "once"] => case.trigger = Trigger::Once,
             ["trigger", "available-now"] => case.trigger = Trigger::AvailableNow,
             ["watermark-policy", policy] => case.watermark_policy = policy.parse().unwrap_or_else(|e| panic!("{at}: {e}")),
+            ["state", ..] if continuous => {}
             ["state", ..] => {
                 let ops: Vec<&serde_json::Value> =
                     case.last_progress.iter().filter_map(|p| p.state_operators.first()).collect();
@@ -243,7 +311,7 @@ async fn run_case(path: &Path) -> Option<String> {
                     };
                     let got = if name == "total" { field(ops[ops.len() - 1]) } else { ops.iter().map(|o| field(o)).sum() };
                     if got != want {
-                        return Some(format!("{at}: state {name} is {got}, expected {want} (batches: {})", ops.len()));
+                        return Err(format!("{at}: state {name} is {got}, expected {want} (batches: {})", ops.len()));
                     }
                 }
             }
@@ -261,6 +329,17 @@ async fn run_case(path: &Path) -> Option<String> {
                 if let Some(source) = source {
                     case.stage_file(source, &block.body, &at);
                 }
+                if continuous {
+                    let result = case.run_continuously(&at).await;
+                    match error {
+                        Some(wanted) => {
+                            expect_error(&at, result, &wanted);
+                            case.running = None;
+                        }
+                        None => result.unwrap_or_else(|e| panic!("{at}: batch failed: {e}")),
+                    }
+                    continue;
+                }
                 let result = case.run_batch(&at).await;
                 match error {
                     Some(wanted) => expect_error(&at, result.map(|_| ()), &wanted),
@@ -272,7 +351,7 @@ async fn run_case(path: &Path) -> Option<String> {
                         if complete {
                             rewrites.insert(range.start, (range, got));
                         } else if got != want_sorted {
-                            return Some(format!("{at}: rows differ\n  expected: {want_sorted:?}\n  got:      {got:?}"));
+                            return Err(format!("{at}: rows differ\n  expected: {want_sorted:?}\n  got:      {got:?}"));
                         }
                     }
                 }
@@ -284,18 +363,27 @@ async fn run_case(path: &Path) -> Option<String> {
         let lines: Vec<&str> = text.lines().collect();
         let mut out = Vec::new();
         let mut i = 0;
-        while i < lines.len() {
+        while i <= lines.len() {
             if let Some((range, rows)) = rewrites.get(&i) {
                 out.extend(rows.iter().cloned());
-                i = range.end;
-                continue;
+                // An empty block of expected rows takes no line: go on with this one.
+                if range.end > i {
+                    i = range.end;
+                    continue;
+                }
             }
-            out.push(lines[i].to_string());
+            if let Some(line) = lines.get(i) {
+                out.push(line.to_string());
+            }
             i += 1;
         }
         std::fs::write(path, out.join("\n") + "\n").unwrap();
     }
-    None
+    if let Some(query) = case.running.take() {
+        query.stop();
+        query.await_termination().await.map_err(|e| format!("{}: the continuous query failed: {e}", path.display()))?;
+    }
+    Ok(all_rows(&case))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,6 +393,8 @@ async fn conformance_suite() {
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        // WEIR_CONFORMANCE=<part of a file name> runs only the matching cases.
+        .filter(|p| std::env::var("WEIR_CONFORMANCE").is_ok_and(|only| p.to_string_lossy().contains(&only)) || std::env::var("WEIR_CONFORMANCE").is_err())
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no conformance cases in {}", root.display());

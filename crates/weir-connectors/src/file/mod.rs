@@ -192,6 +192,15 @@ async fn fetch(location: &Location, relative: &str) -> Result<Bytes> {
 /// Bytes of a newline-delimited JSON file per read, and per chunk of a batch.
 const PIECE_BYTES: u64 = 2 << 20;
 
+/// The piece size: [`PIECE_BYTES`], or `WEIR_FILE_PIECE_BYTES` when set (a tuning knob; the
+/// tests use it to show that results do not depend on how files are cut).
+fn piece_bytes() -> u64 {
+    static PIECE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PIECE.get_or_init(|| {
+        std::env::var("WEIR_FILE_PIECE_BYTES").ok().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0).unwrap_or(PIECE_BYTES)
+    })
+}
+
 /// Pieces read ahead of the one being decoded.
 const READ_AHEAD: usize = 2;
 
@@ -387,8 +396,8 @@ impl Source for FileSource {
                 // Each file comes as pieces (see `read_pieces`), numbered in the file so that
                 // a bad line can be named by its line in the file. Reads run ahead of decoding.
                 let location = location.clone();
-                let pieces = futures::stream::iter(files).flat_map(move |relative| {
-                    read_pieces(location.clone(), relative, format, PIECE_BYTES).enumerate().map(|(i, p)| p.map(|p| (i, p)))
+                let pieces = futures::stream::iter(files.into_iter().enumerate()).flat_map(move |(file, relative)| {
+                    read_pieces(location.clone(), relative, format, piece_bytes()).enumerate().map(move |(i, p)| p.map(|p| ((file, i), p)))
                 });
                 read_ahead(pieces.boxed(), READ_AHEAD)
             })
@@ -408,7 +417,7 @@ impl Source for FileSource {
             .try_buffered(parallelism)
             // In file order again: number bad lines in their file.
             .scan(0u64, move |lines_before, piece| {
-                let out = piece.and_then(|(i, name, d)| {
+                let out = piece.and_then(|((file, i), name, d)| {
                     if i == 0 {
                         *lines_before = 0;
                     }
@@ -416,7 +425,8 @@ impl Source for FileSource {
                     let d = d.placed(&name, *lines_before, collect_bad)?;
                     *lines_before += lines;
                     let bad_rows = if d.bad.is_empty() { Vec::new() } else { vec![dead_letter_rows(&name, &d.bad)] };
-                    Ok(ReadOutput { batches: d.batches, bad_rows })
+                    let place = crate::ChunkPlace { part: place_number(file)?, seq: place_number(i)? };
+                    Ok(ReadOutput { batches: d.batches, bad_rows, place })
                 });
                 futures::future::ready(Some(out))
             })
@@ -429,6 +439,11 @@ impl Source for FileSource {
             BadRows::Fail => None,
         }
     }
+}
+
+/// A file's index in the batch, or a piece's in its file, as a [`crate::ChunkPlace`] number.
+fn place_number(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| ConnectorError::Config("a batch of more than 4 billion files or pieces of a file".into()))
 }
 
 /// The dead-letter table of a file source: the raw line, its place and the error.

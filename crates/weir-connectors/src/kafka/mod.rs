@@ -83,12 +83,12 @@ impl KafkaSource {
     }
 
     /// A partition chunk's rows; its warnings and lost offsets go to the source's counters.
-    fn take_report(&self, decoded: records::Decoded, report: consumer::ReadReport) -> ReadOutput {
+    fn take_report(&self, decoded: records::Decoded, report: consumer::ReadReport, place: crate::ChunkPlace) -> ReadOutput {
         for w in report.warnings {
             self.warn(w);
         }
         self.lost.fetch_add(report.lost, std::sync::atomic::Ordering::Relaxed);
-        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect() }
+        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect(), place }
     }
 
     fn initial_path(&self) -> String {
@@ -462,7 +462,10 @@ impl Source for KafkaSource {
         };
         futures::stream::once(readers)
             .map_ok(move |readers| {
-                futures::stream::unfold((readers, 0usize), move |(mut readers, mut turn)| async move {
+                // Each partition's chunks are numbered: a chunk's place is (partition's index
+                // in the batch, chunk number), whatever order the partitions take turns in.
+                let seqs = vec![0u32; readers.len()];
+                futures::stream::unfold((readers, seqs, 0usize), move |(mut readers, mut seqs, mut turn)| async move {
                     // The next partition in turn that still has chunks.
                     while readers.iter().any(Option::is_some) {
                         let i = turn % readers.len();
@@ -470,11 +473,13 @@ impl Source for KafkaSource {
                         let Some(rx) = readers[i].as_mut() else { continue };
                         match rx.recv().await {
                             Some(result) => {
-                                let chunk = result.map(|(decoded, report)| self.take_report(decoded, report)).map_err(|e| match e {
+                                let place = crate::ChunkPlace { part: i as u32, seq: seqs[i] };
+                                seqs[i] += 1;
+                                let chunk = result.map(|(decoded, report)| self.take_report(decoded, report, place)).map_err(|e| match e {
                                     ConnectorError::BadData(m) => ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)),
                                     other => other,
                                 });
-                                return Some((chunk, (readers, turn)));
+                                return Some((chunk, (readers, seqs, turn)));
                             }
                             None => readers[i] = None,
                         }
