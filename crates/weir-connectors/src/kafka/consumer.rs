@@ -37,7 +37,7 @@ pub(crate) fn tp_name(tp: &Tp) -> String {
 
 /// How often librdkafka reports statistics under read_committed, for the last stable
 /// offsets (`properties.statistics.interval.ms` may change it). A batch's end is at most this
-/// much older than the newest fetch response; the report is about 1 KiB per partition.
+/// much older than the newest fetch response. A report is a few KB (5.6 KB for one partition).
 pub(crate) const STATS_INTERVAL_MS: u64 = 100;
 
 /// Keeps librdkafka's last client-level error (broker down, authentication failed) so that
