@@ -707,3 +707,131 @@ fn kafka_secret_properties_are_never_shown() {
     assert!(stderr(&out).contains(&format!("127.0.0.1:{port}")), "{}", stderr(&out));
     assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
 }
+
+/// The JSON source `events` on topic `t` from its start, with `options`, into Delta table `sink`.
+fn txn_script(broker: &Broker, options: &str, sink: &str) -> String {
+    let options = format!(", starting_offsets = 'earliest'{options}");
+    events_script(broker, "t", "", &options, sink, &format!("INSERT INTO {sink} SELECT * FROM events;"))
+}
+
+/// Events `range`, event `n` to partition `n % 2`.
+fn two_partitions(range: std::ops::Range<u64>) -> impl Iterator<Item = Message> {
+    range.map(|n| Message::value(event_json(n)).partition((n % 2) as i32))
+}
+
+/// Events `range`, all to partition 0.
+fn partition_0(range: std::ops::Range<u64>) -> impl Iterator<Item = Message> {
+    range.map(|n| Message::value(event_json(n)).partition(0))
+}
+
+#[test]
+fn kafka_batches_end_at_the_last_stable_offset() {
+    let broker = Broker::start();
+    broker.create_topic("t", 2);
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("committed.sql"), txn_script(&broker, "", "out")).unwrap();
+    let uncommitted = ", properties.isolation.level = 'read_uncommitted'";
+    std::fs::write(dir.join("uncommitted.sql"), txn_script(&broker, uncommitted, "out_u")).unwrap();
+
+    // Partition 0: e0-e18 (even), then an open transaction e20-e29 at offsets 10-19 (its last
+    // stable offset is 10), then e30-e38 (even). Partition 1 has no transaction: e1-e39 (odd).
+    broker.send("t", two_partitions(0..20));
+    let upstream = broker.transactional_producer("upstream");
+    upstream.begin();
+    let in_txn = upstream.send("t", partition_0(20..30));
+    assert_eq!(in_txn.first(), Some(&(0, 10)), "the transaction starts at offset 10 of partition 0");
+    broker.send("t", two_partitions(30..40));
+    let odd = |range: std::ops::Range<u64>| range.filter(|n| n % 2 == 1).collect::<Vec<u64>>();
+
+    let out = run_within(&dir, "committed.sql", &["--progress", "json"], LIMIT);
+    assert_ok(&out);
+    let batches = progress(&out);
+    let end = &batches.last().expect("a batch ran")["sources"][0]["endOffset"]["t"];
+    let ends = (&end["0"], &end["1"]);
+    assert_eq!(ends, (&Value::from(10), &Value::from(15)), "partition 0 ends at its last stable offset, partition 1 at its end: {end}");
+    let readable: Vec<u64> = (0..20).chain(odd(30..40)).collect();
+    assert_each_once(string_column(&dir.join("out"), "event_id"), ids(readable.clone()), "while the transaction is open");
+
+    // read_uncommitted reads to the high watermark, the open transaction included, as before.
+    assert_ok(&run_within(&dir, "uncommitted.sql", &[], LIMIT));
+    assert_each_once(string_column(&dir.join("out_u"), "event_id"), ids(0..40), "read_uncommitted");
+
+    // Committed: the next run takes the transaction and what follows it, each once.
+    upstream.commit();
+    assert_ok(&run_within(&dir, "committed.sql", &[], LIMIT));
+    assert_each_once(string_column(&dir.join("out"), "event_id"), ids(0..40), "after the commit");
+
+    // Aborted: e40-e49 in a transaction, e50-e59 written while it is open, then aborted, then
+    // e60-e69. The run completes its ranges across the abort marker.
+    upstream.begin();
+    upstream.send("t", partition_0(40..50));
+    broker.send("t", two_partitions(50..60));
+    upstream.abort();
+    broker.send("t", two_partitions(60..70));
+    assert_ok(&run_within(&dir, "committed.sql", &[], LIMIT));
+    let got = string_column(&dir.join("out"), "event_id");
+    let aborted = ids(40..50);
+    let seen_aborted = got.iter().filter(|id| aborted.contains(id)).count();
+    eprintln!("records of the aborted transaction read: {seen_aborted} of {}", aborted.len());
+    // Kafka lists aborted transactions in fetch responses and librdkafka drops their records;
+    // tansu 0.6.0 lists none, so they come through (docs/kafka-research.md). Either way, once.
+    let expected: Vec<u64> = if seen_aborted == 0 { (0..40).chain(50..70).collect() } else { (0..70).collect() };
+    assert_each_once(got, ids(expected), "after the abort");
+}
+
+#[test]
+fn kafka_replay_past_an_open_transaction_waits_for_it() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    let (_tmp, dir) = scratch();
+    broker.send("t", partition_0(0..10));
+    let upstream = broker.transactional_producer("upstream");
+    upstream.begin();
+    upstream.send("t", partition_0(10..20));
+    broker.send("t", partition_0(20..30));
+
+    // Batch 0 planned under read_uncommitted, past the last stable offset (10), and not run:
+    // what an earlier weir, which planned every batch at the high watermark, left behind.
+    let uncommitted = ", properties.isolation.level = 'read_uncommitted'";
+    std::fs::write(dir.join("p.sql"), txn_script(&broker, uncommitted, "out")).unwrap();
+    crash_at(&dir, "after_offsets", 0, LIMIT);
+    let planned: Value = serde_json::from_slice(&std::fs::read(dir.join(".weir/checkpoints/out/offsets/0.json")).unwrap()).unwrap();
+    assert_eq!(planned["sources"]["events"]["end"]["t"]["0"], 30, "batch 0 ends at the high watermark: {planned}");
+
+    // Replayed under read_committed, it stops at the open transaction and waits: it neither
+    // skips [10, 30) nor finishes before the commit. The wait outlasts connect_timeout (5 s),
+    // so the batch loop retries the read and says why.
+    std::fs::write(dir.join("p.sql"), txn_script(&broker, "", "out")).unwrap();
+    let log = dir.join("replay.stderr");
+    let mut child = weir(&dir)
+        .args(["run", "p.sql", "--trigger", "available-now"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(7));
+    let early = child.try_wait().unwrap();
+    if early.is_some() {
+        let table = if dir.join("out/_delta_log").exists() { string_column(&dir.join("out"), "event_id") } else { Vec::new() };
+        panic!("the replay ended ({early:?}) with the transaction still open, with {table:?}:\n{}", std::fs::read_to_string(&log).unwrap());
+    }
+    upstream.commit();
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the replay did not end within {LIMIT:?} of the commit:\n{}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the replay failed ({status}):\n{stderr}");
+    assert!(
+        stderr.contains("this batch ends at offset 30, but the last stable offset is 10: a transaction that is still open"),
+        "the wait is reported:\n{stderr}"
+    );
+    assert_each_once(string_column(&dir.join("out"), "event_id"), ids(0..30), "batch 0 replayed after the commit");
+}

@@ -4,10 +4,14 @@
 //! Every method blocks (librdkafka calls with timeouts); the source calls them from
 //! `spawn_blocking`. Correctness never rests on what the broker's `ListOffsets` says about
 //! the end of a partition (tansu, the test broker, gets it wrong after bulk produces): batch
-//! ends come from the high watermark carried by fetch responses, which librdkafka caches per
-//! partition, and reads stop by offset.
+//! ends come from what fetch responses carry, and reads stop by offset. librdkafka caches a
+//! partition's high watermark (`rd_kafka_get_watermark_offsets`); its last stable offset,
+//! the end of what a read_committed consumer gets, only reaches the application in the
+//! statistics (`ls_offset`), which weir asks for every [`STATS_INTERVAL_MS`] under
+//! read_committed. A thread of the consumer serves its main queue (errors, statistics).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, TopicPartitionList as Tpl};
 use weir_sql::config::KafkaConfig;
 
+use super::ends::{OnEof, OnRecord, RangeRead, readable_end};
 use super::records::Chunk;
 use crate::error::{ConnectorError, Result};
 
@@ -30,11 +35,39 @@ pub(crate) fn tp_name(tp: &Tp) -> String {
     format!("topic '{}' partition {}", tp.0, tp.1)
 }
 
+/// How often librdkafka reports statistics under read_committed, for the last stable
+/// offsets (`properties.statistics.interval.ms` may change it). A batch's end is at most this
+/// much older than the newest fetch response. A report is a few KB (5.6 KB for one partition).
+pub(crate) const STATS_INTERVAL_MS: u64 = 100;
+
 /// Keeps librdkafka's last client-level error (broker down, authentication failed) so that
-/// timeouts can say why.
+/// timeouts can say why, and each partition's last stable offset from the statistics.
 #[derive(Default)]
 pub(crate) struct Context {
     last_error: Mutex<Option<String>>,
+    /// `ls_offset` of each partition in the newest statistics: under read_committed the last
+    /// stable offset of its newest fetch response (the high watermark when the broker has
+    /// none). Partitions not fetched yet are absent.
+    stable: Mutex<HashMap<Tp, i64>>,
+}
+
+/// The part of librdkafka's statistics (STATISTICS.md) weir reads.
+#[derive(serde::Deserialize)]
+struct Stats {
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(serde::Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStats>,
+}
+
+#[derive(serde::Deserialize)]
+struct PartitionStats {
+    partition: i32,
+    ls_offset: i64,
 }
 
 impl ClientContext for Context {
@@ -44,6 +77,23 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         *self.last_error.lock().expect("not poisoned") = Some(format!("{error} ({reason})"));
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        let stats: Stats = match serde_json::from_slice(statistics) {
+            Ok(stats) => stats,
+            Err(e) => {
+                *self.last_error.lock().expect("not poisoned") = Some(format!("unreadable librdkafka statistics: {e}"));
+                return;
+            }
+        };
+        let mut stable = self.stable.lock().expect("not poisoned");
+        for (topic, t) in stats.topics {
+            // Partition -1 is librdkafka's unassigned queue; -1001 means not fetched yet.
+            for p in t.partitions.into_values().filter(|p| p.partition >= 0 && p.ls_offset >= 0) {
+                stable.insert((topic.clone(), p.partition), p.ls_offset);
+            }
+        }
     }
 }
 
@@ -67,9 +117,25 @@ pub(crate) struct ReadReport {
     pub warnings: Vec<String>,
 }
 
+/// Where a partition's log ends, as of the newest fetch responses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogEnd {
+    /// The high watermark.
+    pub high: i64,
+    /// What the consumer can read up to: the high watermark, or with read_committed the last
+    /// stable offset.
+    pub readable: i64,
+}
+
 /// One source's consumer.
 pub(crate) struct KafkaConsumer {
     consumer: Arc<BaseConsumer<Context>>,
+    /// `isolation.level = read_committed` (librdkafka's default): reads stop at the last
+    /// stable offset, so batches do too.
+    read_committed: bool,
+    /// Serves the main queue until `stop`; partitions have queues of their own.
+    server: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
     assigned: Mutex<Assignment>,
     servers: String,
     fail_on_data_loss: bool,
@@ -106,6 +172,18 @@ impl KafkaConsumer {
             .set("queued.max.messages.kbytes", "32768")
             .set("socket.connection.setup.timeout.ms", config.connect_timeout.as_millis().max(1000).to_string())
             .set("reconnect.backoff.max.ms", "2000");
+        let property = |key: &str| config.properties.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let read_committed = property("isolation.level") != Some("read_uncommitted");
+        if read_committed {
+            c.set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+            if property("statistics.interval.ms").is_some_and(|v| v.trim() == "0") {
+                return Err(ConnectorError::Config(format!(
+                    "kafka source '{source}': option 'properties.statistics.interval.ms' = '0' turns off librdkafka's statistics, \
+                     which is where weir learns each partition's last stable offset under isolation.level = read_committed; \
+                     leave it out (default {STATS_INTERVAL_MS} ms), or set 'properties.isolation.level' = 'read_uncommitted'"
+                )));
+            }
+        }
         for (k, v) in &config.properties {
             c.set(k, v);
         }
@@ -124,8 +202,24 @@ impl KafkaConsumer {
         let consumer: BaseConsumer<Context> = c.create_with_context(Context::default()).map_err(|e| {
             ConnectorError::Config(redact(&format!("kafka source '{source}': bad consumer settings: {e}"), &secrets))
         })?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (serving, stopped) = (Arc::clone(&consumer), Arc::clone(&stop));
+        // Statistics come every STATS_INTERVAL_MS and queue up until served, also while the
+        // query waits for its next trigger.
+        let server = std::thread::Builder::new()
+            .name(format!("weir-kafka-{source}"))
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    drop(serving.poll(Duration::from_millis(50)));
+                }
+            })
+            .map_err(|e| ConnectorError::Io(format!("kafka source '{source}': cannot start the consumer's thread: {e}")))?;
         Ok(Self {
-            consumer: Arc::new(consumer),
+            consumer,
+            read_committed,
+            server: Some(server),
+            stop,
             assigned: Mutex::new(HashMap::new()),
             servers: config.bootstrap_servers.clone(),
             fail_on_data_loss: config.fail_on_data_loss,
@@ -241,14 +335,32 @@ impl KafkaConsumer {
         cached_watermarks(&self.consumer, tp).map(|(_, high)| high)
     }
 
-    /// Waits until every assigned partition has had a fetch response, then returns each
-    /// partition's high watermark.
-    pub fn high_watermarks(&self, tps: &[Tp], timeout: Duration) -> Result<BTreeMap<Tp, i64>> {
+    /// With read_committed, the last stable offset of `tp` in the newest statistics (`None`
+    /// before the first after a fetch response); with read_uncommitted, `None`.
+    fn stable_offset(&self, tp: &Tp) -> Option<i64> {
+        if !self.read_committed {
+            return None;
+        }
+        self.consumer.client().context().stable.lock().expect("not poisoned").get(tp).copied()
+    }
+
+    /// Where `tp`'s log ends, as far as fetch responses have told (`None` before they have).
+    pub fn cached_end(&self, tp: &Tp) -> Option<LogEnd> {
+        let high = self.cached_high_watermark(tp)?;
+        let stable = match self.stable_offset(tp) {
+            None if self.read_committed => return None,
+            stable => stable,
+        };
+        Some(LogEnd { high, readable: readable_end(high, stable) })
+    }
+
+    /// Waits until every assigned partition has had a fetch response (and under
+    /// read_committed, statistics after one), then returns where each partition's log ends.
+    pub fn ends(&self, tps: &[Tp], timeout: Duration) -> Result<BTreeMap<Tp, LogEnd>> {
         let started = Instant::now();
         loop {
             self.serve();
-            let found: BTreeMap<Tp, i64> =
-                tps.iter().filter_map(|tp| self.cached_high_watermark(tp).map(|h| (tp.clone(), h))).collect();
+            let found: BTreeMap<Tp, LogEnd> = tps.iter().filter_map(|tp| self.cached_end(tp).map(|e| (tp.clone(), e))).collect();
             if found.len() == tps.len() {
                 return Ok(found);
             }
@@ -268,58 +380,69 @@ impl KafkaConsumer {
     }
 
     /// Appends the records of `tp` in `[start, end)` to `chunk`. Offsets inside the range may
-    /// be missing (compacted topics, transaction markers); records are never read twice or
-    /// beyond `end`.
+    /// be missing (compacted topics, transaction markers, aborted transactions); records are
+    /// never read twice or beyond `end`. The stop rule is [`RangeRead`]'s.
     pub fn read(&self, tp: &Tp, start: i64, end: i64, chunk: &mut Chunk) -> Result<ReadReport> {
         let mut report = ReadReport::default();
         let state = self.assigned.lock().expect("not poisoned").get(tp).map(Arc::clone);
         let state = state.ok_or_else(|| ConnectorError::Config(format!("kafka: {} is not assigned", tp_name(tp))))?;
         let mut guard = state.lock().expect("not poisoned");
         let PartitionState { queue, position } = &mut *guard;
-        let mut pos = start;
+        let mut range = RangeRead::new(start, end);
         if *position != Some(start) {
             *position = None;
             self.seek(tp, start)?;
         }
         // A partition-EOF event may be stale (queued when the fetcher reached an older end,
         // before records we have not polled yet). An EOF is believed only when it is the first
-        // thing the queue yields after a seek to `pos`: then nothing is left in [pos, end).
+        // thing the queue yields after a seek to the position: then the consumer has nothing
+        // for us from there to where it stopped, and `RangeRead::eof` says whether that covers
+        // the range. Under read_committed it may not (a transaction is open): then wait until
+        // the records come, or the last stable offset known passes the end and a new seek
+        // checks again.
         let mut eof_at: Option<Instant> = None;
-        let mut verifying = false;
+        let mut verifying: Option<Option<i64>> = None; // Some(the LSO known at the seek)
+        let mut waiting: Option<i64> = None; // Some(the LSO the consumer stopped at)
         let mut last_progress = Instant::now();
-        while pos < end {
+        while !range.done() {
             match queue.poll(Duration::from_millis(10)) {
                 Some(Ok(m)) => {
                     let offset = m.offset();
-                    if offset < pos {
-                        continue;
+                    match range.record(offset) {
+                        OnRecord::Stale => continue,
+                        OnRecord::Past => {
+                            // A gap straddled the range's end: the queue has moved on.
+                            *position = None;
+                            return Ok(report);
+                        }
+                        OnRecord::Take => chunk.push(&m),
                     }
                     eof_at = None;
-                    verifying = false;
+                    verifying = None;
+                    waiting = None;
                     last_progress = Instant::now();
-                    if offset >= end {
-                        // Past the range (a gap straddled its end): the queue has moved on.
-                        *position = None;
-                        return Ok(report);
-                    }
-                    chunk.push(&m);
-                    pos = offset + 1;
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    if verifying {
-                        let high = self.cached_high_watermark(tp).unwrap_or(pos);
-                        if high >= end {
-                            break; // [pos, end) holds no record: a gap
+                    let Some(stable_at_seek) = verifying.take() else {
+                        eof_at.get_or_insert_with(Instant::now);
+                        continue;
+                    };
+                    let high = self.cached_high_watermark(tp).unwrap_or(range.pos);
+                    match range.eof(high, stable_at_seek) {
+                        OnEof::Gap => break,
+                        OnEof::Wait { stable } => waiting = Some(stable),
+                        OnEof::Lost { available } => {
+                            let why = "the broker's log ends before the checkpoint's offsets";
+                            self.data_loss(tp, range.pos, available, end, why, &mut report)?;
+                            *position = None;
+                            return Ok(report);
                         }
-                        self.data_loss(tp, pos, high, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
-                        *position = None;
-                        return Ok(report);
                     }
-                    eof_at.get_or_insert_with(Instant::now);
                 }
                 Some(Err(KafkaError::MessageConsumption(code)))
                     if matches!(code, RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) =>
                 {
+                    let pos = range.pos;
                     let (earliest, latest) = self
                         .consumer
                         .fetch_watermarks(&tp.0, tp.1, self.patience)
@@ -334,10 +457,11 @@ impl KafkaConsumer {
                         return Err(ConnectorError::Unavailable(format!("kafka: {} offset {pos}: {code}", tp_name(tp))));
                     }
                     self.data_loss(tp, pos, earliest, end, "the offsets were removed from the broker (retention?)", &mut report)?;
-                    pos = earliest.min(end);
-                    if pos < end {
-                        self.seek(tp, pos)?;
+                    range.pos = earliest.min(end);
+                    if !range.done() {
+                        self.seek(tp, range.pos)?;
                     }
+                    (eof_at, verifying, waiting) = (None, None, None);
                     last_progress = Instant::now();
                 }
                 Some(Err(e)) => {
@@ -345,25 +469,43 @@ impl KafkaConsumer {
                     *self.consumer.client().context().last_error.lock().expect("not poisoned") = Some(e.to_string());
                     if last_progress.elapsed() >= self.patience {
                         *position = None;
-                        return Err(self.unavailable(&format!("to read {} from offset {pos} to {end}", tp_name(tp))));
+                        return Err(self.unavailable(&format!("to read {} from offset {} to {end}", tp_name(tp), range.pos)));
                     }
                 }
                 None => {
-                    self.serve();
-                    if eof_at.is_some_and(|t| t.elapsed() >= self.eof_grace) {
-                        eof_at = None;
-                        verifying = true;
-                        self.seek(tp, pos)?;
+                    // An EOF to check, or (waiting) an LSO known to be past the end now.
+                    let check = eof_at.is_some_and(|t| t.elapsed() >= self.eof_grace)
+                        || (waiting.is_some() && self.stable_offset(tp).is_some_and(|s| s >= end));
+                    if check {
+                        (eof_at, waiting) = (None, None);
+                        // After the seek the consumer stops at the position or later.
+                        let known = self.read_committed.then(|| self.stable_offset(tp).map_or(range.pos, |s| s.max(range.pos)));
+                        verifying = Some(known);
+                        self.seek(tp, range.pos)?;
                     }
                     if last_progress.elapsed() >= self.patience {
                         *position = None;
-                        return Err(self.unavailable(&format!("to read {} from offset {pos} to {end}", tp_name(tp))));
+                        return Err(match waiting {
+                            Some(stable) => self.open_transaction(tp, stable, end),
+                            None => self.unavailable(&format!("to read {} from offset {} to {end}", tp_name(tp), range.pos)),
+                        });
                     }
                 }
             }
         }
         *position = Some(end);
         Ok(report)
+    }
+
+    /// A read that waited `connect_timeout` for a transaction below its end: retried with
+    /// backoff by the batch loop, which says so.
+    fn open_transaction(&self, tp: &Tp, stable: i64, end: i64) -> ConnectorError {
+        ConnectorError::Unavailable(format!(
+            "kafka: {}: this batch ends at offset {end}, but the last stable offset is {stable}: a transaction that is \
+             still open holds the offsets in between (the batch was planned past it, by an earlier weir or under \
+             isolation.level = read_uncommitted); waiting for its producer to commit or abort it",
+            tp_name(tp)
+        ))
     }
 
     /// Moves `tp`'s fetch position; its queue drops what it had fetched.
@@ -409,6 +551,15 @@ impl KafkaConsumer {
     }
 }
 
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+}
+
 /// The header list of a message as `(key, value)` pairs.
 pub(crate) fn headers_of(m: &impl Message) -> super::records::HeaderList {
     m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default()
@@ -449,4 +600,56 @@ pub(crate) fn redact(message: &str, secrets: &[String]) -> String {
         out = out.replace(s.as_str(), "***");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_sql::config::ConnectorConfig;
+    use weir_sql::{Statement, parse_script};
+
+    use super::*;
+
+    fn config(properties: &str) -> KafkaConfig {
+        let sql = format!(
+            "CREATE TABLE t (v STRING) WITH (connector = 'kafka', bootstrap_servers = '127.0.0.1:9', topic = 't', \
+             format = 'json'{properties})"
+        );
+        let Some(Statement::CreateTable(table)) = parse_script(&sql).unwrap().into_iter().next() else { panic!("a CREATE TABLE") };
+        match ConnectorConfig::from_table(&table).unwrap() {
+            ConnectorConfig::Kafka(config) => config,
+            other => panic!("a kafka config, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn isolation_level_decides_where_reads_stop() {
+        // The consumer is created without contacting the broker.
+        let consumer = KafkaConsumer::new("t", &config("")).unwrap();
+        assert!(consumer.read_committed, "librdkafka's default, read_committed");
+        let consumer = KafkaConsumer::new("t", &config(", properties.isolation.level = 'read_uncommitted'")).unwrap();
+        assert!(!consumer.read_committed);
+        assert_eq!(consumer.stable_offset(&("t".into(), 0)), None, "read_uncommitted never waits for a last stable offset");
+        // read_committed learns last stable offsets from the statistics: they cannot be off.
+        let err = KafkaConsumer::new("t", &config(", properties.statistics.interval.ms = '0'")).err().expect("refused");
+        assert!(err.to_string().contains("'properties.statistics.interval.ms' = '0'"), "{err}");
+        KafkaConsumer::new("t", &config(", properties.statistics.interval.ms = '0', properties.isolation.level = 'read_uncommitted'"))
+            .unwrap();
+    }
+
+    #[test]
+    fn statistics_give_each_partitions_last_stable_offset() {
+        let context = Context::default();
+        // An excerpt of librdkafka's statistics: partition -1 is its unassigned queue, and
+        // -1001 an offset not known yet.
+        let stats = br#"{"name": "weir#consumer-1", "topics": {"t": {"topic": "t", "partitions": {
+            "0": {"partition": 0, "hi_offset": 7, "ls_offset": 2, "eof_offset": 2},
+            "1": {"partition": 1, "hi_offset": -1001, "ls_offset": -1001},
+            "-1": {"partition": -1, "hi_offset": -1001, "ls_offset": -1001}}}}}"#;
+        context.stats_raw(stats);
+        assert_eq!(*context.stable.lock().unwrap(), HashMap::from([(("t".to_string(), 0), 2)]));
+        context.stats_raw(br#"{"topics": {"t": {"partitions": {"0": {"partition": 0, "ls_offset": 8}}}}}"#);
+        assert_eq!(context.stable.lock().unwrap()[&("t".to_string(), 0)], 8);
+        context.stats_raw(b"not json");
+        assert!(context.last_error.lock().unwrap().as_deref().is_some_and(|e| e.contains("unreadable librdkafka statistics")));
+    }
 }

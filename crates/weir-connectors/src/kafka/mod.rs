@@ -1,7 +1,8 @@
 //! The Kafka source: explicit partitions, offsets in the checkpoint, exact replays.
 //!
 //! Offsets are Spark's JSON, `{"topic":{"0":23}}`, each the next offset to read (an exclusive
-//! end). Batch N's ends are planned from the high watermarks of fetch responses, capped by
+//! end). Batch N's ends are planned from what fetch responses say a consumer can read (the
+//! high watermark, or under read_committed the last stable offset; see `ends.rs`), capped by
 //! `max_offsets_per_trigger` in proportion to each partition's backlog, and written to
 //! `offsets/N` by the batch loop before the batch runs; reading batch N reads exactly
 //! `[start, end)` of every partition, the first time and on a replay. The starting offsets
@@ -9,6 +10,7 @@
 //! before the first batch starts from the same place.
 
 mod consumer;
+mod ends;
 mod records;
 
 use std::collections::BTreeMap;
@@ -49,7 +51,7 @@ pub struct KafkaSource {
     discovered_at: Option<Instant>,
     /// Offsets skipped because the broker no longer had them (`fail_on_data_loss = false`).
     lost: std::sync::atomic::AtomicU64,
-    /// The newest planned batch's high watermarks and ends, for lag in progress.
+    /// The newest planned batch's readable log ends (see `LogEnd`) and its ends, for lag in progress.
     lag: Mutex<Option<(Offsets, Offsets)>>,
     warnings: Mutex<Vec<String>>,
     /// The reader threads of the last read. A new read waits for them, so that two reads
@@ -149,8 +151,8 @@ impl KafkaSource {
             let mut all = out.clone();
             all.extend(at);
             consumer.assign(&all)?;
-            let highs = consumer.high_watermarks(&latest, consumer_patience(config))?;
-            out.extend(highs);
+            let ends = consumer.ends(&latest, consumer_patience(config))?;
+            out.extend(ends.into_iter().map(|(tp, end)| (tp, end.readable)));
         }
         Ok(out)
     }
@@ -285,7 +287,8 @@ impl Source for KafkaSource {
                 positions.insert(tp.clone(), 0);
             }
             consumer.assign(&positions)?;
-            consumer.high_watermarks(&tps, consumer_patience(&config))
+            let ends = consumer.ends(&tps, consumer_patience(&config))?;
+            Ok(ends.into_iter().map(|(tp, end)| (tp, end.readable)).collect::<Offsets>())
         })
         .await?;
         self.frozen = Some(frozen);
@@ -320,10 +323,13 @@ impl Source for KafkaSource {
             }
             consumer.assign(&positions)?;
             let tps: Vec<Tp> = positions.keys().cloned().collect();
-            let highs = consumer.high_watermarks(&tps, consumer_patience(&config))?;
+            let ends = consumer.ends(&tps, consumer_patience(&config))?;
             let mut latest = Offsets::new();
             for (tp, &start) in &positions {
-                let mut high = highs[tp];
+                let consumer::LogEnd { high, readable } = ends[tp];
+                // Under read_committed nothing at or past the last stable offset can be read
+                // yet: the batch ends there, even when it is below the start (then it waits).
+                let mut end = readable.max(start);
                 if high < start {
                     let message = format!(
                         "kafka: {}: the checkpoint is at offset {start} but the broker's log ends at {high} (was the topic deleted and created again?)",
@@ -333,12 +339,12 @@ impl Source for KafkaSource {
                         return Err(ConnectorError::BadData(format!("{message}; set fail_on_data_loss = 'false' to go on from where the checkpoint is")));
                     }
                     warnings.push(format!("{message}; waiting for the log to pass offset {start} (fail_on_data_loss = false)"));
-                    high = start;
+                    end = start;
                 }
                 if let Some(f) = &frozen {
-                    high = high.min(f.get(tp).copied().unwrap_or(start)).max(start);
+                    end = end.min(f.get(tp).copied().unwrap_or(start)).max(start);
                 }
-                latest.insert(tp.clone(), high);
+                latest.insert(tp.clone(), end);
             }
             Ok((latest, warnings))
         })
@@ -356,7 +362,7 @@ impl Source for KafkaSource {
         let consumer = self.consumer.as_ref()?;
         let (_, ends) = self.lag.lock().expect("not poisoned").clone()?;
         let latest: Offsets =
-            ends.iter().map(|(tp, &end)| (tp.clone(), consumer.cached_high_watermark(tp).unwrap_or(end).max(end))).collect();
+            ends.iter().map(|(tp, &end)| (tp.clone(), consumer.cached_end(tp).map_or(end, |e| e.readable).max(end))).collect();
         Some(to_json(&latest))
     }
 
@@ -364,7 +370,7 @@ impl Source for KafkaSource {
         let Some((_, ends)) = self.lag.lock().expect("not poisoned").clone() else { return BTreeMap::new() };
         let Some(consumer) = self.consumer.as_ref() else { return BTreeMap::new() };
         let lag: Offsets =
-            ends.iter().map(|(tp, &end)| (tp.clone(), (consumer.cached_high_watermark(tp).unwrap_or(end) - end).max(0))).collect();
+            ends.iter().map(|(tp, &end)| (tp.clone(), (consumer.cached_end(tp).map_or(end, |e| e.readable) - end).max(0))).collect();
         if lag.is_empty() {
             return BTreeMap::new();
         }
