@@ -454,3 +454,25 @@ impl Drop for EntryWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod awkward_paths {
+    use super::*;
+
+    /// Entries of a checkpoint whose path holds a space, `%`, `#` and non-ASCII characters
+    /// land in that directory, and read back.
+    #[tokio::test]
+    async fn a_checkpoint_under_an_awkward_path_reads_back_what_it_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
+        let cp = Checkpoint::open(dir.to_str().unwrap()).unwrap();
+        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None };
+        cp.write_commit(3, &entry).await.unwrap();
+        assert!(dir.join("commits/3.json").is_file());
+        assert_eq!(cp.commit(3).await.unwrap(), Some(entry));
+        assert_eq!(cp.ids("commits").await.unwrap(), [3]);
+        drop(cp);
+        let again = Checkpoint::open(&format!("{}", url::Url::from_directory_path(&dir).unwrap())).unwrap();
+        assert_eq!(again.ids("commits").await.unwrap(), [3], "the file:// URL of the directory is the same checkpoint");
+    }
+}

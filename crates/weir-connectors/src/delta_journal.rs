@@ -6,10 +6,10 @@
 //! else's. The sink therefore hands delta-rs an object store that, before the first byte of a
 //! data file is written, records its path in the checkpoint as
 //! `sinks/<table>/pending/<batch>-<attempt>-<n>.json`. A successful commit deletes the
-//! attempt's records. On restart the sink reads what is left: files of batches the table has
-//! not recorded as committed (its `txn` version for the query) are orphans, and so are files
-//! of committed batches that the table does not reference (an attempt that failed before a
-//! later one committed). Only files weir recorded are ever deleted.
+//! attempt's records. On restart the sink reads what is left: a recorded file that no
+//! readable version of the table references is an orphan (its batch crashed before the
+//! commit, or its attempt failed before a later one committed). Only files weir recorded are
+//! ever deleted, and never one that the log references.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -25,10 +25,29 @@ use serde::{Deserialize, Serialize};
 use weir_checkpoint::Checkpoint;
 
 /// One recorded data file.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct PendingFile {
-    /// The object's path in the root store.
-    pub path: String,
+    /// The file's path relative to the table: the log's `add.path`, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Records of weir 0.1 before the table-relative `file`: the object's path in a store
+    /// rooted at the file system's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl PendingFile {
+    /// The file's path relative to the table at `table_dir`; `None` when the record names a
+    /// file outside it (a record of another table), or nothing.
+    pub fn table_relative(&self, table_dir: &std::path::Path) -> Option<String> {
+        if let Some(file) = &self.file {
+            return Some(file.clone());
+        }
+        // An old record holds the raw absolute path, without its leading `/`.
+        let absolute = std::path::Path::new("/").join(self.path.as_deref()?);
+        let relative = absolute.strip_prefix(table_dir).ok()?;
+        relative.to_str().filter(|r| !r.is_empty()).map(str::to_string)
+    }
 }
 
 /// Where the current attempt records its files.
@@ -92,9 +111,10 @@ impl Journal {
         }
     }
 
-    /// Records `location` before it is written, when a batch is being written.
+    /// Records `location` (relative to the table) before it is written, when a batch is
+    /// being written.
     async fn record(&self, location: &Path) -> object_store::Result<()> {
-        if location.parts().any(|p| p.as_ref() == "_delta_log") {
+        if location.parts().next().is_some_and(|p| p.as_ref() == "_delta_log") {
             if let Some(batch) = self.batch() {
                 crate::failpoint::hit("before_delta_commit", batch);
             }
@@ -109,7 +129,7 @@ impl Journal {
             (checkpoint, relative)
         };
         checkpoint
-            .put_json_new(&relative, &PendingFile { path: location.to_string() })
+            .put_json_new(&relative, &PendingFile { file: Some(location.to_string()), path: None })
             .await
             .map_err(|e| object_store::Error::Generic { store: "weir journal", source: Box::new(e) })
     }
