@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, DataType as DeltaType, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -39,7 +39,7 @@ use weir_sql::config::DeltaConfig;
 
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
 use crate::error::{ConnectorError, Result};
-use crate::{Sink, SinkCommit};
+use crate::{AppId, Sink, SinkCommit};
 
 /// How many times a batch's commit is tried when other writers' commits conflict with it.
 const MAX_COMMIT_ATTEMPTS: u32 = 10;
@@ -53,7 +53,7 @@ pub struct DeltaSink {
     declared: Option<SchemaRef>,
     /// The open table, `None` until it exists (or after a failed write consumed it).
     table: Option<DeltaTable>,
-    app_id: String,
+    app_id: AppId,
     /// Highest batch id this query has committed to the table.
     recorded: Option<i64>,
     /// A local table's directory, and the store rooted at it through which delta-rs writes
@@ -139,7 +139,7 @@ impl DeltaSink {
             url: location.url,
             declared,
             table: None,
-            app_id: String::new(),
+            app_id: AppId::sink(""),
             recorded: None,
             local,
             journal: Journal::default(),
@@ -162,14 +162,19 @@ impl DeltaSink {
         }
     }
 
-    /// Reads the table's recorded transaction version for this query again.
+    /// Reads the table's recorded transaction version for this sink again: the highest batch
+    /// id committed under its app id (or the one an earlier weir used for the table).
     async fn refresh_recorded(&mut self) -> Result<()> {
         let Some(table) = self.table.as_ref() else { return Ok(()) };
         let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
-        let recorded = snapshot
-            .transaction_version(table.log_store().as_ref(), &self.app_id)
-            .await
-            .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
+        let mut recorded = None;
+        for id in std::iter::once(&self.app_id.id).chain(&self.app_id.previous) {
+            let version = snapshot
+                .transaction_version(table.log_store().as_ref(), id)
+                .await
+                .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
+            recorded = recorded.max(version);
+        }
         self.recorded = recorded;
         Ok(())
     }
@@ -239,7 +244,7 @@ impl DeltaSink {
     async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<DeltaTable> {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let properties =
-            CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id, version, Some(now_ms)));
+            CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms)));
         let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
         let log_store = table.log_store();
         let Ok(snapshot) = table.snapshot() else {
@@ -306,8 +311,8 @@ impl Sink for DeltaSink {
         Ok(Some(snapshot.snapshot().arrow_schema()))
     }
 
-    async fn open(&mut self, schema: &SchemaRef, query_id: &str, checkpoint: &Arc<Checkpoint>) -> Result<()> {
-        self.app_id = query_id.to_string();
+    async fn open(&mut self, schema: &SchemaRef, app_id: &AppId, checkpoint: &Arc<Checkpoint>) -> Result<()> {
+        self.app_id = app_id.clone();
         let journal_dir = format!("sinks/{}/pending", self.name);
         let wanted = self.config.partition_by.clone();
         let name = self.name.clone();
@@ -324,12 +329,16 @@ impl Sink for DeltaSink {
                         existing.join(",")
                     )));
                 }
-                let log_store = table.log_store();
-                let recorded = snapshot
-                    .transaction_version(log_store.as_ref(), query_id)
-                    .await
-                    .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
-                self.recorded = recorded;
+                let wanted_columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err("cannot write", e))?;
+                if columns_shape(snapshot.schema().as_ref()) != columns_shape(&wanted_columns) {
+                    return Err(ConnectorError::Config(format!(
+                        "the existing Delta table at {} has the columns ({}), but '{name}' writes ({}); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
+                        self.url,
+                        describe_columns(&snapshot.snapshot().arrow_schema()),
+                        describe_columns(schema)
+                    )));
+                }
+                self.refresh_recorded().await?;
             }
             false => {
                 for column in &wanted {
@@ -491,6 +500,25 @@ impl Sink for DeltaSink {
     }
 }
 
+/// The names and Delta types of `columns`, in order, nullability aside (the sink checks NOT
+/// NULL columns in every batch): two schemas with the same shape fit each other.
+fn columns_shape(columns: &StructType) -> Vec<(String, String)> {
+    fn shape(t: &DeltaType) -> String {
+        match t {
+            DeltaType::Array(a) => format!("array<{}>", shape(a.element_type())),
+            DeltaType::Map(m) => format!("map<{},{}>", shape(m.key_type()), shape(m.value_type())),
+            DeltaType::Struct(s) => format!("struct<{}>", columns_shape(s).iter().map(|(n, t)| format!("{n}:{t}")).collect::<Vec<_>>().join(",")),
+            other => format!("{other:?}"),
+        }
+    }
+    columns.fields().map(|f| (f.name().clone(), shape(f.data_type()))).collect()
+}
+
+/// `name TYPE, ...` of `schema`.
+fn describe_columns(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), weir_sql::types::sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+}
+
 /// The table's version, when it exists.
 fn current_version(table: &Option<DeltaTable>) -> Option<i64> {
     table.as_ref().and_then(DeltaTable::version).map(|v| v as i64)
@@ -545,7 +573,7 @@ mod tests {
         let table = base.join("table");
         let cp = Arc::new(Checkpoint::open(base.join("cp").to_str().unwrap()).unwrap());
         let mut first = sink(&table);
-        first.open(&schema(), "q", &cp).await.unwrap();
+        first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
         first.commit(0, vec![rows(&[1, 2, 3], &["a b", "c%20d", "é#1/x"])]).await.unwrap();
         let committed = parquet_files(&table);
         assert_eq!(committed.len(), 3, "{committed:?}");
@@ -564,7 +592,7 @@ mod tests {
         drop(first);
 
         let mut second = sink(&table);
-        second.open(&schema(), "q", &cp).await.unwrap();
+        second.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
         assert_eq!(parquet_files(&table), committed, "the committed files stay, the orphan goes");
         assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "every record is cleared");
         second.commit(1, vec![rows(&[4], &["a b"])]).await.unwrap();
