@@ -84,7 +84,8 @@ impl Default for QueryOptions {
 pub struct SessionConfig {
     /// Where default checkpoints go (`.weir/checkpoints`).
     pub checkpoint_root: PathBuf,
-    /// How many batches of offsets and commits a checkpoint keeps.
+    /// How many batches of offsets and commits a checkpoint keeps; at least 1 (a restart
+    /// resumes from the last one).
     pub retain_batches: u64,
 }
 
@@ -171,6 +172,11 @@ impl Session {
     /// before the first batch: the query, the sink's schema, the checkpoint's owner.
     pub async fn start(&self, insert: &Insert, options: QueryOptions) -> Result<StreamingQuery> {
         let line = insert.line;
+        if self.config.retain_batches == 0 {
+            return Err(WeirError::Config(
+                "SessionConfig.retain_batches is 0: a checkpoint must keep at least the last batch, which a restart resumes from; use 1 or more (default 100)".into(),
+            ));
+        }
         let sink_def = self.tables.get(&insert.sink).ok_or_else(|| {
             WeirError::at(line, format!("INSERT INTO {}: no such table; declare it with CREATE TABLE {} WITH (connector = 'delta', path = '...')", insert.sink, insert.sink))
         })?;
@@ -477,3 +483,22 @@ fn describe_sources(sources: &BTreeMap<String, String>) -> String {
     sources.iter().map(|(n, d)| format!("{n}={d}")).collect::<Vec<_>>().join(", ")
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint that keeps no batch would lose the one a restart resumes from (a purge
+    /// with 0 deletes every offsets entry): refused before anything is written.
+    #[tokio::test]
+    async fn retain_batches_of_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = Session::new(SessionConfig { checkpoint_root: dir.path().join("cp"), retain_batches: 0 });
+        let script = "CREATE TABLE g (id BIGINT) WITH (connector = 'datagen', total_rows = 3);
+                      CREATE TABLE out WITH (connector = 'memory');
+                      INSERT INTO out SELECT id FROM g;";
+        let err = session.execute_script(script, &QueryOptions::default()).await.unwrap_err();
+        assert!(matches!(err, WeirError::Config(_)), "{err}");
+        assert!(err.to_string().starts_with("SessionConfig.retain_batches is 0:"), "{err}");
+        assert!(!dir.path().join("cp").exists(), "nothing is written");
+    }
+}
