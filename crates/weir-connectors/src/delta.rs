@@ -4,7 +4,12 @@
 //! a replay after a crash write nothing twice.
 //!
 //! Data files of a batch that crashed before its commit are found through the journal
-//! (`delta_journal.rs`) and removed when the sink opens again.
+//! (`delta_journal.rs`) and removed when the sink opens again, by a runner that holds the
+//! checkpoint's lock.
+//!
+//! delta-rs writes local files through object_store, which never fsyncs. The sink's store
+//! syncs each file it writes (data files, then the log entry) before the write returns, so a
+//! commit is durable before the batch loop writes `commits/N`.
 //!
 //! A local table is handed to delta-rs as `file:///` over a store rooted at the table's
 //! directory, so every path delta-rs and its kernel see is relative to the table. Its kernel
@@ -34,7 +39,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use url::Url;
-use weir_checkpoint::{Checkpoint, Location};
+use weir_checkpoint::{Checkpoint, LocalDisk, Location};
 use weir_sql::config::DeltaConfig;
 
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
@@ -56,9 +61,9 @@ pub struct DeltaSink {
     app_id: AppId,
     /// Highest batch id this query has committed to the table.
     recorded: Option<i64>,
-    /// A local table's directory, and the store rooted at it through which delta-rs writes
-    /// and orphans are removed.
-    local: Option<(PathBuf, Arc<dyn ObjectStore>)>,
+    /// A local table's directory, the store rooted at it through which delta-rs writes and
+    /// orphans are removed, and what syncs the files written.
+    local: Option<(PathBuf, Arc<dyn ObjectStore>, Arc<LocalDisk>)>,
     journal: Journal,
     /// The query's output schema, set by `open`.
     schema: Option<SchemaRef>,
@@ -127,9 +132,10 @@ impl DeltaSink {
         // Local tables get the journaling store; in-memory ones cannot outlive a crash.
         let local = match location.local_dir {
             Some(dir) => {
-                let store = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {}: {e}", dir.display())))?;
-                Some((dir, Arc::new(store) as Arc<dyn ObjectStore>))
+                let invalid = |e: &dyn std::fmt::Display| ConnectorError::Config(format!("table '{name}': Delta table path {}: {e}", dir.display()));
+                let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| invalid(&e))?;
+                let disk = LocalDisk::new(dir.clone()).map_err(|e| invalid(&e))?;
+                Some((dir, Arc::new(store) as Arc<dyn ObjectStore>, Arc::new(disk)))
             }
             None => None,
         };
@@ -153,9 +159,9 @@ impl DeltaSink {
     /// directory (see the module's notes), writing through the journal.
     fn builder(&self) -> deltalake::DeltaResult<DeltaTableBuilder> {
         match &self.local {
-            Some((_, store)) => {
+            Some((_, store, disk)) => {
                 let root = Url::parse("file:///").expect("a valid URL");
-                let store = JournaledStore::new(Arc::clone(store), self.journal.clone());
+                let store = JournaledStore::new(Arc::clone(store), self.journal.clone(), Arc::clone(disk));
                 Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(Arc::new(store), root))
             }
             None => DeltaTableBuilder::from_url(self.url.clone()),
@@ -184,8 +190,15 @@ impl DeltaSink {
     /// failed before another one committed. A recorded file that the table references now,
     /// or that a later commit removed (older versions still read it), stays. Paths are
     /// compared as the log's `add.path` decoded once: relative to the table.
+    ///
+    /// Only a runner that holds the checkpoint's lock sweeps: on an object store, where there
+    /// is none, the files another runner is writing look the same as orphans, so they are
+    /// left for VACUUM.
     async fn remove_orphans(&self, checkpoint: &Arc<Checkpoint>, dir: &str) -> Result<usize> {
-        let Some((table_dir, store)) = &self.local else { return Ok(0) };
+        let Some((table_dir, store, _)) = &self.local else { return Ok(0) };
+        if !checkpoint.holds_lock() {
+            return Ok(0);
+        }
         let mut records = Vec::new();
         for name in checkpoint.file_names(dir).await? {
             let relative = format!("{dir}/{name}");
@@ -602,5 +615,35 @@ mod tests {
         for f in &files {
             assert!(table.join(f.path().as_ref()).exists(), "{} is gone", f.path());
         }
+    }
+
+    /// On an object store the checkpoint has no lock, and a second runner cannot tell the
+    /// files the runner holding the query is writing from orphans: its sink removes nothing.
+    #[tokio::test]
+    async fn a_runner_without_the_lock_removes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let table = tmp.path().join("table");
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let location = || Location {
+            store: Arc::clone(&store),
+            root: Path::from("bucket/cp"),
+            url: Url::parse("memory:///bucket/cp/").unwrap(),
+            local_dir: None,
+        };
+        let (holder, second) = (Arc::new(Checkpoint::at(location()).unwrap()), Arc::new(Checkpoint::at(location()).unwrap()));
+        assert!(!holder.holds_lock() && !second.holds_lock());
+        let mut first = sink(&table);
+        first.open(&schema(), &AppId::sink("q"), &holder).await.unwrap();
+        first.commit(0, vec![rows(&[1], &["a"])]).await.unwrap();
+        // The holder is writing batch 1: its file is recorded and on disk, not committed yet.
+        std::fs::create_dir_all(table.join("p=b")).unwrap();
+        std::fs::write(table.join("p=b/part-in-flight.parquet"), b"x").unwrap();
+        let record = PendingFile { file: Some("p=b/part-in-flight.parquet".into()), path: None };
+        holder.put_json_new("sinks/t/pending/1-a-1.json", &record).await.unwrap();
+
+        let mut late_comer = sink(&table);
+        late_comer.open(&schema(), &AppId::sink("q"), &second).await.unwrap();
+        assert!(table.join("p=b/part-in-flight.parquet").exists(), "the holder's file is left alone");
+        assert_eq!(second.file_names("sinks/t/pending").await.unwrap(), ["1-a-1.json"], "and so is its record");
     }
 }

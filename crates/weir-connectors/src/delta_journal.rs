@@ -10,6 +10,10 @@
 //! readable version of the table references is an orphan (its batch crashed before the
 //! commit, or its attempt failed before a later one committed). Only files weir recorded are
 //! ever deleted, and never one that the log references.
+//!
+//! The same store makes what delta-rs writes durable: object_store's local file system
+//! never fsyncs, so each file (a data file when its upload completes, a log entry when it is
+//! put) and the directories created for it are synced before the write returns.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -19,10 +23,10 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult,
+    PutPayload, PutResult, UploadPart,
 };
 use serde::{Deserialize, Serialize};
-use weir_checkpoint::Checkpoint;
+use weir_checkpoint::{Checkpoint, LocalDisk};
 
 /// One recorded data file.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -135,15 +139,48 @@ impl Journal {
     }
 }
 
-/// An object store that records data files in a [`Journal`] before writing them.
+/// An object store over a local table's directory that records data files in a [`Journal`]
+/// before writing them, and syncs every file it writes.
 pub(crate) struct JournaledStore {
     inner: Arc<dyn ObjectStore>,
     journal: Journal,
+    disk: Arc<LocalDisk>,
 }
 
 impl JournaledStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, journal: Journal) -> Self {
-        Self { inner, journal }
+    pub fn new(inner: Arc<dyn ObjectStore>, journal: Journal, disk: Arc<LocalDisk>) -> Self {
+        Self { inner, journal, disk }
+    }
+}
+
+/// Makes the file at `location` (relative to the table) durable.
+async fn sync(disk: &Arc<LocalDisk>, location: &Path) -> object_store::Result<()> {
+    let file = disk.root().join(location.as_ref());
+    disk.sync(file).await.map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: format!("cannot sync {location} to disk: {e}").into() })
+}
+
+/// A data file being uploaded in parts; synced when complete.
+#[derive(Debug)]
+struct SyncedUpload {
+    inner: Box<dyn MultipartUpload>,
+    disk: Arc<LocalDisk>,
+    location: Path,
+}
+
+#[async_trait]
+impl MultipartUpload for SyncedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let result = self.inner.complete().await?;
+        sync(&self.disk, &self.location).await?;
+        Ok(result)
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
     }
 }
 
@@ -163,12 +200,15 @@ impl fmt::Debug for JournaledStore {
 impl ObjectStore for JournaledStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
         self.journal.record(location).await?;
-        self.inner.put_opts(location, payload, opts).await
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        sync(&self.disk, location).await?;
+        Ok(result)
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.journal.record(location).await?;
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(SyncedUpload { inner, disk: Arc::clone(&self.disk), location: location.clone() }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
@@ -199,10 +239,12 @@ impl ObjectStore for JournaledStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        self.inner.copy_opts(from, to, options).await?;
+        sync(&self.disk, to).await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
-        self.inner.rename_opts(from, to, options).await
+        self.inner.rename_opts(from, to, options).await?;
+        sync(&self.disk, to).await
     }
 }
