@@ -21,13 +21,10 @@ pub struct LocalDisk {
 }
 
 impl LocalDisk {
-    /// Files under `root`, an existing directory. The root's own entry is synced now (it
-    /// may just have been created).
-    pub fn new(root: PathBuf) -> io::Result<Self> {
-        if let Some(parent) = root.parent() {
-            sync(parent)?;
-        }
-        Ok(Self { root, durable_dirs: Mutex::new(HashSet::new()) })
+    /// Files under `root`, an existing directory (made with [`create_dir_all`], so that its
+    /// own entry is durable).
+    pub fn new(root: PathBuf) -> Self {
+        Self { root, durable_dirs: Mutex::new(HashSet::new()) }
     }
 
     /// The directory synced files are under.
@@ -61,6 +58,33 @@ impl LocalDisk {
     }
 }
 
+/// Creates `dir` and the directories above it that are missing, as `std::fs::create_dir_all`
+/// does, and makes their entries durable: the parent of each directory it created is synced.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    // Absolute, so that the walk up ends at a directory that exists (`/`), not at `""`.
+    let dir = &std::path::absolute(dir)?;
+    let mut existing = dir.as_path();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => break,
+        }
+    }
+    if existing == dir {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut created = dir.as_path();
+    while let Some(parent) = created.parent() {
+        sync(parent)?;
+        if parent == existing {
+            break;
+        }
+        created = parent;
+    }
+    Ok(())
+}
+
 /// fsync of a file or a directory.
 fn sync(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()?;
@@ -87,19 +111,27 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// A file in new directories: the file, then each directory up to the root; a second
-    /// file there: the file and its directory only.
+    /// `create_dir_all` syncs the parent of each directory it creates. A file in directories
+    /// made since: the file, then each directory up to the root; a second file there: the
+    /// file and its directory only.
     #[test]
     fn a_file_and_the_directories_created_for_it_are_synced() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
-        std::fs::create_dir_all(root.join("a/b")).unwrap();
-        let disk = LocalDisk::new(root.clone()).unwrap();
-        assert_eq!(synced_under(tmp.path()), [""], "the root's entry, in its parent");
+        create_dir_all(&root.join("a/b")).unwrap();
+        assert_eq!(synced_under(tmp.path()), ["root/a", "root", ""], "each directory created, in its parent");
+        // The same place as a path relative to the working directory, through `/`.
+        let up = std::env::current_dir().unwrap().components().count() - 1;
+        let relative = Path::new(&"../".repeat(up)).join(root.join("c").strip_prefix("/").unwrap());
+        assert!(relative.is_relative());
+        create_dir_all(&relative).unwrap();
+        assert!(root.join("c").is_dir(), "a relative path is created too");
+        let before = synced_under(&root).len();
+        let disk = LocalDisk::new(root.clone());
         std::fs::write(root.join("a/b/1.json"), b"{}").unwrap();
         disk.sync_file(&root.join("a/b/1.json")).unwrap();
         std::fs::write(root.join("a/b/2.json"), b"{}").unwrap();
         disk.sync_file(&root.join("a/b/2.json")).unwrap();
-        assert_eq!(synced_under(&root), ["a/b/1.json", "a/b", "a", "", "a/b/2.json", "a/b"]);
+        assert_eq!(synced_under(&root)[before..], ["a/b/1.json", "a/b", "a", "", "a/b/2.json", "a/b"]);
     }
 }

@@ -124,9 +124,7 @@ impl Checkpoint {
                 let lock = lock_dir(dir)?;
                 // Only a runner holding the lock deletes anything of the checkpoint's.
                 remove_staging_files(dir);
-                let disk = LocalDisk::new(dir.clone())
-                    .map_err(|e| CheckpointError::Location { location: dir.display().to_string(), message: format!("cannot sync: {e}") })?;
-                (Some(lock), Some(Arc::new(disk)))
+                (Some(lock), Some(Arc::new(LocalDisk::new(dir.clone()))))
             }
             None => (None, None),
         };

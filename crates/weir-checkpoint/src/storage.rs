@@ -42,7 +42,7 @@ impl Location {
             false => std::path::PathBuf::from(location),
         };
         if create {
-            std::fs::create_dir_all(&path).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
+            crate::durable::create_dir_all(&path).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
         }
         let abs = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => invalid("no such directory".into()),

@@ -132,9 +132,9 @@ impl DeltaSink {
         // Local tables get the journaling store; in-memory ones cannot outlive a crash.
         let local = match location.local_dir {
             Some(dir) => {
-                let invalid = |e: &dyn std::fmt::Display| ConnectorError::Config(format!("table '{name}': Delta table path {}: {e}", dir.display()));
-                let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| invalid(&e))?;
-                let disk = LocalDisk::new(dir.clone()).map_err(|e| invalid(&e))?;
+                let store = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {}: {e}", dir.display())))?;
+                let disk = LocalDisk::new(dir.clone());
                 Some((dir, Arc::new(store) as Arc<dyn ObjectStore>, Arc::new(disk)))
             }
             None => None,
