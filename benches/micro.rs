@@ -20,7 +20,7 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use weir_benches::{operator, schema};
 use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, SourceOffsets};
-use weir_connectors::Sink;
+use weir_connectors::{AppId, Sink};
 use weir_connectors::delta::DeltaSink;
 use weir_connectors::file::decode::decode_rows;
 use weir_planner::{CompiledQuery, SourceDef, compile};
@@ -197,7 +197,7 @@ impl DeltaTarget {
         let mut sink = DeltaSink::new("deduped", config, None).expect("sink");
         let checkpoint = Arc::new(Checkpoint::open(&dir.path().join("checkpoint").display().to_string()).expect("checkpoint"));
         let schema = file_source("json").1;
-        rt.block_on(sink.open(&schema, Self::QUERY_ID, &checkpoint)).expect("sink opens");
+        rt.block_on(sink.open(&schema, &AppId::sink(Self::QUERY_ID), &checkpoint)).expect("sink opens");
         Self { dir, sink, next_batch: template.map_or(0, |t| t.next_batch) }
     }
 

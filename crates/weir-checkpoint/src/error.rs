@@ -33,6 +33,15 @@ pub enum CheckpointError {
         /// Parser message.
         message: String,
     },
+    /// An entry was written but could not be made durable (local disk).
+    #[error("checkpoint entry {path} was written but cannot be synced to disk: {source}")]
+    Sync {
+        /// The entry.
+        path: String,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store failed.
     #[error("checkpoint I/O on {path}: {source}")]
     Io {

@@ -3,10 +3,12 @@
 
 #![warn(missing_docs)]
 
+pub mod durable;
 pub mod error;
 pub mod log;
 pub mod storage;
 
+pub use durable::LocalDisk;
 pub use error::{CheckpointError, Result};
 pub use log::{Checkpoint, CommitEntry, EntryWriter, FORMAT_VERSION, Metadata, OffsetsEntry, SourceOffsets, StateOperatorSpec};
 pub use storage::Location;

@@ -2,7 +2,8 @@
 //! logs, all small JSON documents written create-if-absent through `object_store`.
 //!
 //! This is the write-ahead log of the batch loop: `offsets/N` is durable before batch N runs,
-//! `commits/N` after its output is committed. See DESIGN.md, "The batch loop".
+//! `commits/N` after its output is committed. See DESIGN.md, "The batch loop". On local disk
+//! each entry is synced (file and directory) before the write returns (`durable.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::AsyncWrite;
 
+use crate::durable::LocalDisk;
 use crate::error::{CheckpointError, Result};
 use crate::storage::Location;
 
@@ -154,7 +156,10 @@ pub struct CommitEntry {
 #[derive(Debug)]
 pub struct Checkpoint {
     location: Location,
-    _lock: Option<File>,
+    /// The lock file, held while the checkpoint is open (local disk).
+    lock: Option<File>,
+    /// Syncs entries (local disk).
+    disk: Option<Arc<LocalDisk>>,
 }
 
 impl Checkpoint {
@@ -167,15 +172,29 @@ impl Checkpoint {
             }
             other => other,
         })?;
-        let lock = match &location.local_dir {
+        Self::at(location)
+    }
+
+    /// Opens the checkpoint at a resolved `location` (an object store the caller built, say)
+    /// and, on local disk, takes its lock.
+    pub fn at(location: Location) -> Result<Self> {
+        let (lock, disk) = match &location.local_dir {
             Some(dir) => {
                 let lock = lock_dir(dir)?;
+                // Only a runner holding the lock deletes anything of the checkpoint's.
                 remove_staging_files(dir);
-                Some(lock)
+                (Some(lock), Some(Arc::new(LocalDisk::new(dir.clone()))))
             }
-            None => None,
+            None => (None, None),
         };
-        Ok(Self { location, _lock: lock })
+        Ok(Self { location, lock, disk })
+    }
+
+    /// Whether this runner holds the checkpoint's lock, so that no other runner can be
+    /// writing to it: only then may it delete what a crashed run left (local disk). On an
+    /// object store there is no lock, and another runner may be at work.
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// Where the checkpoint is, for messages.
@@ -244,10 +263,17 @@ impl Checkpoint {
         let path = self.location.child(relative);
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self.location.store.put_opts(&path, PutPayload::from(bytes), opts).await {
-            Ok(_) => Ok(()),
+            Ok(_) => self.sync(relative).await,
             Err(object_store::Error::AlreadyExists { .. }) => Err(CheckpointError::Conflict { path: self.show(relative) }),
             Err(source) => Err(CheckpointError::Io { path: self.show(relative), source }),
         }
+    }
+
+    /// Makes the entry at `relative` durable, on local disk.
+    async fn sync(&self, relative: &str) -> Result<()> {
+        let Some(disk) = &self.disk else { return Ok(()) };
+        let file = disk.root().join(self.location.child(relative).as_ref());
+        disk.sync(file).await.map_err(|source| CheckpointError::Sync { path: self.show(relative), source })
     }
 
     /// Writes (or overwrites) a binary entry, such as a state file.
@@ -257,8 +283,8 @@ impl Checkpoint {
             .store
             .put(&path, PutPayload::from(bytes))
             .await
-            .map(|_| ())
-            .map_err(|source| CheckpointError::Io { path: self.show(relative), source })
+            .map_err(|source| CheckpointError::Io { path: self.show(relative), source })?;
+        self.sync(relative).await
     }
 
     /// A binary entry written in pieces, for entries too large to hold in memory whole (a
@@ -268,8 +294,9 @@ impl Checkpoint {
     pub fn entry_writer(&self, relative: &str) -> EntryWriter {
         let path = self.location.child(relative);
         // Parts of 4 MiB, at most two in flight: memory stays bounded when the disk is slow.
+        let local = self.disk.as_ref().map(|disk| (Arc::clone(disk), disk.root().join(path.as_ref())));
         let writer = BufWriter::with_capacity(Arc::clone(&self.location.store), path, 4 << 20).with_max_concurrency(2);
-        EntryWriter { writer: Some(writer), shown: self.show(relative) }
+        EntryWriter { writer: Some(writer), shown: self.show(relative), local }
     }
 
     /// Reads a binary entry, if present.
@@ -430,7 +457,7 @@ mod tests {
             url: url::Url::parse("memory:///bucket/cp/").unwrap(),
             local_dir: None,
         };
-        let (a, b) = (Checkpoint { location: location(), _lock: None }, Checkpoint { location: location(), _lock: None });
+        let (a, b) = (Checkpoint::at(location()).unwrap(), Checkpoint::at(location()).unwrap());
         let (ea, eb) = (entry(0), entry(0));
         let (ra, rb) = tokio::join!(a.write_offsets(&ea), b.write_offsets(&eb));
         assert!(ra.is_ok() != rb.is_ok(), "exactly one runner writes offsets/0: {ra:?} {rb:?}");
@@ -455,6 +482,26 @@ mod tests {
         assert!(commit.is_some());
         cp.purge(5).await.unwrap();
         assert_eq!(cp.ids("offsets").await.unwrap(), vec![7, 8, 9, 10, 11]);
+    }
+
+    /// On local disk every entry is synced before its write returns: the file, then the
+    /// directories created for it (each once), up to the checkpoint's root.
+    #[tokio::test]
+    async fn entries_on_local_disk_are_synced_before_the_write_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let cp = Checkpoint::open(root.to_str().unwrap()).unwrap();
+        assert!(cp.holds_lock());
+        cp.write_offsets(&entry(0)).await.unwrap();
+        cp.write_offsets(&entry(1)).await.unwrap();
+        cp.put_bytes("state/dedup/0.snapshot", bytes::Bytes::from_static(b"s")).await.unwrap();
+        let mut writer = cp.entry_writer("state/dedup/1.delta");
+        writer.put(bytes::Bytes::from_static(b"d")).await.unwrap();
+        writer.finish().await.unwrap();
+        assert_eq!(
+            crate::durable::tests::synced_under(&root),
+            ["offsets/0.json", "offsets", "", "offsets/1.json", "offsets", "state/dedup/0.snapshot", "state/dedup", "state", "", "state/dedup/1.delta", "state/dedup"]
+        );
     }
 
     #[tokio::test]
@@ -482,6 +529,8 @@ pub struct EntryWriter {
     /// `None` once finished.
     writer: Option<BufWriter>,
     shown: String,
+    /// On local disk: what syncs the entry, and its file.
+    local: Option<(Arc<LocalDisk>, std::path::PathBuf)>,
 }
 
 impl EntryWriter {
@@ -496,7 +545,11 @@ impl EntryWriter {
         let mut writer = self.writer.take().expect("finished once");
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut writer).poll_shutdown(cx))
             .await
-            .map_err(|e| CheckpointError::Io { path: self.shown.clone(), source: object_store::Error::Generic { store: "checkpoint", source: Box::new(e) } })
+            .map_err(|e| CheckpointError::Io { path: self.shown.clone(), source: object_store::Error::Generic { store: "checkpoint", source: Box::new(e) } })?;
+        match self.local.take() {
+            Some((disk, file)) => disk.sync(file).await.map_err(|source| CheckpointError::Sync { path: self.shown.clone(), source }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -511,5 +564,27 @@ impl Drop for EntryWriter {
                 let _ = writer.abort().await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod awkward_paths {
+    use super::*;
+
+    /// Entries of a checkpoint whose path holds a space, `%`, `#` and non-ASCII characters
+    /// land in that directory, and read back.
+    #[tokio::test]
+    async fn a_checkpoint_under_an_awkward_path_reads_back_what_it_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
+        let cp = Checkpoint::open(dir.to_str().unwrap()).unwrap();
+        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None };
+        cp.write_commit(3, &entry).await.unwrap();
+        assert!(dir.join("commits/3.json").is_file());
+        assert_eq!(cp.commit(3).await.unwrap(), Some(entry));
+        assert_eq!(cp.ids("commits").await.unwrap(), [3]);
+        drop(cp);
+        let again = Checkpoint::open(&format!("{}", url::Url::from_directory_path(&dir).unwrap())).unwrap();
+        assert_eq!(again.ids("commits").await.unwrap(), [3], "the file:// URL of the directory is the same checkpoint");
     }
 }

@@ -32,12 +32,17 @@ impl Location {
             let (store, root) = object_store::parse_url(&url).map_err(|e| invalid(e.to_string()))?;
             return Ok(Self { store: Arc::from(store), root, url, local_dir: None });
         }
-        let path = match location.strip_prefix("file://") {
-            Some(p) => std::path::PathBuf::from(p),
-            None => std::path::PathBuf::from(location),
+        // A `file://` URL is percent-encoded (`file:///data/c%20d/` is `/data/c d/`); a plain
+        // path is taken as it is, `%` and all.
+        let path = match location.starts_with("file://") {
+            true => Url::parse(location)
+                .map_err(|e| invalid(e.to_string()))?
+                .to_file_path()
+                .map_err(|()| invalid("not a local file URL (file:///absolute/path)".into()))?,
+            false => std::path::PathBuf::from(location),
         };
         if create {
-            std::fs::create_dir_all(&path).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
+            crate::durable::create_dir_all(&path).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
         }
         let abs = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => invalid("no such directory".into()),
@@ -66,5 +71,24 @@ impl Location {
             Some(dir) => dir.join(path.as_ref()).display().to_string(),
             None => format!("{}://{}/{}", self.url.scheme(), self.url.host_str().unwrap_or_default(), path),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `file://` URL is decoded once; a plain path is taken as it is, `%` included.
+    #[test]
+    fn file_urls_are_decoded_once_and_paths_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        let dir = base.join("c d%20é #1");
+        let by_path = Location::resolve(dir.to_str().unwrap(), true).unwrap();
+        assert_eq!(by_path.local_dir.as_deref(), Some(dir.as_path()));
+        assert!(by_path.url.as_str().ends_with("/c%20d%2520%C3%A9%20%231/"), "{}", by_path.url);
+        let by_url = Location::resolve(by_path.url.as_str(), false).unwrap();
+        assert_eq!(by_url.local_dir.as_deref(), Some(dir.as_path()), "the URL names the same directory");
+        assert!(!base.join("c d é #1").exists(), "never decoded twice");
     }
 }

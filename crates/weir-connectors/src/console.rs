@@ -36,7 +36,7 @@ impl Sink for ConsoleSink {
         Ok(self.declared.clone())
     }
 
-    async fn open(&mut self, _schema: &SchemaRef, _query_id: &str, _checkpoint: &std::sync::Arc<weir_checkpoint::Checkpoint>) -> Result<()> {
+    async fn open(&mut self, _schema: &SchemaRef, _app_id: &crate::AppId, _checkpoint: &std::sync::Arc<weir_checkpoint::Checkpoint>) -> Result<()> {
         Ok(())
     }
 

@@ -4,10 +4,22 @@
 //! a replay after a crash write nothing twice.
 //!
 //! Data files of a batch that crashed before its commit are found through the journal
-//! (`delta_journal.rs`) and removed when the sink opens again.
+//! (`delta_journal.rs`) and removed when the sink opens again, by a runner that holds the
+//! checkpoint's lock.
+//!
+//! delta-rs writes local files through object_store, which never fsyncs. The sink's store
+//! syncs each file it writes (data files, then the log entry) before the write returns, so a
+//! commit is durable before the batch loop writes `commits/N`.
+//!
+//! A local table is handed to delta-rs as `file:///` over a store rooted at the table's
+//! directory, so every path delta-rs and its kernel see is relative to the table. Its kernel
+//! lists the log through URLs built from raw paths and decodes a `%` in the table's own path
+//! a second time (`c d%20é/` becomes `c d é/`): a table there could not be opened again
+//! after its first commit. Relative paths hold only what delta-rs names itself.
 
 use std::collections::HashSet;
 use std::num::NonZeroU64;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -16,21 +28,23 @@ use async_trait::async_trait;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, DataType as DeltaType, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use object_store::{ObjectStore, ObjectStoreExt};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use url::Url;
-use weir_checkpoint::{Checkpoint, Location};
+use weir_checkpoint::{Checkpoint, LocalDisk, Location};
 use weir_sql::config::DeltaConfig;
 
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
 use crate::error::{ConnectorError, Result};
-use crate::{Sink, SinkCommit};
+use crate::{AppId, Sink, SinkCommit};
 
 /// How many times a batch's commit is tried when other writers' commits conflict with it.
 const MAX_COMMIT_ATTEMPTS: u32 = 10;
@@ -44,11 +58,12 @@ pub struct DeltaSink {
     declared: Option<SchemaRef>,
     /// The open table, `None` until it exists (or after a failed write consumed it).
     table: Option<DeltaTable>,
-    app_id: String,
+    app_id: AppId,
     /// Highest batch id this query has committed to the table.
     recorded: Option<i64>,
-    /// The store's root (local tables), through which delta-rs writes and orphans are removed.
-    root: Option<Arc<dyn ObjectStore>>,
+    /// A local table's directory, the store rooted at it through which delta-rs writes and
+    /// orphans are removed, and what syncs the files written.
+    local: Option<(PathBuf, Arc<dyn ObjectStore>, Arc<LocalDisk>)>,
     journal: Journal,
     /// The query's output schema, set by `open`.
     schema: Option<SchemaRef>,
@@ -115,17 +130,24 @@ impl DeltaSink {
         let location = Location::resolve(&config.path, true)
             .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
         // Local tables get the journaling store; in-memory ones cannot outlive a crash.
-        let root: Option<Arc<dyn ObjectStore>> =
-            (location.url.scheme() == "file").then(|| Arc::new(object_store::local::LocalFileSystem::new()) as Arc<dyn ObjectStore>);
+        let local = match location.local_dir {
+            Some(dir) => {
+                let store = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {}: {e}", dir.display())))?;
+                let disk = LocalDisk::new(dir.clone());
+                Some((dir, Arc::new(store) as Arc<dyn ObjectStore>, Arc::new(disk)))
+            }
+            None => None,
+        };
         Ok(Self {
             name: name.to_string(),
             config,
             url: location.url,
             declared,
             table: None,
-            app_id: String::new(),
+            app_id: AppId::sink(""),
             recorded: None,
-            root,
+            local,
             journal: Journal::default(),
             schema: None,
             required: Vec::new(),
@@ -133,67 +155,101 @@ impl DeltaSink {
         })
     }
 
-    /// A handle on the table, writing through the journal when the table is local.
+    /// A handle on the table. A local table is `file:///` over a store rooted at its
+    /// directory (see the module's notes), writing through the journal.
     fn builder(&self) -> deltalake::DeltaResult<DeltaTableBuilder> {
-        let builder = DeltaTableBuilder::from_url(self.url.clone())?;
-        Ok(match &self.root {
-            Some(root) => {
-                let store = JournaledStore::new(Arc::clone(root), self.journal.clone());
-                builder.with_storage_backend(Arc::new(store), self.url.clone())
+        match &self.local {
+            Some((_, store, disk)) => {
+                let root = Url::parse("file:///").expect("a valid URL");
+                let store = JournaledStore::new(Arc::clone(store), self.journal.clone(), Arc::clone(disk));
+                Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(Arc::new(store), root))
             }
-            None => builder,
-        })
+            None => DeltaTableBuilder::from_url(self.url.clone()),
+        }
     }
 
-    /// Reads the table's recorded transaction version for this query again.
+    /// Reads the table's recorded transaction version for this sink again: the highest batch
+    /// id committed under its app id (or the one an earlier weir used for the table).
     async fn refresh_recorded(&mut self) -> Result<()> {
         let Some(table) = self.table.as_ref() else { return Ok(()) };
         let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
-        let recorded = snapshot
-            .transaction_version(table.log_store().as_ref(), &self.app_id)
-            .await
-            .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
+        let mut recorded = None;
+        for id in std::iter::once(&self.app_id.id).chain(&self.app_id.previous) {
+            let version = snapshot
+                .transaction_version(table.log_store().as_ref(), id)
+                .await
+                .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
+            recorded = recorded.max(version);
+        }
         self.recorded = recorded;
         Ok(())
     }
 
-    /// Removes the data files recorded in the journal that no commit of the table took:
-    /// files of batches the table has not recorded, and files of recorded batches that the
-    /// table does not reference (an attempt that failed before another committed).
+    /// Removes the data files recorded in the journal that no readable version of the table
+    /// references: files of batches that crashed before their commit, and of attempts that
+    /// failed before another one committed. A recorded file that the table references now,
+    /// or that a later commit removed (older versions still read it), stays. Paths are
+    /// compared as the log's `add.path` decoded once: relative to the table.
+    ///
+    /// Only a runner that holds the checkpoint's lock sweeps: on an object store, where there
+    /// is none, the files another runner is writing look the same as orphans, so they are
+    /// left for VACUUM.
     async fn remove_orphans(&self, checkpoint: &Arc<Checkpoint>, dir: &str) -> Result<usize> {
-        let Some(root) = &self.root else { return Ok(0) };
-        let names = checkpoint.file_names(dir).await?;
-        if names.is_empty() {
+        let Some((table_dir, store, _)) = &self.local else { return Ok(0) };
+        if !checkpoint.holds_lock() {
             return Ok(0);
         }
-        let active: HashSet<String> = match &self.table {
-            Some(t) => t
-                .get_file_uris()
-                .map_err(|e| self.err("cannot list the table's files", e))?
-                // Local tables give plain paths, others URLs.
-                .filter_map(|uri| if uri.starts_with('/') { Url::from_file_path(&uri).ok() } else { Url::parse(&uri).ok() })
-                .filter_map(|u| Path::from_url_path(u.path()).ok())
-                .map(|p| p.to_string())
-                .collect(),
-            None => HashSet::new(),
-        };
-        let mut removed = 0;
-        for name in names {
+        let mut records = Vec::new();
+        for name in checkpoint.file_names(dir).await? {
             let relative = format!("{dir}/{name}");
-            let batch: Option<i64> = name.split('-').next().and_then(|b| b.parse().ok());
             let Some(entry) = checkpoint.get_json::<PendingFile>(&relative).await? else { continue };
-            let path = Path::parse(&entry.path).map_err(|e| self.err("bad journal entry", e))?;
-            let committed_batch = matches!((batch, self.recorded), (Some(b), Some(r)) if b <= r);
-            if !(committed_batch && active.contains(&path.to_string())) {
-                match root.delete(&path).await {
+            match entry.table_relative(table_dir) {
+                Some(file) => records.push((relative, file)),
+                // Not a file of this table: nothing to remove.
+                None => checkpoint.delete(&relative).await?,
+            }
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let recorded: HashSet<&str> = records.iter().map(|(_, f)| f.as_str()).collect();
+        let referenced = self.referenced(&recorded).await?;
+        let mut removed = 0;
+        for (relative, file) in &records {
+            if !referenced.contains(file) {
+                let path = Path::parse(file).map_err(|e| self.err(&format!("bad journal entry {}", checkpoint.show_entry(relative)), e))?;
+                match store.delete(&path).await {
                     Ok(()) => removed += 1,
                     Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err(&format!("cannot remove orphan data file /{path}"), e)),
+                    Err(e) => return Err(self.err(&format!("cannot remove orphan data file {}", table_dir.join(file).display()), e)),
                 }
             }
-            checkpoint.delete(&relative).await?;
+            checkpoint.delete(relative).await?;
         }
         Ok(removed)
+    }
+
+    /// Which of `files` (relative to the table) a readable version of the table references:
+    /// the current version's files, and the files later commits removed (the tombstones
+    /// delta-rs keeps, as VACUUM does, until the retention period has passed).
+    async fn referenced(&self, files: &HashSet<&str>) -> Result<HashSet<String>> {
+        let Some(table) = &self.table else { return Ok(HashSet::new()) };
+        let state = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
+        let log_store = table.log_store();
+        let mut found = HashSet::new();
+        let mut active = state.snapshot().file_views(log_store.as_ref(), None);
+        while let Some(file) = active.try_next().await.map_err(|e| self.err("cannot list the table's files", e))? {
+            if files.contains(file.path().as_ref()) {
+                found.insert(file.path().into_owned());
+            }
+        }
+        let mut removed = state.all_tombstones(log_store.as_ref());
+        while let Some(file) = removed.try_next().await.map_err(|e| self.err("cannot list the table's removed files", e))? {
+            if files.contains(file.path().as_ref()) {
+                found.insert(file.path().into_owned());
+            }
+        }
+        Ok(found)
     }
 
     /// Commits `adds` with `txn(query id, version)` in one Delta commit: an append to an
@@ -201,7 +257,7 @@ impl DeltaSink {
     async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<DeltaTable> {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let properties =
-            CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id, version, Some(now_ms)));
+            CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms)));
         let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
         let log_store = table.log_store();
         let Ok(snapshot) = table.snapshot() else {
@@ -268,8 +324,8 @@ impl Sink for DeltaSink {
         Ok(Some(snapshot.snapshot().arrow_schema()))
     }
 
-    async fn open(&mut self, schema: &SchemaRef, query_id: &str, checkpoint: &Arc<Checkpoint>) -> Result<()> {
-        self.app_id = query_id.to_string();
+    async fn open(&mut self, schema: &SchemaRef, app_id: &AppId, checkpoint: &Arc<Checkpoint>) -> Result<()> {
+        self.app_id = app_id.clone();
         let journal_dir = format!("sinks/{}/pending", self.name);
         let wanted = self.config.partition_by.clone();
         let name = self.name.clone();
@@ -286,12 +342,16 @@ impl Sink for DeltaSink {
                         existing.join(",")
                     )));
                 }
-                let log_store = table.log_store();
-                let recorded = snapshot
-                    .transaction_version(log_store.as_ref(), query_id)
-                    .await
-                    .map_err(|e| self.err("cannot read the recorded transaction version", e))?;
-                self.recorded = recorded;
+                let wanted_columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err("cannot write", e))?;
+                if columns_shape(snapshot.schema().as_ref()) != columns_shape(&wanted_columns) {
+                    return Err(ConnectorError::Config(format!(
+                        "the existing Delta table at {} has the columns ({}), but '{name}' writes ({}); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
+                        self.url,
+                        describe_columns(&snapshot.snapshot().arrow_schema()),
+                        describe_columns(schema)
+                    )));
+                }
+                self.refresh_recorded().await?;
             }
             false => {
                 for column in &wanted {
@@ -445,13 +505,145 @@ impl Sink for DeltaSink {
                 Err(e) => return Err(self.err(&failed, e)),
             }
         }
+        // The commit is in the log; its files' records are not cleared yet.
+        crate::failpoint::hit("after_delta_commit", batch_id);
         self.journal.finish().await;
         self.recorded = Some(version);
         Ok(SinkCommit { rows, written: true, version: current_version(&self.table) })
     }
 }
 
+/// The names and Delta types of `columns`, in order, nullability aside (the sink checks NOT
+/// NULL columns in every batch): two schemas with the same shape fit each other.
+fn columns_shape(columns: &StructType) -> Vec<(String, String)> {
+    fn shape(t: &DeltaType) -> String {
+        match t {
+            DeltaType::Array(a) => format!("array<{}>", shape(a.element_type())),
+            DeltaType::Map(m) => format!("map<{},{}>", shape(m.key_type()), shape(m.value_type())),
+            DeltaType::Struct(s) => format!("struct<{}>", columns_shape(s).iter().map(|(n, t)| format!("{n}:{t}")).collect::<Vec<_>>().join(",")),
+            other => format!("{other:?}"),
+        }
+    }
+    columns.fields().map(|f| (f.name().clone(), shape(f.data_type()))).collect()
+}
+
+/// `name TYPE, ...` of `schema`.
+fn describe_columns(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), weir_sql::types::sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+}
+
 /// The table's version, when it exists.
 fn current_version(table: &Option<DeltaTable>) -> Option<i64> {
     table.as_ref().and_then(DeltaTable::version).map(|v| v as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("p", DataType::Utf8, true)]))
+    }
+
+    fn rows(ids: &[i64], parts: &[&str]) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(parts.to_vec()))]).unwrap()
+    }
+
+    fn sink(path: &std::path::Path) -> DeltaSink {
+        let config = DeltaConfig { path: path.display().to_string(), partition_by: vec!["p".into()], target_file_size: None };
+        DeltaSink::new("t", config, None).unwrap()
+    }
+
+    /// Every `.parquet` file under `dir`, relative to it, as the file system names it.
+    fn parquet_files(dir: &std::path::Path) -> Vec<String> {
+        fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    out.push(path.strip_prefix(root).unwrap().to_str().unwrap().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Records left behind for committed files (in partition folders whose names delta-rs
+    /// escapes, under a table path that URLs encode) are cleared, and the files kept; a
+    /// recorded file no version references is removed; an old-style record (absolute path)
+    /// is understood too.
+    #[tokio::test]
+    async fn the_sweep_keeps_committed_files_and_removes_orphans() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
+        let table = base.join("table");
+        let cp = Arc::new(Checkpoint::open(base.join("cp").to_str().unwrap()).unwrap());
+        let mut first = sink(&table);
+        first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+        first.commit(0, vec![rows(&[1, 2, 3], &["a b", "c%20d", "é#1/x"])]).await.unwrap();
+        let committed = parquet_files(&table);
+        assert_eq!(committed.len(), 3, "{committed:?}");
+
+        // A crash between the commit and clearing the records would leave these.
+        for (n, file) in committed.iter().enumerate() {
+            cp.put_json_new(&format!("sinks/t/pending/0-a-{n}.json"), &PendingFile { file: Some(file.clone()), path: None }).await.unwrap();
+        }
+        let old_style = format!("{}/{}", table.display(), committed[0]);
+        let old_style = PendingFile { file: None, path: Some(old_style.trim_start_matches('/').to_string()) };
+        cp.put_json_new("sinks/t/pending/0-b-1.json", &old_style).await.unwrap();
+        // A batch that crashed before its commit.
+        std::fs::create_dir_all(table.join("p=zz")).unwrap();
+        std::fs::write(table.join("p=zz/part-orphan.parquet"), b"x").unwrap();
+        cp.put_json_new("sinks/t/pending/1-c-1.json", &PendingFile { file: Some("p=zz/part-orphan.parquet".into()), path: None }).await.unwrap();
+        drop(first);
+
+        let mut second = sink(&table);
+        second.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+        assert_eq!(parquet_files(&table), committed, "the committed files stay, the orphan goes");
+        assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "every record is cleared");
+        second.commit(1, vec![rows(&[4], &["a b"])]).await.unwrap();
+        let state = second.table.as_ref().unwrap().snapshot().unwrap();
+        let files: Vec<_> = state.snapshot().file_views(second.table.as_ref().unwrap().log_store().as_ref(), None).try_collect().await.unwrap();
+        assert_eq!(files.len(), 4, "the table reopens at its path and references all its files");
+        for f in &files {
+            assert!(table.join(f.path().as_ref()).exists(), "{} is gone", f.path());
+        }
+    }
+
+    /// On an object store the checkpoint has no lock, and a second runner cannot tell the
+    /// files the runner holding the query is writing from orphans: its sink removes nothing.
+    #[tokio::test]
+    async fn a_runner_without_the_lock_removes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let table = tmp.path().join("table");
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let location = || Location {
+            store: Arc::clone(&store),
+            root: Path::from("bucket/cp"),
+            url: Url::parse("memory:///bucket/cp/").unwrap(),
+            local_dir: None,
+        };
+        let (holder, second) = (Arc::new(Checkpoint::at(location()).unwrap()), Arc::new(Checkpoint::at(location()).unwrap()));
+        assert!(!holder.holds_lock() && !second.holds_lock());
+        let mut first = sink(&table);
+        first.open(&schema(), &AppId::sink("q"), &holder).await.unwrap();
+        first.commit(0, vec![rows(&[1], &["a"])]).await.unwrap();
+        // The holder is writing batch 1: its file is recorded and on disk, not committed yet.
+        std::fs::create_dir_all(table.join("p=b")).unwrap();
+        std::fs::write(table.join("p=b/part-in-flight.parquet"), b"x").unwrap();
+        let record = PendingFile { file: Some("p=b/part-in-flight.parquet".into()), path: None };
+        holder.put_json_new("sinks/t/pending/1-a-1.json", &record).await.unwrap();
+
+        let mut late_comer = sink(&table);
+        late_comer.open(&schema(), &AppId::sink("q"), &second).await.unwrap();
+        assert!(table.join("p=b/part-in-flight.parquet").exists(), "the holder's file is left alone");
+        assert_eq!(second.file_names("sinks/t/pending").await.unwrap(), ["1-a-1.json"], "and so is its record");
+    }
 }

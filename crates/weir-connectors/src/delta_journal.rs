@@ -6,10 +6,14 @@
 //! else's. The sink therefore hands delta-rs an object store that, before the first byte of a
 //! data file is written, records its path in the checkpoint as
 //! `sinks/<table>/pending/<batch>-<attempt>-<n>.json`. A successful commit deletes the
-//! attempt's records. On restart the sink reads what is left: files of batches the table has
-//! not recorded as committed (its `txn` version for the query) are orphans, and so are files
-//! of committed batches that the table does not reference (an attempt that failed before a
-//! later one committed). Only files weir recorded are ever deleted.
+//! attempt's records. On restart the sink reads what is left: a recorded file that no
+//! readable version of the table references is an orphan (its batch crashed before the
+//! commit, or its attempt failed before a later one committed). Only files weir recorded are
+//! ever deleted, and never one that the log references.
+//!
+//! The same store makes what delta-rs writes durable: object_store's local file system
+//! never fsyncs, so each file (a data file when its upload completes, a log entry when it is
+//! put) and the directories created for it are synced before the write returns.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -19,16 +23,35 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult,
+    PutPayload, PutResult, UploadPart,
 };
 use serde::{Deserialize, Serialize};
-use weir_checkpoint::Checkpoint;
+use weir_checkpoint::{Checkpoint, LocalDisk};
 
 /// One recorded data file.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct PendingFile {
-    /// The object's path in the root store.
-    pub path: String,
+    /// The file's path relative to the table: the log's `add.path`, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Records of weir 0.1 before the table-relative `file`: the object's path in a store
+    /// rooted at the file system's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl PendingFile {
+    /// The file's path relative to the table at `table_dir`; `None` when the record names a
+    /// file outside it (a record of another table), or nothing.
+    pub fn table_relative(&self, table_dir: &std::path::Path) -> Option<String> {
+        if let Some(file) = &self.file {
+            return Some(file.clone());
+        }
+        // An old record holds the raw absolute path, without its leading `/`.
+        let absolute = std::path::Path::new("/").join(self.path.as_deref()?);
+        let relative = absolute.strip_prefix(table_dir).ok()?;
+        relative.to_str().filter(|r| !r.is_empty()).map(str::to_string)
+    }
 }
 
 /// Where the current attempt records its files.
@@ -92,9 +115,10 @@ impl Journal {
         }
     }
 
-    /// Records `location` before it is written, when a batch is being written.
+    /// Records `location` (relative to the table) before it is written, when a batch is
+    /// being written.
     async fn record(&self, location: &Path) -> object_store::Result<()> {
-        if location.parts().any(|p| p.as_ref() == "_delta_log") {
+        if location.parts().next().is_some_and(|p| p.as_ref() == "_delta_log") {
             if let Some(batch) = self.batch() {
                 crate::failpoint::hit("before_delta_commit", batch);
             }
@@ -109,21 +133,54 @@ impl Journal {
             (checkpoint, relative)
         };
         checkpoint
-            .put_json_new(&relative, &PendingFile { path: location.to_string() })
+            .put_json_new(&relative, &PendingFile { file: Some(location.to_string()), path: None })
             .await
             .map_err(|e| object_store::Error::Generic { store: "weir journal", source: Box::new(e) })
     }
 }
 
-/// An object store that records data files in a [`Journal`] before writing them.
+/// An object store over a local table's directory that records data files in a [`Journal`]
+/// before writing them, and syncs every file it writes.
 pub(crate) struct JournaledStore {
     inner: Arc<dyn ObjectStore>,
     journal: Journal,
+    disk: Arc<LocalDisk>,
 }
 
 impl JournaledStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, journal: Journal) -> Self {
-        Self { inner, journal }
+    pub fn new(inner: Arc<dyn ObjectStore>, journal: Journal, disk: Arc<LocalDisk>) -> Self {
+        Self { inner, journal, disk }
+    }
+}
+
+/// Makes the file at `location` (relative to the table) durable.
+async fn sync(disk: &Arc<LocalDisk>, location: &Path) -> object_store::Result<()> {
+    let file = disk.root().join(location.as_ref());
+    disk.sync(file).await.map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: format!("cannot sync {location} to disk: {e}").into() })
+}
+
+/// A data file being uploaded in parts; synced when complete.
+#[derive(Debug)]
+struct SyncedUpload {
+    inner: Box<dyn MultipartUpload>,
+    disk: Arc<LocalDisk>,
+    location: Path,
+}
+
+#[async_trait]
+impl MultipartUpload for SyncedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let result = self.inner.complete().await?;
+        sync(&self.disk, &self.location).await?;
+        Ok(result)
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
     }
 }
 
@@ -143,12 +200,15 @@ impl fmt::Debug for JournaledStore {
 impl ObjectStore for JournaledStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
         self.journal.record(location).await?;
-        self.inner.put_opts(location, payload, opts).await
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        sync(&self.disk, location).await?;
+        Ok(result)
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.journal.record(location).await?;
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(SyncedUpload { inner, disk: Arc::clone(&self.disk), location: location.clone() }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
@@ -179,10 +239,12 @@ impl ObjectStore for JournaledStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        self.inner.copy_opts(from, to, options).await?;
+        sync(&self.disk, to).await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
-        self.inner.rename_opts(from, to, options).await
+        self.inner.rename_opts(from, to, options).await?;
+        sync(&self.disk, to).await
     }
 }

@@ -4,7 +4,8 @@
 //! `WEIR_FAILPOINT=<name>:<batch>` only in that batch. Names: in the batch loop
 //! `after_offsets`, `after_execute`, `after_sink_commit`, `after_state_commit` (stateful
 //! queries), `after_commit_log`; in the Delta sink `before_delta_commit` (data files written,
-//! the log not yet).
+//! the log not yet) and `after_delta_commit` (the commit is in the log, the records of its
+//! data files in the checkpoint are not cleared yet).
 
 /// Aborts the process if the failpoint `name` is armed for `batch_id`.
 #[cfg(feature = "failpoints")]

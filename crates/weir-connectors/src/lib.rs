@@ -152,6 +152,30 @@ pub struct SinkCommit {
     pub version: Option<i64>,
 }
 
+/// Which writer a table's commits come from: the Delta `txn` app id they carry, so that a
+/// replayed batch finds its own commit. Every table a query writes has its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppId {
+    /// The app id this sink's commits carry.
+    pub id: String,
+    /// The app id earlier versions of weir wrote the same table with: batches recorded under
+    /// it count as committed too.
+    pub previous: Option<String>,
+}
+
+impl AppId {
+    /// The query's sink: the query id, as ever.
+    pub fn sink(query_id: &str) -> Self {
+        Self { id: query_id.to_string(), previous: None }
+    }
+
+    /// A side table of the query (dead-letter or late rows), known to it as `table`:
+    /// `<query id>:<table>`. weir 0.1 wrote these with the query id.
+    pub fn side_table(query_id: &str, table: &str) -> Self {
+        Self { id: format!("{query_id}:{table}"), previous: Some(query_id.to_string()) }
+    }
+}
+
 /// An idempotent sink: committing batch N twice leaves it as if committed once.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -162,10 +186,11 @@ pub trait Sink: Send + Sync {
     /// or an existing Delta table). `None`: the query's output schema is taken as is.
     async fn target_schema(&mut self) -> Result<Option<SchemaRef>>;
 
-    /// Prepares for writing with the final output schema and the query id; checks that an
-    /// existing table fits, and cleans up after a crashed run of the query (the checkpoint
-    /// keeps what the sink needs for that). Called once before the first batch.
-    async fn open(&mut self, schema: &SchemaRef, query_id: &str, checkpoint: &Arc<Checkpoint>) -> Result<()>;
+    /// Prepares for writing with the final output schema and the id the sink's commits
+    /// carry; checks that an existing table fits, and cleans up after a crashed run of the
+    /// query (the checkpoint keeps what the sink needs for that). Called once before the
+    /// first batch.
+    async fn open(&mut self, schema: &SchemaRef, app_id: &AppId, checkpoint: &Arc<Checkpoint>) -> Result<()>;
 
     /// Starts batch `batch_id`: its rows follow through [`Sink::write`] as the query makes
     /// them, and [`Sink::finish`] commits them. A batch committed before (a replay) is

@@ -48,7 +48,7 @@ impl Sink for MemorySink {
         Ok(self.declared.clone())
     }
 
-    async fn open(&mut self, schema: &SchemaRef, _query_id: &str, _checkpoint: &std::sync::Arc<weir_checkpoint::Checkpoint>) -> Result<()> {
+    async fn open(&mut self, schema: &SchemaRef, _app_id: &crate::AppId, _checkpoint: &std::sync::Arc<weir_checkpoint::Checkpoint>) -> Result<()> {
         let mut tables = self.tables.lock().expect("memory tables lock");
         tables.entry(self.name.clone()).or_default().schema = Some(Arc::clone(schema));
         Ok(())

@@ -19,6 +19,9 @@ pub enum WeirError {
         /// What is wrong.
         message: String,
     },
+    /// A setting of the session is invalid.
+    #[error("{0}")]
+    Config(String),
     /// The checkpoint cannot be used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

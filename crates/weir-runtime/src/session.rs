@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
-use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Metadata, StateOperatorSpec};
+use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Location, Metadata, StateOperatorSpec};
 use weir_connectors::memory::MemoryTable;
-use weir_connectors::{MemoryTables, make_sink, make_source};
+use weir_connectors::{AppId, MemoryTables, make_sink, make_source};
 use weir_planner::{SourceDef, compile};
 use weir_sql::config::{ConnectorConfig, DeltaConfig, LateRows, Trigger};
 use weir_sql::{CreateTable, Insert, Statement, parse_script};
@@ -94,7 +94,8 @@ impl Default for QueryOptions {
 pub struct SessionConfig {
     /// Where default checkpoints go (`.weir/checkpoints`).
     pub checkpoint_root: PathBuf,
-    /// How many batches of offsets and commits a checkpoint keeps.
+    /// How many batches of offsets and commits a checkpoint keeps; at least 1 (a restart
+    /// resumes from the last one).
     pub retain_batches: u64,
     /// How many partitions a query's plan runs on at once (default: the cores available).
     /// Results never depend on it.
@@ -188,6 +189,11 @@ impl Session {
     /// before the first batch: the query, the sink's schema, the checkpoint's owner.
     pub async fn start(&self, insert: &Insert, options: QueryOptions) -> Result<StreamingQuery> {
         let line = insert.line;
+        if self.config.retain_batches == 0 {
+            return Err(WeirError::Config(
+                "SessionConfig.retain_batches is 0: a checkpoint must keep at least the last batch, which a restart resumes from; use 1 or more (default 100)".into(),
+            ));
+        }
         let sink_def = self.tables.get(&insert.sink).ok_or_else(|| {
             WeirError::at(line, format!("INSERT INTO {}: no such table; declare it with CREATE TABLE {} WITH (connector = 'delta', path = '...')", insert.sink, insert.sink))
         })?;
@@ -307,6 +313,8 @@ impl Session {
             }
         };
 
+        self.check_written_tables(insert, &run_sources, compiled.dedup())?;
+
         // The checkpoint: lock it, then check it belongs to this query.
         let location = match &options.checkpoint {
             Some(c) => c.clone(),
@@ -384,21 +392,27 @@ impl Session {
                 meta.id
             }
         };
-        sink.open(&output_schema, &id, &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
+        // Each table has its own txn app id: two tables sharing one would take each other's
+        // commits of a batch for their own.
+        sink.open(&output_schema, &AppId::sink(&id), &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
         let mut stateful = stateful;
         if let Some(StatefulPlan { spec, late_sink: Some(late_sink), .. }) = stateful.as_mut()
             && let Some((_, schema)) = &spec.late
         {
-            late_sink.open(schema, &id, &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
+            let app_id = AppId::side_table(&id, &format!("{}_late_rows", insert.sink));
+            late_sink.open(schema, &app_id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("late-rows table: {e}")))?;
         }
 
         for s in &mut run_sources {
             if let Some((path, schema)) = s.source.dead_letter() {
                 let schema = crate::runner::with_batch_id(&schema);
                 let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None });
-                let mut bad_sink =
-                    make_sink(&format!("{}_bad_rows", s.name), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
-                bad_sink.open(&schema, &id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
+                let table = format!("{}_bad_rows", s.name);
+                let mut bad_sink = make_sink(&table, &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
+                bad_sink
+                    .open(&schema, &AppId::side_table(&id, &table), &checkpoint)
+                    .await
+                    .map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
                 s.bad_sink = Some(bad_sink);
             }
         }
@@ -453,6 +467,53 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Refuses a query that would write two of its Delta tables (the sink, dead-letter and
+    /// late-rows tables) at one path, or one inside another's directory: their commits and
+    /// files would mix. The message names both options.
+    fn check_written_tables(&self, insert: &Insert, sources: &[RunSource], dedup: Option<&weir_planner::DedupPlan>) -> Result<()> {
+        let line_of = |table: &str| self.tables.get(table).map_or(insert.line, |t| t.create.line);
+        let mut written: Vec<(String, String)> = Vec::new();
+        if let Some(ConnectorConfig::Delta(c)) = self.tables.get(&insert.sink).map(|t| &t.config) {
+            written.push((format!("path = '{}' of table '{}' (line {})", c.path, insert.sink, line_of(&insert.sink)), c.path.clone()));
+        }
+        for s in sources {
+            if let Some((path, _)) = s.source.dead_letter() {
+                written.push((format!("dead_letter_path = '{path}' of table '{}' (line {})", s.name, line_of(&s.name)), path));
+            }
+        }
+        let late_source = dedup.and_then(|d| d.event_time.as_ref()).map(|(_, source)| source);
+        if let Some(source) = late_source
+            && let Some(LateRows::DeadLetter(path)) = self.tables.get(source).and_then(|t| t.config.late_rows())
+        {
+            written.push((format!("late_rows_path = '{path}' of table '{source}' (line {})", line_of(source)), path.clone()));
+        }
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (option, path) in written {
+            let location = Location::resolve(&path, true).map_err(|e| WeirError::at(insert.line, format!("{option}: {e}")))?;
+            let url = location.url.to_string();
+            let url = if url.ends_with('/') { url } else { format!("{url}/") };
+            for (other, other_url) in &seen {
+                let clash = if url == *other_url {
+                    format!("{other} and {option} are the same Delta table ({url})")
+                } else if url.starts_with(other_url.as_str()) {
+                    format!("{option} is inside {other} ({other_url})")
+                } else if other_url.starts_with(url.as_str()) {
+                    format!("{other} is inside {option} ({url})")
+                } else {
+                    continue;
+                };
+                return Err(WeirError::at(
+                    insert.line,
+                    format!("{clash}: each table a query writes needs a directory of its own, or their commits and files mix; give one of them another path"),
+                ));
+            }
+            seen.push((option, url));
+        }
+        Ok(())
+    }
+}
+
 /// Late rows keep the operator's output columns, plus the event time when it is not among them.
 fn late_rows_spec(d: &weir_planner::DedupPlan, event_time_col: usize, event_time_name: &str) -> (Vec<usize>, SchemaRef) {
     let mut columns = d.output_columns.clone();
@@ -484,4 +545,24 @@ fn state_operators_changed(before: &[StateOperatorSpec], now: &[StateOperatorSpe
 
 fn describe_sources(sources: &BTreeMap<String, String>) -> String {
     sources.iter().map(|(n, d)| format!("{n}={d}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint that keeps no batch would lose the one a restart resumes from (a purge
+    /// with 0 deletes every offsets entry): refused before anything is written.
+    #[tokio::test]
+    async fn retain_batches_of_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = Session::new(SessionConfig { checkpoint_root: dir.path().join("cp"), retain_batches: 0 });
+        let script = "CREATE TABLE g (id BIGINT) WITH (connector = 'datagen', total_rows = 3);
+                      CREATE TABLE out WITH (connector = 'memory');
+                      INSERT INTO out SELECT id FROM g;";
+        let err = session.execute_script(script, &QueryOptions::default()).await.unwrap_err();
+        assert!(matches!(err, WeirError::Config(_)), "{err}");
+        assert!(err.to_string().starts_with("SessionConfig.retain_batches is 0:"), "{err}");
+        assert!(!dir.path().join("cp").exists(), "nothing is written");
+    }
 }

@@ -81,6 +81,13 @@ fn batches_of(table: &Path, id: &str) -> Vec<i64> {
     txns.into_iter().map(|(_, v)| v).collect()
 }
 
+/// The txn app id of a query's side table (dead-letter or late rows) known to it as `table`
+/// (`events_bad_rows`, `clean_late_rows`): `<query id>:<table>`, of the query whose
+/// checkpoint is `checkpoint`.
+fn side_app_id(checkpoint: &Path, table: &str) -> String {
+    format!("{}:{table}", query_id(checkpoint))
+}
+
 /// Writes `bytes` as `dir/in/events/name` atomically (hidden temp name, then rename).
 fn put(dir: &Path, name: &str, bytes: &[u8]) {
     let events = dir.join("in/events");
@@ -213,7 +220,7 @@ fn dead_letters_each_once(options: &str, bad: Vec<Bad>) {
         let mut rows = dead.json["rows"].as_array().unwrap().clone();
         rows.sort_by_key(|r| r["line"].as_i64());
         assert_eq!(rows, want, "{attempt}: each bad line once, with its file, line, bytes and error");
-        assert_eq!(batches_in(&dlq, &checkpoint), [1], "{attempt}: one dead-letter commit, of batch 1");
+        assert_eq!(batches_of(&dlq, &side_app_id(&checkpoint, "events_bad_rows")), [1], "{attempt}: one dead-letter commit, of batch 1");
     }
 }
 
@@ -505,6 +512,124 @@ fn checkpoint_of_another_query_is_refused() {
     assert_ok(&run(&dir, "p.sql", &["--checkpoint", "cp"]));
     assert_eq!(table_rows(&dir.join("out/clean")), expected(0..20));
     assert_eq!(batches_in(&dir.join("out/clean"), &dir.join("cp")), [0, 1]);
+}
+
+/// Two file sources `a` and `b` (lines 1 and 2) with `a_options` and `b_options`, their
+/// UNION ALL (with a watermark and deduplication) into `out/clean` (line 3).
+fn two_sources(a_options: &str, b_options: &str) -> String {
+    let source = |name: &str, options: &str| {
+        format!(
+            "CREATE TABLE {name} (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE) \
+             WITH (connector = 'file', path = 'in/{name}', format = 'json'{options});\n"
+        )
+    };
+    format!(
+        "{}{}CREATE TABLE clean WITH (connector = 'delta', path = 'out/clean');\n\
+         INSERT INTO clean SELECT DISTINCT ON (id) id, ts FROM (SELECT * FROM a UNION ALL SELECT * FROM b) ORDER BY id, ts;\n",
+        source("a", a_options),
+        source("b", b_options)
+    )
+}
+
+/// Every Delta table a query writes has a directory of its own: two sources sharing a
+/// dead-letter table (whose commits of a batch each took the other's for their own, so
+/// that after a crash between them a replay skipped one source's bad rows), a dead-letter
+/// table at the late-rows table's or the sink's path, or inside the sink's directory, are
+/// refused before anything is written, naming both options.
+#[test]
+fn tables_of_one_query_sharing_a_path_are_refused_at_start() {
+    let (_tmp, dir) = scratch();
+    for name in ["a", "b"] {
+        std::fs::create_dir_all(dir.join("in").join(name)).unwrap();
+        std::fs::write(dir.join("in").join(name).join("1.json"), format!("{{\"id\": 1, \"ts\": \"{}\"}}\n{{\"id\": \n", ts(1))).unwrap();
+    }
+    let dead = |path: &str| format!(", on_bad_row = 'dead_letter', dead_letter_path = '{path}'");
+    let late = |path: &str| format!(", late_rows = 'dead_letter', late_rows_path = '{path}'");
+    let url = |relative: &str| format!("file://{}/", shown(&dir, relative));
+    let cases = [
+        (
+            two_sources(&dead("out/dlq"), &dead("out/dlq")),
+            format!(
+                "dead_letter_path = 'out/dlq' of table 'a' (line 1) and dead_letter_path = 'out/dlq' of table 'b' (line 2) are the same Delta table ({})",
+                url("out/dlq")
+            ),
+        ),
+        (
+            two_sources(&dead("out/clean"), ""),
+            format!(
+                "path = 'out/clean' of table 'clean' (line 3) and dead_letter_path = 'out/clean' of table 'a' (line 1) are the same Delta table ({})",
+                url("out/clean")
+            ),
+        ),
+        (
+            two_sources(&format!("{}{}", dead("out/side"), late("./out/side")), ""),
+            format!(
+                "dead_letter_path = 'out/side' of table 'a' (line 1) and late_rows_path = './out/side' of table 'a' (line 1) are the same Delta table ({})",
+                url("out/side")
+            ),
+        ),
+        (
+            two_sources("", &dead("out/clean/dlq")),
+            format!("dead_letter_path = 'out/clean/dlq' of table 'b' (line 2) is inside path = 'out/clean' of table 'clean' (line 3) ({})", url("out/clean")),
+        ),
+    ];
+    for (script, clash) in cases {
+        std::fs::write(dir.join("p.sql"), &script).unwrap();
+        let err = the_error(&run(&dir, "p.sql", &[]));
+        assert_eq!(
+            err,
+            format!("error: p.sql:4: {clash}: each table a query writes needs a directory of its own, or their commits and files mix; give one of them another path"),
+            "{script}"
+        );
+        assert!(!dir.join(".weir/checkpoints/clean/metadata.json").exists(), "nothing is written: {script}");
+        assert!(!dir.join("out/clean/_delta_log").exists(), "nothing is written: {script}");
+    }
+    // Apart, each table gets its source's bad row once, under its own txn app id.
+    std::fs::write(dir.join("p.sql"), two_sources(&dead("out/dlq_a"), &dead("out/dlq_b"))).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let checkpoint = dir.join(".weir/checkpoints/clean");
+    for source in ["a", "b"] {
+        let dlq = dir.join(format!("out/dlq_{source}"));
+        assert_eq!(DeltaView::read(&dlq).rows().len(), 1, "{source}: its bad row once");
+        assert_eq!(batches_of(&dlq, &side_app_id(&checkpoint, &format!("{source}_bad_rows"))), [0]);
+    }
+    assert_eq!(batches_in(&dir.join("out/clean"), &checkpoint), [0]);
+}
+
+/// A dead-letter or late-rows table that exists with other columns is refused before
+/// anything is written, naming the table and both sets of columns; weir used to commit the
+/// bad rows into it, where readers saw none of them.
+#[test]
+fn existing_side_tables_of_other_columns_are_refused_at_start() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), script("json", DEAD_LETTER)).unwrap();
+    three_files(&dir, &malformed_json());
+    python(&dir, "import pyarrow as pa; from deltalake import write_deltalake; write_deltalake('out/dlq', pa.table({'x': pa.array([1], pa.int32())}))");
+    let err = the_error(&run(&dir, "p.sql", &[]));
+    assert_eq!(
+        err,
+        format!(
+            "error: p.sql:7: dead-letter table of 'events': the existing Delta table at file://{}/ has the columns (x INT), but 'events_bad_rows' writes \
+             (file STRING, line BIGINT, value BINARY, error STRING, batch_id BIGINT); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
+            shown(&dir, "out/dlq")
+        )
+    );
+    assert!(!dir.join("out/clean/_delta_log").exists(), "nothing of the query was committed");
+    assert_eq!(DeltaView::read(&dir.join("out/dlq")).commits().len(), 1, "the dead-letter table is untouched");
+
+    std::fs::create_dir_all(dir.join("in/a")).unwrap();
+    std::fs::create_dir_all(dir.join("in/b")).unwrap();
+    std::fs::write(dir.join("p.sql"), two_sources(", late_rows = 'dead_letter', late_rows_path = 'out/dlq'", "")).unwrap();
+    let err = the_error(&run(&dir, "p.sql", &["--checkpoint", "cp"]));
+    assert_eq!(
+        err,
+        format!(
+            "error: p.sql:4: late-rows table: the existing Delta table at file://{}/ has the columns (x INT), but 'clean_late_rows' writes \
+             (id BIGINT, ts TIMESTAMP); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
+            shown(&dir, "out/dlq")
+        )
+    );
+    assert!(!dir.join("out/clean/_delta_log").exists(), "nothing of the query was committed");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -803,7 +928,7 @@ fn kafka_dead_letters_each_once(options: &str, bad: Vec<(Vec<u8>, String)>) {
         assert_each_once(string_column(&table, "event_id"), ids(good.clone()), attempt);
         assert_eq!(batches_in(&table, &checkpoint), [0, 1], "{attempt}");
         check_kafka_dead_letters(&dir.join("dlq"), &bad, &offsets, attempt);
-        assert_eq!(batches_in(&dir.join("dlq"), &checkpoint), [1], "{attempt}: one dead-letter commit, of batch 1");
+        assert_eq!(batches_of(&dir.join("dlq"), &side_app_id(&checkpoint, "events_bad_rows")), [1], "{attempt}: one dead-letter commit, of batch 1");
     }
 }
 

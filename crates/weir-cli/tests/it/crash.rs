@@ -153,3 +153,78 @@ fn orphan_data_files_of_a_crashed_commit_are_removed() {
         assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 0, "the journal is empty after recovery");
     }
 }
+
+/// Directory names that URLs and object-store paths must encode: a space, non-ASCII
+/// characters, `%` (which also looks like an encoding itself) and `#`.
+const AWKWARD_DIRS: &[&str] = &["c dé", "c d%20é #1"];
+
+/// The records of the data files a Delta sink wrote, left in the checkpoint under `dir`.
+fn journal_records(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(".weir/checkpoints/clean/sinks/clean/pending")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// The data files the table's log adds, as paths relative to the table (decoded once).
+fn logged_files(table: &Path) -> Vec<String> {
+    DeltaView::read(table).commits().iter().flat_map(|c| c["adds"].as_array().unwrap().clone()).map(|a| a.as_str().unwrap().to_string()).collect()
+}
+
+/// A crash after a batch's Delta commit and before the checkpoint's records of its data files
+/// are cleared leaves records of committed files. The restart keeps those files, with the
+/// input, table and checkpoint under a directory whose name URLs encode; and a table at such
+/// a path opens again after its first commit.
+#[test]
+fn committed_files_survive_a_crash_before_their_records_are_cleared() {
+    let (_ref_tmp, reference) = scratch();
+    setup(&reference);
+    assert_ok(&run(&reference, "p.sql", &[]));
+    let expected = outcome(&reference);
+
+    for name in AWKWARD_DIRS {
+        for batch in [0, 2] {
+            let (_tmp, root) = scratch();
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            setup(&dir);
+            crash_at(&dir, "after_delta_commit", batch, LIMIT);
+            assert!(journal_records(&dir) > 0, "{name:?}, batch {batch}: the crash leaves the records of committed files");
+            assert_ok(&run(&dir, "p.sql", &[]));
+            assert_eq!(outcome(&dir), expected, "{name:?}: after a crash after the Delta commit of batch {batch}");
+            let table = dir.join("out/clean");
+            for file in logged_files(&table) {
+                assert!(table.join(&file).exists(), "{name:?}, batch {batch}: committed file {file} was deleted");
+            }
+            assert_eq!(journal_records(&dir), 0, "{name:?}, batch {batch}: the journal is empty after the restart");
+        }
+    }
+}
+
+/// Runs Python `code` with the independent reader's packages; `TABLE` is the table's path.
+fn python_on(table: &Path, code: &str) -> String {
+    let python = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let out = std::process::Command::new(python).arg("-c").arg(code).env("TABLE", table).output().unwrap();
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A committed file that a later commit removed is still part of the versions before that
+/// commit, which readers can still travel back to: the restart's sweep keeps it too.
+#[test]
+fn files_of_older_readable_versions_survive_the_sweep() {
+    let (_tmp, dir) = scratch();
+    setup(&dir);
+    crash_at(&dir, "after_delta_commit", 1, LIMIT);
+    let table = dir.join("out/clean");
+    let before = logged_files(&table);
+    assert_eq!(before.len(), 2, "batches 0 and 1 are committed: {before:?}");
+    // Another writer compacts the table: version 2 removes both files.
+    python_on(&table, "import os; from deltalake import DeltaTable; DeltaTable(os.environ['TABLE']).optimize.compact()");
+
+    assert_ok(&run(&dir, "p.sql", &[]));
+    for file in &before {
+        assert!(table.join(file).exists(), "{file}, removed by the compaction, is still in version 1 and must stay");
+    }
+    let rows = python_on(&table, "import os; from deltalake import DeltaTable; print(DeltaTable(os.environ['TABLE'], version=1).to_pyarrow_table().num_rows)");
+    assert_eq!(rows.trim(), expected_rows(0..80).len().to_string(), "version 1 is still readable");
+    assert_eq!(DeltaView::read(&table).rows(), expected_rows(0..160));
+    assert_eq!(journal_records(&dir), 0);
+}
