@@ -578,7 +578,7 @@ mod awkward_paths {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
         let cp = Checkpoint::open(dir.to_str().unwrap()).unwrap();
-        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None };
+        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None };
         cp.write_commit(3, &entry).await.unwrap();
         assert!(dir.join("commits/3.json").is_file());
         assert_eq!(cp.commit(3).await.unwrap(), Some(entry));

@@ -556,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn retain_batches_of_zero_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut session = Session::new(SessionConfig { checkpoint_root: dir.path().join("cp"), retain_batches: 0 });
+        let mut session = Session::new(SessionConfig { checkpoint_root: dir.path().join("cp"), retain_batches: 0, ..Default::default() });
         let script = "CREATE TABLE g (id BIGINT) WITH (connector = 'datagen', total_rows = 3);
                       CREATE TABLE out WITH (connector = 'memory');
                       INSERT INTO out SELECT id FROM g;";

@@ -1,8 +1,10 @@
 //! Random SIGKILL suite: the real `weir` binary runs a deduplicating query
 //! (`SELECT DISTINCT ON (event_id) … ORDER BY event_id, ts` with a 10-minute watermark) into
 //! a Delta table, and is killed with SIGKILL at seeded random moments and restarted, again
-//! and again, for a file source and for a Kafka source. Then the table is read back with the
-//! independent reader and checked row by row, and the Delta log commit by commit.
+//! and again, for a file source, for the same in a directory whose name holds a space, `%20`,
+//! `#` and non-ASCII letters, for two file sources in one query (`UNION ALL`, each with its
+//! own watermark), and for a Kafka source. Then the table is read back with the independent
+//! reader and checked row by row, and the Delta log commit by commit.
 //!
 //! `WEIR_KILLS` sets how many kills must land in a running process (default 30; 300 for a
 //! soak), `WEIR_SEED` replays a seed. The seed picks the data and every kill's plan; when a
@@ -50,7 +52,10 @@
 //! - Files: files are taken in name order, at most `max_files_per_trigger` per batch, and
 //!   the next round's files appear only after a round is finished. So the k-th data batch
 //!   takes the k-th pair of a round's files, in order. The test checks this against the
-//!   checkpoint's `sources/events/N.json` lists that it saw before compaction removed them.
+//!   checkpoint's `sources/<source>/N.json` lists that it saw before compaction removed them.
+//!   With two sources, a round's files are dealt to them in turn, and the k-th data batch of
+//!   a round takes the k-th group of each source that has one. Both sources get on-time
+//!   files in every round, so the `min` of their watermarks obeys the bounds above too.
 //!
 //! The model must agree with the round-based expectation above. That is a check of the
 //! test's own reasoning. It also gives the exact watermark of every batch, which must equal
@@ -115,12 +120,14 @@ impl Rng {
 }
 
 /// One input row: `{"event_id", "v", "ts"}`. `v` says what the row is: `orig` (the first
-/// copy of an on-time event), `dup` (a later copy within the delay) or `late`.
+/// copy of an on-time event), `dup` (a later copy within the delay) or `late`. `source` is
+/// the index of the source it goes to, in declaration order (0 with one source).
 #[derive(Clone, Debug)]
 struct Row {
     id: String,
     v: &'static str,
     ts_ms: i64,
+    source: usize,
 }
 
 impl Row {
@@ -166,11 +173,11 @@ fn round_rows(round: u32, rng: &mut Rng) -> Vec<Row> {
     let mut pending: Vec<(usize, Row)> = Vec::new();
     let mut late = 0;
     for i in 0..FRESH {
-        rows.push(Row { id: fresh_id(round, i), v: "orig", ts_ms: fresh_ts(round, i) });
+        rows.push(Row { id: fresh_id(round, i), v: "orig", ts_ms: fresh_ts(round, i), source: 0 });
         if i <= last_mixed && rng.below(4) == 0 {
             let due = (i + rng.below(41) as usize).min(last_mixed);
             let ts_ms = fresh_ts(round, i) + 1000 + rng.below(60_000) as i64;
-            pending.push((due, Row { id: fresh_id(round, i), v: "dup", ts_ms }));
+            pending.push((due, Row { id: fresh_id(round, i), v: "dup", ts_ms, source: 0 }));
         }
         if round >= 1 && i <= last_mixed && rng.below(8) == 0 {
             late += 1;
@@ -178,9 +185,9 @@ fn round_rows(round: u32, rng: &mut Rng) -> Vec<Row> {
                 // A late copy of an old event, at its original time: its key is long gone
                 // from the state, so only the watermark stops it.
                 let j = rng.below(FRESH as u64) as usize;
-                Row { id: fresh_id(round - 2, j), v: "late", ts_ms: fresh_ts(round - 2, j) }
+                Row { id: fresh_id(round - 2, j), v: "late", ts_ms: fresh_ts(round - 2, j), source: 0 }
             } else {
-                Row { id: format!("late-{round:05}-{late}"), v: "late", ts_ms: round_start_ms(round) - 7_200_000 - late * 1000 }
+                Row { id: format!("late-{round:05}-{late}"), v: "late", ts_ms: round_start_ms(round) - 7_200_000 - late * 1000, source: 0 }
             });
         }
         pending.retain(|(due, row)| {
@@ -199,8 +206,8 @@ fn round_rows(round: u32, rng: &mut Rng) -> Vec<Row> {
 struct History {
     offsets: BTreeMap<u64, Value>,
     commits: BTreeMap<u64, Value>,
-    /// File source: `sources/events/N.json` (file lists) seen before compaction.
-    lists: BTreeMap<u64, Value>,
+    /// File sources: `sources/<source>/N.json` (file lists) seen before compaction, by source.
+    lists: BTreeMap<String, BTreeMap<u64, Value>>,
 }
 
 /// Batch ids of the `<N>.json` files in `dir`.
@@ -228,8 +235,8 @@ enum KillAt {
     StateCommit(u64),
     /// Right after the `nth` new `commits/N` file (between batches).
     Commits(u64),
-    /// File source: right after the `nth` new file list `sources/events/N.json` (written
-    /// before `offsets/N`; a restart must reuse it).
+    /// File source: right after the `nth` new file list `sources/<first source>/N.json`
+    /// (written before `offsets/N`; a restart must reuse it).
     FileList(u64),
 }
 
@@ -256,7 +263,9 @@ enum Ended {
 /// One scenario's kill loop and what it observed.
 struct Chaos {
     what: &'static str,
-    /// The source writes file lists (`sources/events/N.json`): kills may wait for them.
+    /// The sources, in declaration order.
+    sources: Vec<&'static str>,
+    /// The sources write file lists (`sources/<source>/N.json`): kills may wait for them.
     file_lists: bool,
     seed: u64,
     kills: u64,
@@ -277,15 +286,20 @@ struct Chaos {
 }
 
 impl Chaos {
-    fn new(what: &'static str, file_lists: bool) -> Self {
+    /// A scenario reading `sources`, run in `subdir` of a scratch directory (the table and
+    /// checkpoint paths hold its name).
+    fn new(what: &'static str, sources: &[&'static str], file_lists: bool, subdir: &str) -> Self {
         let kills: u64 = std::env::var("WEIR_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(30);
         let seed: u64 = std::env::var("WEIR_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64
         });
         eprintln!("chaos {what}: seed {seed}, {kills} kills (replay with WEIR_SEED={seed}, raise with WEIR_KILLS)");
-        let (tmp, dir) = scratch();
+        let (tmp, scratch_dir) = scratch();
+        let dir = scratch_dir.join(subdir);
+        std::fs::create_dir_all(&dir).unwrap();
         Self {
             what,
+            sources: sources.to_vec(),
             file_lists,
             seed,
             kills,
@@ -383,7 +397,9 @@ impl Chaos {
             KillAt::Commits(n) => self.checkpoint.join(format!("commits/{}.json", commits + n - 1)).exists(),
             KillAt::DeltaCommit(n) => self.table.join(format!("_delta_log/{:020}.json", delta + n - 1)).exists(),
             KillAt::StateCommit(n) => written_since_spawn(self.checkpoint.join(format!("state/dedup/{}.delta", commits + n - 1))),
-            KillAt::FileList(n) => written_since_spawn(self.checkpoint.join(format!("sources/events/{}.json", offsets + n - 1))),
+            KillAt::FileList(n) => {
+                written_since_spawn(self.checkpoint.join(format!("sources/{}/{}.json", self.sources[0], offsets + n - 1)))
+            }
         };
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -425,7 +441,7 @@ impl Chaos {
         let offsets = batch_ids(&self.checkpoint.join("offsets")).last().copied();
         let commits = batch_ids(&self.checkpoint.join("commits")).last().copied();
         let next = offsets.map_or(0, |b| b + 1);
-        if written_since_spawn(self.checkpoint.join(format!("sources/events/{next}.json"))) {
+        if self.sources.iter().any(|src| written_since_spawn(self.checkpoint.join(format!("sources/{src}/{next}.json")))) {
             return "after the file list, before offsets/N";
         }
         let Some(batch) = offsets else { return "before the first batch" };
@@ -448,11 +464,16 @@ impl Chaos {
     /// seen before must not have changed.
     fn capture(&mut self) {
         let ctx = self.ctx();
-        let dirs = [
+        let mut dirs = vec![
             (self.checkpoint.join("offsets"), &mut self.history.offsets),
             (self.checkpoint.join("commits"), &mut self.history.commits),
-            (self.checkpoint.join("sources/events"), &mut self.history.lists),
         ];
+        for src in &self.sources {
+            self.history.lists.entry(src.to_string()).or_default();
+        }
+        for (src, lists) in self.history.lists.iter_mut() {
+            dirs.push((self.checkpoint.join(format!("sources/{src}")), lists));
+        }
         for (dir, seen) in dirs {
             for id in batch_ids(&dir) {
                 let path = dir.join(format!("{id}.json"));
@@ -482,9 +503,9 @@ impl Chaos {
         last
     }
 
-    /// `(start, end)` of source `events` in batch `n`.
-    fn range(&self, n: u64) -> (&Value, &Value) {
-        let source = &self.history.offsets[&n]["sources"]["events"];
+    /// `(start, end)` of source `source` in batch `n`.
+    fn range(&self, n: u64, source: &str) -> (&Value, &Value) {
+        let source = &self.history.offsets[&n]["sources"][source];
         (&source["start"], &source["end"])
     }
 
@@ -502,7 +523,7 @@ impl Chaos {
 
         // The model over the batches as recorded, and the round-based expectation.
         assert_eq!(inputs.len() as u64, last + 1, "{ctx}: one input per batch");
-        let model = Model::replay(inputs);
+        let model = Model::replay(inputs, self.sources.len());
         let mut model_ids: Vec<String> = model.iter().flat_map(|b| b.emitted.keys().cloned()).collect();
         model_ids.sort();
         assert_each_once(model_ids, expected.iter().cloned(), &format!("{ctx}: the model over the recorded batches (the test's reasoning)"));
@@ -610,8 +631,11 @@ struct ModelBatch {
 struct Model;
 
 impl Model {
-    fn replay(inputs: &[Vec<Row>]) -> Vec<ModelBatch> {
+    /// `sources` watermarked sources (10-minute delays), combined with Spark's `min` policy:
+    /// each source's watermark is its `max event time - delay` so far, 0 before it has data.
+    fn replay(inputs: &[Vec<Row>], sources: usize) -> Vec<ModelBatch> {
         let (mut watermark, mut late_watermark) = (0i64, 0i64);
+        let mut per_source: Vec<Option<i64>> = vec![None; sources];
         let mut state: HashMap<String, i64> = HashMap::new();
         let mut out = Vec::with_capacity(inputs.len());
         for rows in inputs {
@@ -638,9 +662,13 @@ impl Model {
             if watermark > 0 {
                 state.retain(|_, expires| *expires > watermark);
             }
-            let max = rows.iter().map(|r| r.ts_ms).max();
+            for row in rows {
+                let w = &mut per_source[row.source];
+                *w = Some(w.map_or(row.ts_ms - DELAY_MS, |w| w.max(row.ts_ms - DELAY_MS)));
+            }
             late_watermark = watermark;
-            watermark = max.map_or(watermark, |m| watermark.max(m - DELAY_MS));
+            let slowest = per_source.iter().map(|w| w.unwrap_or(0)).min().unwrap_or(0);
+            watermark = watermark.max(slowest);
             out.push(b);
         }
         out
@@ -664,40 +692,79 @@ const MAX_FILES_PER_TRIGGER: usize = 2;
 #[test]
 fn chaos_sigkill_file_source_dedup_to_delta() {
     assert_eq!(rfc3339(EPOCH_2024_MS + 86_400_000 * 60 + 3_723_004), "2024-03-01T01:02:03.004Z");
-    let mut chaos = Chaos::new("file source", true);
-    std::fs::write(
-        chaos.dir.join("p.sql"),
-        format!(
-            "CREATE TABLE events (event_id STRING NOT NULL, v STRING, ts TIMESTAMP,
+    file_chaos("file source", &["events"], ".");
+}
+
+/// The table and the checkpoint live under a directory whose name has a space, `%20`, `#`
+/// and non-ASCII letters: paths are encoded in URLs and in the Delta log, and a path decoded
+/// once too often or compared in two encodings loses data (issue 14, item 3).
+#[test]
+fn chaos_sigkill_file_source_in_a_path_with_space_percent_and_non_ascii() {
+    file_chaos("file source in 'c dé %20 #1'", &["events"], "c dé %20 #1");
+}
+
+/// Two watermarked file sources in one query (`UNION ALL`), each with its own file lists
+/// and watermark: both must survive every kill (issue 14, items 2 and 4).
+#[test]
+fn chaos_sigkill_two_file_sources_dedup_to_delta() {
+    file_chaos("two file sources", &["a", "b"], ".");
+}
+
+/// Kills and restarts a deduplicating query over the file sources `sources` (round files
+/// dealt to them in turn), run in `subdir`, then checks the table against the model.
+fn file_chaos(what: &'static str, sources: &[&'static str], subdir: &str) {
+    let mut chaos = Chaos::new(what, sources, true, subdir);
+    let mut script = String::new();
+    for src in sources {
+        script += &format!(
+            "CREATE TABLE {src} (event_id STRING NOT NULL, v STRING, ts TIMESTAMP,
                WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
-             WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = {MAX_FILES_PER_TRIGGER});
-             CREATE TABLE out WITH (connector = 'delta', path = 'out');
-             {QUERY}"
+             WITH (connector = 'file', path = 'in/{src}', format = 'json', max_files_per_trigger = {MAX_FILES_PER_TRIGGER});\n"
+        );
+    }
+    script += "CREATE TABLE out WITH (connector = 'delta', path = 'out');\n";
+    script += &match sources {
+        [_] => QUERY.replace("FROM events", &format!("FROM {}", sources[0])),
+        _ => format!(
+            "INSERT INTO out SELECT DISTINCT ON (event_id) * FROM ({}) ORDER BY event_id, ts;",
+            sources.iter().map(|s| format!("SELECT * FROM {s}")).collect::<Vec<_>>().join(" UNION ALL ")
         ),
-    )
-    .unwrap();
-    // Every file's rows, by name; a round's files in name order, in groups of
-    // MAX_FILES_PER_TRIGGER: what the data batches take, in order.
-    let mut files: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    let input = chaos.dir.join("in/events");
+    };
+    std::fs::write(chaos.dir.join("p.sql"), script).unwrap();
+    // Every file's rows, by source and name. A round's files go to the sources in turn; each
+    // source takes its files in name order, MAX_FILES_PER_TRIGGER at a time, so the k-th
+    // data batch of a round takes the k-th group of every source that has one.
+    let mut files: BTreeMap<(usize, String), Vec<Row>> = BTreeMap::new();
+    let mut batches: Vec<Vec<(usize, Vec<String>)>> = Vec::new();
+    let dir = chaos.dir.clone();
+    let n_sources = sources.len();
     chaos.run(|round, rng| {
-        let mut round_files: Vec<(String, Vec<Row>)> = Vec::new();
+        let mut round_files: Vec<(usize, String, Vec<Row>)> = Vec::new();
         let mut fresh = 0;
-        for row in round_rows(round, rng) {
+        for mut row in round_rows(round, rng) {
             if row.v == "orig" {
                 if fresh % FILE_FRESH == 0 {
-                    round_files.push((format!("r{round:05}-f{:02}.json", fresh / FILE_FRESH), Vec::new()));
+                    let j = fresh / FILE_FRESH;
+                    round_files.push((j % n_sources, format!("r{round:05}-f{j:02}.json"), Vec::new()));
                 }
                 fresh += 1;
             }
-            round_files.last_mut().unwrap().1.push(row);
+            let file = round_files.last_mut().unwrap();
+            row.source = file.0;
+            file.2.push(row);
         }
-        for (name, rows) in &round_files {
-            write_file(&input, name, &rows.iter().map(Row::json).collect::<Vec<_>>());
+        let mut groups: Vec<Vec<Vec<String>>> = vec![Vec::new(); n_sources];
+        for src in 0..n_sources {
+            let names: Vec<String> = round_files.iter().filter(|f| f.0 == src).map(|f| f.1.clone()).collect();
+            groups[src] = names.chunks(MAX_FILES_PER_TRIGGER).map(<[String]>::to_vec).collect();
         }
-        groups.extend(round_files.chunks(MAX_FILES_PER_TRIGGER).map(|c| c.iter().map(|f| f.0.clone()).collect()));
-        files.extend(round_files);
+        for k in 0..groups.iter().map(Vec::len).max().unwrap_or(0) {
+            batches.push((0..n_sources).filter_map(|src| Some((src, groups[src].get(k)?.clone()))).collect());
+        }
+        for (src, name, rows) in round_files {
+            write_file(&dir.join("in").join(sources[src]), &name, &rows.iter().map(Row::json).collect::<Vec<_>>());
+            files.insert((src, name), rows);
+        }
     });
 
     let ctx = chaos.ctx();
@@ -705,20 +772,31 @@ fn chaos_sigkill_file_source_dedup_to_delta() {
     let mut inputs = Vec::new();
     let mut data_batches = 0;
     for n in 0..=last {
-        let (start, end) = chaos.range(n);
-        if start == end {
+        let reading: Vec<usize> = (0..n_sources)
+            .filter(|&src| {
+                let (start, end) = chaos.range(n, sources[src]);
+                start != end
+            })
+            .collect();
+        if reading.is_empty() {
             inputs.push(Vec::new());
             continue;
         }
-        assert_eq!(end["logOffset"], n, "{ctx}: batch {n} reads its own file list: {end}");
-        let group = groups.get(data_batches).unwrap_or_else(|| panic!("{ctx}: batch {n} reads files, but all were taken"));
+        let batch = batches.get(data_batches).unwrap_or_else(|| panic!("{ctx}: batch {n} reads files, but all were taken"));
         data_batches += 1;
-        if let Some(list) = chaos.history.lists.get(&n) {
-            assert_eq!(list["files"], serde_json::json!(group), "{ctx}: batch {n} takes the next files in name order");
+        assert_eq!(reading, batch.iter().map(|b| b.0).collect::<Vec<_>>(), "{ctx}: batch {n} reads the sources that have files left");
+        let mut rows = Vec::new();
+        for (src, group) in batch {
+            let (_, end) = chaos.range(n, sources[*src]);
+            assert_eq!(end["logOffset"], n, "{ctx}: batch {n} reads its own file list of '{}': {end}", sources[*src]);
+            if let Some(list) = chaos.history.lists[sources[*src]].get(&n) {
+                assert_eq!(list["files"], serde_json::json!(group), "{ctx}: batch {n} takes the next files of '{}' in name order", sources[*src]);
+            }
+            rows.extend(group.iter().flat_map(|f| files[&(*src, f.clone())].clone()));
         }
-        inputs.push(group.iter().flat_map(|f| files[f].clone()).collect());
+        inputs.push(rows);
     }
-    assert_eq!(data_batches, groups.len(), "{ctx}: every file is taken");
+    assert_eq!(data_batches, batches.len(), "{ctx}: every file is taken");
     chaos.check(&inputs, &expected_ids(chaos.rounds));
 }
 
@@ -729,7 +807,7 @@ const PARTITIONS: i32 = 4;
 
 #[test]
 fn chaos_sigkill_kafka_source_dedup_to_delta() {
-    let mut chaos = Chaos::new("kafka source", false);
+    let mut chaos = Chaos::new("kafka source", &["events"], false, ".");
     let broker = Broker::start();
     broker.create_topic("events", PARTITIONS);
     std::fs::write(
@@ -784,7 +862,7 @@ fn chaos_sigkill_kafka_source_dedup_to_delta() {
     let mut inputs = Vec::new();
     let mut previous_end = offsets(&Value::Null, "start");
     for n in 0..=last {
-        let (start, end) = chaos.range(n);
+        let (start, end) = chaos.range(n, "events");
         let (start, end) = (offsets(start, &format!("batch {n} start")), offsets(end, &format!("batch {n} end")));
         assert_eq!(start, previous_end, "{ctx}: batch {n} starts where batch {} ended", n as i64 - 1);
         let mut rows = Vec::new();

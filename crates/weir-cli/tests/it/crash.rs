@@ -199,8 +199,12 @@ fn committed_files_survive_a_crash_before_their_records_are_cleared() {
 }
 
 /// Runs Python `code` with the independent reader's packages; `TABLE` is the table's path.
+/// The interpreter leaves with `os._exit` once the code is done: deltalake's `optimize`
+/// leaves native threads behind that sometimes abort a normal interpreter shutdown
+/// ("terminate called without an active exception") after the work completed.
 fn python_on(table: &Path, code: &str) -> String {
     let python = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let code = format!("{code}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)");
     let out = std::process::Command::new(python).arg("-c").arg(code).env("TABLE", table).output().unwrap();
     assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
