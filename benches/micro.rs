@@ -325,13 +325,12 @@ async fn plan(script: &str) -> CompiledQuery {
     let mut query = None;
     for statement in parse_script(script).expect("parses") {
         match statement {
-            Statement::CreateTable(create) => {
-                if ConnectorConfig::from_table(&create).expect("valid options").is_source() {
-                    let schema = Arc::new(Schema::new(create.columns.clone()));
-                    sources.push(SourceDef { name: create.name, schema, event_time: create.watermark.map(|w| w.column) });
-                }
+            Statement::CreateTable(create) if ConnectorConfig::from_table(&create).expect("valid options").is_source() => {
+                let schema = Arc::new(Schema::new(create.columns.clone()));
+                sources.push(SourceDef { name: create.name, schema, event_time: create.watermark.map(|w| w.column) });
             }
             Statement::Insert(insert) => query = Some(insert.query),
+            _ => {}
         }
     }
     compile(&query.expect("an INSERT"), &sources, None, 2).await.expect("compiles")

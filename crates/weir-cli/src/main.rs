@@ -164,6 +164,13 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
         Ok(s) => s,
         Err(e) => return fail(e.into()),
     };
+    if let Some(other) = statements.iter().find(|s| !matches!(s, weir_sql::Statement::CreateTable(_) | weir_sql::Statement::Insert(_))) {
+        eprintln!(
+            "error: {shown}:{}: a pipeline script holds CREATE TABLE and INSERT INTO statements; SELECT, SHOW, DESCRIBE and DROP are for `weir shell`",
+            other.line()
+        );
+        return ExitCode::FAILURE;
+    }
     let inserts = statements.iter().filter(|s| matches!(s, weir_sql::Statement::Insert(_))).count();
     if inserts == 0 {
         eprintln!("error: {shown} starts no query: add INSERT INTO <sink> SELECT ... FROM <source>");
@@ -177,7 +184,7 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
     for statement in statements {
         match session.execute(statement, &options).await {
             Ok(Executed::Started(q)) => queries.push(q),
-            Ok(Executed::Created(_)) => {}
+            Ok(_) => {}
             Err(e) => {
                 for q in &queries {
                     q.stop();

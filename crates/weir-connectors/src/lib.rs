@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod console;
 pub mod datagen;
 pub mod delta;
@@ -16,6 +17,7 @@ pub mod failpoint;
 pub mod file;
 pub mod kafka;
 pub mod memory;
+pub mod static_table;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

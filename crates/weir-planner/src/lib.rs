@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod compile;
 pub mod dedup;
 pub mod error;

@@ -2,19 +2,26 @@
 //! exactly once from replayable sources to idempotent sinks.
 //!
 //! [`Session`] takes SQL statements; an `INSERT INTO ... SELECT` becomes a
-//! [`StreamingQuery`] whose batches run in `runner`. The CLI, the shell and the Python
-//! bindings are layers over these two types.
+//! [`StreamingQuery`] whose batches run in `runner`; a `SELECT` over streams becomes a live
+//! [`Preview`], one over static tables a batch query; `SHOW TABLES`, `DESCRIBE` and
+//! `DROP TABLE` work on the session's catalog. The CLI, the shell and the Python bindings
+//! are layers over these types.
 
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod error;
 mod failpoint;
+pub mod preview;
 pub mod progress;
 pub mod query;
 mod runner;
 pub mod session;
 
+pub use catalog::TableDescription;
 pub use error::{Result, WeirError};
+pub use preview::Preview;
+pub use weir_connectors::channel::PreviewBatch;
 pub use progress::{QueryListener, QueryProgress};
 pub use query::{QueryStatus, StreamingQuery};
 pub use session::{Executed, QueryOptions, Session, SessionConfig, TableDef, WatermarkPolicy};

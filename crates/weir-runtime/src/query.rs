@@ -110,14 +110,18 @@ impl Shared {
     }
 }
 
-/// A running (or finished) continuous query.
+/// A running (or finished) continuous query. Clones are handles on the same query.
+#[derive(Clone)]
 pub struct StreamingQuery {
     id: String,
     run_id: String,
     name: String,
     checkpoint: String,
+    /// The tables it reads, then the one it writes (`None` for a preview).
+    sources: Arc<[String]>,
+    sink: Option<String>,
     shared: Arc<Shared>,
-    task: tokio::sync::Mutex<Option<JoinHandle<Result<()>>>>,
+    task: Arc<tokio::sync::Mutex<Option<JoinHandle<Result<()>>>>>,
 }
 
 impl std::fmt::Debug for StreamingQuery {
@@ -127,8 +131,26 @@ impl std::fmt::Debug for StreamingQuery {
 }
 
 impl StreamingQuery {
-    pub(crate) fn new(id: String, run_id: String, name: String, checkpoint: String, shared: Arc<Shared>, task: JoinHandle<Result<()>>) -> Self {
-        Self { id, run_id, name, checkpoint, shared, task: tokio::sync::Mutex::new(Some(task)) }
+    pub(crate) fn new(
+        id: String,
+        run_id: String,
+        name: String,
+        checkpoint: String,
+        (sources, sink): (Vec<String>, Option<String>),
+        shared: Arc<Shared>,
+        task: JoinHandle<Result<()>>,
+    ) -> Self {
+        Self { id, run_id, name, checkpoint, sources: sources.into(), sink, shared, task: Arc::new(tokio::sync::Mutex::new(Some(task))) }
+    }
+
+    /// The tables it reads.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// The table it writes; `None` for a preview.
+    pub fn sink(&self) -> Option<&str> {
+        self.sink.as_deref()
     }
 
     /// The stable query id: the same across restarts on one checkpoint.

@@ -16,7 +16,11 @@ use weir_sql::{CreateTable, Insert, Statement, parse_script};
 use crate::error::{Result, WeirError};
 use crate::progress::{QueryListener, QueryStartedEvent, QueryTerminatedEvent, iso_millis, now_millis};
 use crate::query::{Shared, StreamingQuery};
+use crate::catalog::TableDescription;
+use crate::preview::Preview;
 use crate::runner::{RunSource, Runner, StatefulPlan};
+use arrow::record_batch::RecordBatch;
+use weir_connectors::channel::PreviewBatch;
 
 /// A declared table.
 #[derive(Debug, Clone)]
@@ -112,13 +116,15 @@ impl Default for SessionConfig {
     }
 }
 
-/// Declared tables, listeners, and the memory sink's rows.
+/// Declared tables, listeners, the queries started, and the memory sink's rows.
 #[derive(Default)]
 pub struct Session {
     config: SessionConfig,
     tables: BTreeMap<String, TableDef>,
     listeners: Vec<Arc<dyn QueryListener>>,
     memory: MemoryTables,
+    /// Every query started from this session (previews included), oldest first.
+    queries: std::sync::Mutex<Vec<StreamingQuery>>,
 }
 
 /// What executing one statement did.
@@ -126,8 +132,34 @@ pub struct Session {
 pub enum Executed {
     /// A table was declared.
     Created(String),
+    /// A table was dropped.
+    Dropped(String),
     /// A query was started.
     Started(StreamingQuery),
+    /// A `SELECT` over streams started a live preview.
+    Preview(Preview),
+    /// A `SELECT` over static tables (or `SHOW TABLES`) ran; its rows.
+    Rows(Vec<RecordBatch>),
+    /// `DESCRIBE`.
+    Described(TableDescription),
+}
+
+/// Where a query started by the session writes.
+enum Output<'a> {
+    /// A declared sink table (`INSERT INTO`).
+    Table(&'a str),
+    /// A preview's channel.
+    Preview(tokio::sync::mpsc::Sender<PreviewBatch>),
+}
+
+impl Output<'_> {
+    /// The name the query's writes go under (query name, side tables, default checkpoint).
+    fn name(&self) -> &str {
+        match self {
+            Self::Table(t) => t,
+            Self::Preview(_) => "preview",
+        }
+    }
 }
 
 impl Session {
@@ -160,7 +192,8 @@ impl Session {
         Ok(out)
     }
 
-    /// Executes one statement.
+    /// Executes one statement. A `SELECT` that reads a stream starts a live preview; one that
+    /// reads only static tables (Delta, Parquet) runs once.
     pub async fn execute(&mut self, statement: Statement, options: &QueryOptions) -> Result<Executed> {
         match statement {
             Statement::CreateTable(create) => {
@@ -169,7 +202,35 @@ impl Session {
                 Ok(Executed::Created(name))
             }
             Statement::Insert(insert) => self.start(&insert, options.clone()).await.map(Executed::Started),
+            Statement::Select(select) => {
+                if self.reads_streams(&select)? {
+                    self.preview(&select, options.clone()).await.map(Executed::Preview)
+                } else {
+                    self.query_static(&select).await.map(Executed::Rows)
+                }
+            }
+            Statement::DropTable { name, line } => {
+                self.drop_table(&name, line)?;
+                Ok(Executed::Dropped(name))
+            }
+            Statement::ShowTables { .. } => Ok(Executed::Rows(vec![self.show_tables()])),
+            Statement::Describe { name, line } => self.describe(&name, line).map(Executed::Described),
         }
+    }
+
+    /// Every query started from this session (previews included), oldest first.
+    pub fn queries(&self) -> Vec<StreamingQuery> {
+        self.queries.lock().expect("queries lock").clone()
+    }
+
+    /// The session's settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Forgets table `name` (see [`Session::drop_table`] for the checks).
+    pub(crate) fn forget_table(&mut self, name: &str) {
+        self.tables.remove(name);
     }
 
     /// Declares a table; its options are checked now.
@@ -188,18 +249,63 @@ impl Session {
     /// Starts `INSERT INTO sink SELECT ...` as a continuous query. Everything is checked
     /// before the first batch: the query, the sink's schema, the checkpoint's owner.
     pub async fn start(&self, insert: &Insert, options: QueryOptions) -> Result<StreamingQuery> {
-        let line = insert.line;
+        self.start_query(&insert.query, insert.line, Output::Table(&insert.sink), options).await.map(|(query, _)| query)
+    }
+
+    /// Starts `select` as a live preview: a continuous query over the streams it reads whose
+    /// batches come to the returned [`Preview`]. Its checkpoint is a temporary directory,
+    /// deleted when the preview closes; it writes no table. File sources start with the files
+    /// there now, Kafka sources where their `starting_offsets` say (`latest` by default), as a
+    /// pipeline does. `options.checkpoint` is ignored.
+    pub async fn preview(&self, select: &weir_sql::Select, options: QueryOptions) -> Result<Preview> {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-preview-")
+            .tempdir()
+            .map_err(|e| WeirError::Config(format!("cannot make a temporary checkpoint for the preview (in $TMPDIR or /tmp): {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(PREVIEW_QUEUE);
+        let options = QueryOptions { checkpoint: Some(dir.path().display().to_string()), ..options };
+        let (query, schema) = self.start_query(&select.query, select.line, Output::Preview(tx), options).await?;
+        Ok(Preview::new(query, schema, rx, dir))
+    }
+
+    /// Runs `select`, which reads only static tables (Delta, Parquet), once, now.
+    pub async fn query_static(&self, select: &weir_sql::Select) -> Result<Vec<RecordBatch>> {
+        let line = select.line;
+        let ctx = weir_planner::batch::batch_context(self.config.threads);
+        for name in weir_planner::batch::referenced_tables(&select.query).map_err(|e| WeirError::at(line, e))? {
+            let Some(def) = self.tables.get(&name) else { continue };
+            weir_connectors::static_table::register_static(&ctx, &name, &def.config).await.map_err(|e| WeirError::at(line, e))?;
+        }
+        weir_planner::batch::run_batch(&ctx, &select.query).await.map_err(|e| WeirError::at(line, crate::catalog::with_table_hint(e.to_string())))
+    }
+
+    /// Whether `select` reads a stream (a source table), so runs as a preview.
+    fn reads_streams(&self, select: &weir_sql::Select) -> Result<bool> {
+        let tables = weir_planner::batch::referenced_tables(&select.query).map_err(|e| WeirError::at(select.line, e))?;
+        Ok(tables.iter().any(|t| self.tables.get(t).is_some_and(|d| d.config.is_source())))
+    }
+
+    /// Starts `query` writing to `output`; returns the query and its output schema.
+    async fn start_query(&self, query: &str, line: usize, output: Output<'_>, options: QueryOptions) -> Result<(StreamingQuery, SchemaRef)> {
         if self.config.retain_batches == 0 {
             return Err(WeirError::Config(
                 "SessionConfig.retain_batches is 0: a checkpoint must keep at least the last batch, which a restart resumes from; use 1 or more (default 100)".into(),
             ));
         }
-        let sink_def = self.tables.get(&insert.sink).ok_or_else(|| {
-            WeirError::at(line, format!("INSERT INTO {}: no such table; declare it with CREATE TABLE {} WITH (connector = 'delta', path = '...')", insert.sink, insert.sink))
-        })?;
-        if !sink_def.config.is_sink() {
-            return Err(WeirError::at(line, format!("INSERT INTO {}: connector '{}' is a source, not a sink", insert.sink, sink_def.config.name())));
-        }
+        let sink_name = output.name().to_string();
+        let sink_table = matches!(output, Output::Table(_)).then(|| sink_name.clone());
+        let mut sink: Box<dyn weir_connectors::Sink> = match output {
+            Output::Table(table) => {
+                let sink_def = self.tables.get(table).ok_or_else(|| {
+                    WeirError::at(line, format!("INSERT INTO {table}: no such table; declare it with CREATE TABLE {table} WITH (connector = 'delta', path = '...')"))
+                })?;
+                if !sink_def.config.is_sink() {
+                    return Err(WeirError::at(line, format!("INSERT INTO {table}: connector '{}' is a source, not a sink", sink_def.config.name())));
+                }
+                make_sink(table, &sink_def.config, sink_def.declared_schema(), &self.memory).map_err(|e| WeirError::at(sink_def.create.line, e))?
+            }
+            Output::Preview(tx) => Box::new(weir_connectors::channel::ChannelSink::new(tx)),
+        };
 
         // Sources: every declared source; the plan says which ones it reads.
         let mut sources = Vec::new();
@@ -207,8 +313,6 @@ impl Session {
             let source = make_source(name, &def.config, def.declared_schema()).await.map_err(|e| WeirError::at(def.create.line, e))?;
             sources.push((name.clone(), def, source));
         }
-        let mut sink = make_sink(&insert.sink, &sink_def.config, sink_def.declared_schema(), &self.memory)
-            .map_err(|e| WeirError::at(sink_def.create.line, e))?;
         let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;
         let defs: Vec<SourceDef> = sources
             .iter()
@@ -218,7 +322,7 @@ impl Session {
                 event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
             })
             .collect();
-        let compiled = compile(&insert.query, &defs, target, self.config.threads).await.map_err(|e| {
+        let compiled = compile(query, &defs, target, self.config.threads).await.map_err(|e| {
             // The planner knows the sink's columns, not where it is: name it.
             let m = e.to_string();
             if m.contains("the sink table") { WeirError::at(line, format!("{m} (the sink table is {})", sink.description())) } else { WeirError::at(line, m) }
@@ -285,7 +389,7 @@ impl Session {
                 let late_sink = match &late {
                     Some((_, path)) => {
                         let config = ConnectorConfig::Delta(DeltaConfig { path: path.clone(), partition_by: Vec::new(), target_file_size: None });
-                        Some(make_sink(&format!("{}_late_rows", insert.sink), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?)
+                        Some(make_sink(&format!("{sink_name}_late_rows"), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?)
                     }
                     None => None,
                 };
@@ -313,12 +417,12 @@ impl Session {
             }
         };
 
-        self.check_written_tables(insert, &run_sources, compiled.dedup())?;
+        self.check_written_tables(sink_table.as_deref(), line, &run_sources, compiled.dedup())?;
 
         // The checkpoint: lock it, then check it belongs to this query.
         let location = match &options.checkpoint {
             Some(c) => c.clone(),
-            None => self.config.checkpoint_root.join(&insert.sink).display().to_string(),
+            None => self.config.checkpoint_root.join(&sink_name).display().to_string(),
         };
         let checkpoint = Arc::new(Checkpoint::open(&location)?);
         let identity_sources: BTreeMap<String, String> =
@@ -379,7 +483,7 @@ impl Session {
                 let meta = Metadata {
                     version: FORMAT_VERSION,
                     id: uuid::Uuid::new_v4().to_string(),
-                    query: insert.query.clone(),
+                    query: query.to_string(),
                     sources: identity_sources,
                     sink: identity_sink,
                     sink_columns: Some(sink_columns),
@@ -399,7 +503,7 @@ impl Session {
         if let Some(StatefulPlan { spec, late_sink: Some(late_sink), .. }) = stateful.as_mut()
             && let Some((_, schema)) = &spec.late
         {
-            let app_id = AppId::side_table(&id, &format!("{}_late_rows", insert.sink));
+            let app_id = AppId::side_table(&id, &format!("{sink_name}_late_rows"));
             late_sink.open(schema, &app_id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("late-rows table: {e}")))?;
         }
 
@@ -418,7 +522,8 @@ impl Session {
         }
 
         let run_id = uuid::Uuid::new_v4().to_string();
-        let name = options.name.clone().unwrap_or_else(|| insert.sink.clone());
+        let name = options.name.clone().unwrap_or_else(|| sink_name.clone());
+        let tables = (run_sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), sink_table.clone());
         let shared = Arc::new(Shared::new(self.listeners.clone()));
         let started = QueryStartedEvent {
             id: id.clone(),
@@ -463,7 +568,9 @@ impl Session {
             }
             outcome
         });
-        Ok(StreamingQuery::new(id, run_id, name, checkpoint.display(), shared, task))
+        let query = StreamingQuery::new(id, run_id, name, checkpoint.display(), tables, shared, task);
+        self.queries.lock().expect("queries lock").push(query.clone());
+        Ok((query, output_schema))
     }
 }
 
@@ -471,11 +578,13 @@ impl Session {
     /// Refuses a query that would write two of its Delta tables (the sink, dead-letter and
     /// late-rows tables) at one path, or one inside another's directory: their commits and
     /// files would mix. The message names both options.
-    fn check_written_tables(&self, insert: &Insert, sources: &[RunSource], dedup: Option<&weir_planner::DedupPlan>) -> Result<()> {
-        let line_of = |table: &str| self.tables.get(table).map_or(insert.line, |t| t.create.line);
+    fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], dedup: Option<&weir_planner::DedupPlan>) -> Result<()> {
+        let line_of = |table: &str| self.tables.get(table).map_or(line, |t| t.create.line);
         let mut written: Vec<(String, String)> = Vec::new();
-        if let Some(ConnectorConfig::Delta(c)) = self.tables.get(&insert.sink).map(|t| &t.config) {
-            written.push((format!("path = '{}' of table '{}' (line {})", c.path, insert.sink, line_of(&insert.sink)), c.path.clone()));
+        if let Some(sink) = sink
+            && let Some(ConnectorConfig::Delta(c)) = self.tables.get(sink).map(|t| &t.config)
+        {
+            written.push((format!("path = '{}' of table '{sink}' (line {})", c.path, line_of(sink)), c.path.clone()));
         }
         for s in sources {
             if let Some((path, _)) = s.source.dead_letter() {
@@ -490,7 +599,7 @@ impl Session {
         }
         let mut seen: Vec<(String, String)> = Vec::new();
         for (option, path) in written {
-            let location = Location::resolve(&path, true).map_err(|e| WeirError::at(insert.line, format!("{option}: {e}")))?;
+            let location = Location::resolve(&path, true).map_err(|e| WeirError::at(line, format!("{option}: {e}")))?;
             let url = location.url.to_string();
             let url = if url.ends_with('/') { url } else { format!("{url}/") };
             for (other, other_url) in &seen {
@@ -504,7 +613,7 @@ impl Session {
                     continue;
                 };
                 return Err(WeirError::at(
-                    insert.line,
+                    line,
                     format!("{clash}: each table a query writes needs a directory of its own, or their commits and files mix; give one of them another path"),
                 ));
             }
@@ -513,6 +622,10 @@ impl Session {
         Ok(())
     }
 }
+
+/// Batches a preview's query may have done before the reader takes them: a slow reader
+/// holds the query back instead of letting batches pile up.
+const PREVIEW_QUEUE: usize = 8;
 
 /// Late rows keep the operator's output columns, plus the event time when it is not among them.
 fn late_rows_spec(d: &weir_planner::DedupPlan, event_time_col: usize, event_time_name: &str) -> (Vec<usize>, SchemaRef) {

@@ -12,7 +12,7 @@ use crate::error::{Result, SqlError};
 use crate::options::OptionReader;
 
 /// The connectors weir knows.
-pub const CONNECTORS: &[&str] = &["kafka", "file", "datagen", "delta", "memory", "console"];
+pub const CONNECTORS: &[&str] = &["kafka", "file", "datagen", "delta", "parquet", "memory", "console"];
 
 /// A table's connector and its settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,8 @@ pub enum ConnectorConfig {
     Memory,
     /// Rows printed to standard output (sink).
     Console(ConsoleConfig),
+    /// A directory of Parquet files read as it is, by batch queries (static).
+    Parquet(ParquetConfig),
 }
 
 impl ConnectorConfig {
@@ -41,6 +43,7 @@ impl ConnectorConfig {
             Self::Delta(_) => "delta",
             Self::Memory => "memory",
             Self::Console(_) => "console",
+            Self::Parquet(_) => "parquet",
         }
     }
 
@@ -62,6 +65,11 @@ impl ConnectorConfig {
     /// Whether a query can write to it.
     pub fn is_sink(&self) -> bool {
         matches!(self, Self::Delta(_) | Self::Memory | Self::Console(_))
+    }
+
+    /// Whether a batch query can read it as it is now (a Delta table, a Parquet directory).
+    pub fn is_static(&self) -> bool {
+        matches!(self, Self::Delta(_) | Self::Parquet(_))
     }
 }
 
@@ -398,6 +406,13 @@ pub struct DeltaConfig {
     pub target_file_size: Option<u64>,
 }
 
+/// `connector = 'parquet'`: a directory of Parquet files, read whole by batch queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetConfig {
+    /// The directory (local path or `file://` URL).
+    pub path: String,
+}
+
 /// `connector = 'console'`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleConfig {
@@ -433,6 +448,7 @@ impl ConnectorConfig {
                     .unwrap_or_default(),
                 target_file_size: r.positive("target_file_size")?,
             }),
+            "parquet" => Self::Parquet(ParquetConfig { path: r.required_string("path")? }),
             "memory" => Self::Memory,
             "console" => Self::Console(ConsoleConfig {
                 max_rows: r.positive("max_rows")?.map_or(20, |n| n as usize),

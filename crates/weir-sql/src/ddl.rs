@@ -20,10 +20,53 @@ use crate::types::arrow_type;
 /// A parsed statement of a weir script.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
-    /// `CREATE TABLE`: a source or a sink.
+    /// `CREATE TABLE`: a source, a sink or a static table.
     CreateTable(CreateTable),
     /// `INSERT INTO sink SELECT ...`: a continuous query.
     Insert(Insert),
+    /// `SELECT ...` (or `WITH ... SELECT ...`, `VALUES ...`): a live preview of the streams
+    /// it reads, or a batch query when it reads only static tables (shell, Python).
+    Select(Select),
+    /// `DROP TABLE name`.
+    DropTable {
+        /// The table.
+        name: String,
+        /// Line of the statement.
+        line: usize,
+    },
+    /// `SHOW TABLES`.
+    ShowTables {
+        /// Line of the statement.
+        line: usize,
+    },
+    /// `DESCRIBE name` (or `DESC name`).
+    Describe {
+        /// The table.
+        name: String,
+        /// Line of the statement.
+        line: usize,
+    },
+}
+
+impl Statement {
+    /// The line the statement starts at in its script.
+    pub fn line(&self) -> usize {
+        match self {
+            Self::CreateTable(c) => c.line,
+            Self::Insert(i) => i.line,
+            Self::Select(s) => s.line,
+            Self::DropTable { line, .. } | Self::ShowTables { line } | Self::Describe { line, .. } => *line,
+        }
+    }
+}
+
+/// A query that is not an `INSERT`: `SELECT ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Select {
+    /// The query text, as written.
+    pub query: String,
+    /// Line of the statement.
+    pub line: usize,
 }
 
 /// `CREATE TABLE name [(columns..., WATERMARK FOR ...)] WITH (connector = ..., ...)`.
@@ -69,18 +112,45 @@ pub struct Insert {
 pub fn parse_statement(stmt: &StatementText) -> Result<Statement> {
     let tokens = tokenize(&stmt.text, stmt.line)?;
     let first = tokens.first().ok_or_else(|| SqlError::at(stmt.line, "empty statement"))?;
+    let line = first.line;
     if first.is_keyword("CREATE") {
         parse_create_table(&stmt.text, &tokens).map(Statement::CreateTable)
     } else if first.is_keyword("INSERT") {
         parse_insert(&stmt.text, &tokens).map(Statement::Insert)
+    } else if first.is_keyword("SELECT") || first.is_keyword("WITH") || first.is_keyword("VALUES") {
+        Ok(Statement::Select(Select { query: stmt.text[first.start..].to_string(), line }))
+    } else if first.is_keyword("DROP") {
+        let mut i = 1;
+        expect_keyword(&tokens, &mut i, "TABLE", line)?;
+        let name = table_name(&tokens, &mut i, line)?;
+        end_of_statement(&tokens, i)?;
+        Ok(Statement::DropTable { name, line })
+    } else if first.is_keyword("SHOW") {
+        let mut i = 1;
+        expect_keyword(&tokens, &mut i, "TABLES", line)?;
+        end_of_statement(&tokens, i)?;
+        Ok(Statement::ShowTables { line })
+    } else if first.is_keyword("DESCRIBE") || first.is_keyword("DESC") {
+        let mut i = 1;
+        let name = table_name(&tokens, &mut i, line)?;
+        end_of_statement(&tokens, i)?;
+        Ok(Statement::Describe { name, line })
     } else {
         Err(SqlError::at(
             stmt.line,
             format!(
-                "expected CREATE TABLE or INSERT INTO, found '{}'",
+                "expected CREATE TABLE, INSERT INTO, SELECT, DROP TABLE, SHOW TABLES or DESCRIBE, found '{}'",
                 &stmt.text[first.start..first.end]
             ),
         ))
+    }
+}
+
+/// Refuses anything after the end of a short statement.
+fn end_of_statement(tokens: &[Token], i: usize) -> Result<()> {
+    match tokens.get(i) {
+        Some(t) => Err(SqlError::at(t.line, format!("unexpected {} at the end of the statement", describe(t)))),
+        None => Ok(()),
     }
 }
 
@@ -449,6 +519,20 @@ mod tests {
 
     fn parse(sql: &str) -> Result<Statement> {
         parse_statement(&StatementText { text: sql.to_string(), line: 1 })
+    }
+
+    #[test]
+    fn queries_and_catalog_statements() {
+        assert_eq!(
+            parse("\n  select a FROM t").unwrap(),
+            Statement::Select(Select { query: "select a FROM t".into(), line: 2 })
+        );
+        assert!(matches!(parse("WITH x AS (SELECT 1) SELECT * FROM x").unwrap(), Statement::Select(_)));
+        assert_eq!(parse("DROP TABLE Events").unwrap(), Statement::DropTable { name: "events".into(), line: 1 });
+        assert_eq!(parse("show tables").unwrap(), Statement::ShowTables { line: 1 });
+        assert_eq!(parse("DESC \"Mixed\"").unwrap(), Statement::Describe { name: "Mixed".into(), line: 1 });
+        assert!(parse("DROP TABLE a b").unwrap_err().to_string().contains("unexpected 'b'"));
+        assert!(parse("UPDATE t SET a = 1").unwrap_err().to_string().contains("expected CREATE TABLE, INSERT INTO, SELECT"));
     }
 
     #[test]

@@ -14,6 +14,6 @@ pub mod lexer;
 pub mod options;
 pub mod types;
 
-pub use ddl::{CreateTable, Insert, Statement, Watermark, parse_script, parse_statement};
+pub use ddl::{CreateTable, Insert, Select, Statement, Watermark, parse_script, parse_statement};
 pub use error::{Result, SqlError};
 pub use options::{OptionReader, Options};

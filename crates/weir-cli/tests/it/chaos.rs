@@ -753,11 +753,12 @@ fn file_chaos(what: &'static str, sources: &[&'static str], subdir: &str) {
             row.source = file.0;
             file.2.push(row);
         }
-        let mut groups: Vec<Vec<Vec<String>>> = vec![Vec::new(); n_sources];
-        for src in 0..n_sources {
-            let names: Vec<String> = round_files.iter().filter(|f| f.0 == src).map(|f| f.1.clone()).collect();
-            groups[src] = names.chunks(MAX_FILES_PER_TRIGGER).map(<[String]>::to_vec).collect();
-        }
+        let groups: Vec<Vec<Vec<String>>> = (0..n_sources)
+            .map(|src| {
+                let names: Vec<String> = round_files.iter().filter(|f| f.0 == src).map(|f| f.1.clone()).collect();
+                names.chunks(MAX_FILES_PER_TRIGGER).map(<[String]>::to_vec).collect()
+            })
+            .collect();
         for k in 0..groups.iter().map(Vec::len).max().unwrap_or(0) {
             batches.push((0..n_sources).filter_map(|src| Some((src, groups[src].get(k)?.clone()))).collect());
         }

@@ -12,4 +12,5 @@ mod crash;
 mod determinism;
 mod kafka;
 mod kafka_restart;
+mod session_api;
 mod support;

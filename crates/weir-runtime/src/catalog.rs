@@ -1,0 +1,168 @@
+//! The session's catalog statements: `SHOW TABLES`, `DESCRIBE t`, `DROP TABLE t`, as data
+//! that the shell prints and Python hands back.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use weir_sql::config::{ConnectorConfig, is_secret_property};
+
+use crate::error::{Result, WeirError};
+use crate::session::{Session, TableDef};
+
+/// What `DESCRIBE t` shows of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDescription {
+    /// The table.
+    pub name: String,
+    /// Its connector (`kafka`, `file`, `delta`, ...).
+    pub connector: String,
+    /// What it is: `source`, `sink`, `static` or `sink, static` (a Delta table).
+    pub kind: String,
+    /// Declared columns: name, SQL type, nullable; empty when the table declares none.
+    pub columns: Vec<(String, String, bool)>,
+    /// `WATERMARK FOR ...`: the event-time column and the delay as written.
+    pub watermark: Option<(String, String)>,
+    /// The `WITH` options (connector first), secret values shown as `****`.
+    pub options: Vec<(String, String)>,
+}
+
+impl TableDescription {
+    /// The columns as a table: `column_name, data_type, is_nullable`.
+    pub fn columns_batch(&self) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("column_name", DataType::Utf8, false),
+            Field::new("data_type", DataType::Utf8, false),
+            Field::new("is_nullable", DataType::Boolean, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(self.columns.iter().map(|c| c.0.as_str()))),
+            Arc::new(StringArray::from_iter_values(self.columns.iter().map(|c| c.1.as_str()))),
+            Arc::new(BooleanArray::from(self.columns.iter().map(|c| c.2).collect::<Vec<_>>())),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match their schema")
+    }
+}
+
+/// The kind of table a connector makes.
+fn kind(config: &ConnectorConfig) -> &'static str {
+    match (config.is_source(), config.is_sink(), config.is_static()) {
+        (true, _, _) => "source",
+        (_, true, true) => "sink, static",
+        (_, true, false) => "sink",
+        _ => "static",
+    }
+}
+
+impl Session {
+    /// `SHOW TABLES`: `name, connector, kind, watermark`, by name.
+    pub fn show_tables(&self) -> RecordBatch {
+        let tables: Vec<(&String, &TableDef)> = self.tables().iter().collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("connector", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("watermark", DataType::Utf8, true),
+        ]));
+        let watermark = |d: &TableDef| d.create.watermark.as_ref().map(|w| format!("{} - INTERVAL '{}'", w.column, humantime_delay(w.delay)));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(tables.iter().map(|(n, _)| n.as_str()))),
+            Arc::new(StringArray::from_iter_values(tables.iter().map(|(_, d)| d.config.name()))),
+            Arc::new(StringArray::from_iter_values(tables.iter().map(|(_, d)| kind(&d.config)))),
+            Arc::new(StringArray::from(tables.iter().map(|(_, d)| watermark(d)).collect::<Vec<_>>())),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match their schema")
+    }
+
+    /// `DESCRIBE name`.
+    pub fn describe(&self, name: &str, line: usize) -> Result<TableDescription> {
+        let def = self.tables().get(name).ok_or_else(|| no_such_table(self, name, line))?;
+        let mut options = vec![("connector".to_string(), def.create.connector.clone())];
+        for (key, option) in def.create.options.iter() {
+            let key = key.to_string();
+            let secret = key.strip_prefix("properties.").is_some_and(is_secret_property) || is_secret_property(&key);
+            options.push((key, if secret { "****".to_string() } else { option.value.clone() }));
+        }
+        Ok(TableDescription {
+            name: name.to_string(),
+            connector: def.config.name().to_string(),
+            kind: kind(&def.config).to_string(),
+            columns: def
+                .create
+                .columns
+                .iter()
+                .map(|f| (f.name().clone(), weir_sql::types::sql_name(f.data_type()), f.is_nullable()))
+                .collect(),
+            watermark: def.create.watermark.as_ref().map(|w| (w.column.clone(), humantime_delay(w.delay))),
+            options,
+        })
+    }
+
+    /// `DROP TABLE name`: forgets the table (its data stays). Refused while a running query
+    /// reads or writes it.
+    pub fn drop_table(&mut self, name: &str, line: usize) -> Result<()> {
+        if !self.tables().contains_key(name) {
+            return Err(no_such_table(self, name, line));
+        }
+        if let Some(q) = self
+            .queries()
+            .into_iter()
+            .find(|q| q.is_active() && (q.sources().iter().any(|s| s == name) || q.sink() == Some(name)))
+        {
+            return Err(WeirError::at(
+                line,
+                format!("table '{name}' is used by the running query '{}' (id {}); stop it first (STOP QUERY {})", q.name(), q.id(), q.name()),
+            ));
+        }
+        self.forget_table(name);
+        Ok(())
+    }
+}
+
+fn no_such_table(session: &Session, name: &str, line: usize) -> WeirError {
+    let names: Vec<&str> = session.tables().keys().map(String::as_str).collect();
+    let known = if names.is_empty() { "no tables are declared".to_string() } else { format!("tables: {}", names.join(", ")) };
+    WeirError::at(line, format!("no table '{name}' ({known})"))
+}
+
+/// A delay as an interval's text: `10 minutes`, `1 hour 30 minutes`, `500 milliseconds`.
+fn humantime_delay(d: std::time::Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0 seconds".into();
+    }
+    let units = [(86_400_000, "day"), (3_600_000, "hour"), (60_000, "minute"), (1000, "second"), (1, "millisecond")];
+    let mut rest = ms;
+    let mut parts = Vec::new();
+    for (size, unit) in units {
+        let n = rest / size;
+        if n > 0 {
+            parts.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+            rest -= n * size;
+        }
+    }
+    parts.join(" ")
+}
+
+/// A DataFusion "table not found" in a batch query, with what to do about it.
+pub(crate) fn with_table_hint(message: String) -> String {
+    if message.contains("not found") && message.starts_with("table") {
+        return message.replace(
+            ": declare it with CREATE TABLE ... WITH (connector = 'file', ...) before the query",
+            ": declare it first, e.g. CREATE TABLE t WITH (connector = 'delta', path = '...') for a pipeline's output",
+        );
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_read_as_intervals() {
+        assert_eq!(humantime_delay(std::time::Duration::from_secs(600)), "10 minutes");
+        assert_eq!(humantime_delay(std::time::Duration::from_millis(5_400_500)), "1 hour 30 minutes 500 milliseconds");
+    }
+}
