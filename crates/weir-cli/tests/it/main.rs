@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod conformance;
 mod crash;
+mod file_source;
 mod kafka;
 mod kafka_restart;
 mod support;

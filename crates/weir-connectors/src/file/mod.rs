@@ -276,16 +276,21 @@ impl Source for FileSource {
         format!("FileSource[{}]", self.location.url)
     }
 
-    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
-        let Some(end) = recorded_end else { return Ok(()) };
-        let end = log_offset(end)?;
+    /// Rebuilds the set of files taken from the newest compaction and the lists after it.
+    /// The lists are named by the query's batch ids, not this source's own: the source's end
+    /// offset can lie far behind the newest compaction (a source idle while others run, a
+    /// no-data batch at a compaction boundary), so what counts is the newest recorded batch.
+    /// A list after it was planned by a run that crashed before writing its offsets: the
+    /// next batch takes it then (see `plan_batch`).
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, last_batch: Option<u64>, recorded_end: Option<&Value>) -> Result<()> {
+        let Some(last) = last_batch else { return Ok(()) };
+        let end = recorded_end.map(log_offset).transpose()?;
         let dir = format!("sources/{}", self.table);
-        let compacted = checkpoint
-            .file_names(&dir)
-            .await?
+        let names = checkpoint.file_names(&dir).await?;
+        let compacted = names
             .iter()
             .filter_map(|n| n.strip_prefix("compact-")?.strip_suffix(".json")?.parse::<u64>().ok())
-            .filter(|c| *c <= end)
+            .filter(|c| *c <= last)
             .max();
         if let Some(c) = compacted {
             let relative = format!("{dir}/compact-{c}.json");
@@ -295,20 +300,22 @@ impl Source for FileSource {
             self.seen.extend(entry.files);
             self.compacted_through = Some(c);
         }
-        for id in checkpoint.ids(&dir).await? {
-            if compacted.is_some_and(|c| id <= c) || id > end {
+        let mut ids: Vec<u64> = names.iter().filter_map(|n| n.strip_suffix(".json")?.parse().ok()).collect();
+        ids.sort_unstable();
+        for id in ids {
+            if compacted.is_some_and(|c| id <= c) || id > last {
                 continue; // folded into the compaction, or planned by a run that crashed before its offsets
             }
             let files = self.entry(checkpoint, id).await?;
             self.seen.extend(files.iter().cloned());
-            if id + 2 > end {
-                self.entries.insert(id, files);
+            if end == Some(id) {
+                self.entries.insert(id, files); // a replay of the last batch reads it
             }
         }
         Ok(())
     }
 
-        async fn freeze_available(&mut self) -> Result<()> {
+    async fn freeze_available(&mut self) -> Result<()> {
         self.frozen = Some(list_files(&self.location).await?.into_iter().collect());
         Ok(())
     }
