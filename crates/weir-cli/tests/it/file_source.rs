@@ -2,6 +2,7 @@
 //! file lists whatever the sources did around it, and a batch reads the bytes its list
 //! recorded, or stops naming the file that changed.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -118,4 +119,46 @@ fn no_data_batches_at_compaction_boundaries_read_no_file_twice() {
         let committed = std::fs::read_dir(late.join("_delta_log")).is_ok_and(|mut d| d.next().is_some());
         assert!(!committed || ids(&late).is_empty(), "no row came back late after batch {last}: {:?}", ids(&late));
     }
+}
+
+/// A batch's list is written (the run dies right after its offsets), then its file changes
+/// under the same name. Rewritten in place, the file stops the restart with an error naming
+/// it, until it is put back as listed (same bytes and modification time); appended to, the
+/// batch reads the listed bytes only, says so, and no later batch reads the rest.
+#[test]
+fn a_file_changed_after_its_batch_was_listed_is_named_or_read_as_listed() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    let events_dir = dir.join("in/events");
+    for n in 0..3u64 {
+        write_file(&events_dir, &format!("{n:03}.json"), &events(n * 10 + 100..n * 10 + 110));
+    }
+    crash_at(&dir, "after_offsets", 1, Duration::from_secs(120));
+    let file = events_dir.join("001.json");
+    let (listed, modified) = (std::fs::read(&file).unwrap(), std::fs::metadata(&file).unwrap().modified().unwrap());
+
+    // Same size, other rows: the batch would change.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&file, String::from_utf8(listed.clone()).unwrap().replace("\"id\": 11", "\"id\": 99")).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), listed.len() as u64);
+    let out = run(&dir, "p.sql", &[]);
+    assert!(!out.status.success(), "a rewritten file must stop the batch:\n{}", stderr(&out));
+    let shown = format!("{}: the file was rewritten in place since batch 1 listed it ({} bytes modified at ", file.display(), listed.len());
+    assert!(stderr(&out).contains(&shown), "{}", stderr(&out));
+
+    // Put back as listed: the batch runs as it was planned (and the run dies after the
+    // offsets of batch 2).
+    std::fs::write(&file, &listed).unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(modified).unwrap();
+    crash_at(&dir, "after_offsets", 2, Duration::from_secs(120));
+    // Appended to after the listing: the rows past the listed size are no part of any batch.
+    let grown = events_dir.join("002.json");
+    std::fs::OpenOptions::new().append(true).open(&grown).unwrap().write_all((events(500..502).join("\n") + "\n").as_bytes()).unwrap();
+    let out = run(&dir, "p.sql", &[]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("002.json grew from"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no batch reads the rest (a file is read once)"), "{}", stderr(&out));
+    write_file(&events_dir, "003.json", &events(130..140));
+    assert_ok(&run(&dir, "p.sql", &[]));
+    assert_eq!(DeltaView::read(&dir.join("out/clean")).rows(), expected_rows(100..140));
 }
