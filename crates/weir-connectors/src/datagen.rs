@@ -218,7 +218,7 @@ impl Source for DatagenSource {
         format!("DatagenSource[seed={}, rowsPerSecond={:?}, totalRows={:?}]", self.config.seed, self.config.rows_per_second, self.config.total_rows)
     }
 
-    async fn restore(&mut self, _checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
+    async fn restore(&mut self, _checkpoint: &Arc<Checkpoint>, _last_batch: Option<u64>, recorded_end: Option<&Value>) -> Result<()> {
         self.base = recorded_end.map(rows).transpose()?.unwrap_or(0);
         self.started = Instant::now();
         Ok(())

@@ -42,9 +42,10 @@ pub trait Source: Send + Sync {
     /// What it reads, for progress (`FileSource[file:///data/events/]`).
     fn description(&self) -> String;
 
-    /// Called once before the first batch with the end offset of the newest batch recorded
-    /// in the checkpoint (committed or about to be replayed), so the source knows where it is.
-    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()>;
+    /// Called once before the first batch, so the source knows where it is: `last_batch` is
+    /// the newest batch recorded in the checkpoint (committed or about to be replayed), and
+    /// `recorded_end` this source's end offset in it (`None` before the source's first data).
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, last_batch: Option<u64>, recorded_end: Option<&Value>) -> Result<()>;
 
     /// Where rows that fail to decode go, and their schema, when the table sends them to a
     /// dead-letter table (`on_bad_row = 'dead_letter'`).

@@ -140,7 +140,7 @@ impl Runner {
         let recorded = latest.as_ref().map(|(o, _)| o.clone());
         for s in &mut self.sources {
             let end = recorded.as_ref().and_then(|o| o.sources.get(&s.name)).map(|o| &o.end);
-            s.source.restore(&self.checkpoint, end).await?;
+            s.source.restore(&self.checkpoint, recorded.as_ref().map(|o| o.batch_id), end).await?;
         }
         if let Some((offsets, commit)) = latest {
             pos.ends = offsets.sources.iter().map(|(k, v)| (k.clone(), v.end.clone())).collect();

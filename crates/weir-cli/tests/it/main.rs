@@ -10,6 +10,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod determinism;
+mod file_source;
 mod kafka;
 mod kafka_restart;
 mod session_api;

@@ -8,9 +8,11 @@ use arrow::array::new_null_array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::ChunkReader;
 use weir_sql::config::{FileConfig, FileFormat};
 
+use super::read::{Body, FileRange};
 use crate::error::{ConnectorError, Result};
 
 /// Rows per decoded batch.
@@ -42,15 +44,22 @@ pub struct FileDecoded {
     pub bad: Vec<BadLine>,
 }
 
-/// Decodes a file. A line is bad when it does not decode, is longer than `max_row_bytes`,
-/// or has no event time (when the table has a WATERMARK). With `collect_bad` bad lines are
-/// returned; otherwise the first is an error.
+/// Decodes a whole file. A line is bad when it does not decode, is longer than
+/// `max_row_bytes`, or has no event time (when the table has a WATERMARK). With
+/// `collect_bad` bad lines are returned; otherwise the first is an error.
 pub fn decode_rows(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes, collect_bad: bool) -> Result<FileDecoded> {
-    decode_piece(config, schema, name, bytes)?.placed(name, 0, collect_bad)
+    let decoded = match config.format {
+        FileFormat::Parquet => {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| ConnectorError::BadData(format!("{name}: not a readable Parquet file: {e}")))?;
+            check_parquet_event_time(config, name, 0, decode_parquet(schema, name, reader)?)?
+        }
+        FileFormat::Json | FileFormat::Csv => decode_text(config, schema, name, &bytes, None)?,
+    };
+    PieceDecoded { decoded, lines: 0 }.placed(name, 0, collect_bad)
 }
 
-/// What a piece of a file decoded into: whole lines of newline-delimited JSON (the file
-/// source reads such files a piece at a time), or a whole file.
+/// What a piece of a file decoded into (the file source reads files a piece at a time: whole
+/// lines of JSON, whole records of CSV, whole row groups of Parquet).
 #[derive(Debug)]
 pub struct PieceDecoded {
     /// The rows, and the bad lines numbered from the piece's first line.
@@ -75,16 +84,17 @@ impl PieceDecoded {
     }
 }
 
-/// Decodes `bytes`, a piece of the file `name` (see [`PieceDecoded`]); finds all its bad
-/// lines, numbered from the piece's first line.
-pub fn decode_piece(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes) -> Result<PieceDecoded> {
-    Ok(match config.format {
-        FileFormat::Parquet => {
-            let batches = decode_parquet(schema, name, bytes)?;
-            PieceDecoded { decoded: check_parquet_event_time(config, name, batches)?, lines: 0 }
+/// Decodes a piece of the file `name` (see [`PieceDecoded`]); finds all its bad lines,
+/// numbered from the piece's first line.
+pub(crate) fn decode_piece(config: &FileConfig, schema: &SchemaRef, name: &str, body: Body) -> Result<PieceDecoded> {
+    Ok(match body {
+        Body::Parquet { metadata, row_groups, bytes } => {
+            let first_row: i64 = metadata.metadata().row_groups().iter().take(row_groups.first().copied().unwrap_or(0)).map(|rg| rg.num_rows()).sum();
+            let batches = decode_row_groups(schema, name, metadata, row_groups, bytes)?;
+            PieceDecoded { decoded: check_parquet_event_time(config, name, first_row.max(0) as u64, batches)?, lines: 0 }
         }
-        FileFormat::Json | FileFormat::Csv => {
-            PieceDecoded { decoded: decode_text(config, schema, name, &bytes)?, lines: count_line_ends(&bytes) }
+        Body::Text { bytes, header } => {
+            PieceDecoded { decoded: decode_text(config, schema, name, &bytes, header.as_deref())?, lines: count_line_ends(&bytes) }
         }
     })
 }
@@ -95,17 +105,41 @@ fn count_line_ends(bytes: &[u8]) -> u64 {
     bytes.chunks(4096).map(|block| u64::from(block.iter().map(|&b| u16::from(b == b'\n')).sum::<u16>())).sum()
 }
 
-/// A line of a file and its 1-based number.
+/// A line of a file (a record of CSV, which may span lines) and the 1-based number of the
+/// line it starts on.
 type Line<'a> = (u64, &'a [u8]);
 
-/// The non-blank lines of a text file; the CSV header is not one (returned first).
-fn data_lines<'a>(config: &FileConfig, bytes: &'a [u8]) -> (Option<&'a [u8]>, Vec<Line<'a>>) {
-    let mut lines = bytes.split(|b| *b == b'\n').enumerate().map(|(i, l)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)));
-    let header = if config.format == FileFormat::Csv && config.header { lines.next().map(|(_, l)| l) } else { None };
+/// The non-blank lines of a text file (records of CSV: a quoted field may hold line ends);
+/// the CSV header is not one (returned first; `header` when the text is a later piece of
+/// the file, without it).
+fn data_lines<'a>(config: &FileConfig, bytes: &'a [u8], header: Option<&'a [u8]>) -> (Option<&'a [u8]>, Vec<Line<'a>>) {
+    let records = match config.format {
+        FileFormat::Csv => super::read::csv::records(bytes, config.delimiter),
+        _ => bytes.split(|b| *b == b'\n').collect(),
+    };
+    let mut next_line = 1;
+    let mut lines = records.into_iter().map(|l| {
+        let line = next_line;
+        next_line += count_line_ends(l) + 1;
+        (line, l.strip_suffix(b"\r").unwrap_or(l))
+    });
+    let header = match header {
+        // The header record, without the blank lines before it and its line end.
+        Some(h) => {
+            let start = h.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(h.len());
+            let end = h.iter().rposition(|b| !matches!(b, b'\r' | b'\n')).map_or(start, |e| e + 1);
+            Some(&h[start..end])
+        }
+        // As arrow-csv, the first record that is not empty.
+        None if config.format == FileFormat::Csv && config.header => lines.find(|(_, l)| !l.is_empty()).map(|(_, l)| l),
+        None => None,
+    };
     (header, lines.filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace)).collect())
 }
 
-fn decode_text(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: &Bytes) -> Result<FileDecoded> {
+/// Decodes JSON or CSV text: a whole file, or a piece of whole lines or records (`header`:
+/// the CSV file's header record, when the piece is not the first).
+fn decode_text(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: &Bytes, header: Option<&[u8]>) -> Result<FileDecoded> {
     // An empty file (or only blank lines) has no rows, and a CSV one no header to check.
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(FileDecoded::default());
@@ -117,7 +151,7 @@ fn decode_text(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: &Byte
     if fast_ok {
         let fast = match config.format {
             FileFormat::Json => decode_json_fast(schema, bytes).map_err(|e| clean(&e)),
-            _ => decode_csv(config, schema, name, bytes.clone()).map_err(|e| e.to_string()),
+            _ => decode_csv(config, schema, name, header, bytes.clone()).map_err(|e| e.to_string()),
         };
         match fast {
             Ok(batches) if !missing_event_time(config, &batches) => return Ok(FileDecoded { batches, bad: Vec::new() }),
@@ -127,7 +161,7 @@ fn decode_text(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: &Byte
     }
     // Row by row: find the bad lines, then decode the good ones together.
     // Without collecting, the first bad line in file order is the error: all are found.
-    let (header, lines) = data_lines(config, bytes);
+    let (header, lines) = data_lines(config, bytes, header);
     let mut good: Vec<(u64, &[u8])> = Vec::with_capacity(lines.len());
     let mut bad = Vec::new();
     for (line, raw) in lines {
@@ -183,7 +217,7 @@ fn decode_lines(config: &FileConfig, schema: &SchemaRef, name: &str, header: Opt
     }
     let batches = match config.format {
         FileFormat::Json => decode_json_fast(schema, &buf).map_err(|e| clean(&e))?,
-        _ => decode_csv(config, schema, name, Bytes::from(buf)).map_err(|e| {
+        _ => decode_csv(config, schema, name, None, Bytes::from(buf)).map_err(|e| {
             let m = e.to_string();
             without_arrow_line(m.strip_prefix(&format!("{name}: ")).unwrap_or(&m))
         })?,
@@ -240,10 +274,11 @@ fn split_event_time(config: &FileConfig, batches: Vec<RecordBatch>, lines: &[(u6
     Ok(out)
 }
 
-/// Parquet rows have no lines: a row without an event time is an error naming its row.
-fn check_parquet_event_time(config: &FileConfig, name: &str, batches: Vec<RecordBatch>) -> Result<FileDecoded> {
+/// Parquet rows have no lines: a row without an event time is an error naming its row in
+/// the file (`first_row` rows come before `batches`).
+fn check_parquet_event_time(config: &FileConfig, name: &str, first_row: u64, batches: Vec<RecordBatch>) -> Result<FileDecoded> {
     if let Some(column) = &config.event_time {
-        let mut row = 0;
+        let mut row = first_row as usize;
         for b in &batches {
             if let Some(ts) = b.column_by_name(column)
                 && let Some(i) = (0..b.num_rows()).find(|&i| ts.is_null(i))
@@ -284,13 +319,15 @@ fn clean(e: &arrow::error::ArrowError) -> String {
     s
 }
 
-fn decode_csv(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+/// Decodes CSV records: a whole file, or a later piece of one without its header record
+/// (`header`).
+fn decode_csv(config: &FileConfig, schema: &SchemaRef, name: &str, header: Option<&[u8]>, bytes: Bytes) -> Result<Vec<RecordBatch>> {
     let bad = |m: String| ConnectorError::BadData(format!("{name}: {m}"));
     // Map the file's columns to the declared ones by header name, so column order in the
     // file does not matter and a missing column is an error instead of shifted values.
     let (file_schema, projection) = if config.header {
         let format = arrow::csv::reader::Format::default().with_header(true).with_delimiter(config.delimiter);
-        let (header, _) = format.infer_schema(Cursor::new(&bytes), Some(0)).map_err(|e| bad(clean(&e)))?;
+        let (header, _) = format.infer_schema(Cursor::new(header.unwrap_or(&bytes)), Some(0)).map_err(|e| bad(clean(&e)))?;
         let fields: Vec<Field> = header
             .fields()
             .iter()
@@ -315,7 +352,7 @@ fn decode_csv(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes)
         (Arc::clone(schema), None)
     };
     let mut builder = arrow::csv::ReaderBuilder::new(Arc::clone(&file_schema))
-        .with_header(config.header)
+        .with_header(config.header && header.is_none())
         .with_delimiter(config.delimiter)
         .with_batch_size(BATCH_SIZE);
     if let Some(p) = &projection {
@@ -335,13 +372,14 @@ fn decode_csv(config: &FileConfig, schema: &SchemaRef, name: &str, bytes: Bytes)
     Ok(out)
 }
 
-fn decode_parquet(schema: &SchemaRef, name: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+/// Row groups `row_groups` of a Parquet file, from the bytes of their column chunks.
+fn decode_row_groups(schema: &SchemaRef, name: &str, metadata: ArrowReaderMetadata, row_groups: Vec<usize>, bytes: FileRange) -> Result<Vec<RecordBatch>> {
+    decode_parquet(schema, name, ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata).with_row_groups(row_groups))
+}
+
+fn decode_parquet<T: ChunkReader + 'static>(schema: &SchemaRef, name: &str, reader: ParquetRecordBatchReaderBuilder<T>) -> Result<Vec<RecordBatch>> {
     let bad = |m: String| ConnectorError::BadData(format!("{name}: {m}"));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?
-        .with_batch_size(BATCH_SIZE)
-        .build()
-        .map_err(|e| bad(e.to_string()))?;
+    let reader = reader.with_batch_size(BATCH_SIZE).build().map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| bad(clean(&e)))?;
@@ -377,14 +415,14 @@ pub fn conform(schema: &SchemaRef, batch: &RecordBatch) -> std::result::Result<R
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn schema() -> SchemaRef {
+    pub(crate) fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]))
     }
 
-    fn config(format: FileFormat) -> FileConfig {
+    pub(crate) fn config(format: FileFormat) -> FileConfig {
         FileConfig {
             path: "x".into(),
             format,
@@ -456,57 +494,6 @@ mod tests {
     fn csv_missing_column_is_an_error() {
         let err = decode(&config(FileFormat::Csv), &schema(), "f.csv", Bytes::from("name\na\n")).unwrap_err().to_string();
         assert_eq!(err, "f.csv: the CSV header has no column 'id' (header: name)");
-    }
-
-    /// The file source reads newline-delimited JSON in pieces of whole lines; decoded one by
-    /// one, they give the whole file's rows, and its bad lines by their line in the file.
-    #[tokio::test]
-    async fn json_files_are_read_in_pieces_of_whole_lines() {
-        use futures::TryStreamExt;
-        let mut text = String::new();
-        for i in 0..1000 {
-            text += &match i {
-                700 => "{\"id\": \"x\"}\n".to_string(),
-                300 => format!("{{\"id\": {i}, \"name\": \"{}\"}}\n", "n".repeat(2500)),
-                _ => format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n"),
-            };
-        }
-        text.pop(); // no line end after the last line
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f.json"), &text).unwrap();
-        std::fs::write(dir.path().join("empty.json"), "").unwrap();
-        let location = weir_checkpoint::Location::resolve(dir.path().to_str().unwrap(), false).unwrap();
-        let read = |name: &str, format| crate::file::read_pieces(location.clone(), name.into(), format, 1000).try_collect::<Vec<_>>();
-        let pieces = read("f.json", FileFormat::Json).await.unwrap();
-        assert!(pieces.len() > 10, "{}", pieces.len());
-        assert_eq!(pieces.iter().flat_map(|(_, b)| b.to_vec()).collect::<Vec<u8>>(), text.as_bytes());
-        assert!(pieces[..pieces.len() - 1].iter().all(|(_, b)| b.ends_with(b"\n")));
-        assert!(pieces.iter().any(|(_, b)| b.len() > 2500), "a line longer than a read comes whole");
-        let c = config(FileFormat::Json);
-        let (mut rows, mut bad, mut lines_before, mut first_error) = (0, Vec::new(), 0, None);
-        for (name, bytes) in &pieces {
-            assert!(name.ends_with("f.json"), "{name}");
-            let decode = || decode_piece(&c, &schema(), "f.json", bytes.clone()).unwrap();
-            if let Err(e) = decode().placed("f.json", lines_before, false) {
-                first_error.get_or_insert(e.to_string());
-            }
-            let d = decode();
-            let lines = d.lines;
-            let d = d.placed("f.json", lines_before, true).unwrap();
-            lines_before += lines;
-            rows += d.batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-            bad.extend(d.bad.iter().map(|b| b.line));
-        }
-        assert_eq!((rows, bad, lines_before), (999, vec![701], 999));
-        let whole = decode_rows(&c, &schema(), "f.json", Bytes::from(text), false).unwrap_err().to_string();
-        assert_eq!(first_error.as_deref(), Some(whole.as_str()));
-        assert!(whole.starts_with("f.json:701: "), "{whole}");
-        let empty = read("empty.json", FileFormat::Json).await.unwrap();
-        assert_eq!(empty.len(), 1);
-        assert!(empty[0].1.is_empty());
-        assert_eq!(read("f.json", FileFormat::Csv).await.unwrap().len(), 1, "CSV comes whole");
-        let gone = read("gone.json", FileFormat::Json).await.unwrap_err().to_string();
-        assert!(gone.contains("gone.json: the file was taken by an earlier batch but is gone"), "{gone}");
     }
 
     /// Long DECIMAL texts that arrow-cast 59's parser panicked on (divide by zero, overflow)

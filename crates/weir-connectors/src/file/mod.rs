@@ -1,24 +1,23 @@
 //! The file source: a directory of JSON, CSV or Parquet files, read in name order.
 //!
 //! Its offset is `{"logOffset": N}`: batch N read the files listed in the checkpoint entry
-//! `sources/<table>/<N>.json`, written before the batch's offsets. A replay reads exactly
-//! those files. Files whose path has a part starting with `_` or `.` are ignored (`_SUCCESS`,
-//! temporary files): writers should write under such a name and rename when done.
+//! `sources/<table>/<N>.json`, written before the batch's offsets, with each file's size,
+//! modification time and ETag. A batch reads exactly the listed bytes of those files, on
+//! its first run and on a replay (see [`read`]), and a file is read once. Files whose path
+//! has a part starting with `_` or `.` are ignored (`_SUCCESS`, temporary files): writers
+//! should write under such a name and rename when done.
 
 pub mod decode;
+mod read;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
-use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_checkpoint::{Checkpoint, Location};
@@ -26,10 +25,19 @@ use weir_sql::config::{BadRows, FileConfig, FileFormat};
 
 use crate::error::{ConnectorError, Result};
 use crate::{ReadOutput, Source};
+use read::{Cut, ListedFile, LoggedFile};
 
-/// `sources/<table>/<N>.json`: the files batch N reads, relative to the source directory.
+/// `sources/<table>/<N>.json`: the files batch N reads. Version 2 describes each file
+/// ([`ListedFile`]); version 1 lists names only, and such a file is read whole.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileLogEntry {
+    version: u32,
+    files: Vec<LoggedFile>,
+}
+
+/// `sources/<table>/compact-<N>.json`: the names of the files batches up to N took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CompactedFiles {
     version: u32,
     files: Vec<String>,
 }
@@ -44,7 +52,7 @@ pub struct FileSource {
     /// Every file some batch has taken (the log entries up to the newest recorded batch).
     seen: HashSet<String>,
     /// Files of recent log entries, by entry id, so reads need no checkpoint round trip.
-    entries: BTreeMap<u64, Vec<String>>,
+    entries: Mutex<BTreeMap<u64, Vec<LoggedFile>>>,
     /// With `available-now`: the only files this run may take.
     frozen: Option<HashSet<String>>,
     /// The batch through which file lists are compacted.
@@ -52,6 +60,8 @@ pub struct FileSource {
     /// Until the first batch of this run is planned, a crashed run may have left that
     /// batch's file list behind; later batches' lists can only come from this run.
     may_find_planned_list: bool,
+    /// For the user, from reads (a file that grew after it was listed).
+    warnings: Mutex<Vec<String>>,
 }
 
 impl FileSource {
@@ -70,11 +80,7 @@ impl FileSource {
                         config.path
                     ))
                 })?;
-                let bytes = fetch(&location, first).await?;
-                let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(|e| {
-                    ConnectorError::BadData(format!("{}: not a readable Parquet file: {e}", location.display(&location.child(first))))
-                })?;
-                Arc::clone(meta.schema())
+                read::parquet_schema(&location, first).await?
             }
             (None, _) => {
                 return Err(ConnectorError::Config(format!(
@@ -88,10 +94,11 @@ impl FileSource {
             location,
             schema,
             seen: HashSet::new(),
-            entries: BTreeMap::new(),
+            entries: Mutex::default(),
             frozen: None,
             compacted_through: None,
             may_find_planned_list: true,
+            warnings: Mutex::default(),
         })
     }
 
@@ -99,8 +106,8 @@ impl FileSource {
         format!("sources/{}/{id}.json", self.table)
     }
 
-    async fn entry(&self, checkpoint: &Checkpoint, id: u64) -> Result<Vec<String>> {
-        if let Some(files) = self.entries.get(&id) {
+    async fn entry(&self, checkpoint: &Checkpoint, id: u64) -> Result<Vec<LoggedFile>> {
+        if let Some(files) = lock(&self.entries).get(&id) {
             return Ok(files.clone());
         }
         let entry: Option<FileLogEntry> = checkpoint.get_json(&self.log_path(id)).await?;
@@ -111,6 +118,21 @@ impl FileSource {
             ))
         })
     }
+
+    /// Rewrites the file list of batch `id` (see [`FileSource::read_chunks`] for when).
+    async fn rewrite_list(&self, checkpoint: &Checkpoint, id: u64, files: Vec<LoggedFile>) -> Result<()> {
+        let entry = FileLogEntry { version: 2, files };
+        let mut bytes = serde_json::to_vec_pretty(&entry).expect("file lists serialize");
+        bytes.push(b'\n');
+        checkpoint.put_bytes(&self.log_path(id), bytes.into()).await?;
+        lock(&self.entries).insert(id, entry.files);
+        Ok(())
+    }
+}
+
+/// `mutex`, locked; a panic elsewhere does not make its data wrong.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Every this many batches, the per-batch file lists before the batch are folded into one.
@@ -124,7 +146,7 @@ impl FileSource {
         let dir = format!("sources/{}", self.table);
         let mut files: Vec<String> = self.seen.iter().cloned().collect();
         files.sort();
-        match checkpoint.put_json_new(&format!("{dir}/compact-{through}.json"), &FileLogEntry { version: 1, files }).await {
+        match checkpoint.put_json_new(&format!("{dir}/compact-{through}.json"), &CompactedFiles { version: 1, files }).await {
             // Written by a run that died before deleting the old lists: finish its work.
             Ok(()) | Err(weir_checkpoint::CheckpointError::Conflict { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -152,8 +174,8 @@ fn is_hidden(relative: &str) -> bool {
     relative.split('/').any(|part| part.starts_with('_') || part.starts_with('.'))
 }
 
-/// Every visible file under the location, relative paths in name order.
-async fn list_files(location: &Location) -> Result<Vec<String>> {
+/// Every visible file under the location, in name order, as it is now.
+async fn list_files(location: &Location) -> Result<Vec<ListedFile>> {
     let root = location.root.clone();
     let metas: Vec<_> = location
         .store
@@ -162,34 +184,17 @@ async fn list_files(location: &Location) -> Result<Vec<String>> {
         .await
         .map_err(|e| ConnectorError::Io(format!("cannot list {}: {e}", location.display(&root))))?;
     let prefix_len = root.as_ref().len();
-    let mut files: Vec<String> = metas
-        .into_iter()
-        .map(|m| m.location.as_ref()[prefix_len..].trim_start_matches('/').to_string())
-        .filter(|rel| !rel.is_empty() && !is_hidden(rel))
+    let mut files: Vec<ListedFile> = metas
+        .iter()
+        .map(|m| ListedFile::new(m.location.as_ref()[prefix_len..].trim_start_matches('/').to_string(), m))
+        .filter(|f| !f.path.is_empty() && !is_hidden(&f.path))
         .collect();
-    files.sort();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
-/// An error reading the file `shown` of an earlier batch's list.
-fn read_err(shown: &str, e: object_store::Error) -> ConnectorError {
-    match e {
-        object_store::Error::NotFound { .. } => ConnectorError::BadData(format!(
-            "{shown}: the file was taken by an earlier batch but is gone; a replay needs it back"
-        )),
-        e => ConnectorError::Io(format!("cannot read {shown}: {e}")),
-    }
-}
-
-/// The whole file `relative`.
-async fn fetch(location: &Location, relative: &str) -> Result<Bytes> {
-    let path: Path = location.child(relative);
-    let shown = location.display(&path);
-    let get = location.store.get(&path).await.map_err(|e| read_err(&shown, e))?;
-    get.bytes().await.map_err(|e| read_err(&shown, e))
-}
-
-/// Bytes of a newline-delimited JSON file per read, and per chunk of a batch.
+/// Bytes per piece of a file, and so per chunk of a batch: JSON and CSV bytes per read,
+/// Parquet compressed bytes of row groups (a row group at least).
 const PIECE_BYTES: u64 = 2 << 20;
 
 /// The piece size: [`PIECE_BYTES`], or `WEIR_FILE_PIECE_BYTES` when set (a tuning knob; the
@@ -224,57 +229,6 @@ fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, ahead: usize
     futures::stream::unfold((rx, task), |(mut rx, task)| async move { rx.recv().await.map(|item| (item, (rx, task))) }).boxed()
 }
 
-/// The file `relative`, a piece at a time, for the batch loop's chunks. Newline-delimited
-/// JSON is read in ranged reads of about `piece_bytes` that end at the last line end they
-/// hold, the next read starting after it: a batch holds a few pieces, not whole files, and
-/// the pieces decode on all cores. A line longer than a read makes the read grow until the
-/// line ends. CSV (a quoted field may hold a newline) and Parquet come whole.
-fn read_pieces(location: Location, relative: String, format: FileFormat, piece_bytes: u64) -> BoxStream<'static, Result<(String, Bytes)>> {
-    enum Next {
-        Start,
-        At { pos: u64, size: u64 },
-        Done,
-    }
-    let path: Path = location.child(&relative);
-    let shown = location.display(&path);
-    futures::stream::try_unfold(Next::Start, move |next| {
-        let (location, relative, path, shown) = (location.clone(), relative.clone(), path.clone(), shown.clone());
-        async move {
-            let (pos, size) = match next {
-                Next::Done => return Ok(None),
-                Next::Start if format != FileFormat::Json => {
-                    let bytes = fetch(&location, &relative).await?;
-                    return Ok(Some(((shown, bytes), Next::Done)));
-                }
-                Next::Start => match location.store.head(&path).await.map_err(|e| read_err(&shown, e))?.size {
-                    0 => return Ok(Some(((shown, Bytes::new()), Next::Done))),
-                    size => (0, size),
-                },
-                Next::At { pos, size } => (pos, size),
-            };
-            let mut want = piece_bytes;
-            loop {
-                let end = pos.saturating_add(want).min(size);
-                let bytes = location.store.get_range(&path, pos..end).await.map_err(|e| read_err(&shown, e))?;
-                if (bytes.len() as u64) < end - pos {
-                    return Err(ConnectorError::BadData(format!(
-                        "{shown}: the file shrank while it was read ({size} bytes at first); files must not change once they are in the directory"
-                    )));
-                }
-                if end == size {
-                    return Ok(Some(((shown, bytes), Next::Done)));
-                }
-                if let Some(last) = bytes.iter().rposition(|b| *b == b'\n') {
-                    let next = Next::At { pos: pos + last as u64 + 1, size };
-                    return Ok(Some(((shown, bytes.slice(..=last)), next)));
-                }
-                want = want.saturating_mul(2);
-            }
-        }
-    })
-    .boxed()
-}
-
 #[async_trait]
 impl Source for FileSource {
     fn schema(&self) -> SchemaRef {
@@ -285,40 +239,47 @@ impl Source for FileSource {
         format!("FileSource[{}]", self.location.url)
     }
 
-    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
-        let Some(end) = recorded_end else { return Ok(()) };
-        let end = log_offset(end)?;
+    /// Rebuilds the set of files taken from the newest compaction and the lists after it.
+    /// The lists are named by the query's batch ids, not this source's own: the source's end
+    /// offset can lie far behind the newest compaction (a source idle while others run, a
+    /// no-data batch at a compaction boundary), so what counts is the newest recorded batch.
+    /// A list after it was planned by a run that crashed before writing its offsets: the
+    /// next batch takes it then (see `plan_batch`).
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, last_batch: Option<u64>, recorded_end: Option<&Value>) -> Result<()> {
+        let Some(last) = last_batch else { return Ok(()) };
+        let end = recorded_end.map(log_offset).transpose()?;
         let dir = format!("sources/{}", self.table);
-        let compacted = checkpoint
-            .file_names(&dir)
-            .await?
+        let names = checkpoint.file_names(&dir).await?;
+        let compacted = names
             .iter()
             .filter_map(|n| n.strip_prefix("compact-")?.strip_suffix(".json")?.parse::<u64>().ok())
-            .filter(|c| *c <= end)
+            .filter(|c| *c <= last)
             .max();
         if let Some(c) = compacted {
             let relative = format!("{dir}/compact-{c}.json");
-            let entry: FileLogEntry = checkpoint.get_json(&relative).await?.ok_or_else(|| {
+            let entry: CompactedFiles = checkpoint.get_json(&relative).await?.ok_or_else(|| {
                 ConnectorError::Config(format!("checkpoint file {} vanished while reading", checkpoint.show_entry(&relative)))
             })?;
             self.seen.extend(entry.files);
             self.compacted_through = Some(c);
         }
-        for id in checkpoint.ids(&dir).await? {
-            if compacted.is_some_and(|c| id <= c) || id > end {
+        let mut ids: Vec<u64> = names.iter().filter_map(|n| n.strip_suffix(".json")?.parse().ok()).collect();
+        ids.sort_unstable();
+        for id in ids {
+            if compacted.is_some_and(|c| id <= c) || id > last {
                 continue; // folded into the compaction, or planned by a run that crashed before its offsets
             }
             let files = self.entry(checkpoint, id).await?;
-            self.seen.extend(files.iter().cloned());
-            if id + 2 > end {
-                self.entries.insert(id, files);
+            self.seen.extend(files.iter().map(|f| f.path().to_string()));
+            if end == Some(id) {
+                self.entries.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, files); // a replay of the last batch reads it
             }
         }
         Ok(())
     }
 
-        async fn freeze_available(&mut self) -> Result<()> {
-        self.frozen = Some(list_files(&self.location).await?.into_iter().collect());
+    async fn freeze_available(&mut self) -> Result<()> {
+        self.frozen = Some(list_files(&self.location).await?.into_iter().map(|f| f.path).collect());
         Ok(())
     }
 
@@ -338,11 +299,11 @@ impl Source for FileSource {
         let files = match existing {
             Some(entry) => entry.files,
             None => {
-                let mut new: Vec<String> = list_files(&self.location)
+                let mut new: Vec<ListedFile> = list_files(&self.location)
                     .await?
                     .into_iter()
-                    .filter(|f| !self.seen.contains(f))
-                    .filter(|f| self.frozen.as_ref().is_none_or(|frozen| frozen.contains(f)))
+                    .filter(|f| !self.seen.contains(&f.path))
+                    .filter(|f| self.frozen.as_ref().is_none_or(|frozen| frozen.contains(&f.path)))
                     .collect();
                 if let Some(max) = self.config.max_files_per_trigger {
                     new.truncate(max);
@@ -350,16 +311,17 @@ impl Source for FileSource {
                 if new.is_empty() {
                     return Ok(None);
                 }
-                let entry = FileLogEntry { version: 1, files: new };
+                let entry = FileLogEntry { version: 2, files: new.into_iter().map(LoggedFile::Listed).collect() };
                 checkpoint.put_json_new(&self.log_path(batch_id), &entry).await?;
                 entry.files
             }
         };
-        self.seen.extend(files.iter().cloned());
-        self.entries.insert(batch_id, files);
+        self.seen.extend(files.iter().map(|f| f.path().to_string()));
+        let entries = self.entries.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.insert(batch_id, files);
         // Keep only the newest entries in memory; older ones are in the checkpoint.
-        while self.entries.len() > 4 {
-            self.entries.pop_first();
+        while entries.len() > 4 {
+            entries.pop_first();
         }
         Ok(Some(json!({ "logOffset": batch_id })))
     }
@@ -372,65 +334,114 @@ impl Source for FileSource {
         ReadOutput::collect(self.read_chunks(checkpoint, start, end)).await
     }
 
-    /// Chunks in the batch's file order: a file, or a piece of about [`PIECE_BYTES`] of a
-    /// JSON file. Pieces are decoded ahead, as many at a time as there are cores.
+    /// Chunks in the batch's file order, and in each file in order: pieces of about
+    /// [`PIECE_BYTES`] (see [`read`]). Pieces are read ahead and decoded as many at a time as
+    /// there are cores.
+    ///
+    /// Each file is first checked against the list: the batch reads the listed bytes, or
+    /// stops naming a file that changed. Two rewrites of the list keep a batch that failed
+    /// on bad data fixable: a bare name (a list from before sizes were recorded, or one
+    /// reopened as follows) is recorded as the file is when read; and when a file does not
+    /// decode (`on_bad_row = 'fail'`, an unreadable file), the list goes back to bare names,
+    /// so that the next run takes the files as they are then, fixed. That is safe: no run can
+    /// have got past the listed bytes that fail to decode, so nothing of the batch was
+    /// committed anywhere.
     fn read_chunks<'a>(
         &'a self,
         checkpoint: &'a Arc<Checkpoint>,
         start: Option<&'a Value>,
         end: &'a Value,
     ) -> BoxStream<'a, Result<ReadOutput>> {
+        let cut = Cut { format: self.config.format, delimiter: self.config.delimiter, header: self.config.header, piece_bytes: piece_bytes() };
+        let batch_id = log_offset(end).ok();
         let files = async move {
-            let end = log_offset(end)?;
+            let batch = log_offset(end)?;
             let start = start.map(log_offset).transpose()?;
-            match start.is_none_or(|s| s < end) {
-                true => self.entry(checkpoint, end).await,
-                false => Ok(Vec::new()),
+            if start.is_some_and(|s| s >= batch) {
+                return Ok(Vec::new());
             }
+            let logged = self.entry(checkpoint, batch).await?;
+            let bare = logged.iter().any(|f| matches!(f, LoggedFile::Name(_)));
+            let files = read::check_files(&self.location, logged, cut, batch, &self.warnings).await?;
+            if bare {
+                self.rewrite_list(checkpoint, batch, files.iter().map(|(f, _)| LoggedFile::Listed(f.clone())).collect()).await?;
+            }
+            Ok::<_, ConnectorError>(files)
         };
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
-        let (location, format) = (self.location.clone(), self.config.format);
+        let location = self.location.clone();
+        // Errors carry whether the listed bytes failed to decode (see `read::Failure`).
         futures::stream::once(files)
+            .map_err(|e| (e, false))
             .map_ok(move |files| {
-                // Each file comes as pieces (see `read_pieces`), numbered in the file so that
-                // a bad line can be named by its line in the file. Reads run ahead of decoding.
+                // Each file comes as pieces, numbered in the file so that a bad line can be
+                // named by its line in the file. Reads run ahead of decoding.
                 let location = location.clone();
-                let pieces = futures::stream::iter(files.into_iter().enumerate()).flat_map(move |(file, relative)| {
-                    read_pieces(location.clone(), relative, format, piece_bytes()).enumerate().map(move |(i, p)| p.map(|p| ((file, i), p)))
-                });
+                let pieces = futures::stream::iter(files.into_iter().enumerate())
+                    .flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, &file.path, size, cut));
                 read_ahead(pieces.boxed(), READ_AHEAD)
             })
             .try_flatten()
             // Pieces decode on all cores while the batch loop works on the pieces before.
-            .map_ok(move |(i, (name, bytes))| {
+            .map_ok(move |piece| {
                 let config = self.config.clone();
                 let schema = Arc::clone(&self.schema);
                 async move {
-                    let shown = name.clone();
-                    let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &shown, bytes))
+                    let read::Piece { shown, file_index, index, body } = piece;
+                    let name = shown.clone();
+                    let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &name, body))
                         .await
-                        .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))??;
-                    Ok::<_, ConnectorError>((i, name, d))
+                        .map_err(|e| (ConnectorError::Io(format!("decoding task failed: {e}")), false))?
+                        .map_err(|e| (e, true))?;
+                    Ok(((file_index, index), shown, d))
                 }
             })
             .try_buffered(parallelism)
             // In file order again: number bad lines in their file.
-            .scan(0u64, move |lines_before, piece| {
-                let out = piece.and_then(|((file, i), name, d)| {
-                    if i == 0 {
+            .scan((None, 0u64), move |(last, lines_before), piece| {
+                let out = piece.and_then(|((file, index), name, d)| {
+                    // Chunks of a file come in file order, files in list order.
+                    debug_assert!(match *last {
+                        Some((f, i)) => (file, index) == (f, i + 1) || (file > f && index == 0),
+                        None => index == 0,
+                    });
+                    *last = Some((file, index));
+                    if index == 0 {
                         *lines_before = 0;
                     }
                     let lines = d.lines;
-                    let d = d.placed(&name, *lines_before, collect_bad)?;
+                    let d = d.placed(&name, *lines_before, collect_bad).map_err(|e| (e, true))?;
                     *lines_before += lines;
                     let bad_rows = if d.bad.is_empty() { Vec::new() } else { vec![dead_letter_rows(&name, &d.bad)] };
-                    let place = crate::ChunkPlace { part: place_number(file)?, seq: place_number(i)? };
+                    let place = crate::ChunkPlace {
+                        part: place_number(file).map_err(|e| (e, false))?,
+                        seq: place_number(index).map_err(|e| (e, false))?,
+                    };
                     Ok(ReadOutput { batches: d.batches, bad_rows, place })
                 });
                 futures::future::ready(Some(out))
             })
+            .then(move |out| async move {
+                let (e, undecodable) = match out {
+                    Ok(chunk) => return Ok(chunk),
+                    Err(e) => e,
+                };
+                let Some(batch) = batch_id.filter(|_| undecodable) else { return Err(e) };
+                let names = match self.entry(checkpoint, batch).await {
+                    Ok(files) => files.iter().map(|f| LoggedFile::Name(f.path().to_string())).collect(),
+                    Err(_) => return Err(e),
+                };
+                match self.rewrite_list(checkpoint, batch, names).await {
+                    Ok(()) => Err(e),
+                    Err(w) => Err(ConnectorError::BadData(format!("{e} (and the batch's file list could not be reopened for a fixed file: {w})"))),
+                }
+            })
             .boxed()
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.warnings))
     }
 
     fn dead_letter(&self) -> Option<(String, SchemaRef)> {

@@ -244,7 +244,7 @@ impl Source for KafkaSource {
         }
     }
 
-    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, recorded_end: Option<&Value>) -> Result<()> {
+    async fn restore(&mut self, checkpoint: &Arc<Checkpoint>, _last_batch: Option<u64>, recorded_end: Option<&Value>) -> Result<()> {
         let consumer = Arc::new(KafkaConsumer::new(&self.name, &self.config)?);
         self.consumer = Some(Arc::clone(&consumer));
         let config = self.config.clone();
