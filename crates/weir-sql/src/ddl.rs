@@ -620,7 +620,10 @@ mod tests {
             err("CREATE TABLE e WITH (connector = 'file', path = 'a', path = 'b')"),
             "line 1: option 'path' is given twice"
         );
-        assert_eq!(err("SELECT 1"), "line 1: expected CREATE TABLE or INSERT INTO, found 'SELECT'");
+        assert_eq!(
+            err("UPDATE t SET a = 1"),
+            "line 1: expected CREATE TABLE, INSERT INTO, SELECT, DROP TABLE, SHOW TABLES or DESCRIBE, found 'UPDATE'"
+        );
     }
 
     #[test]
