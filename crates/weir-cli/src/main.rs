@@ -139,7 +139,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy };
+            let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy, starting_offsets: None };
             runtime.block_on(run(file, config, options, progress))
         }
     }

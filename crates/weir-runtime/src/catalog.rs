@@ -1,14 +1,16 @@
-//! The session's catalog statements: `SHOW TABLES`, `DESCRIBE t`, `DROP TABLE t`, as data
-//! that the shell prints and Python hands back.
+//! The session's catalog statements: `SHOW TABLES`, `DESCRIBE t`, `DROP TABLE t`, and the
+//! ones about its queries (`SHOW QUERIES`, `SHOW PROGRESS q`, `STOP QUERY q`), as data that
+//! the shell prints and Python hands back.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use weir_sql::config::{ConnectorConfig, is_secret_property};
 
 use crate::error::{Result, WeirError};
+use crate::query::StreamingQuery;
 use crate::session::{Session, TableDef};
 
 /// What `DESCRIBE t` shows of a table.
@@ -117,6 +119,63 @@ impl Session {
         }
         self.forget_table(name);
         Ok(())
+    }
+
+    /// `SHOW QUERIES`: the queries started with `INSERT INTO` (previews are not listed), oldest
+    /// first: `name, id, status, batch, rows_per_second, watermark, last_error`. `batch` and
+    /// the rate are those of the last batch with progress.
+    pub fn show_queries(&self) -> RecordBatch {
+        let queries: Vec<StreamingQuery> = self.queries().into_iter().filter(|q| q.sink().is_some()).collect();
+        let last: Vec<_> = queries.iter().map(StreamingQuery::last_progress).collect();
+        let status = |q: &StreamingQuery| match (q.is_active(), q.exception()) {
+            (true, _) => "running".to_string(),
+            (false, Some(_)) => "failed".to_string(),
+            (false, None) => "stopped".to_string(),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("id", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("batch", DataType::UInt64, true),
+            Field::new("rows_per_second", DataType::Float64, true),
+            Field::new("watermark", DataType::Utf8, true),
+            Field::new("last_error", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(queries.iter().map(StreamingQuery::name))),
+            Arc::new(StringArray::from_iter_values(queries.iter().map(StreamingQuery::id))),
+            Arc::new(StringArray::from_iter_values(queries.iter().map(status))),
+            Arc::new(UInt64Array::from(last.iter().map(|p| p.as_ref().map(|p| p.batch_id)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(last.iter().map(|p| p.as_ref().map(|p| p.processed_rows_per_second)).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                last.iter().map(|p| p.as_ref().and_then(|p| p.event_time.as_ref()).map(|e| e.watermark.clone())).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(queries.iter().map(StreamingQuery::exception).collect::<Vec<_>>())),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match their schema")
+    }
+
+    /// The query started with `INSERT INTO` named `name` (the newest, if it was started
+    /// more than once), or whose id is `name`.
+    pub fn query(&self, name: &str, line: usize) -> Result<StreamingQuery> {
+        let queries: Vec<StreamingQuery> = self.queries().into_iter().filter(|q| q.sink().is_some()).collect();
+        if let Some(q) = queries.iter().rev().find(|q| q.name() == name || q.id() == name) {
+            return Ok(q.clone());
+        }
+        let known = if queries.is_empty() {
+            "no query was started in this session; INSERT INTO <sink> SELECT ... starts one".to_string()
+        } else {
+            format!("queries: {}", queries.iter().map(StreamingQuery::name).collect::<Vec<_>>().join(", "))
+        };
+        Err(WeirError::at(line, format!("no query '{name}' ({known})")))
+    }
+
+    /// `STOP QUERY name`: asks the query to stop after its batch in flight and returns it
+    /// (await its termination to know it has stopped).
+    pub fn stop_query(&self, name: &str, line: usize) -> Result<StreamingQuery> {
+        let query = self.query(name, line)?;
+        query.stop();
+        Ok(query)
     }
 }
 
