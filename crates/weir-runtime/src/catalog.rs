@@ -170,6 +170,48 @@ impl Session {
         Err(WeirError::at(line, format!("no query '{name}' ({known})")))
     }
 
+    /// The streaming plan of `query` (a SELECT over sources): the sources it reads, the state
+    /// it keeps between batches, and the physical plan each batch runs over its new rows.
+    /// Sources are opened to learn their schemas (a Kafka source asks its broker).
+    pub async fn explain(&self, query: &str, line: usize) -> Result<String> {
+        let read = weir_planner::batch::referenced_tables(query).map_err(|e| WeirError::at(line, e))?;
+        if !read.iter().any(|t| self.tables().get(t).is_some_and(|d| d.config.is_source())) {
+            return Err(WeirError::at(
+                line,
+                "the query reads no source, so it has no streaming plan: a SELECT over static tables (Delta, Parquet) runs once, as a batch query",
+            ));
+        }
+        let mut defs = Vec::new();
+        for (name, def) in self.tables().iter().filter(|(n, d)| d.config.is_source() && read.contains(*n)) {
+            let declared = (!def.create.columns.is_empty()).then(|| Arc::new(Schema::new(def.create.columns.clone())));
+            let source = weir_connectors::make_source(name, &def.config, declared).await.map_err(|e| WeirError::at(def.create.line, e))?;
+            defs.push(weir_planner::SourceDef {
+                name: name.clone(),
+                schema: source.schema(),
+                event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
+            });
+        }
+        let compiled = weir_planner::compile(query, &defs, None, self.config().threads).await.map_err(|e| WeirError::at(line, e))?;
+        let sources: Vec<String> = compiled
+            .sources()
+            .map(|s| format!("{s} ({})", self.tables().get(s).map_or("?", |d| d.config.name())))
+            .collect();
+        let state = match compiled.dedup() {
+            None => "none: the query is stateless, each batch runs the whole plan over its new rows only".to_string(),
+            Some(d) => {
+                let bound = match &d.event_time {
+                    Some((_, source)) => format!("evicted as the watermark of '{source}' passes"),
+                    None => "kept for ever (no watermark bounds it)".to_string(),
+                };
+                format!(
+                    "a deduplication on ({}), in state files kept with the query's checkpoint between batches, {bound}; the plan above it runs on the rows it lets through",
+                    d.key_names.join(", ")
+                )
+            }
+        };
+        Ok(format!("sources: {}\nstate: {state}\nper batch:\n{}", sources.join(", "), compiled.display_plan().trim_end()))
+    }
+
     /// `STOP QUERY name`: asks the query to stop after its batch in flight and returns it
     /// (await its termination to know it has stopped).
     pub fn stop_query(&self, name: &str, line: usize) -> Result<StreamingQuery> {
