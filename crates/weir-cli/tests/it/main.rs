@@ -13,4 +13,5 @@ mod determinism;
 mod kafka;
 mod kafka_restart;
 mod session_api;
+mod shell;
 mod support;
