@@ -51,11 +51,13 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
     },
-    /// An interactive SQL shell: declare tables, preview streams live (SELECT ... FROM a
-    /// source shows rows as they arrive, Ctrl-C returns to the prompt), start pipelines in
-    /// the background (INSERT INTO), list and stop them, query Delta and Parquet tables.
-    /// With statements on stdin or -c it runs them as a script: plain output, and it stops
-    /// with a non-zero exit code at the first error.
+    /// An interactive SQL shell: preview streams live, run pipelines, query Delta tables.
+    ///
+    /// Declare tables with CREATE TABLE; SELECT ... FROM a source shows its rows as batches
+    /// arrive (Ctrl-C returns to the prompt); INSERT INTO starts a pipeline in the
+    /// background (SHOW QUERIES, STOP QUERY); a SELECT over Delta or Parquet tables runs once.
+    /// \help lists the commands. With statements on stdin or -c it runs them as a script:
+    /// plain output, no prompt, and a non-zero exit code at the first error.
     Shell {
         /// Run these statements (and \commands) instead of reading stdin, then leave.
         #[arg(short = 'c', long = "command")]

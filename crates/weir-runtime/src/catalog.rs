@@ -122,8 +122,9 @@ impl Session {
     }
 
     /// `SHOW QUERIES`: the queries started with `INSERT INTO` (previews are not listed), oldest
-    /// first: `name, id, status, batch, rows_per_second, watermark, last_error`. `batch` and
-    /// the rate are those of the last batch with progress.
+    /// first: `name, id, status, batch, rows_per_second, watermark, last_error`. `batch`, the
+    /// rate (rows processed per second, to one decimal) and the watermark are those of the
+    /// last batch with progress.
     pub fn show_queries(&self) -> RecordBatch {
         let queries: Vec<StreamingQuery> = self.queries().into_iter().filter(|q| q.sink().is_some()).collect();
         let last: Vec<_> = queries.iter().map(StreamingQuery::last_progress).collect();
@@ -146,7 +147,10 @@ impl Session {
             Arc::new(StringArray::from_iter_values(queries.iter().map(StreamingQuery::id))),
             Arc::new(StringArray::from_iter_values(queries.iter().map(status))),
             Arc::new(UInt64Array::from(last.iter().map(|p| p.as_ref().map(|p| p.batch_id)).collect::<Vec<_>>())),
-            Arc::new(Float64Array::from(last.iter().map(|p| p.as_ref().map(|p| p.processed_rows_per_second)).collect::<Vec<_>>())),
+            // A rate to one decimal: a listing, not a measurement (recent_progress has those).
+            Arc::new(Float64Array::from(
+                last.iter().map(|p| p.as_ref().map(|p| (p.processed_rows_per_second * 10.0).round() / 10.0)).collect::<Vec<_>>(),
+            )),
             Arc::new(StringArray::from(
                 last.iter().map(|p| p.as_ref().and_then(|p| p.event_time.as_ref()).map(|e| e.watermark.clone())).collect::<Vec<_>>(),
             )),
