@@ -248,6 +248,9 @@ fn a_terminal_session_previews_live_rows_and_runs_a_pipeline() {
     // Highlighting on a terminal: the keyword as typed, in colour.
     let echoed = type_line(&mut p, "SHOW TABLES;", "(1 row)");
     assert!(echoed.contains("\x1b[1;34mSHOW\x1b[0m"), "keywords in colour: {echoed:?}");
+    // Tab completes a table name in the editor.
+    p.send("DESCRIBE ev\t").unwrap();
+    type_line(&mut p, ";", "events (source, connector 'file')");
     // A statement that does not parse is refused with the parser's message and stays in
     // the line; Ctrl-C drops it.
     p.send_line("SHOW JOBS;").unwrap();
@@ -337,6 +340,14 @@ fn a_terminal_session_previews_a_kafka_topic() {
     let (before, _) = p.exp_regex(r"\(\d+ rows; preview stopped\)").unwrap();
     p.exp_string("weir> ").unwrap();
     assert!(!before.contains("\x1b[1;34m"), "NO_COLOR: no highlighting");
+
+    // Table mode: the rows in a table, redrawn as batches come.
+    type_line(&mut p, "SET result_mode = table;", "result_mode = table");
+    p.send_line("SELECT event_id FROM events WHERE user_id >= 35;").unwrap();
+    p.exp_string("| e39      |").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("(5 rows; preview stopped)").unwrap();
+    p.exp_string("weir> ").unwrap();
     p.send_line("\\quit").unwrap();
     p.exp_eof().unwrap();
 }
