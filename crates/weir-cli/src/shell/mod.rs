@@ -99,6 +99,7 @@ pub fn main(args: ShellArgs) -> ExitCode {
         terminal,
         yes: args.yes,
         notices,
+        reported: Default::default(),
     };
     if interactive {
         return shell.interactive(colour);
@@ -121,7 +122,8 @@ pub fn main(args: ShellArgs) -> ExitCode {
     if ok && ended { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// Collects what background queries report (failures, warnings) for the next prompt.
+/// Collects the warnings of queries for the next prompt (failures are read from the query
+/// handles: see [`Shell::print_notices`]).
 struct Notices(Arc<Mutex<Vec<String>>>);
 
 impl QueryListener for Notices {
@@ -135,11 +137,7 @@ impl QueryListener for Notices {
     fn on_query_warning(&self, e: &QueryWarningEvent) {
         self.0.lock().expect("notices lock").push(format!("warning: {}", e.message));
     }
-    fn on_query_terminated(&self, e: &QueryTerminatedEvent) {
-        if let Some(error) = &e.exception {
-            self.0.lock().expect("notices lock").push(format!("error: query {} failed: {error}", e.id));
-        }
-    }
+    fn on_query_terminated(&self, _e: &QueryTerminatedEvent) {}
 }
 
 struct Shell {
@@ -154,6 +152,8 @@ struct Shell {
     terminal: bool,
     yes: bool,
     notices: Arc<Mutex<Vec<String>>>,
+    /// Background queries whose failure was printed.
+    reported: std::collections::HashSet<String>,
 }
 
 /// Prints to stdout (the shell's results; messages go to stderr).
@@ -218,9 +218,19 @@ impl Shell {
         }
     }
 
-    fn print_notices(&self) {
+    /// Prints the warnings that came, and each background query that failed, once (a
+    /// preview's failure is its statement's error).
+    fn print_notices(&mut self) {
         for notice in std::mem::take(&mut *self.notices.lock().expect("notices lock")) {
             eprintln!("{notice}");
+        }
+        for q in self.session.queries() {
+            if q.sink().is_some()
+                && let Some(error) = q.exception()
+                && self.reported.insert(q.run_id().to_string())
+            {
+                eprintln!("error: query '{}' (id {}) failed: {error}", q.name(), q.id());
+            }
         }
     }
 
@@ -277,18 +287,17 @@ impl Shell {
         }
         self.stop_all(&running);
         self.print_notices();
-        running.iter().all(|q| q.exception().is_none())
+        self.session.queries().iter().all(|q| q.exception().is_none())
     }
 
     /// Stops `queries` after their batch in flight and waits for them.
-    fn stop_all(&self, queries: &[StreamingQuery]) {
+    fn stop_all(&mut self, queries: &[StreamingQuery]) {
         for q in queries {
             q.stop();
         }
         for q in queries {
-            match self.runtime.block_on(q.await_termination()) {
-                Ok(()) => eprintln!("weir: query '{}' stopped{}", q.name(), after_batch(q)),
-                Err(e) => eprintln!("error: query '{}' failed: {e}", q.name()),
+            if self.runtime.block_on(q.await_termination()).is_ok() {
+                eprintln!("weir: query '{}' stopped{}", q.name(), after_batch(q));
             }
         }
     }
@@ -354,7 +363,7 @@ impl Shell {
     }
 
     /// Prints `e` as `weir run` would, at its place in `origin`.
-    fn fail(&self, e: &WeirError, origin: &Origin) -> Failed {
+    fn fail(&mut self, e: &WeirError, origin: &Origin) -> Failed {
         match origin {
             Origin::Typed => eprintln!("error: {e}"),
             Origin::Script(name) => eprintln!("error: {}", crate::with_file(name, e)),

@@ -351,3 +351,26 @@ fn a_terminal_session_previews_a_kafka_topic() {
     p.send_line("\\quit").unwrap();
     p.exp_eof().unwrap();
 }
+
+/// A background query that fails is reported once, by name, with the batch's error (as
+/// `weir run` reports it), and the script's exit code says so.
+#[test]
+fn a_failed_background_query_is_reported_by_name() {
+    let (_tmp, dir) = scratch();
+    let mut lines = events(0..4);
+    lines.push("{not json".to_string());
+    write_file(&dir.join("in"), "1.json", &lines);
+    let script = format!(
+        "{SOURCE}
+CREATE TABLE clean WITH (connector = 'delta', path = 'out/clean');
+SET trigger = 'available-now';
+INSERT INTO clean SELECT id, upper(user) AS user, amount FROM events WHERE amount >= 0;
+"
+    );
+    let out = piped(&dir, &[], &script);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert_eq!(e.matches("error: query 'clean' (id ").count(), 1, "{e}");
+    assert!(e.contains(") failed: batch 0: ") && e.contains("1.json:5"), "{e}");
+    assert!(!dir.join("out/clean/_delta_log").exists(), "nothing of the failed batch was written");
+}
