@@ -322,7 +322,6 @@ fn a_terminal_session_previews_a_kafka_topic() {
     broker.send("events", event_messages(0..20));
     let mut p = terminal(&dir, false);
     p.exp_string("weir> ").unwrap();
-    type_line(&mut p, "SET starting_offsets = earliest;", "starting_offsets = earliest");
     type_line(
         &mut p,
         &format!(
@@ -331,6 +330,31 @@ fn a_terminal_session_previews_a_kafka_topic() {
         ),
         "table 'events' declared",
     );
+    // By default a preview starts at the latest offsets: records produced while it runs
+    // show, the 20 there before do not. A record a second is produced until one shows (the
+    // preview may take its start offsets after the first few).
+    p.send_line("SELECT event_id, user_id FROM events;").unwrap();
+    let seen = std::sync::atomic::AtomicBool::new(false);
+    let before = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 100..400 {
+                if seen.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                broker.send("events", event_messages(n..n + 1));
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        });
+        let (before, _) = p.exp_regex(r"e[1-3]\d\d +\|").unwrap();
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        before
+    });
+    assert!(!regex_like_old_row(&before), "a preview at latest showed a record produced before it: {before}");
+    p.send_control('c').unwrap();
+    p.exp_string("preview stopped)").unwrap();
+    p.exp_string("weir> ").unwrap();
+
+    type_line(&mut p, "SET starting_offsets = earliest;", "starting_offsets = earliest");
     p.send_line("SELECT event_id, user_id FROM events WHERE user_id >= 5;").unwrap();
     p.exp_string("e5 ").unwrap();
     p.exp_string("e19 ").unwrap();
@@ -346,7 +370,7 @@ fn a_terminal_session_previews_a_kafka_topic() {
     p.send_line("SELECT event_id FROM events WHERE user_id >= 35;").unwrap();
     p.exp_string("| e39      |").unwrap();
     p.send_control('c').unwrap();
-    p.exp_string("(5 rows; preview stopped)").unwrap();
+    p.exp_regex(r"\(\d+ rows; preview stopped\)").unwrap();
     p.exp_string("weir> ").unwrap();
     p.send_line("\\quit").unwrap();
     p.exp_eof().unwrap();
@@ -373,4 +397,12 @@ INSERT INTO clean SELECT id, upper(user) AS user, amount FROM events WHERE amoun
     assert_eq!(e.matches("error: query 'clean' (id ").count(), 1, "{e}");
     assert!(e.contains(") failed: batch 0: ") && e.contains("1.json:5"), "{e}");
     assert!(!dir.join("out/clean/_delta_log").exists(), "nothing of the failed batch was written");
+}
+
+/// Whether `text` holds a preview row of events 0 to 99 (`e7       | 7`).
+fn regex_like_old_row(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start_matches(|c: char| c == '\r' || c.is_whitespace());
+        l.strip_prefix('e').and_then(|rest| rest.split_whitespace().next()).is_some_and(|n| n.len() <= 2 && n.chars().all(|c| c.is_ascii_digit()))
+    })
 }
