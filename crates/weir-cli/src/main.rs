@@ -1,7 +1,10 @@
 //! `weir`: run continuous SQL pipelines exactly once into Delta tables.
 //!
-//! A thin layer over `weir_runtime::Session`: read the script, execute its statements,
-//! print progress, stop cleanly on Ctrl-C.
+//! A thin layer over `weir_runtime::Session`: `weir run` reads a script, executes its
+//! statements, prints progress and stops cleanly on Ctrl-C; `weir shell` (in `shell/`) takes
+//! statements interactively.
+
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +48,25 @@ enum Command {
         watermark_policy: WatermarkPolicy,
         /// Threads that run the query [default: the cores available]. The results are the
         /// same with any number.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+    },
+    /// An interactive SQL shell: preview streams live, run pipelines, query Delta tables.
+    ///
+    /// Declare tables with CREATE TABLE; SELECT ... FROM a source shows its rows as batches
+    /// arrive (Ctrl-C returns to the prompt); INSERT INTO starts a pipeline in the
+    /// background (SHOW QUERIES, STOP QUERY); a SELECT over Delta or Parquet tables runs once.
+    /// \help lists the commands. With statements on stdin or -c it runs them as a script:
+    /// plain output, no prompt, and a non-zero exit code at the first error.
+    Shell {
+        /// Run these statements (and \commands) instead of reading stdin, then leave.
+        #[arg(short = 'c', long = "command")]
+        command: Option<String>,
+        /// Leave without asking, stopping running queries after their batch in flight.
+        /// Without it, the shell asks at the prompt, and a script waits for them to end.
+        #[arg(long)]
+        yes: bool,
+        /// Threads that run queries [default: the cores available].
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
     },
@@ -139,9 +161,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy };
+            let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy, starting_offsets: None };
             runtime.block_on(run(file, config, options, progress))
         }
+        Command::Shell { command, yes, threads } => shell::main(shell::ShellArgs { command, yes, threads }),
     }
 }
 

@@ -1,14 +1,16 @@
-//! The session's catalog statements: `SHOW TABLES`, `DESCRIBE t`, `DROP TABLE t`, as data
-//! that the shell prints and Python hands back.
+//! The session's catalog statements: `SHOW TABLES`, `DESCRIBE t`, `DROP TABLE t`, and the
+//! ones about its queries (`SHOW QUERIES`, `SHOW PROGRESS q`, `STOP QUERY q`), as data that
+//! the shell prints and Python hands back.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use weir_sql::config::{ConnectorConfig, is_secret_property};
 
 use crate::error::{Result, WeirError};
+use crate::query::StreamingQuery;
 use crate::session::{Session, TableDef};
 
 /// What `DESCRIBE t` shows of a table.
@@ -117,6 +119,109 @@ impl Session {
         }
         self.forget_table(name);
         Ok(())
+    }
+
+    /// `SHOW QUERIES`: the queries started with `INSERT INTO` (previews are not listed), oldest
+    /// first: `name, id, status, batch, rows_per_second, watermark, last_error`. `batch`, the
+    /// rate (rows processed per second, to one decimal) and the watermark are those of the
+    /// last batch with progress.
+    pub fn show_queries(&self) -> RecordBatch {
+        let queries: Vec<StreamingQuery> = self.queries().into_iter().filter(|q| q.sink().is_some()).collect();
+        let last: Vec<_> = queries.iter().map(StreamingQuery::last_progress).collect();
+        let status = |q: &StreamingQuery| match (q.is_active(), q.exception()) {
+            (true, _) => "running".to_string(),
+            (false, Some(_)) => "failed".to_string(),
+            (false, None) => "stopped".to_string(),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("id", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("batch", DataType::UInt64, true),
+            Field::new("rows_per_second", DataType::Float64, true),
+            Field::new("watermark", DataType::Utf8, true),
+            Field::new("last_error", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(queries.iter().map(StreamingQuery::name))),
+            Arc::new(StringArray::from_iter_values(queries.iter().map(StreamingQuery::id))),
+            Arc::new(StringArray::from_iter_values(queries.iter().map(status))),
+            Arc::new(UInt64Array::from(last.iter().map(|p| p.as_ref().map(|p| p.batch_id)).collect::<Vec<_>>())),
+            // A rate to one decimal: a listing, not a measurement (recent_progress has those).
+            Arc::new(Float64Array::from(
+                last.iter().map(|p| p.as_ref().map(|p| (p.processed_rows_per_second * 10.0).round() / 10.0)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                last.iter().map(|p| p.as_ref().and_then(|p| p.event_time.as_ref()).map(|e| e.watermark.clone())).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(queries.iter().map(StreamingQuery::exception).collect::<Vec<_>>())),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match their schema")
+    }
+
+    /// The query started with `INSERT INTO` named `name` (the newest, if it was started
+    /// more than once), or whose id is `name`.
+    pub fn query(&self, name: &str, line: usize) -> Result<StreamingQuery> {
+        let queries: Vec<StreamingQuery> = self.queries().into_iter().filter(|q| q.sink().is_some()).collect();
+        if let Some(q) = queries.iter().rev().find(|q| q.name() == name || q.id() == name) {
+            return Ok(q.clone());
+        }
+        let known = if queries.is_empty() {
+            "no query was started in this session; INSERT INTO <sink> SELECT ... starts one".to_string()
+        } else {
+            format!("queries: {}", queries.iter().map(StreamingQuery::name).collect::<Vec<_>>().join(", "))
+        };
+        Err(WeirError::at(line, format!("no query '{name}' ({known})")))
+    }
+
+    /// The streaming plan of `query` (a SELECT over sources): the sources it reads, the state
+    /// it keeps between batches, and the physical plan each batch runs over its new rows.
+    /// Sources are opened to learn their schemas (a Kafka source asks its broker).
+    pub async fn explain(&self, query: &str, line: usize) -> Result<String> {
+        let read = weir_planner::batch::referenced_tables(query).map_err(|e| WeirError::at(line, e))?;
+        if !read.iter().any(|t| self.tables().get(t).is_some_and(|d| d.config.is_source())) {
+            return Err(WeirError::at(
+                line,
+                "the query reads no source, so it has no streaming plan: a SELECT over static tables (Delta, Parquet) runs once, as a batch query",
+            ));
+        }
+        let mut defs = Vec::new();
+        for (name, def) in self.tables().iter().filter(|(n, d)| d.config.is_source() && read.contains(*n)) {
+            let declared = (!def.create.columns.is_empty()).then(|| Arc::new(Schema::new(def.create.columns.clone())));
+            let source = weir_connectors::make_source(name, &def.config, declared).await.map_err(|e| WeirError::at(def.create.line, e))?;
+            defs.push(weir_planner::SourceDef {
+                name: name.clone(),
+                schema: source.schema(),
+                event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
+            });
+        }
+        let compiled = weir_planner::compile(query, &defs, None, self.config().threads).await.map_err(|e| WeirError::at(line, e))?;
+        let sources: Vec<String> = compiled
+            .sources()
+            .map(|s| format!("{s} ({})", self.tables().get(s).map_or("?", |d| d.config.name())))
+            .collect();
+        let state = match compiled.dedup() {
+            None => "none: the query is stateless, each batch runs the whole plan over its new rows only".to_string(),
+            Some(d) => {
+                let bound = match &d.event_time {
+                    Some((_, source)) => format!("evicted as the watermark of '{source}' passes"),
+                    None => "kept for ever (no watermark bounds it)".to_string(),
+                };
+                format!(
+                    "a deduplication on ({}), in state files kept with the query's checkpoint between batches, {bound}; the plan above it runs on the rows it lets through",
+                    d.key_names.join(", ")
+                )
+            }
+        };
+        Ok(format!("sources: {}\nstate: {state}\nper batch:\n{}", sources.join(", "), compiled.display_plan().trim_end()))
+    }
+
+    /// `STOP QUERY name`: asks the query to stop after its batch in flight and returns it
+    /// (await its termination to know it has stopped).
+    pub fn stop_query(&self, name: &str, line: usize) -> Result<StreamingQuery> {
+        let query = self.query(name, line)?;
+        query.stop();
+        Ok(query)
     }
 }
 

@@ -10,7 +10,7 @@ use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Location, Metadata, StateOpera
 use weir_connectors::memory::MemoryTable;
 use weir_connectors::{AppId, MemoryTables, make_sink, make_source};
 use weir_planner::{SourceDef, compile};
-use weir_sql::config::{ConnectorConfig, DeltaConfig, LateRows, Trigger};
+use weir_sql::config::{ConnectorConfig, DeltaConfig, LateRows, StartingOffsets, Trigger};
 use weir_sql::{CreateTable, Insert, Statement, parse_script};
 
 use crate::error::{Result, WeirError};
@@ -48,6 +48,9 @@ pub struct QueryOptions {
     pub name: Option<String>,
     /// How the watermarks of several sources combine (Spark's `multipleWatermarkPolicy`).
     pub watermark_policy: WatermarkPolicy,
+    /// Where Kafka sources whose table sets no `starting_offsets` start (the shell's
+    /// `SET starting_offsets = earliest`); `None`: at `latest`, the table's default.
+    pub starting_offsets: Option<StartingOffsets>,
 }
 
 /// How the query's watermark follows several watermarked sources.
@@ -89,6 +92,7 @@ impl Default for QueryOptions {
             trigger: Trigger::ProcessingTime(std::time::Duration::ZERO),
             name: None,
             watermark_policy: WatermarkPolicy::Min,
+            starting_offsets: None,
         }
     }
 }
@@ -142,6 +146,10 @@ pub enum Executed {
     Rows(Vec<RecordBatch>),
     /// `DESCRIBE`.
     Described(TableDescription),
+    /// `STOP QUERY`: the query, asked to stop after its batch in flight.
+    Stopped(StreamingQuery),
+    /// `SHOW PROGRESS`: the query's last progress (`None` before its first batch).
+    Progress(StreamingQuery, Option<Box<crate::progress::QueryProgress>>),
 }
 
 /// Where a query started by the session writes.
@@ -215,6 +223,17 @@ impl Session {
             }
             Statement::ShowTables { .. } => Ok(Executed::Rows(vec![self.show_tables()])),
             Statement::Describe { name, line } => self.describe(&name, line).map(Executed::Described),
+            Statement::ShowQueries { .. } => Ok(Executed::Rows(vec![self.show_queries()])),
+            Statement::ShowProgress { name, line } => {
+                let query = self.query(&name, line)?;
+                let last = query.last_progress().map(Box::new);
+                Ok(Executed::Progress(query, last))
+            }
+            Statement::StopQuery { name, line } => self.stop_query(&name, line).map(Executed::Stopped),
+            Statement::Set { key, line, .. } => Err(WeirError::at(
+                line,
+                format!("SET {key}: a session takes its settings from its client (weir shell's SET, QueryOptions in a program)"),
+            )),
         }
     }
 
@@ -310,7 +329,13 @@ impl Session {
         // Sources: every declared source; the plan says which ones it reads.
         let mut sources = Vec::new();
         for (name, def) in self.tables.iter().filter(|(_, d)| d.config.is_source()) {
-            let source = make_source(name, &def.config, def.declared_schema()).await.map_err(|e| WeirError::at(def.create.line, e))?;
+            let config = match (&def.config, &options.starting_offsets) {
+                (ConnectorConfig::Kafka(k), Some(start)) if def.create.options.get("starting_offsets").is_none() => {
+                    ConnectorConfig::Kafka(weir_sql::config::KafkaConfig { starting_offsets: start.clone(), ..k.clone() })
+                }
+                _ => def.config.clone(),
+            };
+            let source = make_source(name, &config, def.declared_schema()).await.map_err(|e| WeirError::at(def.create.line, e))?;
             sources.push((name.clone(), def, source));
         }
         let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;

@@ -1,5 +1,7 @@
 //! weir's statements: `CREATE TABLE ... [WATERMARK FOR ...] WITH (...)` and
-//! `INSERT INTO sink SELECT ...`.
+//! `INSERT INTO sink SELECT ...`, and the ones an interactive session adds: `SELECT`, the
+//! catalog (`SHOW TABLES`, `DESCRIBE`, `DROP TABLE`), the queries (`SHOW QUERIES`,
+//! `SHOW PROGRESS`, `STOP QUERY`) and `SET`.
 //!
 //! The lexer cuts out the two clauses standard SQL lacks (the watermark and the options);
 //! the column list goes to `sqlparser` for its types, and the SELECT is kept as text for
@@ -46,6 +48,34 @@ pub enum Statement {
         /// Line of the statement.
         line: usize,
     },
+    /// `SHOW QUERIES`: the queries started in the session.
+    ShowQueries {
+        /// Line of the statement.
+        line: usize,
+    },
+    /// `SHOW PROGRESS name`: a query's last progress.
+    ShowProgress {
+        /// The query's name or id.
+        name: String,
+        /// Line of the statement.
+        line: usize,
+    },
+    /// `STOP QUERY name`: stops a query after its batch in flight.
+    StopQuery {
+        /// The query's name or id.
+        name: String,
+        /// Line of the statement.
+        line: usize,
+    },
+    /// `SET key = value`: a setting of the session.
+    Set {
+        /// The setting, lower-cased unless quoted.
+        key: String,
+        /// Its value as written (quotes removed).
+        value: String,
+        /// Line of the statement.
+        line: usize,
+    },
 }
 
 impl Statement {
@@ -55,7 +85,13 @@ impl Statement {
             Self::CreateTable(c) => c.line,
             Self::Insert(i) => i.line,
             Self::Select(s) => s.line,
-            Self::DropTable { line, .. } | Self::ShowTables { line } | Self::Describe { line, .. } => *line,
+            Self::DropTable { line, .. }
+            | Self::ShowTables { line }
+            | Self::Describe { line, .. }
+            | Self::ShowQueries { line }
+            | Self::ShowProgress { line, .. }
+            | Self::StopQuery { line, .. }
+            | Self::Set { line, .. } => *line,
         }
     }
 }
@@ -126,24 +162,77 @@ pub fn parse_statement(stmt: &StatementText) -> Result<Statement> {
         end_of_statement(&tokens, i)?;
         Ok(Statement::DropTable { name, line })
     } else if first.is_keyword("SHOW") {
-        let mut i = 1;
-        expect_keyword(&tokens, &mut i, "TABLES", line)?;
-        end_of_statement(&tokens, i)?;
-        Ok(Statement::ShowTables { line })
+        let statement = match tokens.get(1) {
+            Some(t) if t.is_keyword("TABLES") => Statement::ShowTables { line },
+            Some(t) if t.is_keyword("QUERIES") => Statement::ShowQueries { line },
+            Some(t) if t.is_keyword("PROGRESS") => {
+                let mut i = 2;
+                let name = query_name(&tokens, &mut i, "SHOW PROGRESS", line)?;
+                end_of_statement(&tokens, i)?;
+                return Ok(Statement::ShowProgress { name, line });
+            }
+            Some(t) => return Err(SqlError::at(t.line, format!("expected TABLES, QUERIES or PROGRESS after SHOW, found {}", describe(t)))),
+            None => return Err(SqlError::at(line, "expected TABLES, QUERIES or PROGRESS after SHOW")),
+        };
+        end_of_statement(&tokens, 2)?;
+        Ok(statement)
     } else if first.is_keyword("DESCRIBE") || first.is_keyword("DESC") {
         let mut i = 1;
         let name = table_name(&tokens, &mut i, line)?;
         end_of_statement(&tokens, i)?;
         Ok(Statement::Describe { name, line })
+    } else if first.is_keyword("STOP") {
+        let mut i = 1;
+        expect_keyword(&tokens, &mut i, "QUERY", line)?;
+        let name = query_name(&tokens, &mut i, "STOP QUERY", line)?;
+        end_of_statement(&tokens, i)?;
+        Ok(Statement::StopQuery { name, line })
+    } else if first.is_keyword("SET") {
+        parse_set(&tokens)
     } else {
         Err(SqlError::at(
             stmt.line,
             format!(
-                "expected CREATE TABLE, INSERT INTO, SELECT, DROP TABLE, SHOW TABLES or DESCRIBE, found '{}'",
+                "expected CREATE TABLE, INSERT INTO, SELECT, DROP TABLE, SHOW, DESCRIBE, STOP QUERY or SET, found '{}'",
                 &stmt.text[first.start..first.end]
             ),
         ))
     }
+}
+
+/// Reads a query's name (an identifier, as its sink table's) or id (a quoted string).
+fn query_name(tokens: &[Token], i: &mut usize, what: &str, line: usize) -> Result<String> {
+    let name = match tokens.get(*i).map(|t| &t.kind) {
+        Some(TokenKind::Word(w)) => w.to_ascii_lowercase(),
+        Some(TokenKind::QuotedIdent(w) | TokenKind::Str(w)) => w.clone(),
+        _ => return Err(SqlError::at(line, format!("{what} needs a query's name or its id in quotes (SHOW QUERIES lists them)"))),
+    };
+    *i += 1;
+    Ok(name)
+}
+
+/// `SET key = value`; the key may be quoted (`SET 'result_mode' = 'table'`, as Flink writes it).
+fn parse_set(tokens: &[Token]) -> Result<Statement> {
+    let line = tokens[0].line;
+    let usage = "write SET <setting> = <value>, e.g. SET result_mode = 'table'";
+    let key = match tokens.get(1).map(|t| &t.kind) {
+        Some(TokenKind::Word(w)) => w.to_ascii_lowercase(),
+        Some(TokenKind::Str(w) | TokenKind::QuotedIdent(w)) => w.clone(),
+        _ => return Err(SqlError::at(line, usage)),
+    };
+    if !tokens.get(2).is_some_and(|t| t.is_punct('=') || t.is_keyword("TO")) {
+        return Err(SqlError::at(line, usage));
+    }
+    let value = match &tokens[3.min(tokens.len())..] {
+        [Token { kind: TokenKind::Str(v) | TokenKind::Number(v) | TokenKind::Word(v) | TokenKind::QuotedIdent(v), .. }] => v.clone(),
+        [minus, Token { kind: TokenKind::Number(v), .. }] if minus.is_punct('-') => format!("-{v}"),
+        [] => return Err(SqlError::at(line, format!("SET {key}: no value; {usage}"))),
+        [_, rest @ ..] => {
+            let t = rest.first().expect("more than one token");
+            return Err(SqlError::at(t.line, format!("SET {key}: unexpected {} after the value; quote a value with spaces", describe(t))));
+        }
+    };
+    Ok(Statement::Set { key, value, line })
 }
 
 /// Refuses anything after the end of a short statement.
@@ -532,6 +621,23 @@ mod tests {
         assert_eq!(parse("show tables").unwrap(), Statement::ShowTables { line: 1 });
         assert_eq!(parse("DESC \"Mixed\"").unwrap(), Statement::Describe { name: "Mixed".into(), line: 1 });
         assert!(parse("DROP TABLE a b").unwrap_err().to_string().contains("unexpected 'b'"));
+        assert_eq!(parse("show queries").unwrap(), Statement::ShowQueries { line: 1 });
+        assert_eq!(parse("SHOW PROGRESS Clean").unwrap(), Statement::ShowProgress { name: "clean".into(), line: 1 });
+        assert_eq!(parse("STOP QUERY '5f0c-aa'").unwrap(), Statement::StopQuery { name: "5f0c-aa".into(), line: 1 });
+        assert_eq!(
+            parse("SET result_mode = 'table'").unwrap(),
+            Statement::Set { key: "result_mode".into(), value: "table".into(), line: 1 }
+        );
+        assert_eq!(
+            parse("SET 'starting_offsets' TO earliest").unwrap(),
+            Statement::Set { key: "starting_offsets".into(), value: "earliest".into(), line: 1 }
+        );
+        let err = |sql: &str| parse(sql).unwrap_err().to_string();
+        assert_eq!(err("SHOW JOBS"), "line 1: expected TABLES, QUERIES or PROGRESS after SHOW, found 'JOBS'");
+        assert_eq!(err("STOP QUERY"), "line 1: STOP QUERY needs a query's name or its id in quotes (SHOW QUERIES lists them)");
+        assert_eq!(err("STOP QUERY a b"), "line 1: unexpected 'b' at the end of the statement");
+        assert_eq!(err("SET result_mode"), "line 1: write SET <setting> = <value>, e.g. SET result_mode = 'table'");
+        assert_eq!(err("SET a = b c"), "line 1: SET a: unexpected 'c' after the value; quote a value with spaces");
         assert!(parse("UPDATE t SET a = 1").unwrap_err().to_string().contains("expected CREATE TABLE, INSERT INTO, SELECT"));
     }
 
@@ -622,7 +728,7 @@ mod tests {
         );
         assert_eq!(
             err("UPDATE t SET a = 1"),
-            "line 1: expected CREATE TABLE, INSERT INTO, SELECT, DROP TABLE, SHOW TABLES or DESCRIBE, found 'UPDATE'"
+            "line 1: expected CREATE TABLE, INSERT INTO, SELECT, DROP TABLE, SHOW, DESCRIBE, STOP QUERY or SET, found 'UPDATE'"
         );
     }
 

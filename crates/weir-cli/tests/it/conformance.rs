@@ -149,6 +149,7 @@ impl Case {
                 trigger: Trigger::ProcessingTime(std::time::Duration::ZERO),
                 name: None,
                 watermark_policy: self.watermark_policy,
+                ..Default::default()
             };
             self.running = Some(self.session.start(&insert, options).await.map_err(|e| e.to_string())?);
         }
@@ -166,6 +167,7 @@ impl Case {
             trigger: self.trigger,
             name: None,
             watermark_policy: self.watermark_policy,
+            ..Default::default()
         };
         let query = self.session.start(&insert, options).await.map_err(|e| e.to_string())?;
         let outcome = query.await_termination().await.map_err(|e| e.to_string());

@@ -14,4 +14,5 @@ mod file_source;
 mod kafka;
 mod kafka_restart;
 mod session_api;
+mod shell;
 mod support;
