@@ -5,6 +5,21 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+from typing_extensions import Self, final
+
+__all__ = [
+    "__version__",
+    "Session",
+    "StreamingQuery",
+    "Preview",
+    "WeirError",
+    "SqlError",
+    "ConfigError",
+    "CheckpointError",
+    "StateError",
+    "ConnectorError",
+    "StreamingQueryException",
+]
 
 __version__: str
 
@@ -32,6 +47,7 @@ class ConnectorError(WeirError):
 class StreamingQueryException(WeirError):
     """A query failed; the message names the batch and where."""
 
+@final
 class StreamingQuery:
     """A running (or finished) continuous query, with Spark's names."""
 
@@ -68,6 +84,7 @@ class StreamingQuery:
     def exception(self) -> StreamingQueryException | None:
         """The error the query failed with, or None."""
 
+@final
 class Preview:
     """A live ``SELECT`` over streams: ``pyarrow.RecordBatch``es as the query makes them."""
 
@@ -90,12 +107,13 @@ class Preview:
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         """The Arrow PyCapsule stream interface over the batches still to come."""
 
+@final
 class Session:
     """The raw session ``weir.Session`` wraps."""
 
-    def __init__(
-        self, checkpoint_root: str | None = None, threads: int | None = None, retain_batches: int | None = None
-    ) -> None: ...
+    def __new__(
+        cls, checkpoint_root: str | None = None, threads: int | None = None, retain_batches: int | None = None
+    ) -> Self: ...
     def sql(
         self, text: str, trigger: str | None = None, checkpoint: str | None = None, name: str | None = None
     ) -> StreamingQuery | Preview | pa.Table | None: ...
