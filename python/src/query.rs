@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use weir_runtime::StreamingQuery;
 
-use crate::errors::query_failed;
-use crate::runtime::wait;
+use crate::errors::{WeirError, query_failed};
+use crate::runtime::{on_query_thread, wait};
 
 /// A running (or finished) continuous query; see `weir.StreamingQuery`.
 #[pyclass(frozen, module = "weir._internal", name = "StreamingQuery")]
@@ -20,6 +20,17 @@ pub struct PyStreamingQuery {
 
 fn loads<'py>(py: Python<'py>, json: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("json")?.call_method1("loads", (json,))
+}
+
+/// Waiting for a query from a listener or a `foreach_batch` function would wait forever: the
+/// query waits for them.
+fn refuse_on_query_thread(what: &str) -> PyResult<()> {
+    if on_query_thread() {
+        return Err(WeirError::new_err(format!(
+            "{what}() cannot be called from a listener or a foreach_batch function: the query waits for them to return; call stop() there, and wait elsewhere"
+        )));
+    }
+    Ok(())
 }
 
 #[pymethods]
@@ -78,9 +89,13 @@ impl PyStreamingQuery {
     }
 
     /// Stops the query after the batch in flight and waits until it has stopped. Does not
-    /// raise if the query had failed: see `exception()`.
+    /// raise if the query had failed: see `exception()`. From a listener or a
+    /// `foreach_batch` function, which the query waits for, it only asks the query to stop.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         self.query.stop();
+        if on_query_thread() {
+            return Ok(());
+        }
         let query = self.query.clone();
         wait(py, async move { query.await_termination().await }).map(drop)
     }
@@ -90,6 +105,7 @@ impl PyStreamingQuery {
     /// on). Returns None without a timeout; with one, whether the query ended in time.
     #[pyo3(signature = (timeout=None))]
     fn await_termination(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        refuse_on_query_thread("await_termination")?;
         let query = self.query.clone();
         match timeout {
             None => wait(py, async move { query.await_termination().await })?.map(|()| None).map_err(|e| query_failed(e.to_string())),
@@ -103,6 +119,7 @@ impl PyStreamingQuery {
     /// Waits until the query has processed everything its sources had when called (Spark's
     /// `processAllAvailable`); for tests and notebooks. Raises if the query failed.
     fn process_all_available(&self, py: Python<'_>) -> PyResult<()> {
+        refuse_on_query_thread("process_all_available")?;
         let query = self.query.clone();
         wait(py, async move { query.process_all_available().await })?.map_err(|e| query_failed(e.to_string()))
     }

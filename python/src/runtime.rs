@@ -26,6 +26,27 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Whether this thread is one of the runtime's: a listener or a `foreach_batch` function is
+/// being called, and the query it belongs to waits for it to return.
+pub(crate) fn on_query_thread() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Spawns `future` on the runtime so another worker can run it while this thread waits. A
+/// task spawned from a worker goes to that worker's own slot, which the other workers do not
+/// take from: a listener waiting on its worker for it would wait forever. From a worker it
+/// is spawned from a thread of its own instead, through the queue every worker reads.
+fn spawn<F>(future: F) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if on_query_thread() {
+        std::thread::spawn(move || runtime().spawn(future)).join().expect("spawning a task does not panic")
+    } else {
+        runtime().spawn(future)
+    }
+}
+
 /// Runs `future` on the runtime and waits for it without the interpreter lock. A signal
 /// handler that raises (Ctrl-C: `KeyboardInterrupt`) ends the wait with its exception and
 /// cancels the future. Works from any thread, the runtime's own included (a `foreach_batch`
@@ -37,7 +58,7 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = sync_channel(1);
-    let task = runtime().spawn(async move {
+    let task = spawn(async move {
         let _ = tx.send(future.await);
     });
     py.detach(move || {
@@ -67,7 +88,7 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = sync_channel(1);
-    runtime().spawn(async move {
+    spawn(async move {
         let _ = tx.send(future.await);
     });
     Python::attach(|py| py.detach(move || rx.recv().ok()))

@@ -42,3 +42,26 @@ def test_stop_and_await(scratch: Path) -> None:
     assert session.streams.active == []
     assert read_delta(scratch / "a").column("id").to_pylist() == list(range(8))
     assert read_delta(scratch / "b").column("id").to_pylist() == list(range(8))
+
+
+def test_a_listener_can_stop_its_query(scratch: Path) -> None:
+    write_events(scratch / "in", "1.json", range(5))
+    session = weir.Session()
+    refused: list[str] = []
+
+    class StopAfterFirstBatch(weir.StreamingQueryListener):
+        def on_query_progress(self, event: weir.QueryProgressEvent) -> None:
+            (query,) = [q for q in session.streams.active if q.run_id == event.progress["runId"]]
+            try:
+                query.await_termination()
+            except weir.WeirError as e:
+                refused.append(str(e))
+            query.stop()  # asks, does not wait: the query waits for this method
+
+    session.add_listener(StopAfterFirstBatch())
+    session.sql(source_sql(scratch / "in") + f"CREATE TABLE a WITH (connector = 'delta', path = '{scratch / 'a'}');")
+    query = session.sql("INSERT INTO a SELECT id FROM events")
+    assert isinstance(query, weir.StreamingQuery)
+    assert query.await_termination(timeout=60) is True
+    assert refused and refused[0].startswith("await_termination() cannot be called from a listener")
+    assert read_delta(scratch / "a").num_rows == 5
