@@ -90,3 +90,18 @@ def test_register_table_for_lookups(scratch: Path) -> None:
     session.register_table("users", users.slice(0, 1))  # replaced
     again = session.sql("SELECT count(*) AS n FROM users")
     assert isinstance(again, pa.Table) and again.to_pylist() == [{"n": 1}]
+
+
+def test_rows_cross_the_boundary_without_copies() -> None:
+    """A registered table read back by a SELECT is the same memory: pyarrow -> Rust and
+    Rust -> pyarrow go through the Arrow C data interface, which shares buffers."""
+    session = weir.Session()
+    table = pa.table({"x": pa.array(range(100_000), pa.int64())})
+    session.register_table("t", table)
+    out = session.sql("SELECT x FROM t")
+    assert isinstance(out, pa.Table) and out.num_rows == 100_000
+    base = table.column(0).chunk(0).buffers()[1].address
+    start = 0
+    for chunk in out.column(0).chunks:  # DataFusion slices the batch; slices share the buffer
+        assert chunk.buffers()[1].address + 8 * chunk.offset == base + 8 * start
+        start += len(chunk)
