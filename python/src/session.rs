@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::Schema;
 use arrow_pyarrow::{PyArrowType, Table};
 use pyo3::prelude::*;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use weir_runtime::{Executed, QueryOptions, Session, SessionConfig, Trigger, WeirError};
 use weir_sql::Statement;
 
@@ -16,7 +16,7 @@ use crate::callbacks::{PyBatchFunction, PyListener};
 use crate::errors::{ConfigError, to_py};
 use crate::preview::PyPreview;
 use crate::query::PyStreamingQuery;
-use crate::runtime::wait;
+use crate::runtime::{on_query_thread, wait};
 
 /// A session; see `weir.Session`.
 #[pyclass(frozen, module = "weir._internal", name = "Session")]
@@ -50,12 +50,31 @@ fn to_python(py: Python<'_>, executed: Executed) -> PyResult<Py<PyAny>> {
 }
 
 impl PySession {
+    /// The session, once it is free. A listener or `foreach_batch` function gets it only if
+    /// it is free now: a query being started holds it while calling `on_query_started`, and
+    /// waiting for it there would wait forever.
+    fn lock(&self) -> impl std::future::Future<Output = Result<OwnedMutexGuard<Session>, WeirError>> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        let from_query = on_query_thread();
+        async move {
+            if from_query {
+                inner.try_lock_owned().map_err(|_| {
+                    WeirError::Config(
+                        "the session is busy starting a query, which waits for this listener: use the session after on_query_started returns, or from another thread".into(),
+                    )
+                })
+            } else {
+                Ok(inner.lock_owned().await)
+            }
+        }
+    }
+
     /// Runs `script` (from `file`, when it came from one); returns what each statement did.
     /// A statement that fails stops the queries the script started before it, as `weir run`
     /// does. `pipeline` adds `weir run`'s checks: only CREATE TABLE and INSERT, at least one
     /// INSERT.
     fn run(&self, py: Python<'_>, script: String, file: Option<String>, options: QueryOptions, pipeline: bool) -> PyResult<Vec<Executed>> {
-        let inner = Arc::clone(&self.inner);
+        let lock = self.lock();
         let shown = file.clone().unwrap_or_else(|| "the script".to_string());
         let outcome = wait(py, async move {
             let statements = weir_sql::parse_script(&script)?;
@@ -76,7 +95,7 @@ impl PySession {
                     "{shown} has {inserts} INSERT statements, and each query needs its own checkpoint: drop checkpoint= to use <checkpoint_root>/<sink table>"
                 )));
             }
-            let mut session = inner.lock().await;
+            let mut session = lock.await?;
             let mut done = Vec::new();
             for statement in statements {
                 match session.execute(statement, &options).await {
@@ -149,29 +168,29 @@ impl PySession {
 
     /// Every query started from this session (previews included), oldest first.
     fn queries(&self, py: Python<'_>) -> PyResult<Vec<PyStreamingQuery>> {
-        let inner = Arc::clone(&self.inner);
-        let queries = wait(py, async move { inner.lock().await.queries() })?;
+        let lock = self.lock();
+        let queries = wait(py, async move { lock.await.map(|s| s.queries()) })?.map_err(|e| to_py(py, &e, None))?;
         Ok(queries.into_iter().map(|query| PyStreamingQuery { query }).collect())
     }
 
     /// Calls `dispatch(kind, event_json)` on every event of the queries started from now on.
     fn add_listener(&self, py: Python<'_>, dispatch: Py<PyAny>) -> PyResult<()> {
-        let inner = Arc::clone(&self.inner);
-        wait(py, async move { inner.lock().await.add_listener(Arc::new(PyListener { dispatch })) })
+        let lock = self.lock();
+        wait(py, async move { lock.await.map(|mut s| s.add_listener(Arc::new(PyListener { dispatch }))) })?.map_err(|e| to_py(py, &e, None))
     }
 
     /// Sends every batch written to table `name` to `function(table, batch_id)`.
     fn register_sink(&self, py: Python<'_>, name: String, function: Py<PyAny>) -> PyResult<()> {
-        let inner = Arc::clone(&self.inner);
+        let lock = self.lock();
         let f = Arc::new(PyBatchFunction { table: name.clone(), function });
-        wait(py, async move { inner.lock().await.register_sink(&name, f) })?.map_err(|e| to_py(py, &e, None))
+        wait(py, async move { lock.await?.register_sink(&name, f) })?.map_err(|e| to_py(py, &e, None))
     }
 
     /// Declares static table `name` holding the rows of `table` (anything with
     /// `__arrow_c_stream__`), shared, not copied.
     fn register_table(&self, py: Python<'_>, name: String, table: PyArrowType<Table>) -> PyResult<()> {
         let (batches, schema) = table.0.into_inner();
-        let inner = Arc::clone(&self.inner);
-        wait(py, async move { inner.lock().await.register_table(&name, schema, batches) })?.map_err(|e| to_py(py, &e, None))
+        let lock = self.lock();
+        wait(py, async move { lock.await?.register_table(&name, schema, batches) })?.map_err(|e| to_py(py, &e, None))
     }
 }

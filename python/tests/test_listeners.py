@@ -59,3 +59,32 @@ def test_listeners_see_every_event_and_a_broken_one_is_only_logged(
     failures = [r for r in caplog.records if "on_query_progress" in r.getMessage()]
     assert failures and failures[0].exc_info is not None
     assert "listener bug" in str(failures[0].exc_info[1])
+
+
+def test_using_the_session_from_on_query_started_is_refused_not_a_hang(
+    scratch: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The session is held while a query starts, and that start waits for on_query_started:
+    the listener gets an error (logged), not a wait that never ends."""
+    write_events(scratch / "in", "1.json", range(3))
+    session = weir.Session()
+    seen: list[int] = []
+
+    class Curious(weir.StreamingQueryListener):
+        def on_query_started(self, event: weir.QueryStartedEvent) -> None:
+            seen.append(len(session.streams.active))
+
+        def on_query_progress(self, event: weir.QueryProgressEvent) -> None:
+            seen.append(len(session.streams.active))  # free now: allowed
+
+    session.add_listener(Curious())
+    session.sql(source_sql(scratch / "in") + "CREATE TABLE out WITH (connector = 'memory');")
+    with caplog.at_level(logging.ERROR, logger="weir"):
+        query = session.sql("INSERT INTO out SELECT id FROM events", trigger="available-now")
+        assert isinstance(query, weir.StreamingQuery)
+        query.await_termination()
+    assert seen and all(n == 1 for n in seen), seen
+    refused = [r for r in caplog.records if "on_query_started" in r.getMessage()]
+    assert refused and refused[0].exc_info is not None
+    assert isinstance(refused[0].exc_info[1], weir.ConfigError)
+    assert str(refused[0].exc_info[1]).startswith("the session is busy starting a query")
