@@ -1,5 +1,5 @@
 //! weir's connectors: replayable sources (Kafka, files, datagen) and sinks (Delta, memory,
-//! console).
+//! console, foreach_batch).
 //!
 //! A source hands the batch loop offsets (JSON, as Spark's) and reads exactly the records
 //! between two offsets; a sink commits one batch's output idempotently. Neither knows SQL or
@@ -15,6 +15,7 @@ mod delta_journal;
 pub mod error;
 pub mod failpoint;
 pub mod file;
+pub mod foreach_batch;
 pub mod kafka;
 pub mod memory;
 pub mod static_table;

@@ -1,9 +1,13 @@
 //! Static tables: a Delta table or a directory of Parquet files, read by batch queries as
-//! they are now (the shell's and Python's `SELECT` over a pipeline's output). They are
-//! registered in a DataFusion context that the planner runs the query in.
+//! they are now (the shell's and Python's `SELECT` over a pipeline's output), and rows a
+//! program registered (Python's `session.register_table`). They are registered in a
+//! DataFusion context that the planner runs the query in.
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::prelude::SessionContext;
@@ -55,5 +59,13 @@ pub async fn register_static(ctx: &SessionContext, name: &str, config: &Connecto
         }
     };
     ctx.register_table(name, provider).map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+/// Registers `rows` as table `name` in `ctx`, without copying them (a DataFusion
+/// `MemTable` shares the batches' buffers). `rows` must all have `schema`.
+pub fn register_rows(ctx: &SessionContext, name: &str, schema: SchemaRef, rows: Vec<RecordBatch>) -> Result<()> {
+    let table = MemTable::try_new(schema, vec![rows]).map_err(|e| ConnectorError::Config(format!("table '{name}': {e}")))?;
+    ctx.register_table(name, Arc::new(table)).map_err(|e| ConnectorError::Config(format!("table '{name}': {e}")))?;
     Ok(())
 }

@@ -15,6 +15,7 @@ mod failpoint;
 pub mod preview;
 pub mod progress;
 pub mod query;
+mod registry;
 mod runner;
 pub mod session;
 
@@ -24,5 +25,6 @@ pub use preview::Preview;
 pub use weir_connectors::channel::PreviewBatch;
 pub use progress::{QueryListener, QueryProgress};
 pub use query::{QueryStatus, StreamingQuery};
+pub use weir_connectors::foreach_batch::BatchFunction;
 pub use session::{Executed, QueryOptions, Session, SessionConfig, TableDef, WatermarkPolicy};
 pub use weir_sql::config::Trigger;

@@ -181,10 +181,14 @@ impl StreamingQuery {
     }
 
     /// Waits until the query ends; `Err` if it failed. Later calls return the same outcome.
+    /// Cancel-safe: a wait given up (a timeout, Ctrl-C in Python) leaves the task for the
+    /// next one to wait for.
     pub async fn await_termination(&self) -> Result<()> {
         let mut task = self.task.lock().await;
-        if let Some(handle) = task.take() {
-            let outcome = match handle.await {
+        if let Some(handle) = task.as_mut() {
+            let joined = handle.await;
+            *task = None;
+            let outcome = match joined {
                 Ok(r) => r,
                 Err(e) => Err(WeirError::Terminated(format!("the query task panicked: {e}"))),
             };

@@ -32,7 +32,7 @@ pub struct TableDef {
 }
 
 impl TableDef {
-    fn declared_schema(&self) -> Option<SchemaRef> {
+    pub(crate) fn declared_schema(&self) -> Option<SchemaRef> {
         (!self.create.columns.is_empty()).then(|| Arc::new(Schema::new(self.create.columns.clone())))
     }
 }
@@ -124,9 +124,11 @@ impl Default for SessionConfig {
 #[derive(Default)]
 pub struct Session {
     config: SessionConfig,
-    tables: BTreeMap<String, TableDef>,
+    pub(crate) tables: BTreeMap<String, TableDef>,
     listeners: Vec<Arc<dyn QueryListener>>,
-    memory: MemoryTables,
+    pub(crate) memory: MemoryTables,
+    /// The functions and rows of the tables a program registered.
+    pub(crate) registered: crate::registry::Registered,
     /// Every query started from this session (previews included), oldest first.
     queries: std::sync::Mutex<Vec<StreamingQuery>>,
 }
@@ -250,6 +252,7 @@ impl Session {
     /// Forgets table `name` (see [`Session::drop_table`] for the checks).
     pub(crate) fn forget_table(&mut self, name: &str) {
         self.tables.remove(name);
+        self.registered.forget(name);
     }
 
     /// Declares a table; its options are checked now.
@@ -293,7 +296,7 @@ impl Session {
         let ctx = weir_planner::batch::batch_context(self.config.threads);
         for name in weir_planner::batch::referenced_tables(&select.query).map_err(|e| WeirError::at(line, e))? {
             let Some(def) = self.tables.get(&name) else { continue };
-            weir_connectors::static_table::register_static(&ctx, &name, &def.config).await.map_err(|e| WeirError::at(line, e))?;
+            self.register_static_table(&ctx, &name, def).await.map_err(|e| WeirError::at(line, e))?;
         }
         weir_planner::batch::run_batch(&ctx, &select.query).await.map_err(|e| WeirError::at(line, crate::catalog::with_table_hint(e.to_string())))
     }
@@ -321,7 +324,7 @@ impl Session {
                 if !sink_def.config.is_sink() {
                     return Err(WeirError::at(line, format!("INSERT INTO {table}: connector '{}' is a source, not a sink", sink_def.config.name())));
                 }
-                make_sink(table, &sink_def.config, sink_def.declared_schema(), &self.memory).map_err(|e| WeirError::at(sink_def.create.line, e))?
+                self.table_sink(table, sink_def, line)?
             }
             Output::Preview(tx) => Box::new(weir_connectors::channel::ChannelSink::new(tx)),
         };

@@ -12,7 +12,7 @@ use crate::error::{Result, SqlError};
 use crate::options::OptionReader;
 
 /// The connectors weir knows.
-pub const CONNECTORS: &[&str] = &["kafka", "file", "datagen", "delta", "parquet", "memory", "console"];
+pub const CONNECTORS: &[&str] = &["kafka", "file", "datagen", "delta", "parquet", "memory", "console", "foreach_batch"];
 
 /// A table's connector and its settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,12 @@ pub enum ConnectorConfig {
     Console(ConsoleConfig),
     /// A directory of Parquet files read as it is, by batch queries (static).
     Parquet(ParquetConfig),
+    /// Each batch's rows go to a function the program registers under the table's name
+    /// (Spark's `foreachBatch`; Python's `session.register_sink`) (sink).
+    ForeachBatch,
+    /// Rows the program registered with the table (Python's `session.register_table`),
+    /// read by batch queries (static). SQL cannot declare one.
+    Arrow,
 }
 
 impl ConnectorConfig {
@@ -44,6 +50,8 @@ impl ConnectorConfig {
             Self::Memory => "memory",
             Self::Console(_) => "console",
             Self::Parquet(_) => "parquet",
+            Self::ForeachBatch => "foreach_batch",
+            Self::Arrow => "arrow",
         }
     }
 
@@ -64,12 +72,12 @@ impl ConnectorConfig {
 
     /// Whether a query can write to it.
     pub fn is_sink(&self) -> bool {
-        matches!(self, Self::Delta(_) | Self::Memory | Self::Console(_))
+        matches!(self, Self::Delta(_) | Self::Memory | Self::Console(_) | Self::ForeachBatch)
     }
 
     /// Whether a batch query can read it as it is now (a Delta table, a Parquet directory).
     pub fn is_static(&self) -> bool {
-        matches!(self, Self::Delta(_) | Self::Parquet(_))
+        matches!(self, Self::Delta(_) | Self::Parquet(_) | Self::Arrow)
     }
 }
 
@@ -453,6 +461,16 @@ impl ConnectorConfig {
             "console" => Self::Console(ConsoleConfig {
                 max_rows: r.positive("max_rows")?.map_or(20, |n| n as usize),
             }),
+            "foreach_batch" => Self::ForeachBatch,
+            "arrow" => {
+                return Err(SqlError::at(
+                    table.line,
+                    format!(
+                        "table '{}': an 'arrow' table holds rows a program registers with it (Python: session.register_table('{}', table)); SQL cannot declare one",
+                        table.name, table.name
+                    ),
+                ));
+            }
             other => {
                 let mut message = format!("table '{}': unknown connector '{other}'", table.name);
                 if let Some(near) = crate::options::nearest(other, CONNECTORS) {
@@ -626,6 +644,22 @@ mod tests {
         assert!(e.to_string().contains("METADATA columns are for kafka tables"), "{e}");
         let e = config("CREATE TABLE e (id BIGINT, p INT METADATA FROM 'part') WITH (connector = 'kafka', bootstrap_servers = 'b', topic = 't', format = 'json')").unwrap_err();
         assert!(e.to_string().contains("unknown metadata 'part'"), "{e}");
+    }
+
+    /// A `foreach_batch` table is a sink the program gives a function; an `arrow` table only
+    /// a program can make, with its rows.
+    #[test]
+    fn program_provided_tables() {
+        let c = config("CREATE TABLE alerts (id BIGINT) WITH (connector = 'foreach_batch')").unwrap();
+        assert_eq!(c, ConnectorConfig::ForeachBatch);
+        assert!(c.is_sink() && !c.is_source() && !c.is_static());
+        let e = config("CREATE TABLE alerts WITH (connector = 'foreach_batch', path = 'x')").unwrap_err();
+        assert!(e.to_string().contains("unknown option 'path'"), "{e}");
+        let e = config("CREATE TABLE users WITH (connector = 'arrow')").unwrap_err();
+        assert!(e.to_string().contains("session.register_table('users', table)"), "{e}");
+        assert!(ConnectorConfig::Arrow.is_static() && !ConnectorConfig::Arrow.is_sink());
+        let e = config("CREATE TABLE t WITH (connector = 'foreach_bach')").unwrap_err();
+        assert!(e.to_string().contains("did you mean 'foreach_batch'?"), "{e}");
     }
 
     #[test]
