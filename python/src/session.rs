@@ -46,6 +46,17 @@ fn to_python(py: Python<'_>, executed: Executed) -> PyResult<Py<PyAny>> {
         Executed::Preview(preview) => Ok(Py::new(py, PyPreview::new(preview))?.into_any()),
         Executed::Rows(batches) => rows(batches),
         Executed::Described(d) => rows(vec![d.columns_batch()]),
+        // STOP QUERY: the query, stopped after its batch in flight.
+        Executed::Stopped(query) => Ok(Py::new(py, PyStreamingQuery { query })?.into_any()),
+        // SHOW PROGRESS: the JSON `weir run --progress json` prints, as a table of one column
+        // `progress` (no row before the first batch); `StreamingQuery.last_progress` gives a dict.
+        Executed::Progress(_, progress) => {
+            let json: Vec<String> = progress.iter().map(|p| p.to_json()).collect();
+            let column: arrow::array::ArrayRef = Arc::new(arrow::array::StringArray::from(json));
+            let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new("progress", arrow::datatypes::DataType::Utf8, false)]));
+            let batch = arrow::record_batch::RecordBatch::try_new(schema, vec![column]).map_err(|e| ConfigError::new_err(e.to_string()))?;
+            rows(vec![batch])
+        }
     }
 }
 

@@ -3,6 +3,7 @@ query handle's Spark names; batch SELECTs and the catalog statements; sql_file a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -58,6 +59,20 @@ def test_file_to_delta_exactly_once(scratch: Path) -> None:
     assert isinstance(tables, pa.Table) and tables.num_rows == 2
     described = session.sql("DESCRIBE events")
     assert isinstance(described, pa.Table) and described.num_rows == 3
+
+    # The query statements: SHOW QUERIES lists both runs, SHOW PROGRESS gives the last
+    # progress as JSON, STOP QUERY gives the (already stopped) query back.
+    queries = session.sql("SHOW QUERIES")
+    assert isinstance(queries, pa.Table)
+    assert queries.column("name").to_pylist() == ["out", "out"]
+    assert set(queries.column("status").to_pylist()) == {"stopped"}
+    last = again.last_progress
+    assert last is not None
+    shown = session.sql("SHOW PROGRESS out")
+    assert isinstance(shown, pa.Table) and shown.column_names == ["progress"]
+    assert [json.loads(p)["batchId"] for p in shown.column("progress").to_pylist()] == [last["batchId"]]
+    stopped = session.sql("STOP QUERY out")
+    assert isinstance(stopped, weir.StreamingQuery) and stopped.run_id == again.run_id and not stopped.is_active
 
 
 def test_sql_file_and_run(scratch: Path) -> None:
