@@ -268,7 +268,11 @@ impl DeltaSink {
                 .with_columns(columns.fields().cloned())
                 .with_partition_columns(self.config.partition_by.clone())
                 .with_actions(actions)
-                .with_commit_properties(properties)
+                // Never retried by delta-rs: when another writer made version 0 first, its
+                // retry would commit this table's protocol and metadata again at a later
+                // version, and every other writer's next append would fail with "Metadata
+                // changed since last commit". The caller reloads and appends instead.
+                .with_commit_properties(properties.with_max_retries(0))
                 .with_save_mode(SaveMode::ErrorIfExists)
                 .await;
         };
