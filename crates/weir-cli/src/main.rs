@@ -145,21 +145,29 @@ impl QueryListener for Printer {
     fn on_query_terminated(&self, _e: &QueryTerminatedEvent) {}
 }
 
+/// The session configuration (`--threads`) and a runtime with that many worker threads, as
+/// `weir run` and `weir shell` start them; `None` (said on stderr) when the runtime cannot start.
+fn session_and_runtime(threads: Option<u16>) -> Option<(SessionConfig, tokio::runtime::Runtime)> {
+    let mut config = SessionConfig::default();
+    if let Some(n) = threads {
+        config.threads = usize::from(n);
+    }
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build() {
+        Ok(runtime) => Some((config, runtime)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { file, checkpoint, trigger, progress, watermark_policy, threads } => {
-            let mut config = SessionConfig::default();
-            if let Some(n) = threads {
-                config.threads = usize::from(n);
-            }
-            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some((config, runtime)) = session_and_runtime(threads) else {
+                return ExitCode::FAILURE;
             };
             let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy, starting_offsets: None };
             runtime.block_on(run(file, config, options, progress))

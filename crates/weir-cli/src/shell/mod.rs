@@ -25,7 +25,7 @@ use rustyline::{Config, Editor};
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent, QueryWarningEvent};
-use weir_runtime::{Executed, Preview, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, StreamingQuery, Trigger, WeirError};
+use weir_runtime::{Executed, Preview, QueryListener, QueryOptions, QueryProgress, Session, StreamingQuery, Trigger, WeirError};
 use weir_sql::Statement;
 use weir_sql::lexer::{StatementText, split_statements, tokenize};
 
@@ -63,16 +63,8 @@ enum Flow {
 
 /// Runs `weir shell`.
 pub fn main(args: ShellArgs) -> ExitCode {
-    let mut config = SessionConfig::default();
-    if let Some(n) = args.threads {
-        config.threads = usize::from(n);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some((config, runtime)) = crate::session_and_runtime(args.threads) else {
+        return ExitCode::FAILURE;
     };
     // From here on Ctrl-C stops a preview (or a wait) instead of killing the shell.
     let interrupts = match runtime.block_on(async { signal(SignalKind::interrupt()) }) {
