@@ -193,7 +193,7 @@ impl DeltaTarget {
         if let Some(t) = template {
             copy_dir(&t.dir.path().join("table"), &table);
         }
-        let config = DeltaConfig { path: table.display().to_string(), partition_by: Vec::new(), target_file_size: None };
+        let config = DeltaConfig { path: table.display().to_string(), partition_by: Vec::new(), target_file_size: None, storage: Default::default() };
         let mut sink = DeltaSink::new("deduped", config, None).expect("sink");
         let checkpoint = Arc::new(Checkpoint::open(&dir.path().join("checkpoint").display().to_string()).expect("checkpoint"));
         let schema = file_source("json").1;
@@ -293,8 +293,9 @@ fn checkpoint(c: &mut Criterion) {
             SourceOffsets { start: Some(json!({ "logOffset": batch_id })), end: json!({ "logOffset": batch_id + 1 }) },
         )]),
         source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])),
+        run_id: None,
     };
-    let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1), source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])) };
+    let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1), source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])), run_id: None };
     let mut group = c.benchmark_group("checkpoint");
     group.sample_size(20);
     let mut next = 0;

@@ -5,7 +5,10 @@ Prints one JSON document: the table's rows (read by the `deltalake` Python packa
 its commits as written in `_delta_log/` (txn actions, added files, partition values),
 so tests can check exactly-once without trusting weir's own code.
 
-Usage: read_delta.py TABLE_DIR [--columns COL,COL...]
+Usage: read_delta.py TABLE_DIR_OR_S3_URL [--columns COL,COL...]
+
+An s3:// table is read from the S3 server the AWS_* variables name (AWS_ENDPOINT_URL and
+credentials: the tests' moto server), its log and files listed with boto3.
 
 With --columns, only those columns of the rows are read and printed (big tables read faster);
 the commits are printed in full either way.
@@ -50,29 +53,74 @@ def openable(path, scratch):
 
 
 def main(path, columns=None):
+    if path.startswith("s3://"):
+        storage = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION") if k in os.environ}
+        storage["AWS_ALLOW_HTTP"] = "true"
+        table = DeltaTable(path, storage_options=storage)
+        data = table.to_pyarrow_table(columns=columns)
+        report(path, table, data, S3Files(path))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         table = DeltaTable(openable(path, scratch))
         data = table.to_pyarrow_table(columns=columns)
-        report(path, table, data)
+        report(path, table, data, LocalFiles(path))
 
 
-def report(path, table, data):
+class LocalFiles:
+    """The table's log entries and data files on local disk."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def log(self):
+        for log_file in sorted(glob.glob(os.path.join(self.path, "_delta_log", "*.json"))):
+            with open(log_file) as f:
+                yield os.path.basename(log_file), f.read()
+
+    def data_files(self):
+        return sorted(
+            os.path.relpath(p, self.path)
+            for p in glob.glob(os.path.join(self.path, "**", "*.parquet"), recursive=True)
+            if "_delta_log" not in p
+        )
+
+
+class S3Files:
+    """The table's log entries and data files in S3, listed with boto3 (not delta-rs)."""
+
+    def __init__(self, url):
+        import boto3
+
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        self.bucket, self.prefix = bucket, prefix.rstrip("/") + "/"
+        self.s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+
+    def keys(self):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix):]
+
+    def log(self):
+        for key in sorted(k for k in self.keys() if k.startswith("_delta_log/") and k.endswith(".json")):
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read().decode()
+            yield os.path.basename(key), body
+
+    def data_files(self):
+        return sorted(k for k in self.keys() if k.endswith(".parquet") and not k.startswith("_delta_log/"))
+
+
+def report(path, table, data, files):
     commits = []
-    for log_file in sorted(glob.glob(os.path.join(path, "_delta_log", "*.json"))):
-        with open(log_file) as f:
-            actions = [json.loads(line) for line in f if line.strip()]
+    for name, text in files.log():
+        actions = [json.loads(line) for line in text.splitlines() if line.strip()]
         commits.append({
-            "version": int(os.path.basename(log_file)[:20]),
+            "version": int(name[:20]),
             "txns": [a["txn"] for a in actions if "txn" in a],
             "adds": [a["add"]["path"] for a in actions if "add" in a],
             "partitionValues": [a["add"].get("partitionValues", {}) for a in actions if "add" in a],
             "operation": next((a["commitInfo"].get("operation") for a in actions if "commitInfo" in a), None),
         })
-    on_disk = sorted(
-        os.path.relpath(p, path)
-        for p in glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True)
-        if "_delta_log" not in p
-    )
+    on_disk = files.data_files()
     print(json.dumps({
         "version": table.version(),
         "columns": data.column_names,

@@ -41,7 +41,7 @@ fn to_python(py: Python<'_>, executed: Executed) -> PyResult<Py<PyAny>> {
         Ok(PyArrowType(table).into_pyobject(py)?.unbind())
     };
     match executed {
-        Executed::Created(_) | Executed::Dropped(_) => Ok(py.None()),
+        Executed::Created(_) | Executed::Dropped(_) | Executed::Set(_) => Ok(py.None()),
         Executed::Started(query) => Ok(Py::new(py, PyStreamingQuery { query })?.into_any()),
         Executed::Preview(preview) => Ok(Py::new(py, PyPreview::new(preview))?.into_any()),
         Executed::Rows(batches) => rows(batches),
@@ -149,6 +149,7 @@ impl PySession {
             checkpoint_root: checkpoint_root.unwrap_or(defaults.checkpoint_root),
             threads: threads.unwrap_or(defaults.threads).max(1),
             retain_batches: retain_batches.unwrap_or(defaults.retain_batches),
+            ..defaults
         };
         Self { inner: Arc::new(Mutex::new(Session::new(config))) }
     }

@@ -25,6 +25,23 @@ pub enum CheckpointError {
         /// The entry.
         path: String,
     },
+    /// Another runner took over this runner's lease (object stores): it stops before it
+    /// commits anything more.
+    #[error("this runner lost its lease {lease}{}: another runner took over the checkpoint, and this one stops before its next commit", by.as_ref().map(|b| format!(" to {b}")).unwrap_or_default())]
+    LeaseLost {
+        /// The lease object.
+        lease: String,
+        /// Who holds it now, when known.
+        by: Option<String>,
+    },
+    /// The object store cannot write an object only if it is absent.
+    #[error("{location}: the store does not support conditional writes (put if absent: {message}), which weir needs to write each checkpoint entry once and keep a second runner out. Use a store that supports them (AWS S3, GCS, Azure, MinIO, R2), or set storage.allow_unsafe_rename = true to go on without that protection")]
+    NoConditionalWrites {
+        /// The object written.
+        location: String,
+        /// The store's answer.
+        message: String,
+    },
     /// An entry could not be parsed.
     #[error("checkpoint file {path} is corrupt ({message}); it is not reset automatically: restore it, or start over with a new checkpoint")]
     Corrupt {

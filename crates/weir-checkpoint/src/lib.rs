@@ -5,10 +5,11 @@
 
 pub mod durable;
 pub mod error;
+pub mod lease;
 pub mod log;
 pub mod storage;
 
 pub use durable::LocalDisk;
 pub use error::{CheckpointError, Result};
 pub use log::{Checkpoint, CommitEntry, EntryWriter, FORMAT_VERSION, Metadata, OffsetsEntry, SourceOffsets, StateOperatorSpec};
-pub use storage::Location;
+pub use storage::{ALLOW_UNSAFE_RENAME, Location, StorageOptions};

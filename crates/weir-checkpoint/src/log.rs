@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::AsyncWrite;
 
+use std::time::Duration;
+
 use crate::durable::LocalDisk;
 use crate::error::{CheckpointError, Result};
-use crate::storage::Location;
+use crate::lease::{LEASE_FILE, Lease};
+use crate::storage::{Location, StorageOptions};
 
 /// Format version written into every entry.
 pub const FORMAT_VERSION: u32 = 1;
@@ -131,6 +134,9 @@ pub struct OffsetsEntry {
     /// watermarks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_watermarks_ms: Option<BTreeMap<String, i64>>,
+    /// The run that wrote the entry (absent in checkpoints of older weir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// `commits/<N>.json`: batch N is done.
@@ -150,17 +156,30 @@ pub struct CommitEntry {
     /// computes the same watermarks as a run that never stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_watermarks_ms: Option<BTreeMap<String, i64>>,
+    /// The run that wrote the entry (absent in checkpoints of older weir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
-/// An open checkpoint. On local disk it holds an exclusive lock for as long as it lives.
+/// An open checkpoint. On local disk it holds an exclusive lock for as long as it lives; on
+/// an object store, a lease (`lease.rs`) when opened with [`Checkpoint::open_with`].
 #[derive(Debug)]
 pub struct Checkpoint {
     location: Location,
     /// The lock file, held while the checkpoint is open (local disk).
     lock: Option<File>,
+    /// The single-writer lease (object stores).
+    lease: Option<Arc<Lease>>,
     /// Syncs entries (local disk).
     disk: Option<Arc<LocalDisk>>,
 }
+
+/// How many times a checkpoint entry is written to an object store before the batch fails
+/// (the store's client retries each write itself too).
+const WRITE_ATTEMPTS: u32 = 4;
+
+/// How long a runner's lease on a checkpoint in an object store lasts unless renewed.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 impl Checkpoint {
     /// Opens (creating if needed) the checkpoint at `location` and, on local disk, takes its
@@ -175,8 +194,52 @@ impl Checkpoint {
         Self::at(location)
     }
 
+    /// Opens (creating if needed) the checkpoint at `location` for the run `run_id`: on
+    /// local disk it takes the lock, on an object store (with `options`, the store's
+    /// settings) the lease, which lasts `lease` unless renewed. A second runner fails here
+    /// at once with [`CheckpointError::InUse`].
+    pub async fn open_with(location: &str, options: &StorageOptions, run_id: &str, lease: Duration) -> Result<Self> {
+        let location = Location::resolve_with(location, true, options).map_err(|e| match e {
+            CheckpointError::Location { location, message } => {
+                CheckpointError::Location { location: format!("checkpoint {location}"), message }
+            }
+            other => other,
+        })?;
+        let mut checkpoint = Self::at(location)?;
+        if checkpoint.location.is_object_store() && !checkpoint.location.allow_unsafe_rename {
+            let path = checkpoint.location.child(LEASE_FILE);
+            let shown = checkpoint.location.display(&path);
+            checkpoint.lease = Some(Lease::take(Arc::clone(&checkpoint.location.store), path, shown, &checkpoint.display(), run_id, lease).await?);
+        }
+        Ok(checkpoint)
+    }
+
+    /// Fails with [`CheckpointError::LeaseLost`] once another runner took this runner's
+    /// lease over (object stores); renews the lease when due. The batch loop calls it before
+    /// each commit; checkpoint writes call it themselves.
+    pub async fn check_lease(&self) -> Result<()> {
+        match &self.lease {
+            Some(lease) => lease.check().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the lease up, so that the next runner starts at once (a clean stop).
+    pub async fn release(&self) {
+        if let Some(lease) = &self.lease {
+            lease.release().await;
+        }
+    }
+
+    /// Whether entries are written without put-if-absent (the user set
+    /// `storage.allow_unsafe_rename = true` for a store without conditional writes): a
+    /// second runner is then not excluded.
+    pub fn is_unsafe(&self) -> bool {
+        self.location.allow_unsafe_rename
+    }
+
     /// Opens the checkpoint at a resolved `location` (an object store the caller built, say)
-    /// and, on local disk, takes its lock.
+    /// and, on local disk, takes its lock. No lease is taken.
     pub fn at(location: Location) -> Result<Self> {
         let (lock, disk) = match &location.local_dir {
             Some(dir) => {
@@ -187,7 +250,7 @@ impl Checkpoint {
             }
             None => (None, None),
         };
-        Ok(Self { location, lock, disk })
+        Ok(Self { location, lock, lease: None, disk })
     }
 
     /// Whether this runner holds the checkpoint's lock, so that no other runner can be
@@ -257,16 +320,58 @@ impl Checkpoint {
     }
 
     /// Writes a JSON entry that must not exist yet.
+    ///
+    /// On an object store a write can fail ambiguously: the store applied it but its answer
+    /// was lost (a timeout, a 5xx), and the client's retry then finds the entry present. An
+    /// entry found with the very bytes this runner wrote (entries carry the run id) is its
+    /// own; anything else is another runner's, a [`CheckpointError::Conflict`]. Errors of
+    /// the store are tried again a few times, with backoff, before the batch fails.
     pub async fn put_json_new<T: Serialize>(&self, relative: &str, value: &T) -> Result<()> {
+        self.check_lease().await?;
         let mut bytes = serde_json::to_vec_pretty(value).expect("checkpoint entries serialize");
         bytes.push(b'\n');
         let path = self.location.child(relative);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.location.store.put_opts(&path, PutPayload::from(bytes), opts).await {
-            Ok(_) => self.sync(relative).await,
-            Err(object_store::Error::AlreadyExists { .. }) => Err(CheckpointError::Conflict { path: self.show(relative) }),
-            Err(source) => Err(CheckpointError::Io { path: self.show(relative), source }),
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+            let error = match self.location.store.put_opts(&path, PutPayload::from(bytes.clone()), opts).await {
+                Ok(_) => return self.sync(relative).await,
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    return match self.get_bytes(relative).await? {
+                        Some(found) if found.as_ref() == bytes.as_slice() => Ok(()),
+                        _ => Err(CheckpointError::Conflict { path: self.show(relative) }),
+                    };
+                }
+                Err(object_store::Error::NotImplemented { .. }) if self.location.allow_unsafe_rename => {
+                    return self.put_unsafe(relative, &path, bytes).await;
+                }
+                Err(e @ object_store::Error::NotImplemented { .. }) => {
+                    return Err(CheckpointError::NoConditionalWrites { location: self.show(relative), message: e.to_string() });
+                }
+                Err(source) => source,
+            };
+            if self.location.local_dir.is_some() || attempt >= WRITE_ATTEMPTS {
+                return Err(CheckpointError::Io { path: self.show(relative), source: error });
+            }
+            tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
         }
+    }
+
+    /// Create-if-absent as check-then-write, for a store without conditional writes whose
+    /// user accepted the risk (`storage.allow_unsafe_rename = true`).
+    async fn put_unsafe(&self, relative: &str, path: &object_store::path::Path, bytes: Vec<u8>) -> Result<()> {
+        match self.location.store.head(path).await {
+            Ok(_) => return Err(CheckpointError::Conflict { path: self.show(relative) }),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(CheckpointError::Io { path: self.show(relative), source }),
+        }
+        self.location
+            .store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map_err(|source| CheckpointError::Io { path: self.show(relative), source })?;
+        Ok(())
     }
 
     /// Makes the entry at `relative` durable, on local disk.
@@ -278,6 +383,7 @@ impl Checkpoint {
 
     /// Writes (or overwrites) a binary entry, such as a state file.
     pub async fn put_bytes(&self, relative: &str, bytes: bytes::Bytes) -> Result<()> {
+        self.check_lease().await?;
         let path = self.location.child(relative);
         self.location
             .store
@@ -311,6 +417,7 @@ impl Checkpoint {
 
     /// Deletes an entry; a missing one is fine.
     pub async fn delete(&self, relative: &str) -> Result<()> {
+        self.check_lease().await?;
         let path = self.location.child(relative);
         match self.location.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -420,7 +527,7 @@ mod tests {
     use super::*;
 
     fn entry(n: u64) -> OffsetsEntry {
-        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new(), source_watermarks_ms: None }
+        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new(), source_watermarks_ms: None, run_id: None }
     }
 
     /// A process killed while writing an entry leaves object_store's staging file behind;
@@ -456,6 +563,8 @@ mod tests {
             root: object_store::path::Path::from("bucket/cp"),
             url: url::Url::parse("memory:///bucket/cp/").unwrap(),
             local_dir: None,
+            options: Default::default(),
+            allow_unsafe_rename: false,
         };
         let (a, b) = (Checkpoint::at(location()).unwrap(), Checkpoint::at(location()).unwrap());
         let (ea, eb) = (entry(0), entry(0));
@@ -476,7 +585,7 @@ mod tests {
         }
         let err = cp.write_offsets(&entry(3)).await.unwrap_err();
         assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
-        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None }).await.unwrap();
+        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None }).await.unwrap();
         let (latest, commit) = cp.latest().await.unwrap().unwrap();
         assert_eq!(latest.batch_id, 11);
         assert!(commit.is_some());
@@ -578,7 +687,7 @@ mod awkward_paths {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
         let cp = Checkpoint::open(dir.to_str().unwrap()).unwrap();
-        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None };
+        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None };
         cp.write_commit(3, &entry).await.unwrap();
         assert!(dir.join("commits/3.json").is_file());
         assert_eq!(cp.commit(3).await.unwrap(), Some(entry));

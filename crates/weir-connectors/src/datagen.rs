@@ -281,6 +281,7 @@ mod tests {
             start_time_micros: 0,
             fields: vec![("id".into(), FieldSpec { kind: FieldKind::Sequence, ..Default::default() })],
             late_rows: Default::default(),
+            storage: Default::default(),
         };
         let source = DatagenSource::new(config, schema).unwrap();
         let whole = source.generate(0, 100).unwrap();

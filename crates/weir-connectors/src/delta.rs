@@ -64,6 +64,9 @@ pub struct DeltaSink {
     /// A local table's directory, the store rooted at it through which delta-rs writes and
     /// orphans are removed, and what syncs the files written.
     local: Option<(PathBuf, Arc<dyn ObjectStore>, Arc<LocalDisk>)>,
+    /// An object store table's bucket store (built from the table's `storage.*` options),
+    /// handed to delta-rs with the table's URL.
+    remote: Option<Arc<dyn ObjectStore>>,
     journal: Journal,
     /// The query's output schema, set by `open`.
     schema: Option<SchemaRef>,
@@ -127,8 +130,9 @@ impl Drop for FileWriter {
 impl DeltaSink {
     /// A sink for the table at `config.path` (created on first write if absent).
     pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
-        let location = Location::resolve(&config.path, true)
+        let location = Location::resolve_with(&config.path, true, &config.storage)
             .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
+        let remote = location.is_object_store().then(|| Arc::clone(&location.store));
         // Local tables get the journaling store; in-memory ones cannot outlive a crash.
         let local = match location.local_dir {
             Some(dir) => {
@@ -148,6 +152,7 @@ impl DeltaSink {
             app_id: AppId::sink(""),
             recorded: None,
             local,
+            remote,
             journal: Journal::default(),
             schema: None,
             required: Vec::new(),
@@ -164,7 +169,13 @@ impl DeltaSink {
                 let store = JournaledStore::new(Arc::clone(store), self.journal.clone(), Arc::clone(disk));
                 Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(Arc::new(store), root))
             }
-            None => DeltaTableBuilder::from_url(self.url.clone()),
+            None => {
+                let builder = DeltaTableBuilder::from_url(self.url.clone())?;
+                Ok(match &self.remote {
+                    Some(store) => builder.with_storage_backend(Arc::clone(store), self.url.clone()),
+                    None => builder,
+                })
+            }
         }
     }
 
@@ -486,9 +497,11 @@ impl Sink for DeltaSink {
         }
         let version = batch_id as i64;
         // Another writer may commit between our read of the table and our commit (Delta's
-        // optimistic concurrency; delta-rs retries appends itself). When the table did not
-        // exist and another writer created it first, reload, check the batch is still ours
-        // to write, and commit the same files to the table it made.
+        // optimistic concurrency; delta-rs retries blind appends itself, and a log entry is
+        // written put-if-absent, so no version is ever overwritten). When the table did not
+        // exist and another writer created it first, or a commit conflicted (another runner
+        // committed this query's txn, say), reload, check the batch is still ours to write,
+        // and commit the same files again.
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -499,12 +512,30 @@ impl Sink for DeltaSink {
                     self.table = Some(table);
                     break;
                 }
-                Err(e) if creating && attempt < MAX_COMMIT_ATTEMPTS && self.load().await? => {
+                Err(e) if attempt < MAX_COMMIT_ATTEMPTS => {
+                    // A conflict is retried at once; another failure (the store's answer
+                    // lost, say, when the commit may have landed) after a pause.
+                    if !(creating || is_conflict(&e)) {
+                        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6))).await;
+                    }
+                    self.table = None;
+                    match self.load().await {
+                        Ok(true) => {}
+                        Ok(false) if !creating => return Err(self.err(&failed, e)),
+                        Ok(false) => {
+                            self.table = Some(self.builder().and_then(|b| b.build()).map_err(|e| self.err("cannot open", e))?);
+                            continue;
+                        }
+                        Err(_) => return Err(self.err(&failed, e)),
+                    }
                     self.refresh_recorded().await?;
                     if self.recorded.is_some_and(|r| r >= version) {
+                        // Committed already: by this attempt, whose answer was lost, or by
+                        // another runner of this query, whose files are then the table's and
+                        // these orphans (the journal keeps them for the sweep, on local disk;
+                        // VACUUM removes them on an object store).
                         return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
                     }
-                    let _ = e; // another writer created the table first: append to it
                 }
                 Err(e) => return Err(self.err(&failed, e)),
             }
@@ -536,6 +567,17 @@ fn describe_columns(schema: &SchemaRef) -> String {
     schema.fields().iter().map(|f| format!("{} {}", f.name(), weir_sql::types::sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
 }
 
+/// Whether a commit failed because another writer's commit came first in a way delta-rs
+/// does not retry itself (the same txn app id, a version taken, retries used up).
+fn is_conflict(e: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) | TransactionError::VersionAlreadyExists(_) }
+    )
+}
+
 /// The table's version, when it exists.
 fn current_version(table: &Option<DeltaTable>) -> Option<i64> {
     table.as_ref().and_then(DeltaTable::version).map(|v| v as i64)
@@ -557,7 +599,7 @@ mod tests {
     }
 
     fn sink(path: &std::path::Path) -> DeltaSink {
-        let config = DeltaConfig { path: path.display().to_string(), partition_by: vec!["p".into()], target_file_size: None };
+        let config = DeltaConfig { path: path.display().to_string(), partition_by: vec!["p".into()], target_file_size: None, storage: Default::default() };
         DeltaSink::new("t", config, None).unwrap()
     }
 
@@ -633,6 +675,8 @@ mod tests {
             root: Path::from("bucket/cp"),
             url: Url::parse("memory:///bucket/cp/").unwrap(),
             local_dir: None,
+            options: Default::default(),
+            allow_unsafe_rename: false,
         };
         let (holder, second) = (Arc::new(Checkpoint::at(location()).unwrap()), Arc::new(Checkpoint::at(location()).unwrap()));
         assert!(!holder.holds_lock() && !second.holds_lock());

@@ -36,12 +36,16 @@ pub async fn register_static(ctx: &SessionContext, name: &str, config: &Connecto
         };
         return Err(ConnectorError::Config(format!("table '{name}': no {what} at {path}{hint}")));
     }
-    let location = Location::resolve(path, false)
+    let location = Location::resolve_with(path, false, &config.storage())
         .map_err(|e| ConnectorError::Config(format!("table '{name}': {what} {e}; fix option 'path'")))?;
     let failed = |e: &dyn std::fmt::Display| ConnectorError::Io(format!("table '{name}': cannot read the {what} at {}: {e}", location.url));
     let provider: Arc<dyn datafusion::catalog::TableProvider> = match config {
         ConnectorConfig::Delta(_) => {
-            let table = deltalake::open_table(location.url.clone()).await.map_err(|e| match e {
+            let mut builder = deltalake::DeltaTableBuilder::from_url(location.url.clone()).map_err(|e| failed(&e))?;
+            if location.is_object_store() {
+                builder = builder.with_storage_backend(Arc::clone(&location.store), location.url.clone());
+            }
+            let table = builder.load().await.map_err(|e| match e {
                 deltalake::DeltaTableError::NotATable(_) | deltalake::DeltaTableError::InvalidTableLocation(_) => {
                     ConnectorError::Config(format!("table '{name}': no Delta table at {} yet (a pipeline creates it on its first batch)", location.url))
                 }
@@ -52,6 +56,9 @@ pub async fn register_static(ctx: &SessionContext, name: &str, config: &Connecto
         }
         _ => {
             let url = ListingTableUrl::parse(location.url.as_str()).map_err(|e| failed(&e))?;
+            if location.is_object_store() {
+                ctx.register_object_store(url.object_store().as_ref(), Arc::clone(&location.store));
+            }
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let schema = options.infer_schema(&ctx.state(), &url).await.map_err(|e| failed(&e))?;
             let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);

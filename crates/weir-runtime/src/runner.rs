@@ -240,6 +240,7 @@ impl Runner {
                 batch_timestamp_ms: now_millis(),
                 sources,
                 source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
+                run_id: Some(self.run_id.clone()),
             };
             let wal = Instant::now();
             self.checkpoint.write_offsets(&entry).await?;
@@ -403,6 +404,8 @@ impl Runner {
         }
         failpoint::hit("after_execute", batch_id);
         // The batch's output counts also when a replay finds it committed and writes nothing.
+        // A runner that lost its lease to another stops here, before its commit.
+        self.checkpoint.check_lease().await?;
         let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
         failpoint::hit("after_sink_commit", batch_id);
         // The bad and late rows' tables commit after the sink, each with its own txn, so a
@@ -434,6 +437,7 @@ impl Runner {
             num_output_rows,
             sink_version: sink_commit.version,
             source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
+            run_id: Some(self.run_id.clone()),
         };
         self.checkpoint.write_commit(batch_id, &commit).await?;
         failpoint::hit("after_commit_log", batch_id);

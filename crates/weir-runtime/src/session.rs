@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
-use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Location, Metadata, StateOperatorSpec};
+use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Location, Metadata, StateOperatorSpec, StorageOptions};
 use weir_connectors::memory::MemoryTable;
 use weir_connectors::{AppId, MemoryTables, make_sink, make_source};
 use weir_planner::{SourceDef, compile};
@@ -108,14 +108,37 @@ pub struct SessionConfig {
     /// How many partitions a query's plan runs on at once (default: the cores available).
     /// Results never depend on it.
     pub threads: usize,
+    /// The object store settings of checkpoints (object_store's keys, as in a table's
+    /// `storage.*` options): `WEIR_CHECKPOINT_STORAGE_<KEY>` variables, then
+    /// `SET checkpoint.storage.<key> = '...'`. When empty, a checkpoint on the same kind of
+    /// store as the query's Delta sink takes the sink table's `storage.*` options.
+    pub checkpoint_storage: StorageOptions,
+    /// How long a runner's lease on a checkpoint in an object store lasts unless renewed
+    /// (`WEIR_CHECKPOINT_LEASE_SECONDS`, default 30): after a crash on another host, the
+    /// next runner waits at most this long.
+    pub checkpoint_lease: std::time::Duration,
 }
+
+/// The prefix of `SET` keys and variables that hold the checkpoint's store settings.
+const CHECKPOINT_STORAGE: &str = "checkpoint.storage.";
 
 impl Default for SessionConfig {
     fn default() -> Self {
+        let checkpoint_storage = std::env::vars()
+            .filter_map(|(k, v)| Some((k.strip_prefix("WEIR_CHECKPOINT_STORAGE_")?.to_ascii_lowercase(), v)))
+            .filter(|(k, _)| !k.is_empty())
+            .collect();
+        let checkpoint_lease = std::env::var("WEIR_CHECKPOINT_LEASE_SECONDS")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .map_or(weir_checkpoint::log::DEFAULT_LEASE, std::time::Duration::from_secs_f64);
         Self {
             checkpoint_root: PathBuf::from(".weir/checkpoints"),
             retain_batches: 100,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            checkpoint_storage,
+            checkpoint_lease,
         }
     }
 }
@@ -152,6 +175,9 @@ pub enum Executed {
     Stopped(StreamingQuery),
     /// `SHOW PROGRESS`: the query's last progress (`None` before its first batch).
     Progress(StreamingQuery, Option<Box<crate::progress::QueryProgress>>),
+    /// `SET checkpoint.storage.<key> = ...`: a session setting, as it can be shown (a
+    /// secret's value masked).
+    Set(String),
 }
 
 /// Where a query started by the session writes.
@@ -232,10 +258,23 @@ impl Session {
                 Ok(Executed::Progress(query, last))
             }
             Statement::StopQuery { name, line } => self.stop_query(&name, line).map(Executed::Stopped),
-            Statement::Set { key, line, .. } => Err(WeirError::at(
-                line,
-                format!("SET {key}: a session takes its settings from its client (weir shell's SET, QueryOptions in a program)"),
-            )),
+            Statement::Set { key, value, line } => match key.strip_prefix(CHECKPOINT_STORAGE) {
+                Some(option) if !option.is_empty() => {
+                    let shown = match weir_sql::config::is_secret_property(option) {
+                        true => "****",
+                        false => value.as_str(),
+                    };
+                    let done = format!("{key} = {shown}");
+                    self.config.checkpoint_storage.insert(option.to_string(), value);
+                    Ok(Executed::Set(done))
+                }
+                _ => Err(WeirError::at(
+                    line,
+                    format!(
+                        "SET {key}: a session itself takes only {CHECKPOINT_STORAGE}<key> (the checkpoint's object store settings); others come from its client (weir shell's SET, QueryOptions in a program)"
+                    ),
+                )),
+            },
         }
     }
 
@@ -416,7 +455,9 @@ impl Session {
                 };
                 let late_sink = match &late {
                     Some((_, path)) => {
-                        let config = ConnectorConfig::Delta(DeltaConfig { path: path.clone(), partition_by: Vec::new(), target_file_size: None });
+                        // The late rows' table is on the store of the source they came from.
+                        let storage = d.event_time.as_ref().map(|(_, source)| self.storage_of(source)).unwrap_or_default();
+                        let config = ConnectorConfig::Delta(DeltaConfig { path: path.clone(), partition_by: Vec::new(), target_file_size: None, storage });
                         Some(make_sink(&format!("{sink_name}_late_rows"), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?)
                     }
                     None => None,
@@ -452,7 +493,15 @@ impl Session {
             Some(c) => c.clone(),
             None => self.config.checkpoint_root.join(&sink_name).display().to_string(),
         };
-        let checkpoint = Arc::new(Checkpoint::open(&location)?);
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let checkpoint_storage = self.checkpoint_storage(&location, sink_table.as_deref());
+        let checkpoint = Arc::new(Checkpoint::open_with(&location, &checkpoint_storage, &run_id, self.config.checkpoint_lease).await?);
+        if checkpoint.is_unsafe() {
+            warnings.push(format!(
+                "checkpoint {}: storage.allow_unsafe_rename = true, so its entries are written without conditional writes and a second runner on it is not kept out; run one runner at a time",
+                checkpoint.display()
+            ));
+        }
         let identity_sources: BTreeMap<String, String> =
             run_sources.iter().map(|s| (s.name.clone(), s.source.description())).collect();
         let identity_sink = sink.description();
@@ -538,7 +587,8 @@ impl Session {
         for s in &mut run_sources {
             if let Some((path, schema)) = s.source.dead_letter() {
                 let schema = crate::runner::with_batch_id(&schema);
-                let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None });
+                let storage = self.storage_of(&s.name);
+                let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None, storage });
                 let table = format!("{}_bad_rows", s.name);
                 let mut bad_sink = make_sink(&table, &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
                 bad_sink
@@ -549,7 +599,6 @@ impl Session {
             }
         }
 
-        let run_id = uuid::Uuid::new_v4().to_string();
         let name = options.name.clone().unwrap_or_else(|| sink_name.clone());
         let tables = (run_sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), sink_table.clone());
         let shared = Arc::new(Shared::new(self.listeners.clone()));
@@ -580,8 +629,11 @@ impl Session {
         };
         let task_shared = Arc::clone(&shared);
         let (task_id, task_run_id) = (id.clone(), run_id.clone());
+        let task_checkpoint = Arc::clone(&checkpoint);
         let task = tokio::spawn(async move {
             let outcome = runner.run().await;
+            // The next runner need not wait for this one's lease to expire.
+            task_checkpoint.release().await;
             let event = QueryTerminatedEvent {
                 id: task_id,
                 run_id: task_run_id,
@@ -606,28 +658,47 @@ impl Session {
     /// Refuses a query that would write two of its Delta tables (the sink, dead-letter and
     /// late-rows tables) at one path, or one inside another's directory: their commits and
     /// files would mix. The message names both options.
+    /// The store settings of a query's checkpoint at `location`: the session's
+    /// (`checkpoint.storage.*`), else those of its Delta sink when the checkpoint is on the
+    /// same kind of store (`s3://` both, say).
+    fn checkpoint_storage(&self, location: &str, sink: Option<&str>) -> StorageOptions {
+        if !self.config.checkpoint_storage.is_empty() {
+            return self.config.checkpoint_storage.clone();
+        }
+        let scheme = |l: &str| l.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match (scheme(location), sink.and_then(|s| self.tables.get(s)).map(|t| &t.config)) {
+            (Some(cs), Some(ConnectorConfig::Delta(c))) if cs != "file" && scheme(&c.path).as_ref() == Some(&cs) => c.storage.clone(),
+            _ => StorageOptions::new(),
+        }
+    }
+
+    /// The object store settings (`storage.*` options) of the declared table `table`.
+    fn storage_of(&self, table: &str) -> StorageOptions {
+        self.tables.get(table).map(|t| t.config.storage()).unwrap_or_default()
+    }
+
     fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], dedup: Option<&weir_planner::DedupPlan>) -> Result<()> {
         let line_of = |table: &str| self.tables.get(table).map_or(line, |t| t.create.line);
-        let mut written: Vec<(String, String)> = Vec::new();
+        let mut written: Vec<(String, String, StorageOptions)> = Vec::new();
         if let Some(sink) = sink
             && let Some(ConnectorConfig::Delta(c)) = self.tables.get(sink).map(|t| &t.config)
         {
-            written.push((format!("path = '{}' of table '{sink}' (line {})", c.path, line_of(sink)), c.path.clone()));
+            written.push((format!("path = '{}' of table '{sink}' (line {})", c.path, line_of(sink)), c.path.clone(), c.storage.clone()));
         }
         for s in sources {
             if let Some((path, _)) = s.source.dead_letter() {
-                written.push((format!("dead_letter_path = '{path}' of table '{}' (line {})", s.name, line_of(&s.name)), path));
+                written.push((format!("dead_letter_path = '{path}' of table '{}' (line {})", s.name, line_of(&s.name)), path, self.storage_of(&s.name)));
             }
         }
         let late_source = dedup.and_then(|d| d.event_time.as_ref()).map(|(_, source)| source);
         if let Some(source) = late_source
             && let Some(LateRows::DeadLetter(path)) = self.tables.get(source).and_then(|t| t.config.late_rows())
         {
-            written.push((format!("late_rows_path = '{path}' of table '{source}' (line {})", line_of(source)), path.clone()));
+            written.push((format!("late_rows_path = '{path}' of table '{source}' (line {})", line_of(source)), path.clone(), self.storage_of(source)));
         }
         let mut seen: Vec<(String, String)> = Vec::new();
-        for (option, path) in written {
-            let location = Location::resolve(&path, true).map_err(|e| WeirError::at(line, format!("{option}: {e}")))?;
+        for (option, path, storage) in written {
+            let location = Location::resolve_with(&path, true, &storage).map_err(|e| WeirError::at(line, format!("{option}: {e}")))?;
             let url = location.url.to_string();
             let url = if url.ends_with('/') { url } else { format!("{url}/") };
             for (other, other_url) in &seen {

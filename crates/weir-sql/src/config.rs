@@ -70,6 +70,19 @@ impl ConnectorConfig {
         }
     }
 
+    /// The table's object store settings (`storage.*` options); empty for connectors that
+    /// keep nothing in one.
+    pub fn storage(&self) -> StorageOptions {
+        match self {
+            Self::Kafka(c) => c.storage.clone(),
+            Self::File(c) => c.storage.clone(),
+            Self::Datagen(c) => c.storage.clone(),
+            Self::Delta(c) => c.storage.clone(),
+            Self::Parquet(c) => c.storage.clone(),
+            _ => StorageOptions::new(),
+        }
+    }
+
     /// Whether a query can write to it.
     pub fn is_sink(&self) -> bool {
         matches!(self, Self::Delta(_) | Self::Memory | Self::Console(_) | Self::ForeachBatch)
@@ -113,6 +126,9 @@ pub struct FileConfig {
     pub max_row_bytes: Option<u64>,
     /// The table's event-time column (its WATERMARK): a row without one is a bad row.
     pub event_time: Option<String>,
+    /// Object store settings (`storage.<key>` options, without the prefix), also used by
+    /// the dead-letter tables of the late and bad rows.
+    pub storage: StorageOptions,
 }
 
 /// What happens to rows that reach a stateful operator at or below the watermark.
@@ -123,6 +139,15 @@ pub enum LateRows {
     Drop,
     /// Written, exactly once, to the Delta table at this path (and counted).
     DeadLetter(String),
+}
+
+/// Settings of an object store, by key (`storage.<key>` options without the prefix).
+pub type StorageOptions = std::collections::BTreeMap<String, String>;
+
+/// Reads the `storage.*` options: the object store's settings (object_store's keys, such as
+/// `aws_region`, checked when the store is built).
+fn storage_options(r: &mut OptionReader) -> StorageOptions {
+    r.with_prefix("storage.").into_iter().map(|(k, v)| (k, v.value)).collect()
 }
 
 /// Reads `late_rows` and `late_rows_path`.
@@ -218,6 +243,9 @@ pub struct KafkaConfig {
     pub max_row_bytes: Option<u64>,
     /// The table's event-time column (its WATERMARK): a row without one is a bad row.
     pub event_time: Option<String>,
+    /// Object store settings (`storage.<key>` options, without the prefix), also used by
+    /// the dead-letter tables of the late and bad rows.
+    pub storage: StorageOptions,
 }
 
 /// Whether a librdkafka property's value must never be shown (passwords, keys, tokens).
@@ -304,7 +332,9 @@ fn kafka_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<
             ));
         }
     }
+    let storage = storage_options(r);
     Ok(KafkaConfig {
+        storage,
         bootstrap_servers,
         topics,
         format,
@@ -401,6 +431,9 @@ pub struct DatagenConfig {
     pub fields: Vec<(String, FieldSpec)>,
     /// What stateful operators do with this source's late rows.
     pub late_rows: LateRows,
+    /// Object store settings (`storage.<key>` options, without the prefix), also used by
+    /// the dead-letter tables of the late and bad rows.
+    pub storage: StorageOptions,
 }
 
 /// `connector = 'delta'`.
@@ -412,13 +445,17 @@ pub struct DeltaConfig {
     pub partition_by: Vec<String>,
     /// Target size of data files, in bytes.
     pub target_file_size: Option<u64>,
+    /// Object store settings (`storage.<key>` options, without the prefix).
+    pub storage: StorageOptions,
 }
 
 /// `connector = 'parquet'`: a directory of Parquet files, read whole by batch queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParquetConfig {
-    /// The directory (local path or `file://` URL).
+    /// The directory (local path or object store URL).
     pub path: String,
+    /// Object store settings (`storage.<key>` options, without the prefix).
+    pub storage: StorageOptions,
 }
 
 /// `connector = 'console'`.
@@ -455,8 +492,9 @@ impl ConnectorConfig {
                     .map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
                     .unwrap_or_default(),
                 target_file_size: r.positive("target_file_size")?,
+                storage: storage_options(&mut r),
             }),
-            "parquet" => Self::Parquet(ParquetConfig { path: r.required_string("path")? }),
+            "parquet" => Self::Parquet(ParquetConfig { path: r.required_string("path")?, storage: storage_options(&mut r) }),
             "memory" => Self::Memory,
             "console" => Self::Console(ConsoleConfig {
                 max_rows: r.positive("max_rows")?.map_or(20, |n| n as usize),
@@ -499,7 +537,8 @@ fn file_config(r: &mut OptionReader) -> Result<FileConfig> {
     let late_rows = late_rows(r)?;
     let bad_rows = bad_rows(r)?;
     let max_row_bytes = r.positive("max_row_bytes")?;
-    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter, late_rows, bad_rows, max_row_bytes, event_time: None })
+    let storage = storage_options(r);
+    Ok(FileConfig { path, format, max_files_per_trigger, header, delimiter, late_rows, bad_rows, max_row_bytes, event_time: None, storage })
 }
 
 fn datagen_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Result<DatagenConfig> {
@@ -570,7 +609,8 @@ fn datagen_config(r: &mut OptionReader, columns: &[Field], line: usize) -> Resul
         }
     }
     let late_rows = late_rows(r)?;
-    Ok(DatagenConfig { seed, rows_per_second, total_rows, max_rows_per_trigger, start_time_micros, fields, late_rows })
+    let storage = storage_options(r);
+    Ok(DatagenConfig { seed, rows_per_second, total_rows, max_rows_per_trigger, start_time_micros, fields, late_rows, storage })
 }
 
 /// How often a query runs a batch.

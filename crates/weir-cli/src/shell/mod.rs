@@ -380,7 +380,9 @@ impl Shell {
 
     /// Executes one statement and shows its outcome.
     fn execute(&mut self, statement: Statement) -> Result<(), WeirError> {
-        if let Statement::Set { key, value, line } = &statement {
+        if let Statement::Set { key, value, line } = &statement
+            && !key.starts_with("checkpoint.")
+        {
             let done = self.settings.set(key, value).map_err(|m| WeirError::Sql(weir_sql::SqlError::at(*line, m)))?;
             eprintln!("{done}");
             return Ok(());
@@ -394,6 +396,7 @@ impl Shell {
         let executed = self.runtime.block_on(self.session.execute(statement, &options))?;
         match executed {
             Executed::Created(name) => eprintln!("table '{name}' declared"),
+            Executed::Set(done) => eprintln!("{done}"),
             Executed::Dropped(name) => eprintln!("table '{name}' dropped (its data stays where it is)"),
             Executed::Started(q) => eprintln!(
                 "query '{}' (id {}) started in the background; checkpoint {}\n  SHOW QUERIES lists it, STOP QUERY {} stops it after its batch",

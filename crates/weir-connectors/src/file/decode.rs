@@ -433,6 +433,7 @@ pub(crate) mod tests {
             bad_rows: Default::default(),
             max_row_bytes: None,
             event_time: None,
+            storage: Default::default(),
         }
     }
 

@@ -67,7 +67,7 @@ pub struct FileSource {
 impl FileSource {
     /// Opens the source; with no declared columns, the schema comes from the first Parquet file.
     pub async fn new(table: &str, config: FileConfig, declared: Option<SchemaRef>) -> Result<Self> {
-        let location = Location::resolve(&config.path, false).map_err(|e| {
+        let location = Location::resolve_with(&config.path, false, &config.storage).map_err(|e| {
             ConnectorError::Config(format!("table '{table}': source directory {e}; create it, or fix option 'path'"))
         })?;
         let schema = match (declared, config.format) {
