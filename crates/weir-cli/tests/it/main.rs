@@ -13,6 +13,7 @@ mod determinism;
 mod file_source;
 mod kafka;
 mod kafka_restart;
+mod object_store;
 mod session_api;
 mod shell;
 mod support;

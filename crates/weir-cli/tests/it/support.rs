@@ -3,6 +3,7 @@
 //! The Kafka tests' broker and producer are in [`kafka`].
 
 pub mod kafka;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -113,9 +114,21 @@ impl DeltaView {
         Self::read_with(path, &["--columns".to_string(), columns.join(",")])
     }
 
+    /// The table at an `s3://` URL, read from the S3 server at `endpoint` (the reader lists
+    /// its log and files with boto3, reads it with `deltalake`).
+    pub fn read_s3(url: &str, endpoint: &str) -> Self {
+        let mut cmd = Command::new(python());
+        s3::env_for(&mut cmd, endpoint);
+        Self::read_cmd(cmd, Path::new(url), &[])
+    }
+
     fn read_with(path: &Path, args: &[String]) -> Self {
+        Self::read_cmd(Command::new(python()), path, args)
+    }
+
+    fn read_cmd(mut cmd: Command, path: &Path, args: &[String]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/read_delta.py");
-        let out = Command::new(python()).arg(&script).arg(path).args(args).output().unwrap_or_else(|e| {
+        let out = cmd.arg(&script).arg(path).args(args).output().unwrap_or_else(|e| {
             panic!("cannot run {} (set WEIR_PYTHON, or run scripts/test which installs the reader): {e}", python())
         });
         assert!(

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +32,7 @@ use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 
+use super::s3::S3Server;
 use super::{DeltaView, query_id};
 
 /// The tansu binary: `$WEIR_TANSU`, else the one in the test virtualenv
@@ -93,85 +93,6 @@ pub struct Broker {
 /// The bucket a durable broker keeps its data in.
 const BUCKET: &str = "tansu";
 
-/// `moto_server` on a free port of 127.0.0.1: a local S3 server that keeps a durable broker's
-/// data while the broker is down. Killed on drop (with the broker that uses it).
-struct S3Server {
-    port: u16,
-    child: Child,
-    log: PathBuf,
-}
-
-impl S3Server {
-    /// Starts `python -m moto.server` and creates [`BUCKET`]; tries other ports if one is taken.
-    fn start(dir: &Path) -> Self {
-        let log = dir.join("moto.log");
-        let python = venv_python();
-        for attempt in 1..=5 {
-            let port = free_port();
-            let out = File::options().create(true).append(true).open(&log).unwrap();
-            let child = Command::new(&python)
-                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {} (set WEIR_PYTHON, or run scripts/test): {e}", python.display()));
-            let mut server = S3Server { port, child, log: log.clone() };
-            match server.create_bucket() {
-                Ok(()) => return server,
-                Err(e) if attempt < 5 => eprintln!("moto_server on port {port} failed ({e}); trying another port"),
-                Err(e) => panic!(
-                    "moto_server does not start: {e} (durable brokers need the `moto` package in {}; \
-                     run scripts/test, which installs tests/requirements.txt)\n{}",
-                    python.display(),
-                    server.log_tail()
-                ),
-            }
-        }
-        unreachable!()
-    }
-
-    /// Waits until the server answers, then creates the bucket (S3 CreateBucket: `PUT /bucket`).
-    fn create_bucket(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!("moto_server exited with {status}"));
-            }
-            match http_put(self.port, &format!("/{BUCKET}")) {
-                Ok(status) if status.contains(" 200 ") => return Ok(()),
-                Ok(status) => return Err(format!("creating bucket '{BUCKET}': {status}")),
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => return Err(format!("no answer on port {} after 30 s: {e}", self.port)),
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read(&self.log).unwrap_or_default();
-        let tail = &log[log.len().saturating_sub(3000)..];
-        format!("--- moto_server log ({}) ---\n{}", self.log.display(), String::from_utf8_lossy(tail))
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends `PUT path` with an empty body to 127.0.0.1:`port`; returns the status line.
-fn http_put(port: u16, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    Ok(response.lines().next().unwrap_or("(empty response)").to_string())
-}
-
 impl Broker {
     /// Starts a broker with in-memory storage and waits until it accepts connections.
     pub fn start() -> Self {
@@ -185,6 +106,7 @@ impl Broker {
     pub fn start_durable() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let s3 = S3Server::start(dir.path());
+        s3.create_bucket(BUCKET);
         Self::start_in(dir, Some(s3))
     }
 
