@@ -300,6 +300,7 @@ impl Session {
             return Err(WeirError::at(create.line, format!("table '{}' is already declared", create.name)));
         }
         let config = ConnectorConfig::from_table(&create)?;
+        check_storage(&create.name, &config).map_err(|m| WeirError::at(create.line, m))?;
         if create.watermark.is_some() && !config.is_source() {
             return Err(WeirError::at(create.line, format!("table '{}': WATERMARK only applies to sources (kafka, file, datagen)", create.name)));
         }
@@ -742,6 +743,24 @@ fn late_rows_spec(d: &weir_planner::DedupPlan, event_time_col: usize, event_time
     (columns, Arc::new(Schema::new(fields)))
 }
 
+/// Checks a table's object store URL and `storage.*` options when it is declared (unknown
+/// keys, a scheme weir cannot reach, options on a local path), without touching the store.
+fn check_storage(table: &str, config: &ConnectorConfig) -> std::result::Result<(), String> {
+    let path = match config {
+        ConnectorConfig::File(c) => Some(c.path.as_str()),
+        ConnectorConfig::Delta(c) => Some(c.path.as_str()),
+        ConnectorConfig::Parquet(c) => Some(c.path.as_str()),
+        _ => None,
+    };
+    let storage = config.storage();
+    let Some(path) = path else { return Ok(()) };
+    let remote = path.contains("://") && !path.starts_with("file://");
+    if remote || !storage.is_empty() {
+        Location::resolve_with(path, false, &storage).map_err(|e| format!("table '{table}': {e}"))?;
+    }
+    Ok(())
+}
+
 /// The error for a query whose stateful operators keep other state than the checkpoint's.
 fn state_operators_changed(before: &[StateOperatorSpec], now: &[StateOperatorSpec], checkpoint: &str) -> String {
     let what = match (before, now) {
@@ -776,5 +795,33 @@ mod tests {
         assert!(matches!(err, WeirError::Config(_)), "{err}");
         assert!(err.to_string().starts_with("SessionConfig.retain_batches is 0:"), "{err}");
         assert!(!dir.path().join("cp").exists(), "nothing is written");
+    }
+
+    /// Object store URLs and `storage.*` options are checked when a table is declared, with
+    /// the line and table named; `SET checkpoint.storage.*` is a session setting, its secret
+    /// values masked.
+    #[tokio::test]
+    async fn storage_options_are_checked_at_create_table() {
+        let mut session = Session::new(SessionConfig::default());
+        let err = |session: &mut Session, sql: &str| {
+            let statement = weir_sql::parse_script(sql).unwrap().remove(0);
+            let Statement::CreateTable(create) = statement else { panic!("{sql}") };
+            session.create_table(create).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(&mut session, "CREATE TABLE t WITH (connector = 'delta', path = 's3://b/t', storage.aws_regoin = 'x')"),
+            "line 1: table 't': s3://b/t: unknown option 'storage.aws_regoin' for S3 (object_store's keys, e.g. aws_region, aws_endpoint, aws_access_key_id, aws_secret_access_key, aws_session_token, allow_http)"
+        );
+        assert_eq!(
+            err(&mut session, "\nCREATE TABLE t WITH (connector = 'file', path = '/tmp', format = 'json', storage.aws_region = 'x')"),
+            "line 2: table 't': /tmp: storage.aws_region apply to object stores, and this is a local path"
+        );
+        assert!(err(&mut session, "CREATE TABLE t WITH (connector = 'delta', path = 'hdfs://n/t')").ends_with("not hdfs://"));
+        let set = weir_sql::parse_script("SET checkpoint.storage.aws_secret_access_key = 'hush'").unwrap().remove(0);
+        let Executed::Set(shown) = session.execute(set, &QueryOptions::default()).await.unwrap() else { panic!("a setting") };
+        assert_eq!(shown, "checkpoint.storage.aws_secret_access_key = ****");
+        assert_eq!(session.config().checkpoint_storage.get("aws_secret_access_key").map(String::as_str), Some("hush"));
+        let other = weir_sql::parse_script("SET result_mode = 'table'").unwrap().remove(0);
+        assert!(session.execute(other, &QueryOptions::default()).await.is_err());
     }
 }

@@ -215,15 +215,28 @@ fn query_name(tokens: &[Token], i: &mut usize, what: &str, line: usize) -> Resul
 fn parse_set(tokens: &[Token]) -> Result<Statement> {
     let line = tokens[0].line;
     let usage = "write SET <setting> = <value>, e.g. SET result_mode = 'table'";
-    let key = match tokens.get(1).map(|t| &t.kind) {
-        Some(TokenKind::Word(w)) => w.to_ascii_lowercase(),
-        Some(TokenKind::Str(w) | TokenKind::QuotedIdent(w)) => w.clone(),
-        _ => return Err(SqlError::at(line, usage)),
-    };
-    if !tokens.get(2).is_some_and(|t| t.is_punct('=') || t.is_keyword("TO")) {
+    // A dotted key (`checkpoint.storage.aws_region`) is words joined by dots.
+    let mut key = String::new();
+    let mut i = 1;
+    loop {
+        match tokens.get(i).map(|t| &t.kind) {
+            Some(TokenKind::Word(w)) => key.push_str(&w.to_ascii_lowercase()),
+            Some(TokenKind::Str(w) | TokenKind::QuotedIdent(w)) => key.push_str(w),
+            _ => return Err(SqlError::at(line, usage)),
+        }
+        i += 1;
+        match tokens.get(i) {
+            Some(t) if t.is_punct('.') => {
+                key.push('.');
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    if !tokens.get(i).is_some_and(|t| t.is_punct('=') || t.is_keyword("TO")) {
         return Err(SqlError::at(line, usage));
     }
-    let value = match &tokens[3.min(tokens.len())..] {
+    let value = match &tokens[(i + 1).min(tokens.len())..] {
         [Token { kind: TokenKind::Str(v) | TokenKind::Number(v) | TokenKind::Word(v) | TokenKind::QuotedIdent(v), .. }] => v.clone(),
         [minus, Token { kind: TokenKind::Number(v), .. }] if minus.is_punct('-') => format!("-{v}"),
         [] => return Err(SqlError::at(line, format!("SET {key}: no value; {usage}"))),
@@ -631,6 +644,10 @@ mod tests {
         assert_eq!(
             parse("SET 'starting_offsets' TO earliest").unwrap(),
             Statement::Set { key: "starting_offsets".into(), value: "earliest".into(), line: 1 }
+        );
+        assert_eq!(
+            parse("SET checkpoint.storage.AWS_REGION = 'eu-west-1'").unwrap(),
+            Statement::Set { key: "checkpoint.storage.aws_region".into(), value: "eu-west-1".into(), line: 1 }
         );
         let err = |sql: &str| parse(sql).unwrap_err().to_string();
         assert_eq!(err("SHOW JOBS"), "line 1: expected TABLES, QUERIES or PROGRESS after SHOW, found 'JOBS'");

@@ -2,6 +2,7 @@
 //! Delta tables back with an independent reader (Python `deltalake`, see tests/read_delta.py).
 //! The Kafka tests' broker and producer are in [`kafka`].
 
+pub mod azure;
 pub mod kafka;
 pub mod s3;
 
@@ -119,6 +120,14 @@ impl DeltaView {
     pub fn read_s3(url: &str, endpoint: &str) -> Self {
         let mut cmd = Command::new(python());
         s3::env_for(&mut cmd, endpoint);
+        Self::read_cmd(cmd, Path::new(url), &[])
+    }
+
+    /// The table at an `az://` URL in the Azurite emulator `azurite` (rows and version; the
+    /// reader does not list its log).
+    pub fn read_azure(url: &str, azurite: &azure::Azurite) -> Self {
+        let mut cmd = Command::new(python());
+        azurite.env(&mut cmd);
         Self::read_cmd(cmd, Path::new(url), &[])
     }
 
