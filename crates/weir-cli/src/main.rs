@@ -31,7 +31,11 @@ enum Command {
     Run {
         /// The SQL script.
         file: PathBuf,
-        /// Checkpoint directory or URL [default: .weir/checkpoints/<sink table>].
+        /// Checkpoint directory or URL (s3://, gs://, az://, abfss://) [default:
+        /// .weir/checkpoints/<sink table>]. In an object store its settings come from the
+        /// cloud's standard variables, WEIR_CHECKPOINT_STORAGE_<KEY> or SET
+        /// checkpoint.storage.<key>, else the Delta sink's storage.* options; a runner holds
+        /// a lease on it (WEIR_CHECKPOINT_LEASE_SECONDS, default 30).
         #[arg(long)]
         checkpoint: Option<String>,
         /// available-now: process what is there at start, then exit; once: one batch, then
