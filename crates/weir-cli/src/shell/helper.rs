@@ -36,23 +36,24 @@ pub const KEYWORDS: &[&str] = &[
     "WATERMARK", "WHEN", "WHERE", "WITH",
 ];
 
-/// The `WITH (...)` keys of each connector (`properties.` and `fields.` take any suffix).
+/// The `WITH (...)` keys of each connector (`properties.`, `fields.` and `storage.` take any
+/// suffix).
 pub const CONNECTOR_OPTIONS: &[(&str, &[&str])] = &[
     (
         "kafka",
         &[
             "bootstrap_servers", "topic", "format", "starting_offsets", "max_offsets_per_trigger", "fail_on_data_loss",
             "group_id", "connect_timeout", "delimiter", "on_bad_row", "dead_letter_path", "max_row_bytes", "late_rows",
-            "late_rows_path", "properties.",
+            "late_rows_path", "properties.", "storage.",
         ],
     ),
     (
         "file",
-        &["path", "format", "max_files_per_trigger", "header", "delimiter", "on_bad_row", "dead_letter_path", "max_row_bytes", "late_rows", "late_rows_path"],
+        &["path", "format", "max_files_per_trigger", "header", "delimiter", "on_bad_row", "dead_letter_path", "max_row_bytes", "late_rows", "late_rows_path", "storage."],
     ),
-    ("datagen", &["seed", "rows_per_second", "total_rows", "max_rows_per_trigger", "start_time", "late_rows", "late_rows_path", "fields."]),
-    ("delta", &["path", "partition_by", "target_file_size"]),
-    ("parquet", &["path"]),
+    ("datagen", &["seed", "rows_per_second", "total_rows", "max_rows_per_trigger", "start_time", "late_rows", "late_rows_path", "fields.", "storage."]),
+    ("delta", &["path", "partition_by", "target_file_size", "storage."]),
+    ("parquet", &["path", "storage."]),
     ("memory", &[]),
     ("console", &["max_rows"]),
 ];
