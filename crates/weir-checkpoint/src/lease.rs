@@ -43,6 +43,9 @@ pub struct LeaseRecord {
     pub run_id: String,
     /// Host name and process of the holder.
     pub host: String,
+    /// The holder's kernel boot id (Linux), which tells two machines of one host name apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// Process id of the holder.
     pub pid: u32,
     /// Start time of the holder's process (Linux clock ticks since boot), which tells a
@@ -62,9 +65,10 @@ impl LeaseRecord {
         format!("run {} on {} pid {}", self.run_id, self.host, self.pid)
     }
 
-    /// Whether the holder is a process of this host that no longer runs.
+    /// Whether the holder is a process of this host (same host name and boot) that no
+    /// longer runs. Hosts, containers included, must have distinct names.
     fn holder_is_gone(&self) -> bool {
-        if self.host != host_name() {
+        if self.host != host_name() || self.boot_id.is_none() || self.boot_id != boot_id() {
             return false;
         }
         match process_start(self.pid) {
@@ -247,6 +251,7 @@ impl Lease {
         LeaseRecord {
             run_id: self.run_id.clone(),
             host: host_name(),
+            boot_id: boot_id(),
             pid: std::process::id(),
             process_start: process_start(std::process::id()),
             duration_ms: self.duration.as_millis() as u64,
@@ -305,6 +310,11 @@ fn now_ms() -> i64 {
 /// This host's name (Linux), or `unknown`.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// This machine's boot id (Linux).
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|b| b.trim().to_string())
 }
 
 /// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), if it runs (Linux).
@@ -382,6 +392,7 @@ mod tests {
         let record = LeaseRecord {
             run_id: "dead".into(),
             host: host_name(),
+            boot_id: boot_id(),
             pid,
             process_start: Some(1),
             duration_ms: 60_000,
