@@ -1,8 +1,10 @@
 //! A real S3 protocol server for the tests: `moto_server` (the `moto` package scripts/test
 //! installs into the tests' virtualenv) on 127.0.0.1, and a proxy in front of it that fails
 //! requests on purpose. weir reaches them through the standard `AWS_*` variables
-//! ([`S3Server::env`]), as a user's S3-compatible server would be reached.
+//! ([`S3Server::env`]), as a user's S3-compatible server would be reached. A [`Place`] lets
+//! a test look into a checkpoint or a table on local disk and in S3 alike.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::kafka::{free_port, venv_python};
 
@@ -92,15 +94,43 @@ impl S3Server {
         }
     }
 
-    /// The keys under `prefix` in `bucket`, sorted (S3 ListObjectsV2; one page of up to
-    /// 1,000 keys, more than any test writes under one prefix).
+    /// The ETag of an object (S3 HeadObject), `None` when there is none. It is the MD5 of
+    /// the bytes of a plain PUT, so it changes when an object is rewritten with other bytes.
+    pub fn etag(&self, bucket: &str, key: &str) -> Option<String> {
+        let (status, head, _) = exchange(self.port, "HEAD", &format!("/{bucket}/{}", encode(key)), b"").unwrap();
+        match status {
+            200 => Some(etag_value(head.lines().find_map(|l| l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("etag")))?.1)),
+            404 => None,
+            other => panic!("heading s3://{bucket}/{key}: {other}"),
+        }
+    }
+
+    /// The keys under `prefix` in `bucket`, sorted (S3 ListObjectsV2).
     pub fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let (status, body) = request(self.port, "GET", &format!("/{bucket}?list-type=2&prefix={}", encode(prefix)), b"").unwrap();
-        let body = String::from_utf8_lossy(&body).into_owned();
-        assert_eq!(status, 200, "listing s3://{bucket}/{prefix}: {body}");
-        let mut keys: Vec<String> = body.split("<Key>").skip(1).filter_map(|s| s.split_once("</Key>")).map(|(k, _)| unescape(k)).collect();
-        keys.sort();
-        keys
+        self.list_etags(bucket, prefix).into_keys().collect()
+    }
+
+    /// The keys under `prefix` in `bucket` with their ETags (S3 ListObjectsV2, every page).
+    pub fn list_etags(&self, bucket: &str, prefix: &str) -> BTreeMap<String, String> {
+        let mut objects = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/{bucket}?list-type=2&prefix={}", encode_param(prefix));
+            if let Some(token) = &token {
+                path += &format!("&continuation-token={}", encode_param(token));
+            }
+            let (status, body) = request(self.port, "GET", &path, b"").unwrap();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            assert_eq!(status, 200, "listing s3://{bucket}/{prefix}: {body}");
+            for contents in body.split("<Contents>").skip(1) {
+                let key = unescape(element(contents, "Key").unwrap_or_else(|| panic!("no <Key> in a listing of s3://{bucket}/{prefix}: {body}")));
+                objects.insert(key, etag_value(&unescape(element(contents, "ETag").unwrap_or_default())));
+            }
+            token = element(&body, "NextContinuationToken").filter(|_| element(&body, "IsTruncated") == Some("true")).map(unescape);
+            if token.is_none() {
+                return objects;
+            }
+        }
     }
 
     pub fn log_tail(&self) -> String {
@@ -117,6 +147,136 @@ impl Drop for S3Server {
     }
 }
 
+/// A directory the tests look into, such as a checkpoint, a Delta table or a source's
+/// directory: on local disk, or a prefix of a bucket of an S3 server. Paths given to its
+/// methods are relative to it, with `/`.
+#[derive(Clone)]
+pub enum Place {
+    Local(PathBuf),
+    S3 { server: Arc<S3Server>, bucket: String, prefix: String },
+}
+
+/// What a [`Place`] held at one moment, to tell what was written after it.
+pub enum Mark {
+    /// The moment: local modification times are finer than a millisecond.
+    Local(SystemTime),
+    /// Every object's ETag: S3's LastModified counts whole seconds. An object rewritten
+    /// with the very same bytes keeps its ETag, so it does not count as written.
+    S3(BTreeMap<String, String>),
+}
+
+impl Place {
+    /// The place `relative` inside this one.
+    pub fn join(&self, relative: &str) -> Self {
+        match self {
+            Place::Local(dir) => Place::Local(dir.join(relative)),
+            Place::S3 { server, bucket, prefix } => Place::S3 { server: Arc::clone(server), bucket: bucket.clone(), prefix: format!("{prefix}/{relative}") },
+        }
+    }
+
+    /// The S3 key of `relative`.
+    fn key(prefix: &str, relative: &str) -> String {
+        format!("{prefix}/{relative}")
+    }
+
+    /// `relative` as a path or `s3://` URL, for messages.
+    pub fn show(&self, relative: &str) -> String {
+        match self {
+            Place::Local(dir) => dir.join(relative).display().to_string(),
+            Place::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{}", Self::key(prefix, relative)),
+        }
+    }
+
+    /// How `weir` run in `cwd` is told this place, in a script or on its command line: a
+    /// relative path, or an `s3://` URL.
+    pub fn in_script(&self, cwd: &Path) -> String {
+        match self {
+            Place::Local(dir) => dir.strip_prefix(cwd).unwrap_or(dir).display().to_string(),
+            Place::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    /// The ids `N` of the `<dir>/<N>.json` files, ascending (`N` may have leading zeros).
+    pub fn ids(&self, dir: &str) -> Vec<u64> {
+        let names: Vec<String> = match self {
+            Place::Local(root) => std::fs::read_dir(root.join(dir))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect(),
+            Place::S3 { server, bucket, prefix } => {
+                let under = Self::key(prefix, dir) + "/";
+                server.list(bucket, &under).iter().filter_map(|k| k.strip_prefix(&under)).filter(|n| !n.contains('/')).map(str::to_string).collect()
+            }
+        };
+        let mut ids: Vec<u64> = names.iter().filter_map(|n| n.strip_suffix(".json")?.parse().ok()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn exists(&self, relative: &str) -> bool {
+        match self {
+            Place::Local(dir) => dir.join(relative).exists(),
+            Place::S3 { server, bucket, prefix } => server.etag(bucket, &Self::key(prefix, relative)).is_some(),
+        }
+    }
+
+    /// The bytes of `relative`, `None` when there is no such file.
+    pub fn read(&self, relative: &str) -> Option<Vec<u8>> {
+        match self {
+            Place::Local(dir) => std::fs::read(dir.join(relative)).ok(),
+            Place::S3 { server, bucket, prefix } => server.get(bucket, &Self::key(prefix, relative)),
+        }
+    }
+
+    /// Writes `lines` as the file `name`, all at once (see [`super::write_file`]).
+    pub fn write_lines(&self, name: &str, lines: &[String]) {
+        match self {
+            Place::Local(dir) => super::write_file(dir, name, lines),
+            Place::S3 { server, bucket, prefix } => server.put(bucket, &Self::key(prefix, name), (lines.join("\n") + "\n").as_bytes()),
+        }
+    }
+
+    /// What the place holds now.
+    pub fn mark(&self) -> Mark {
+        match self {
+            Place::Local(_) => Mark::Local(SystemTime::now()),
+            Place::S3 { server, bucket, prefix } => Mark::S3(server.list_etags(bucket, &format!("{prefix}/"))),
+        }
+    }
+
+    /// Whether `relative` was written after `mark` was taken.
+    pub fn written_since(&self, mark: &Mark, relative: &str) -> bool {
+        match (self, mark) {
+            (Place::Local(dir), Mark::Local(at)) => std::fs::metadata(dir.join(relative)).and_then(|m| m.modified()).is_ok_and(|t| t >= *at),
+            (Place::S3 { server, bucket, prefix }, Mark::S3(etags)) => {
+                let key = Self::key(prefix, relative);
+                server.etag(bucket, &key).is_some_and(|etag| etags.get(&key) != Some(&etag))
+            }
+            _ => panic!("a mark of another kind of place"),
+        }
+    }
+
+    /// How long to wait between looks for a step that is about to show: a local look is a
+    /// system call, an S3 look an HTTP request that moto (Python) takes about 5 ms to
+    /// answer, so S3 is looked at every few ms, one request at a time.
+    pub fn poll_interval(&self) -> Duration {
+        match self {
+            Place::Local(_) => Duration::from_micros(250),
+            Place::S3 { .. } => Duration::from_millis(2),
+        }
+    }
+
+    /// The Delta table here, read by the independent reader (in S3, every column).
+    pub fn read_table(&self, columns: &[&str]) -> super::DeltaView {
+        match self {
+            Place::Local(dir) => super::DeltaView::read_columns(dir, columns),
+            Place::S3 { server, bucket, prefix } => super::DeltaView::read_s3(&format!("s3://{bucket}/{prefix}"), &server.endpoint()),
+        }
+    }
+}
+
 /// Sets the `AWS_*` variables for an S3 server at `endpoint`.
 pub fn env_for<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
     cmd.env("AWS_ACCESS_KEY_ID", "weir-test")
@@ -130,21 +290,48 @@ pub fn env_for<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
 
 /// Percent-encodes a key for a request path (`/` kept).
 fn encode(key: &str) -> String {
-    key.bytes()
+    percent_encode(key, b"/")
+}
+
+/// Percent-encodes a query parameter's value (`/` encoded too).
+fn encode_param(value: &str) -> String {
+    percent_encode(value, b"")
+}
+
+fn percent_encode(text: &str, kept: &[u8]) -> String {
+    text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ if kept.contains(&b) => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
+/// The text of the first `<name>…</name>` in `xml`.
+fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let len = xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..start + len])
+}
+
 fn unescape(xml: &str) -> String {
-    xml.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+    xml.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#34;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+/// An ETag without its quotes, as a header and a listing both give it.
+fn etag_value(raw: &str) -> String {
+    raw.trim().trim_matches('"').to_string()
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`, unsigned (moto does not check signatures);
 /// returns the status and body.
 fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    exchange(port, method, path, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`request`], also returning the answer's head (status line and headers).
+fn exchange(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     // moto checks no signature, but treats a request without one as anonymous, which may
@@ -165,7 +352,7 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -284,7 +471,7 @@ fn proxy_one(client: TcpStream, target: u16, number: u64, faults: Faults, failed
         let method = first.split_whitespace().next().unwrap_or_default().to_string();
         let path = first.split_whitespace().nth(1).unwrap_or_default().to_string();
         n = n.wrapping_add(1);
-        let every = |k: u64, salt: u64| k > 0 && (n.wrapping_mul(2654435761).wrapping_add(salt) >> 7) % k == 0;
+        let every = |k: u64, salt: u64| k > 0 && (n.wrapping_mul(2654435761).wrapping_add(salt) >> 7).is_multiple_of(k);
         if let Some(bucket) = faults.denied_bucket
             && (path == format!("/{bucket}") || path.starts_with(&format!("/{bucket}/")) || path.starts_with(&format!("/{bucket}?")))
         {
