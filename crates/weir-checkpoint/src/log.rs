@@ -343,9 +343,6 @@ impl Checkpoint {
                         _ => Err(CheckpointError::Conflict { path: self.show(relative) }),
                     };
                 }
-                Err(object_store::Error::NotImplemented { .. }) if self.location.allow_unsafe_rename => {
-                    return self.put_unsafe(relative, &path, bytes).await;
-                }
                 Err(e @ object_store::Error::NotImplemented { .. }) => {
                     return Err(CheckpointError::NoConditionalWrites { location: self.show(relative), message: e.to_string() });
                 }
@@ -356,22 +353,6 @@ impl Checkpoint {
             }
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
         }
-    }
-
-    /// Create-if-absent as check-then-write, for a store without conditional writes whose
-    /// user accepted the risk (`storage.allow_unsafe_rename = true`).
-    async fn put_unsafe(&self, relative: &str, path: &object_store::path::Path, bytes: Vec<u8>) -> Result<()> {
-        match self.location.store.head(path).await {
-            Ok(_) => return Err(CheckpointError::Conflict { path: self.show(relative) }),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(CheckpointError::Io { path: self.show(relative), source }),
-        }
-        self.location
-            .store
-            .put(path, PutPayload::from(bytes))
-            .await
-            .map_err(|source| CheckpointError::Io { path: self.show(relative), source })?;
-        Ok(())
     }
 
     /// Makes the entry at `relative` durable, on local disk.
@@ -567,7 +548,7 @@ mod tests {
             allow_unsafe_rename: false,
         };
         let (a, b) = (Checkpoint::at(location()).unwrap(), Checkpoint::at(location()).unwrap());
-        let (ea, eb) = (entry(0), entry(0));
+        let (ea, eb) = (OffsetsEntry { run_id: Some("a".into()), ..entry(0) }, OffsetsEntry { run_id: Some("b".into()), ..entry(0) });
         let (ra, rb) = tokio::join!(a.write_offsets(&ea), b.write_offsets(&eb));
         assert!(ra.is_ok() != rb.is_ok(), "exactly one runner writes offsets/0: {ra:?} {rb:?}");
         let err = ra.err().or(rb.err()).unwrap();
@@ -583,8 +564,12 @@ mod tests {
         for n in 0..12 {
             cp.write_offsets(&entry(n)).await.unwrap();
         }
-        let err = cp.write_offsets(&entry(3)).await.unwrap_err();
+        // Another runner's entry for batch 3 (another run id) conflicts; the very bytes
+        // already there (a write whose answer was lost, tried again) do not.
+        let other = OffsetsEntry { run_id: Some("another run".into()), ..entry(3) };
+        let err = cp.write_offsets(&other).await.unwrap_err();
         assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
+        cp.write_offsets(&entry(3)).await.unwrap();
         cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None }).await.unwrap();
         let (latest, commit) = cp.latest().await.unwrap().unwrap();
         assert_eq!(latest.batch_id, 11);

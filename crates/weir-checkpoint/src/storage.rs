@@ -12,9 +12,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreScheme};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 use url::Url;
 
 use crate::error::{CheckpointError, Result};
@@ -78,6 +82,10 @@ impl Location {
                 }
             };
             let (store, root) = open_store(&url, &options).map_err(invalid)?;
+            let store = match allow_unsafe_rename {
+                true => Arc::new(CheckThenPut { inner: store }) as Arc<dyn ObjectStore>,
+                false => store,
+            };
             return Ok(Self { store, root, url, local_dir: None, options, allow_unsafe_rename });
         }
         if !options.is_empty() {
@@ -154,6 +162,80 @@ fn open_store(url: &Url, options: &StorageOptions) -> std::result::Result<(Arc<d
         _ => return Err(unsupported(url.scheme())),
     };
     Ok((store, root))
+}
+
+/// A store whose user accepted writing without conditional writes
+/// (`storage.allow_unsafe_rename = true`): a create-if-absent the store cannot do is done as
+/// a check, then a write, which a second writer can slip between. Stores that can do it
+/// still do.
+#[derive(Debug)]
+struct CheckThenPut {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Display for CheckThenPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckThenPut({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CheckThenPut {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        if opts.mode != PutMode::Create {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        match self.inner.put_opts(location, payload.clone(), opts.clone()).await {
+            Err(object_store::Error::NotImplemented { .. }) => {}
+            other => return other,
+        }
+        match self.inner.head(location).await {
+            Ok(_) => Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "exists (checked before writing; storage.allow_unsafe_rename)".into(),
+            }),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.inner.put_opts(location, payload, PutOptions { mode: PutMode::Overwrite, ..opts }).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
 }
 
 fn unsupported(scheme: &str) -> String {

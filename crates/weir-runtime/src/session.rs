@@ -499,7 +499,7 @@ impl Session {
         let checkpoint = Arc::new(Checkpoint::open_with(&location, &checkpoint_storage, &run_id, self.config.checkpoint_lease).await?);
         if checkpoint.is_unsafe() {
             warnings.push(format!(
-                "checkpoint {}: storage.allow_unsafe_rename = true, so its entries are written without conditional writes and a second runner on it is not kept out; run one runner at a time",
+                "checkpoint {}: storage.allow_unsafe_rename = true, so no lease keeps a second runner out, and where the store cannot write conditionally, entries are checked, then written; run one runner at a time",
                 checkpoint.display()
             ));
         }

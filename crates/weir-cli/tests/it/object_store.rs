@@ -379,3 +379,66 @@ fn a_query_writes_its_checkpoint_and_table_to_azure() {
     assert_eq!(table.rows(), expected_rows(0..150));
     assert_eq!(table.json["version"], 2, "one commit per file");
 }
+
+/// A store without conditional writes (here S3 with object_store's conditional puts turned
+/// off) is refused at start, saying why and what the user can do; with
+/// `storage.allow_unsafe_rename = true` the query runs, with a warning, and writes each row
+/// once.
+#[test]
+fn a_store_without_conditional_writes_is_refused_unless_the_user_accepts_the_risk() {
+    let lake = Lake::new();
+    let script = |extra: &str| {
+        format!(
+            "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
+             WITH (connector = 'file', path = 's3://lake/in/events', format = 'json', max_files_per_trigger = 1);
+             CREATE TABLE out WITH (connector = 'delta', path = 's3://lake/out', storage.aws_conditional_put = 'disabled'{extra});
+             INSERT INTO out SELECT id, user, amount FROM events;"
+        )
+    };
+    lake.put_lines("in/events/00.json", &events(0..20));
+    lake.put_lines("in/events/01.json", &events(20..40));
+    lake.script(&script(""));
+    let refused = lake.run("s3://lake/cp/out");
+    let err = stderr(&refused);
+    assert!(!refused.status.success(), "{err}");
+    assert!(err.contains("s3://lake/cp/out/_lease.json: the store does not support conditional writes"), "{err}");
+    assert!(err.contains("storage.allow_unsafe_rename = true"), "{err}");
+    assert!(lake.s3.list(BUCKET, "out/").is_empty(), "nothing written to the table");
+
+    lake.script(&script(", storage.allow_unsafe_rename = 'true'"));
+    let out = lake.run("s3://lake/cp/out");
+    assert_ok(&out);
+    assert!(stderr(&out).contains("no lease keeps a second runner out"), "{}", stderr(&out));
+    let table = lake.read("out");
+    let got: Vec<String> = table.json["rows"].as_array().unwrap().iter().map(|r| r["id"].to_string()).collect();
+    assert_each_once(got, (0..40).map(|i| i.to_string()), "ids in s3://lake/out");
+    assert_eq!(table.commits().len(), 2);
+}
+
+/// Without AWS_ACCESS_KEY_ID, credentials come from the AWS SDK's chain: here a profile in
+/// a shared credentials file (`AWS_PROFILE`, `AWS_SHARED_CREDENTIALS_FILE`), as the AWS CLI
+/// reads it.
+#[test]
+fn credentials_come_from_a_profile_file() {
+    let lake = Lake::new();
+    lake.script(
+        "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
+         WITH (connector = 'file', path = 's3://lake/in/events', format = 'json');
+         CREATE TABLE out WITH (connector = 'delta', path = 's3://lake/out');
+         INSERT INTO out SELECT id, user, amount FROM events;",
+    );
+    lake.put_lines("in/events/00.json", &events(0..10));
+    let credentials = lake.dir.join("aws-credentials");
+    std::fs::write(&credentials, "[pipelines]\naws_access_key_id = from-profile\naws_secret_access_key = profile-secret\n").unwrap();
+    let mut cmd = lake.weir();
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "pipelines")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", lake.dir.join("no-aws-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["run", "p.sql", "--trigger", "available-now", "--checkpoint", "s3://lake/cp/out"]);
+    assert_ok(&output_within(cmd, Duration::from_secs(120)));
+    let table = lake.read("out");
+    assert_eq!(table.json["rows"].as_array().unwrap().len(), 10);
+}
