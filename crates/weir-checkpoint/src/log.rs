@@ -197,7 +197,8 @@ impl Checkpoint {
     /// Opens (creating if needed) the checkpoint at `location` for the run `run_id`: on
     /// local disk it takes the lock, on an object store (with `options`, the store's
     /// settings) the lease, which lasts `lease` unless renewed. A second runner fails here
-    /// at once with [`CheckpointError::InUse`].
+    /// at once with [`CheckpointError::InUse`]. With `storage.allow_unsafe_rename = true`
+    /// no lease is taken (it needs conditional writes).
     pub async fn open_with(location: &str, options: &StorageOptions, run_id: &str, lease: Duration) -> Result<Self> {
         let location = Location::resolve_with(location, true, options).map_err(|e| match e {
             CheckpointError::Location { location, message } => {
@@ -231,9 +232,8 @@ impl Checkpoint {
         }
     }
 
-    /// Whether entries are written without put-if-absent (the user set
-    /// `storage.allow_unsafe_rename = true` for a store without conditional writes): a
-    /// second runner is then not excluded.
+    /// Whether the user set `storage.allow_unsafe_rename = true`: no lease keeps a second
+    /// runner out, and a store without conditional writes is written check-then-put.
     pub fn is_unsafe(&self) -> bool {
         self.location.allow_unsafe_rename
     }
