@@ -343,6 +343,8 @@ impl Checkpoint {
                         _ => Err(CheckpointError::Conflict { path: self.show(relative) }),
                     };
                 }
+                // A runner opened with `open_with` took its lease with a conditional write
+                // and failed there already; this is for checkpoints opened with `at`.
                 Err(e @ object_store::Error::NotImplemented { .. }) => {
                     return Err(CheckpointError::NoConditionalWrites { location: self.show(relative), message: e.to_string() });
                 }

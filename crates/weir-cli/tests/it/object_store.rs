@@ -141,6 +141,32 @@ fn a_deduplicating_query_runs_with_source_checkpoint_and_table_in_s3() {
     assert_eq!(lake.read("out").commits().len(), 5);
 }
 
+/// A stateless copy of `s3://lake/in/events` (JSON, one file per batch) into the Delta
+/// table at `sink`, whose `WITH` list ends with `sink_options` (`, key = 'value'`...).
+fn copy_script(sink: &str, sink_options: &str) -> String {
+    format!(
+        "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
+         WITH (connector = 'file', path = 's3://lake/in/events', format = 'json', max_files_per_trigger = 1);
+         CREATE TABLE out WITH (connector = 'delta', path = '{sink}'{sink_options});
+         INSERT INTO out SELECT id, user, amount FROM events;"
+    )
+}
+
+/// Waits for `child` to exit, killing it and failing with its log after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration, log: &std::path::Path, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} within {limit:?}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn spawn(mut cmd: Command, log: &std::path::Path) -> Child {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap()
 }
@@ -166,12 +192,7 @@ fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn a_second_runner_is_refused_and_a_paused_runner_loses_its_lease() {
     let lake = Lake::new();
-    lake.script(
-        "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
-         WITH (connector = 'file', path = 's3://lake/in/events', format = 'json', max_files_per_trigger = 1);
-         CREATE TABLE out WITH (connector = 'delta', path = 's3://lake/out');
-         INSERT INTO out SELECT id, user, amount FROM events;",
-    );
+    lake.script(&copy_script("s3://lake/out", ""));
     let checkpoint = "s3://lake/cp/out";
     let lease = |cmd: &mut Command| {
         cmd.env("WEIR_CHECKPOINT_LEASE_SECONDS", "3");
@@ -210,17 +231,7 @@ fn a_second_runner_is_refused_and_a_paused_runner_loses_its_lease() {
     let versions_before = lake.s3.list(BUCKET, "out/_delta_log/");
     lake.put_lines("in/events/02.json", &events(200..300));
     signal(&first, "-CONT");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = first.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = first.kill();
-            panic!("the paused runner did not stop after losing its lease:\n{}", std::fs::read_to_string(&first_log).unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut first, Duration::from_secs(60), &first_log, "the paused runner stops after losing its lease");
     let log = std::fs::read_to_string(&first_log).unwrap();
     assert!(!status.success(), "{log}");
     assert!(log.contains("lost its lease"), "{log}");
@@ -269,14 +280,7 @@ fn two_queries_append_to_one_table_in_s3_at_once() {
         })
         .collect();
     for (mut child, log) in runners {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut child, Duration::from_secs(180), &log, "each query finishes");
         assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
     }
     let table = lake.read("shared");
@@ -326,12 +330,7 @@ fn store_faults_are_retried_and_each_row_lands_once() {
 fn an_access_denied_bucket_fails_at_start_naming_the_url() {
     let lake = Lake::new();
     lake.s3.create_bucket("locked");
-    lake.script(
-        "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
-         WITH (connector = 'file', path = 's3://lake/in/events', format = 'json');
-         CREATE TABLE out WITH (connector = 'delta', path = 's3://locked/out');
-         INSERT INTO out SELECT id, user, amount FROM events;",
-    );
+    lake.script(&copy_script("s3://locked/out", ""));
     lake.put_lines("in/events/00.json", &events(0..10));
     let proxy = FaultProxy::start(lake.s3.port, Faults::deny("locked"));
     let started = Instant::now();
@@ -387,14 +386,7 @@ fn a_query_writes_its_checkpoint_and_table_to_azure() {
 #[test]
 fn a_store_without_conditional_writes_is_refused_unless_the_user_accepts_the_risk() {
     let lake = Lake::new();
-    let script = |extra: &str| {
-        format!(
-            "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
-             WITH (connector = 'file', path = 's3://lake/in/events', format = 'json', max_files_per_trigger = 1);
-             CREATE TABLE out WITH (connector = 'delta', path = 's3://lake/out', storage.aws_conditional_put = 'disabled'{extra});
-             INSERT INTO out SELECT id, user, amount FROM events;"
-        )
-    };
+    let script = |extra: &str| copy_script("s3://lake/out", &format!(", storage.aws_conditional_put = 'disabled'{extra}"));
     lake.put_lines("in/events/00.json", &events(0..20));
     lake.put_lines("in/events/01.json", &events(20..40));
     lake.script(&script(""));
@@ -421,12 +413,7 @@ fn a_store_without_conditional_writes_is_refused_unless_the_user_accepts_the_ris
 #[test]
 fn credentials_come_from_a_profile_file() {
     let lake = Lake::new();
-    lake.script(
-        "CREATE TABLE events (id BIGINT, user STRING, amount DOUBLE)
-         WITH (connector = 'file', path = 's3://lake/in/events', format = 'json');
-         CREATE TABLE out WITH (connector = 'delta', path = 's3://lake/out');
-         INSERT INTO out SELECT id, user, amount FROM events;",
-    );
+    lake.script(&copy_script("s3://lake/out", ""));
     lake.put_lines("in/events/00.json", &events(0..10));
     let credentials = lake.dir.join("aws-credentials");
     std::fs::write(&credentials, "[pipelines]\naws_access_key_id = from-profile\naws_secret_access_key = profile-secret\n").unwrap();
