@@ -346,7 +346,7 @@ fn planning(c: &mut Criterion) {
     group.bench_function("parse_and_compile", |b| b.iter(|| rt.block_on(plan(&script))));
 
     let compiled = rt.block_on(plan(&script));
-    let dedup = compiled.dedup().expect("DISTINCT ON deduplicates");
+    let Some(weir_planner::OperatorPlan::Dedup(dedup)) = compiled.operators().first() else { panic!("DISTINCT ON deduplicates") };
     let spec = DedupSpec {
         key_columns: dedup.key_columns.clone(),
         event_time: dedup.event_time.as_ref().map(|(column, _)| (*column, 600_000)),
@@ -364,7 +364,7 @@ fn planning(c: &mut Criterion) {
                 rt.block_on(async {
                     let rows = compiled.run_pre(BTreeMap::from([("events".to_string(), input.clone())])).await.expect("runs");
                     let rows = op.process_batch(&rows, 0).expect("deduplicates");
-                    compiled.run_post(rows).await.expect("runs")
+                    compiled.run_above(0, rows).await.expect("runs")
                 })
             },
             BatchSize::SmallInput,

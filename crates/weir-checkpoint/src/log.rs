@@ -76,6 +76,9 @@ pub struct StateOperatorSpec {
     /// The watermark delay added to a row's event time to make its expiry, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<i64>,
+    /// An aggregation's aggregates, as written: their partial results are its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregates: Option<Vec<String>>,
 }
 
 impl StateOperatorSpec {
@@ -91,6 +94,10 @@ impl StateOperatorSpec {
         if self.event_time != other.event_time {
             let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "none".into());
             out.push(format!("event-time column {} became {}", show(&self.event_time), show(&other.event_time)));
+        }
+        if self.aggregates != other.aggregates {
+            let show = |a: &Option<Vec<String>>| a.as_ref().map_or("none".into(), |a| a.join(", "));
+            out.push(format!("aggregates ({}) became ({})", show(&self.aggregates), show(&other.aggregates)));
         }
         if self.delay_ms != other.delay_ms {
             let show = |d: Option<i64>| d.map_or("none".into(), |d| format!("{d} ms"));

@@ -17,7 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use weir_sql::types::sql_name;
 
-use crate::dedup::{DedupPlan, Split, split};
+use crate::chain::{Chain, OperatorPlan};
 use crate::error::{PlanError, Result};
 use crate::slot::{BatchSlot, SlotExec, SourceTable};
 
@@ -32,20 +32,21 @@ pub struct SourceDef {
     pub event_time: Option<String>,
 }
 
-/// The part of a query above its stateful operator.
+/// One stage of a query: a DataFusion plan over the sources (stage 0) or over the output of
+/// the stateful operator below it, read from `input`.
 #[derive(Debug)]
-struct Stateful {
-    dedup: DedupPlan,
-    post: Arc<dyn ExecutionPlan>,
-    slot: Arc<BatchSlot>,
+struct Stage {
+    plan: Arc<dyn ExecutionPlan>,
+    input: Option<Arc<BatchSlot>>,
 }
 
-/// A query planned once, executed per batch: `pre` reads the sources; with a stateful
-/// operator, the runtime applies it to `pre`'s output and `post` runs the rest.
+/// A query planned once, executed per batch: stage 0 reads the sources; each stateful
+/// operator (applied by the runtime) takes the output of the stage below it and feeds the
+/// stage above it (`chain.rs`).
 #[derive(Debug)]
 pub struct CompiledQuery {
-    pre: Arc<dyn ExecutionPlan>,
-    stateful: Option<Stateful>,
+    stages: Vec<Stage>,
+    operators: Vec<OperatorPlan>,
     task_ctx: Arc<TaskContext>,
     slots: BTreeMap<String, Arc<BatchSlot>>,
     output_schema: SchemaRef,
@@ -62,40 +63,44 @@ impl CompiledQuery {
         Arc::clone(&self.output_schema)
     }
 
-    /// The physical plans, for `EXPLAIN`-style display.
+    /// The physical plans, for `EXPLAIN`-style display: from the sink down.
     pub fn display_plan(&self) -> String {
         let show = |p: &Arc<dyn ExecutionPlan>| datafusion::physical_plan::displayable(p.as_ref()).indent(true).to_string();
-        match &self.stateful {
-            None => show(&self.pre),
-            Some(s) => format!("{}Deduplicate: keys={:?}\n{}", show(&s.post), s.dedup.key_names, show(&self.pre)),
+        let mut out = String::new();
+        for (i, stage) in self.stages.iter().enumerate().rev() {
+            out.push_str(&show(&stage.plan));
+            if i > 0 {
+                out.push_str(&self.operators[i - 1].describe());
+                out.push('\n');
+            }
         }
+        out
     }
 
-    /// The deduplication between `pre` and `post`, if the query has one.
-    pub fn dedup(&self) -> Option<&DedupPlan> {
-        self.stateful.as_ref().map(|s| &s.dedup)
+    /// The stateful operators, from the sources up.
+    pub fn operators(&self) -> &[OperatorPlan] {
+        &self.operators
     }
 
-    /// Runs the part below the stateful operator (all of a stateless query) over one
-    /// batch's input rows, by source name.
+    /// Runs stage 0 (all of a stateless query) over one batch's input rows, by source name.
     pub async fn run_pre(&self, mut inputs: BTreeMap<String, Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
         for (name, slot) in &self.slots {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
-        let result = run(&self.pre, &self.task_ctx).await;
+        let result = run(&self.stages[0].plan, &self.task_ctx).await;
         for slot in self.slots.values() {
             slot.clear();
         }
         result
     }
 
-    /// Runs the part above the stateful operator over its output; without one, returns
-    /// `batches` as they are.
-    pub async fn run_post(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-        let Some(stateful) = &self.stateful else { return Ok(batches) };
-        stateful.slot.set(batches);
-        let result = run(&stateful.post, &self.task_ctx).await;
-        stateful.slot.clear();
+    /// Runs the stage above operator `operator` over that operator's output.
+    pub async fn run_above(&self, operator: usize, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let stage = self.stages.get(operator + 1).ok_or_else(|| PlanError::Plan(format!("internal: no operator {operator}")))?;
+        let slot = stage.input.as_ref().expect("stages above an operator read its slot");
+        slot.set(batches);
+        let result = run(&stage.plan, &self.task_ctx).await;
+        slot.clear();
         result
     }
 }
@@ -150,7 +155,7 @@ fn keeps_row_order(plan: &Arc<dyn ExecutionPlan>) -> bool {
 /// otherwise to types every Delta reader can read.
 pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
     let compiled = compile_on(query, sources, target.clone(), partitions.max(1)).await?;
-    let keeps = keeps_row_order(&compiled.pre) && compiled.stateful.as_ref().is_none_or(|s| keeps_row_order(&s.post));
+    let keeps = compiled.stages.iter().all(|s| keeps_row_order(&s.plan));
     if keeps || partitions <= 1 {
         return Ok(compiled);
     }
@@ -171,46 +176,57 @@ async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef
         all_slots.insert(source.name.clone(), slot);
     }
     let state = ctx.state();
-    let logical = state.create_logical_plan(query).await.map_err(|e| PlanError::Plan(keyword_hint(query, clean(&e))))?;
-    let event_times: Vec<(String, String)> =
-        sources.iter().filter_map(|s| Some((s.name.clone(), s.event_time.clone()?))).collect();
-    let physical = |plan: LogicalPlan| {
-        let state = state.clone();
-        async move { state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e))) }
-    };
-    let (pre, stateful, output_schema) = match split(logical.clone(), &event_times, partitions)? {
-        None => {
-            check_streamable(&logical)?;
-            let logical = conform_output(logical, target.as_ref())?;
-            let output_schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
-            (physical(logical).await?, None, output_schema)
-        }
-        Some(Split { pre, dedup, post, slot }) => {
-            check_streamable(&pre)?;
-            check_streamable(&post)?;
-            let post = conform_output(post, target.as_ref())?;
-            let output_schema: SchemaRef = Arc::new(post.schema().as_arrow().clone());
-            let post = physical(post).await?;
-            (physical(pre).await?, Some(Stateful { dedup, post, slot }), output_schema)
-        }
-    };
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(query, &dialect).map_err(|e| PlanError::Plan(keyword_hint(query, clean(&e))))?;
+    let windows = crate::window_tvf::rewrite(&mut statement)?;
+    let logical = state.statement_to_plan(statement).await.map_err(|e| PlanError::Plan(keyword_hint(query, clean(&e))))?;
+    // The watermarks of the sources the query reads (a column of the same name in another
+    // declared table must not stand in for a missing watermark).
+    let mut read = Vec::new();
+    logical
+        .apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                read.push(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| PlanError::Plan(clean(&e)))?;
+    let event_times: Vec<(String, String)> = sources
+        .iter()
+        .filter(|s| read.contains(&s.name))
+        .filter_map(|s| Some((s.name.clone(), s.event_time.clone()?)))
+        .collect();
+    let Chain { mut plans, slots, operators } = crate::chain::split(logical, &event_times, &windows, partitions)?;
+    for plan in &plans {
+        check_streamable(plan)?;
+    }
+    let top = plans.pop().expect("a chain has a stage above its operators");
+    plans.push(conform_output(top, target.as_ref())?);
+    let output_schema: SchemaRef = Arc::new(plans.last().expect("the top stage").schema().as_arrow().clone());
+    let mut stages = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.into_iter().enumerate() {
+        let plan = state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e)))?;
+        stages.push(Stage { plan, input: i.checked_sub(1).map(|j| Arc::clone(&slots[j])) });
+    }
 
     // The sources the plan really reads.
     let mut used = Vec::new();
-    pre.apply(|node| {
-        if let Some(slot) = node.downcast_ref::<SlotExec>() {
-            used.push(slot.source().to_string());
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(|e| PlanError::Plan(clean(&e)))?;
+    stages[0]
+        .plan
+        .apply(|node| {
+            if let Some(slot) = node.downcast_ref::<SlotExec>() {
+                used.push(slot.source().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| PlanError::Plan(clean(&e)))?;
     if used.is_empty() {
         return Err(PlanError::Plan(
             "the query reads no streaming source; name a source table in FROM".to_string(),
         ));
     }
     let slots = all_slots.into_iter().filter(|(name, _)| used.contains(name)).collect();
-    Ok(CompiledQuery { pre, stateful, task_ctx: state.task_ctx(), slots, output_schema })
+    Ok(CompiledQuery { stages, operators, task_ctx: state.task_ctx(), slots, output_schema })
 }
 
 /// Refuses what a stateless micro-batch cannot compute exactly.
@@ -218,10 +234,7 @@ fn check_streamable(plan: &LogicalPlan) -> Result<()> {
     let mut problem = None;
     plan.apply(|node| {
         let why = match node {
-            LogicalPlan::Aggregate(_) => Some(
-                "aggregations (GROUP BY, count, sum, ...) over a stream need event-time windows, which weir does not support yet; to drop duplicates, write SELECT DISTINCT ON (<keys>) ... ORDER BY <keys>, <event time>",
-            ),
-            LogicalPlan::Distinct(_) => Some("a query may deduplicate only once"),
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => Some("internal: a stateful node was left in a stage"),
             LogicalPlan::Sort(_) => Some("ORDER BY has no meaning over an unbounded stream: remove it (rows are written per batch)"),
             LogicalPlan::Limit(_) => Some("LIMIT over an unbounded stream is not supported: remove it"),
             LogicalPlan::Window(_) => Some(

@@ -9,25 +9,19 @@
 //! SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM s) WHERE rn = 1
 //! ```
 //!
-//! The plan is cut in two: `pre` computes the operator's input (the output columns, then the
-//! key columns, then the event-time column), and `post` is the rest of the query, reading the
-//! operator's output from a slot. Both stay DataFusion plans, planned once.
+//! The plan is cut there (`chain.rs`): the stage below computes the operator's input (the
+//! output columns, then the key columns, then the event-time column), and the stage above
+//! reads the operator's output from a slot. All stay DataFusion plans, planned once.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchemaRef, ScalarValue};
-use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::expr::WindowFunction;
-use datafusion::logical_expr::{BinaryExpr, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Operator, SortExpr, cast, col, lit};
+use datafusion::logical_expr::{BinaryExpr, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Operator, SortExpr, cast, lit};
 
 use crate::compile::clean;
 use crate::error::{PlanError, Result};
-use crate::slot::{BatchSlot, SourceTable};
-
-/// Name of the table the `post` plan reads the operator's output from.
-pub const DEDUP_TABLE: &str = "__weir_dedup";
 
 /// What the runtime needs to build the operator over `pre`'s output.
 #[derive(Debug, Clone)]
@@ -54,20 +48,8 @@ pub struct DedupPlan {
     pub input_schema: SchemaRef,
 }
 
-/// The pieces of a plan around its deduplication.
-pub struct Split {
-    /// The operator's input.
-    pub pre: LogicalPlan,
-    /// The operator.
-    pub dedup: DedupPlan,
-    /// The rest of the query, reading [`DEDUP_TABLE`].
-    pub post: LogicalPlan,
-    /// The slot `post` reads.
-    pub slot: Arc<BatchSlot>,
-}
-
 /// The node found, in plan-independent terms.
-struct Found {
+pub(crate) struct Found {
     input: Arc<LogicalPlan>,
     /// Output expressions over `input`, one per field of `schema`.
     select: Vec<Expr>,
@@ -78,45 +60,10 @@ struct Found {
     spelling: &'static str,
 }
 
-/// Splits `plan` around its deduplication, if it has one. `event_times` lists
-/// `(source, column)` for sources with a watermark.
-pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: usize) -> Result<Option<Split>> {
-    let mut found: Option<Found> = None;
-    let mut error: Option<PlanError> = None;
-    let rewritten = plan
-        .transform_down(|node| {
-            if error.is_some() {
-                return Ok(Transformed::no(node));
-            }
-            let hit = match recognise(&node) {
-                Ok(hit) => hit,
-                Err(e) => {
-                    error = Some(e);
-                    return Ok(Transformed::no(node));
-                }
-            };
-            let Some(hit) = hit else { return Ok(Transformed::no(node)) };
-            if found.is_some() {
-                error = Some(PlanError::Unsupported("a query may deduplicate only once".into()));
-                return Ok(Transformed::no(node));
-            }
-            let replacement = match slot_scan(&hit.schema, partitions) {
-                Ok(r) => r,
-                Err(e) => {
-                    error = Some(PlanError::Plan(clean(&e)));
-                    return Ok(Transformed::no(node));
-                }
-            };
-            found = Some(hit);
-            Ok(Transformed::new(replacement, true, datafusion::common::tree_node::TreeNodeRecursion::Jump))
-        })
-        .map_err(|e| PlanError::Plan(clean(&e)))?;
-    if let Some(e) = error {
-        return Err(e);
-    }
-    let Some(found) = found else { return Ok(None) };
-    let post = rewritten.data;
-
+/// The operator's input (a projection over the node's input: the output columns, then the
+/// keys unless they are the output, then the event time, then the order column) and the
+/// operator. `event_times` lists `(source, column)` for sources with a watermark.
+pub(crate) fn plan(found: Found, event_times: &[(String, String)]) -> Result<(LogicalPlan, DedupPlan)> {
     // pre: output columns, then keys (unless they are the output), then the event time.
     let mut exprs: Vec<Expr> = found.select.iter().enumerate().map(|(i, e)| e.clone().alias(format!("__o{i}"))).collect();
     let n = exprs.len();
@@ -153,7 +100,6 @@ pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: us
     let output_schema = Arc::new(Schema::new(
         (0..n).map(|i| Field::new(format!("__o{i}"), pre_fields[i].data_type().clone(), true)).collect::<Vec<_>>(),
     ));
-    let slot = post_slot(&post)?;
     let dedup = DedupPlan {
         key_columns,
         key_names: found
@@ -172,11 +118,11 @@ pub fn split(plan: LogicalPlan, event_times: &[(String, String)], partitions: us
         spelling: found.spelling,
         input_schema: Arc::new(pre.schema().as_arrow().clone()),
     };
-    Ok(Some(Split { pre, dedup, post, slot }))
+    Ok((pre, dedup))
 }
 
 /// Recognises one of the three spellings at `node`.
-fn recognise(node: &LogicalPlan) -> Result<Option<Found>> {
+pub(crate) fn recognise(node: &LogicalPlan) -> Result<Option<Found>> {
     match node {
         LogicalPlan::Distinct(Distinct::All(input)) => {
             let select: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
@@ -307,38 +253,4 @@ fn event_time_column(input: &LogicalPlan, event_times: &[(String, String)]) -> O
         }
     }
     None
-}
-
-/// A scan of the operator's output, re-qualified as the replaced node's schema.
-fn slot_scan(schema: &DFSchemaRef, partitions: usize) -> datafusion::error::Result<LogicalPlan> {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Field::new(format!("__o{i}"), f.data_type().clone(), true))
-        .collect();
-    let table = SourceTable::new(DEDUP_TABLE, Arc::new(Schema::new(fields)), Arc::new(BatchSlot::default()), partitions);
-    let exprs: Vec<Expr> = schema
-        .iter()
-        .enumerate()
-        .map(|(i, (qualifier, field))| col(format!("__o{i}")).alias_qualified(qualifier.cloned(), field.name()))
-        .collect();
-    LogicalPlanBuilder::scan(DEDUP_TABLE, provider_as_source(Arc::new(table)), None)?.project(exprs)?.build()
-}
-
-/// The slot of the scan [`slot_scan`] put into `post`.
-fn post_slot(post: &LogicalPlan) -> Result<Arc<BatchSlot>> {
-    let mut slot = None;
-    post.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && scan.table_name.table() == DEDUP_TABLE
-            && let Some(provider) = datafusion::datasource::source_as_provider(&scan.source).ok()
-            && let Some(table) = provider.downcast_ref::<SourceTable>()
-        {
-            slot = Some(table.slot());
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })
-    .map_err(|e| PlanError::Plan(clean(&e)))?;
-    slot.ok_or_else(|| PlanError::Plan("internal: the deduplication slot was not found in the plan".into()))
 }

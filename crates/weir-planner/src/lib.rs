@@ -6,12 +6,17 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod batch;
+pub mod chain;
 pub mod compile;
 pub mod dedup;
 pub mod error;
 pub mod slot;
+pub mod window_tvf;
 
+pub use aggregate::WindowPlan;
+pub use chain::OperatorPlan;
 pub use compile::{CompiledQuery, SourceDef, compile};
 pub use dedup::DedupPlan;
 pub use error::{PlanError, Result};

@@ -200,18 +200,32 @@ impl Session {
             .sources()
             .map(|s| format!("{s} ({})", self.tables().get(s).map_or("?", |d| d.config.name())))
             .collect();
-        let state = match compiled.dedup() {
-            None => "none: the query is stateless, each batch runs the whole plan over its new rows only".to_string(),
-            Some(d) => {
-                let bound = match &d.event_time {
-                    Some((_, source)) => format!("evicted as the watermark of '{source}' passes"),
-                    None => "kept for ever (no watermark bounds it)".to_string(),
-                };
-                format!(
-                    "a deduplication on ({}), in state files kept with the query's checkpoint between batches, {bound}; the plan above it runs on the rows it lets through",
-                    d.key_names.join(", ")
-                )
-            }
+        let state = if compiled.operators().is_empty() {
+            "none: the query is stateless, each batch runs the whole plan over its new rows only".to_string()
+        } else {
+            let ops: Vec<String> = compiled
+                .operators()
+                .iter()
+                .map(|op| match op {
+                    weir_planner::OperatorPlan::Dedup(d) => {
+                        let bound = match &d.event_time {
+                            Some((_, source)) => format!("evicted as the watermark of '{source}' passes"),
+                            None => "kept for ever (no watermark bounds it)".to_string(),
+                        };
+                        format!("a deduplication on ({}), {bound}", d.key_names.join(", "))
+                    }
+                    weir_planner::OperatorPlan::Window(w) => format!(
+                        "an aggregation by ({}) of {}, each group written once and dropped when the watermark of '{}' passes its end",
+                        w.group_names.join(", "),
+                        w.aggregate_names.join(", "),
+                        w.event_time.0
+                    ),
+                })
+                .collect();
+            format!(
+                "{}; in state files kept with the query's checkpoint between batches, one directory per operator; each plan above an operator runs on the rows it outputs",
+                ops.join(", then ")
+            )
         };
         Ok(format!("sources: {}\nstate: {state}\nper batch:\n{}", sources.join(", "), compiled.display_plan().trim_end()))
     }

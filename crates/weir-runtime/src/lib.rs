@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod error;
 mod failpoint;
+mod operators;
 pub mod preview;
 pub mod progress;
 pub mod query;

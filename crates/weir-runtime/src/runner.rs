@@ -23,7 +23,7 @@ use futures::StreamExt;
 use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
-use weir_state::{DedupMetrics, Deduplicate, Place, StateFiles};
+use weir_state::{OperatorMetrics, Place, StateFiles, StatefulOperator};
 
 use crate::error::{Result, WeirError};
 use crate::failpoint;
@@ -46,29 +46,20 @@ pub(crate) struct RunSource {
     pub bad_sink: Option<Box<dyn Sink>>,
 }
 
-/// State keys a batch holds before it writes them to its state delta: a batch that adds or
-/// evicts millions of keys does not keep them all in memory until it commits.
+/// State rows an operator hands over at a time for its delta or snapshot: a batch that adds
+/// or evicts millions of keys does not keep them all in memory until it commits.
 const STATE_WRITE_ROWS: usize = 65_536;
 
 /// Longest wait between two attempts to reach an unavailable source.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The query's stateful operator as planned, before its state is loaded.
-pub(crate) struct StatefulPlan {
-    /// Name in progress (`dedupeWithinWatermark`, `dedupe`).
-    pub name: String,
-    pub spec: weir_state::DedupSpec,
+/// One stateful operator of the query's chain, where its state lives, and where its late
+/// rows go. The loop knows it only through [`StatefulOperator`].
+pub(crate) struct ChainOp {
+    pub op: Box<dyn StatefulOperator>,
     pub files: StateFiles,
-    /// Where late rows go, when the source sends them to a dead-letter table.
+    /// Where late rows go, when their source sends them to a late-rows table.
     pub late_sink: Option<Box<dyn Sink>>,
-}
-
-/// The query's stateful operator and where its state lives.
-pub(crate) struct StatefulOp {
-    name: String,
-    op: Deduplicate,
-    files: StateFiles,
-    late_sink: Option<Box<dyn Sink>>,
 }
 
 /// Everything one query needs to run its batches.
@@ -80,8 +71,8 @@ pub(crate) struct Runner {
     pub sources: Vec<RunSource>,
     pub sink: Box<dyn Sink>,
     pub compiled: CompiledQuery,
-    /// Built by `run` once the state version to start from is known.
-    pub stateful: Option<StatefulPlan>,
+    /// The stateful operators, from the sources up (state loaded by `run`).
+    pub operators: Vec<ChainOp>,
     pub trigger: Trigger,
     pub watermark_policy: crate::session::WatermarkPolicy,
     pub retain_batches: u64,
@@ -106,8 +97,7 @@ struct Position {
 
 impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
-        let mut op = None;
-        let outcome = self.run_batches(&mut op).await;
+        let outcome = self.run_batches().await;
         let active_msg = match &outcome {
             Ok(()) => "Stopped",
             Err(_) => "Terminated with exception",
@@ -116,7 +106,7 @@ impl Runner {
         outcome
     }
 
-    async fn run_batches(&mut self, op: &mut Option<StatefulOp>) -> Result<()> {
+    async fn run_batches(&mut self) -> Result<()> {
         let mut pos = Position {
             next_batch: 0,
             ends: BTreeMap::new(),
@@ -127,15 +117,15 @@ impl Runner {
             last_trigger: None,
         };
         let latest = self.checkpoint.latest().await?;
-        if let Some(StatefulPlan { name, spec, files, late_sink }) = self.stateful.take() {
-            // State as of the last committed batch: the one before a batch to re-run.
-            let version = match &latest {
-                None => None,
-                Some((o, Some(_))) => Some(o.batch_id),
-                Some((o, None)) => o.batch_id.checked_sub(1),
-            };
-            let map = files.load(&self.checkpoint, version).await?;
-            *op = Some(StatefulOp { name, op: Deduplicate::new(spec, map), files, late_sink });
+        // State as of the last committed batch: the one before a batch to re-run.
+        let version = match &latest {
+            None => None,
+            Some((o, Some(_))) => Some(o.batch_id),
+            Some((o, None)) => o.batch_id.checked_sub(1),
+        };
+        for c in &mut self.operators {
+            let op = &mut c.op;
+            c.files.load(&self.checkpoint, version, &mut |batch: &RecordBatch| op.restore(batch)).await?;
         }
         let recorded = latest.as_ref().map(|(o, _)| o.clone());
         for s in &mut self.sources {
@@ -150,15 +140,14 @@ impl Runner {
                     pos.source_watermarks = c.source_watermarks_ms.clone().unwrap_or_default();
                     pos.watermark_ms = c.next_batch_watermark_ms;
                     pos.late_watermark_ms = offsets.batch_watermark_ms;
-                    pos.needs_no_data_batch =
-                        op.as_ref().is_some_and(|o| o.op.has_watermark()) && pos.watermark_ms > offsets.batch_watermark_ms;
+                    pos.needs_no_data_batch = self.has_stateful_watermark() && pos.watermark_ms > offsets.batch_watermark_ms;
                 }
                 None => {
                     // Crashed before commits/N: run batch N again with exactly its offsets,
                     // from the watermarks it started from.
                     pos.source_watermarks = offsets.source_watermarks_ms.clone().unwrap_or_default();
                     pos.watermark_ms = offsets.batch_watermark_ms;
-                    self.run_batch(op, &offsets, &mut pos, Instant::now(), 0, 0, true).await?;
+                    self.run_batch(&offsets, &mut pos, Instant::now(), 0, 0, true).await?;
                     if self.trigger == Trigger::Once {
                         return Ok(());
                     }
@@ -246,7 +235,7 @@ impl Runner {
             self.checkpoint.write_offsets(&entry).await?;
             let wal_ms = wal.elapsed().as_millis() as u64;
             failpoint::hit("after_offsets", batch_id);
-            self.run_batch(op, &entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
+            self.run_batch(&entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
             if self.trigger == Trigger::Once {
                 return Ok(());
             }
@@ -263,7 +252,6 @@ impl Runner {
     #[allow(clippy::too_many_arguments)]
     async fn run_batch(
         &mut self,
-        op: &mut Option<StatefulOp>,
         entry: &OffsetsEntry,
         pos: &mut Position,
         started: Instant,
@@ -277,8 +265,9 @@ impl Runner {
         // Each source's chunks (a file's rows, say) flow through the query as they are
         // decoded: the source reads ahead, the sink encodes in its own task, and a batch
         // never has to fit in memory at once. A stateless query writes each chunk's rows as
-        // they come; a deduplication keeps its candidates until the batch's input is all
-        // seen, then writes the rows it keeps (see `weir_state::dedup`).
+        // they come; otherwise the first stateful operator takes them, and once the batch's
+        // input is all seen, each operator's output goes through the stage above it to the
+        // next operator, and the last one's to the sink (see `weir_state::operator`).
         let mut get_batch = Duration::ZERO;
         let add_started = Instant::now();
         let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
@@ -288,12 +277,12 @@ impl Runner {
         // Bad and late rows go to their tables as they come, in the same batch: each of
         // those sinks is begun when its first row comes.
         let mut bad_begun: Vec<bool> = vec![false; self.sources.len()];
-        let mut late_begun = false;
-        // This version's state delta is written as the batch goes (see `STATE_WRITE_ROWS`).
-        let mut delta = match op.as_ref() {
-            Some(o) => Some(o.files.delta_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?),
-            None => None,
-        };
+        let mut late_begun = vec![false; self.operators.len()];
+        // Each operator's state delta is written as the batch goes (see `STATE_WRITE_ROWS`).
+        let mut deltas = Vec::with_capacity(self.operators.len());
+        for c in &self.operators {
+            deltas.push(c.files.delta_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?);
+        }
         for (source_index, s) in self.sources.iter_mut().enumerate() {
             let Some(o) = entry.sources.get(&s.name) else { continue };
             if o.start.as_ref() == Some(&o.end) {
@@ -346,20 +335,11 @@ impl Runner {
                 stats.add(&s.name, s.watermark.as_ref(), &batches, &mut pos.source_watermarks, batch_id)?;
                 let rows =
                     self.compiled.run_pre(BTreeMap::from([(s.name.clone(), batches)])).await.map_err(|e| batch_err(batch_id, e))?;
-                match op.as_mut() {
-                    Some(o) => {
-                        // Late rows are judged by the previous batch's watermark.
+                match self.operators.first_mut() {
+                    Some(first) => {
                         let place = Place { source: source_index as u32, part: place.part, seq: place.seq };
-                        o.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
-                        if let Some(late_sink) = o.late_sink.as_mut() {
-                            for late in o.op.take_late_rows() {
-                                if !late_begun {
-                                    late_sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
-                                    late_begun = true;
-                                }
-                                late_sink.write(late).await.map_err(|e| late_rows_err(batch_id, e))?;
-                            }
-                        }
+                        first.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+                        write_late_rows(first, &mut late_begun[0], batch_id).await?;
                     }
                     None => {
                         for batch in rows {
@@ -373,34 +353,37 @@ impl Runner {
         }
         let num_input_rows: u64 = rows_by_source.values().sum();
         let event_time = self.event_time(&stats, pos);
-        let mut state_metrics = None;
-        if let Some((o, delta)) = op.as_mut().zip(delta.as_mut()) {
-            // The rows each new key keeps, in the order they came; their keys go to the
-            // delta as they are settled.
-            let mut settle = o.op.settle().map_err(|e| batch_err(batch_id, e))?;
-            while let Some(kept) = settle.next_batch().map_err(|e| batch_err(batch_id, e))? {
-                if settle.added_len() >= STATE_WRITE_ROWS {
-                    delta.add(settle.take_added()).await.map_err(|e| batch_err(batch_id, e))?;
+        // The batch's end, up the chain: each operator's output goes through the stage above
+        // it to the next operator (or the sink), and its state changes to its delta as they
+        // come. Rows an operator passes on are numbered in the order they come.
+        let mut state_metrics = Vec::with_capacity(self.operators.len());
+        for i in 0..self.operators.len() {
+            let mut seq = 0u32;
+            while let Some(out) = self.operators[i].op.next_output(entry.batch_watermark_ms).map_err(|e| batch_err(batch_id, e))? {
+                let rows = self.compiled.run_above(i, vec![out]).await.map_err(|e| batch_err(batch_id, e))?;
+                match self.operators.get_mut(i + 1) {
+                    Some(next) => {
+                        let place = Place { source: 0, part: 0, seq };
+                        seq = seq.checked_add(1).ok_or_else(|| batch_err(batch_id, "a batch of more than 4 billion output chunks"))?;
+                        next.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
+                        write_late_rows(next, &mut late_begun[i + 1], batch_id).await?;
+                    }
+                    None => {
+                        for batch in rows {
+                            num_output_rows += batch.num_rows() as u64;
+                            self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                        }
+                    }
                 }
-                for batch in self.compiled.run_post(vec![kept]).await.map_err(|e| batch_err(batch_id, e))? {
-                    num_output_rows += batch.num_rows() as u64;
-                    self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                while let Some(d) = self.operators[i].op.next_delta(STATE_WRITE_ROWS, false).map_err(|e| batch_err(batch_id, e))? {
+                    deltas[i].write(&d).await.map_err(|e| batch_err(batch_id, e))?;
                 }
             }
-            drop(settle);
-            // State is evicted by this batch's watermark. The delta takes the batch's last new
-            // keys, then the evicted ones a slice at a time: a key that the batch both added
-            // and evicted is added first.
-            delta.add(o.op.take_added()).await.map_err(|e| batch_err(batch_id, e))?;
-            let mut eviction = o.op.evict(entry.batch_watermark_ms);
-            loop {
-                let keys = eviction.next_keys(STATE_WRITE_ROWS);
-                if keys.is_empty() {
-                    break;
-                }
-                delta.remove(keys).await.map_err(|e| batch_err(batch_id, e))?;
+            // State is evicted by this batch's watermark: the rest of the delta.
+            while let Some(d) = self.operators[i].op.next_delta(STATE_WRITE_ROWS, true).map_err(|e| batch_err(batch_id, e))? {
+                deltas[i].write(&d).await.map_err(|e| batch_err(batch_id, e))?;
             }
-            state_metrics = Some(o.op.take_metrics());
+            state_metrics.push(self.operators[i].op.take_metrics());
         }
         failpoint::hit("after_execute", batch_id);
         // The batch's output counts also when a replay finds it committed and writes nothing.
@@ -415,15 +398,24 @@ impl Runner {
                 bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
             }
         }
-        if let Some(o) = op.as_mut() {
-            if let Some(late_sink) = o.late_sink.as_mut().filter(|_| late_begun) {
+        for (c, begun) in self.operators.iter_mut().zip(late_begun) {
+            if let Some(late_sink) = c.late_sink.as_mut().filter(|_| begun) {
                 late_sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
             }
-            let delta = delta.take().expect("made with the operator");
-            o.files
-                .commit(&self.checkpoint, delta, o.op.state())
-                .await
-                .map_err(|e| batch_err(batch_id, e))?;
+        }
+        if !self.operators.is_empty() {
+            for (c, delta) in self.operators.iter_mut().zip(deltas) {
+                delta.finish().await.map_err(|e| batch_err(batch_id, e))?;
+                if c.files.snapshot_due(batch_id) {
+                    let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
+                    let mut batches = c.op.snapshot(STATE_WRITE_ROWS);
+                    while let Some(b) = batches.next() {
+                        snapshot.write(&b.map_err(|e| batch_err(batch_id, e))?).await.map_err(|e| batch_err(batch_id, e))?;
+                    }
+                    drop(batches);
+                    snapshot.finish().await.map_err(|e| batch_err(batch_id, e))?;
+                }
+            }
             failpoint::hit("after_state_commit", batch_id);
         }
         let get_batch_ms = get_batch.as_millis() as u64;
@@ -451,10 +443,12 @@ impl Runner {
         let commit_ms = commit_started.elapsed().as_millis() as u64;
         if batch_id.is_multiple_of(10) && batch_id > 0 {
             self.checkpoint.purge(self.retain_batches).await?;
-            if let Some(o) = op.as_ref() {
+            // (A list of the files, not a borrow of the operators, which are Send, not Sync.)
+            let files: Vec<StateFiles> = self.operators.iter().map(|c| c.files.clone()).collect();
+            for f in files {
                 // Only version N-1 can still be needed (to re-run batch N if this run dies
                 // before commits/N); older state is history no one reads.
-                o.files.purge(&self.checkpoint, batch_id.saturating_sub(1)).await.map_err(|e| batch_err(batch_id, e))?;
+                f.purge(&self.checkpoint, batch_id.saturating_sub(1)).await.map_err(|e| batch_err(batch_id, e))?;
             }
         }
 
@@ -496,10 +490,8 @@ impl Runner {
                 trigger_execution: total.as_millis() as u64,
             },
             event_time,
-            state_operators: match (op.as_ref(), state_metrics) {
-                (Some(o), Some(m)) => vec![state_operator_json(&o.name, &m)],
-                _ => Vec::new(),
-            },
+            // Spark lists the operators from the sink down.
+            state_operators: self.operators.iter().zip(&state_metrics).rev().map(|(c, m)| state_operator_json(c.op.name(), m)).collect(),
             sources,
             sink: SinkProgress { description: self.sink.description(), num_output_rows, version: sink_commit.version },
             observed_metrics: BTreeMap::new(),
@@ -507,7 +499,7 @@ impl Runner {
         self.shared.push_progress(progress);
 
         pos.last_trigger = Some(started);
-        pos.needs_no_data_batch = op.as_ref().is_some_and(|o| o.op.has_watermark()) && next_watermark > entry.batch_watermark_ms;
+        pos.needs_no_data_batch = self.has_stateful_watermark() && next_watermark > entry.batch_watermark_ms;
         pos.late_watermark_ms = entry.batch_watermark_ms;
         pos.watermark_ms = next_watermark;
         pos.next_batch = batch_id + 1;
@@ -515,6 +507,11 @@ impl Runner {
             pos.ends.insert(name.clone(), o.end.clone());
         }
         Ok(())
+    }
+
+    /// Whether a stateful operator's state moves with the watermark.
+    fn has_stateful_watermark(&self) -> bool {
+        self.operators.iter().any(|c| c.op.has_watermark())
     }
 
     /// Whether any source of the query has a watermark.
@@ -611,7 +608,7 @@ impl EventStats {
 }
 
 /// One entry of `stateOperators`, with Spark's names.
-fn state_operator_json(name: &str, m: &DedupMetrics) -> Value {
+fn state_operator_json(name: &str, m: &OperatorMetrics) -> Value {
     serde_json::json!({
         "operatorName": name,
         "numRowsTotal": m.num_rows_total,
@@ -619,8 +616,22 @@ fn state_operator_json(name: &str, m: &DedupMetrics) -> Value {
         "numRowsRemoved": m.num_rows_removed,
         "numRowsDroppedByWatermark": m.num_rows_dropped_by_watermark,
         "memoryUsedBytes": m.memory_used_bytes,
-        "customMetrics": { "numDroppedDuplicateRows": m.num_dropped_duplicate_rows },
+        "customMetrics": m.custom,
     })
+}
+
+/// Sends an operator's late rows to its late-rows table, begun with the first of them.
+async fn write_late_rows(c: &mut ChainOp, begun: &mut bool, batch_id: u64) -> Result<()> {
+    let late = c.op.take_late_rows();
+    let Some(late_sink) = c.late_sink.as_mut() else { return Ok(()) };
+    for batch in late.into_iter().filter(|b| b.num_rows() > 0) {
+        if !*begun {
+            late_sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
+            *begun = true;
+        }
+        late_sink.write(batch).await.map_err(|e| late_rows_err(batch_id, e))?;
+    }
+    Ok(())
 }
 
 fn batch_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {

@@ -10,7 +10,7 @@ use weir_checkpoint::{Checkpoint, FORMAT_VERSION, Location, Metadata, StateOpera
 use weir_connectors::memory::MemoryTable;
 use weir_connectors::{AppId, MemoryTables, make_sink, make_source};
 use weir_planner::{SourceDef, compile};
-use weir_sql::config::{ConnectorConfig, DeltaConfig, LateRows, StartingOffsets, Trigger};
+use weir_sql::config::{ConnectorConfig, DeltaConfig, StartingOffsets, Trigger};
 use weir_sql::{CreateTable, Insert, Statement, parse_script};
 
 use crate::error::{Result, WeirError};
@@ -18,7 +18,7 @@ use crate::progress::{QueryListener, QueryStartedEvent, QueryTerminatedEvent, is
 use crate::query::{Shared, StreamingQuery};
 use crate::catalog::TableDescription;
 use crate::preview::Preview;
-use crate::runner::{RunSource, Runner, StatefulPlan};
+use crate::runner::{RunSource, Runner};
 use arrow::record_batch::RecordBatch;
 use weir_connectors::channel::PreviewBatch;
 
@@ -418,76 +418,9 @@ impl Session {
         }
 
         let mut warnings = Vec::new();
-        let mut state_operators = Vec::new();
-        let stateful = match compiled.dedup() {
-            None => None,
-            Some(d) => {
-                for (&c, name) in d.key_columns.iter().zip(&d.key_names) {
-                    let t = d.input_schema.field(c).data_type();
-                    if !weir_state::key::supported(t) {
-                        return Err(WeirError::at(
-                            line,
-                            format!("deduplication key '{name}' is of type {}, which cannot be a key; use scalar columns", weir_sql::types::sql_name(t)),
-                        ));
-                    }
-                }
-                let mut late = None;
-                let mut event_time_column = None;
-                let event_time = match &d.event_time {
-                    Some((col, source)) => {
-                        let run_source = run_sources.iter().find(|s| &s.name == source);
-                        let (column, delay) = run_source
-                            .and_then(|s| s.watermark.clone())
-                            .map(|(c, delay)| (c, delay.as_millis() as i64))
-                            .unwrap_or_default();
-                        if let Some(LateRows::DeadLetter(path)) = self.tables.get(source).and_then(|t| t.config.late_rows()) {
-                            late = Some((late_rows_spec(d, *col, &column), path.clone()));
-                        }
-                        event_time_column = Some(column);
-                        Some((*col, delay))
-                    }
-                    None => {
-                        warnings.push(format!(
-                            "line {line}: deduplication on ({}) has no watermark, so its state keeps every key forever and grows without bound; declare WATERMARK FOR <event time> AS <event time> - INTERVAL '...' on the source and keep that column in the query",
-                            d.key_names.join(", ")
-                        ));
-                        None
-                    }
-                };
-                let late_sink = match &late {
-                    Some((_, path)) => {
-                        // The late rows' table is on the store of the source they came from.
-                        let storage = d.event_time.as_ref().map(|(_, source)| self.storage_of(source)).unwrap_or_default();
-                        let config = ConnectorConfig::Delta(DeltaConfig { path: path.clone(), partition_by: Vec::new(), target_file_size: None, storage });
-                        Some(make_sink(&format!("{sink_name}_late_rows"), &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?)
-                    }
-                    None => None,
-                };
-                let spec = weir_state::DedupSpec {
-                    key_columns: d.key_columns.clone(),
-                    event_time,
-                    order: d.order,
-                    output_columns: d.output_columns.clone(),
-                    output_schema: Arc::clone(&d.output_schema),
-                    late: late.map(|(spec, _)| spec),
-                };
-                let name = if event_time.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
-                state_operators.push(StateOperatorSpec {
-                    operator: name.to_string(),
-                    keys: d
-                        .key_columns
-                        .iter()
-                        .zip(&d.key_names)
-                        .map(|(&c, n)| format!("{n} {}", weir_sql::types::sql_name(d.input_schema.field(c).data_type())))
-                        .collect(),
-                    event_time: event_time_column,
-                    delay_ms: event_time.map(|(_, delay)| delay),
-                });
-                Some(StatefulPlan { name: name.to_string(), spec, files: weir_state::StateFiles::new("dedup", 10), late_sink })
-            }
-        };
-
-        self.check_written_tables(sink_table.as_deref(), line, &run_sources, compiled.dedup())?;
+        let crate::operators::Planned { mut operators, specs: state_operators, late_tables } =
+            crate::operators::plan(self, &compiled, &run_sources, &sink_name, line, &mut warnings)?;
+        self.check_written_tables(sink_table.as_deref(), line, &run_sources, &late_tables)?;
 
         // The checkpoint: lock it, then check it belongs to this query.
         let location = match &options.checkpoint {
@@ -577,12 +510,11 @@ impl Session {
         // Each table has its own txn app id: two tables sharing one would take each other's
         // commits of a batch for their own.
         sink.open(&output_schema, &AppId::sink(&id), &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
-        let mut stateful = stateful;
-        if let Some(StatefulPlan { spec, late_sink: Some(late_sink), .. }) = stateful.as_mut()
-            && let Some((_, schema)) = &spec.late
-        {
-            let app_id = AppId::side_table(&id, &format!("{sink_name}_late_rows"));
-            late_sink.open(schema, &app_id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("late-rows table: {e}")))?;
+        for (c, late) in operators.iter_mut().zip(&late_tables) {
+            if let (Some(late_sink), Some(late)) = (c.late_sink.as_mut(), late) {
+                let app_id = AppId::side_table(&id, &format!("{sink_name}_late_rows"));
+                late_sink.open(&late.schema, &app_id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("late-rows table: {e}")))?;
+            }
         }
 
         for s in &mut run_sources {
@@ -622,7 +554,7 @@ impl Session {
             sources: run_sources,
             sink,
             compiled,
-            stateful,
+            operators,
             trigger: options.trigger,
             watermark_policy,
             retain_batches: self.config.retain_batches,
@@ -678,7 +610,7 @@ impl Session {
         self.tables.get(table).map(|t| t.config.storage()).unwrap_or_default()
     }
 
-    fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], dedup: Option<&weir_planner::DedupPlan>) -> Result<()> {
+    fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], late_tables: &[Option<crate::operators::LateTable>]) -> Result<()> {
         let line_of = |table: &str| self.tables.get(table).map_or(line, |t| t.create.line);
         let mut written: Vec<(String, String, StorageOptions)> = Vec::new();
         if let Some(sink) = sink
@@ -691,10 +623,8 @@ impl Session {
                 written.push((format!("dead_letter_path = '{path}' of table '{}' (line {})", s.name, line_of(&s.name)), path, self.storage_of(&s.name)));
             }
         }
-        let late_source = dedup.and_then(|d| d.event_time.as_ref()).map(|(_, source)| source);
-        if let Some(source) = late_source
-            && let Some(LateRows::DeadLetter(path)) = self.tables.get(source).and_then(|t| t.config.late_rows())
-        {
+        for late in late_tables.iter().flatten() {
+            let (source, path) = (&late.source, &late.path);
             written.push((format!("late_rows_path = '{path}' of table '{source}' (line {})", line_of(source)), path.clone(), self.storage_of(source)));
         }
         let mut seen: Vec<(String, String)> = Vec::new();
@@ -726,22 +656,6 @@ impl Session {
 /// Batches a preview's query may have done before the reader takes them: a slow reader
 /// holds the query back instead of letting batches pile up.
 const PREVIEW_QUEUE: usize = 8;
-
-/// Late rows keep the operator's output columns, plus the event time when it is not among them.
-fn late_rows_spec(d: &weir_planner::DedupPlan, event_time_col: usize, event_time_name: &str) -> (Vec<usize>, SchemaRef) {
-    let mut columns = d.output_columns.clone();
-    let mut fields: Vec<arrow::datatypes::Field> = d
-        .output_columns
-        .iter()
-        .zip(&d.output_names)
-        .map(|(&c, name)| arrow::datatypes::Field::new(name, d.input_schema.field(c).data_type().clone(), true))
-        .collect();
-    if !d.output_names.iter().any(|n| n == event_time_name) {
-        columns.push(event_time_col);
-        fields.push(arrow::datatypes::Field::new(event_time_name, d.input_schema.field(event_time_col).data_type().clone(), true));
-    }
-    (columns, Arc::new(Schema::new(fields)))
-}
 
 /// Checks a table's object store URL and `storage.*` options when it is declared (unknown
 /// keys, a scheme weir cannot reach, options on a local path), without touching the store.

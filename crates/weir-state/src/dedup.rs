@@ -33,6 +33,7 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, StateError};
 use crate::key::{Key, encode_column};
+use crate::operator::{OperatorMetrics, StatefulOperator};
 use crate::table::{Probe, Walk};
 
 pub use crate::table::DedupMap;
@@ -307,8 +308,8 @@ impl Deduplicate {
     /// key keeps its best row ([`Settle::next_batch`]). Once every batch is out, the keys are
     /// held and in [`Self::take_added`].
     pub fn settle(&mut self) -> Result<Settle<'_>> {
-        let candidates = std::mem::take(&mut self.batch.candidates).into_reader()?;
-        Ok(Settle { op: self, candidates, next_candidate: 0, settled: 0 })
+        let state = SettleState::start(self)?;
+        Ok(Settle { op: self, state })
     }
 
     /// Starts evicting every key whose expiry is at or below `watermark_ms` (this batch's
@@ -318,8 +319,8 @@ impl Deduplicate {
     /// and evicted by one batch must reach the delta in that order.
     pub fn evict(&mut self, watermark_ms: i64) -> Eviction<'_> {
         debug_assert!(self.added.is_empty(), "added keys go to the delta before evicted ones");
-        let done = self.spec.event_time.is_none() || watermark_ms <= 0;
-        Eviction { op: self, watermark_ms, walk: Walk::default(), done }
+        let state = EvictState::start(self, watermark_ms);
+        Eviction { op: self, state }
     }
 
     /// This batch's metrics; resets the counters for the next batch.
@@ -373,9 +374,7 @@ impl Deduplicate {
 #[derive(Debug)]
 pub struct Settle<'a> {
     op: &'a mut Deduplicate,
-    candidates: CandidateReader,
-    next_candidate: u64,
-    settled: u64,
+    state: SettleState,
 }
 
 impl Settle<'_> {
@@ -393,12 +392,30 @@ impl Settle<'_> {
     /// The kept rows of the next buffered chunk, in the operator's output schema; `None`
     /// once every candidate was read (the batch's keys are then all held).
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.state.next_batch(self.op)
+    }
+}
+
+/// Where the second phase of a batch is: the candidates being read back.
+#[derive(Debug)]
+struct SettleState {
+    candidates: CandidateReader,
+    next_candidate: u64,
+    settled: u64,
+}
+
+impl SettleState {
+    fn start(op: &mut Deduplicate) -> Result<Self> {
+        let candidates = std::mem::take(&mut op.batch.candidates).into_reader()?;
+        Ok(Self { candidates, next_candidate: 0, settled: 0 })
+    }
+
+    fn next_batch(&mut self, op: &mut Deduplicate) -> Result<Option<RecordBatch>> {
         loop {
             let Some(batch) = self.candidates.next()? else {
-                self.finish()?;
+                self.finish(op)?;
                 return Ok(None);
             };
-            let op = &mut *self.op;
             let keys = batch.column(batch.num_columns() - 1).as_any().downcast_ref::<BinaryArray>().expect("the key column");
             let delay = op.spec.event_time.map(|(_, d)| d);
             let mut keep = Vec::with_capacity(batch.num_rows());
@@ -433,8 +450,7 @@ impl Settle<'_> {
         }
     }
 
-    fn finish(&mut self) -> Result<()> {
-        let op = &mut *self.op;
+    fn finish(&mut self, op: &mut Deduplicate) -> Result<()> {
         if op.state.pending() != 0 {
             return Err(StateError::Data(format!("internal: {} keys of the batch were not settled", op.state.pending())));
         }
@@ -445,6 +461,7 @@ impl Settle<'_> {
         Ok(())
     }
 }
+
 /// A batch's candidate rows, in the order they came: in memory up to
 /// [`CANDIDATES_IN_MEMORY`] bytes, then all in a temporary file (Arrow IPC), so that a batch
 /// of millions of new keys does not hold their rows until it ends.
@@ -533,28 +550,13 @@ impl CandidateReader {
 #[derive(Debug)]
 pub struct Eviction<'a> {
     op: &'a mut Deduplicate,
-    watermark_ms: i64,
-    walk: Walk,
-    done: bool,
+    state: EvictState,
 }
 
 impl Eviction<'_> {
     /// Evicts up to `max` more keys and returns them; empty once every expired key is gone.
     pub fn next_keys(&mut self, max: usize) -> Vec<Key> {
-        let mut keys = Vec::new();
-        if self.done {
-            return keys;
-        }
-        let op = &mut *self.op;
-        self.done = op.state.remove_expired(&mut self.walk, self.watermark_ms, max, |k| keys.push(Key::new(k)));
-        op.metrics.num_rows_removed += keys.len() as u64;
-        // Evictions leave the tables emptier (and tombstones that make them grow on the next
-        // inserts). Rebuild them once they are less than half as full as they may be, so that
-        // memory follows the live keys.
-        if self.done && op.state.capacity() > op.state.len().max(1024) * 2 {
-            op.state.shrink_to_fit();
-        }
-        keys
+        self.state.next_keys(self.op, max)
     }
 
     /// Evicts every expired key at once; returns how many went.
@@ -565,6 +567,175 @@ impl Eviction<'_> {
                 0 => return n,
                 k => n += k,
             }
+        }
+    }
+}
+
+/// Where an eviction is.
+#[derive(Debug)]
+struct EvictState {
+    watermark_ms: i64,
+    walk: Walk,
+    done: bool,
+}
+
+impl EvictState {
+    fn start(op: &Deduplicate, watermark_ms: i64) -> Self {
+        let done = op.spec.event_time.is_none() || watermark_ms <= 0;
+        Self { watermark_ms, walk: Walk::default(), done }
+    }
+
+    fn next_keys(&mut self, op: &mut Deduplicate, max: usize) -> Vec<Key> {
+        let mut keys = Vec::new();
+        if self.done {
+            return keys;
+        }
+        self.done = op.state.remove_expired(&mut self.walk, self.watermark_ms, max, |k| keys.push(Key::new(k)));
+        op.metrics.num_rows_removed += keys.len() as u64;
+        // Evictions leave the tables emptier (and tombstones that make them grow on the next
+        // inserts). Rebuild them once they are less than half as full as they may be, so that
+        // memory follows the live keys.
+        if self.done && op.state.capacity() > op.state.len().max(1024) * 2 {
+            op.state.shrink_to_fit();
+        }
+        keys
+    }
+}
+
+/// The columns of deduplication state files: `key` (the encoded key), `expires` (its expiry,
+/// or NULL: the key was removed).
+pub fn state_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("key", DataType::Binary, false), Field::new("expires", DataType::Int64, true)]))
+}
+
+/// State file rows: keys with their expiry, or NULL for a removed key.
+fn encode_entries<K: AsRef<[u8]>>(entries: impl Iterator<Item = (K, Option<i64>)>) -> Result<RecordBatch> {
+    let rows = entries.size_hint().0;
+    let (mut keys, mut expires) = (BinaryBuilder::with_capacity(rows, rows * 24), arrow::array::Int64Builder::with_capacity(rows));
+    for (key, e) in entries {
+        keys.append_value(key);
+        expires.append_option(e);
+    }
+    RecordBatch::try_new(state_schema(), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(|e| StateError::Data(e.to_string()))
+}
+
+/// [`Deduplicate`] as a link of a query's chain ([`StatefulOperator`]): its state files hold
+/// keys and expiries ([`state_schema`]); a batch's delta holds the keys it added, then the
+/// keys it evicted.
+#[derive(Debug)]
+pub struct DedupOperator {
+    op: Deduplicate,
+    name: String,
+    phase: Phase,
+}
+
+/// Where a [`DedupOperator`] is in its batch.
+#[derive(Debug)]
+enum Phase {
+    Input,
+    Settling(SettleState),
+    Evicting(EvictState),
+    Done,
+}
+
+impl DedupOperator {
+    /// The operator `op`, called `name` in progress (`dedupeWithinWatermark`, `dedupe`).
+    pub fn new(op: Deduplicate, name: &str) -> Self {
+        Self { op, name: name.to_string(), phase: Phase::Input }
+    }
+}
+
+impl StatefulOperator for DedupOperator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn state_schema(&self) -> SchemaRef {
+        state_schema()
+    }
+
+    fn restore(&mut self, batch: &RecordBatch) -> Result<()> {
+        let keys = batch.column(0).as_any().downcast_ref::<BinaryArray>().ok_or_else(|| StateError::Data("bad key column".into()))?;
+        let expires = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| StateError::Data("bad expires column".into()))?;
+        for i in 0..batch.num_rows() {
+            if expires.is_null(i) {
+                self.op.state.remove(keys.value(i));
+            } else {
+                self.op.state.insert(keys.value(i), expires.value(i));
+            }
+        }
+        Ok(())
+    }
+
+    fn has_watermark(&self) -> bool {
+        self.op.has_watermark()
+    }
+
+    fn process(&mut self, input: &[RecordBatch], place: Place, late_watermark_ms: i64) -> Result<()> {
+        if !matches!(self.phase, Phase::Input | Phase::Done) {
+            return Err(StateError::Data("internal: rows for a deduplication that is settling its batch".into()));
+        }
+        self.phase = Phase::Input;
+        self.op.process(input, place, late_watermark_ms)
+    }
+
+    fn take_late_rows(&mut self) -> Vec<RecordBatch> {
+        self.op.take_late_rows()
+    }
+
+    fn next_output(&mut self, watermark_ms: i64) -> Result<Option<RecordBatch>> {
+        if matches!(self.phase, Phase::Input | Phase::Done) {
+            self.phase = Phase::Settling(SettleState::start(&mut self.op)?);
+        }
+        let Phase::Settling(settle) = &mut self.phase else { return Ok(None) };
+        match settle.next_batch(&mut self.op)? {
+            Some(batch) => Ok(Some(batch)),
+            None => {
+                self.phase = Phase::Evicting(EvictState::start(&self.op, watermark_ms));
+                Ok(None)
+            }
+        }
+    }
+
+    fn next_delta(&mut self, max_rows: usize, all: bool) -> Result<Option<RecordBatch>> {
+        let max_rows = max_rows.max(1);
+        // Added keys come before evicted ones: a key added and evicted by one batch must
+        // reach the delta in that order.
+        if self.op.added.len() >= max_rows || (all && !self.op.added.is_empty()) {
+            let n = self.op.added.len().min(max_rows);
+            let added: Vec<(Key, i64)> = self.op.added.drain(..n).collect();
+            return encode_entries(added.iter().map(|(k, e)| (k, Some(*e)))).map(Some);
+        }
+        if !all {
+            return Ok(None);
+        }
+        let Phase::Evicting(eviction) = &mut self.phase else { return Ok(None) };
+        let keys = eviction.next_keys(&mut self.op, max_rows);
+        if keys.is_empty() {
+            self.phase = Phase::Done;
+            return Ok(None);
+        }
+        encode_entries(keys.iter().map(|k| (k, None))).map(Some)
+    }
+
+    fn snapshot(&mut self, max_rows: usize) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send + '_> {
+        let mut entries = self.op.state.iter().peekable();
+        let max_rows = max_rows.max(1);
+        Box::new(std::iter::from_fn(move || {
+            entries.peek()?;
+            Some(encode_entries(entries.by_ref().take(max_rows).map(|(k, e)| (k, Some(e)))))
+        }))
+    }
+
+    fn take_metrics(&mut self) -> OperatorMetrics {
+        let m = self.op.take_metrics();
+        OperatorMetrics {
+            num_rows_total: m.num_rows_total,
+            num_rows_updated: m.num_rows_updated,
+            num_rows_removed: m.num_rows_removed,
+            num_rows_dropped_by_watermark: m.num_rows_dropped_by_watermark,
+            memory_used_bytes: m.memory_used_bytes,
+            custom: [("numDroppedDuplicateRows", m.num_dropped_duplicate_rows)].into_iter().collect(),
         }
     }
 }

@@ -1,50 +1,52 @@
-//! Versioned keyed state in the checkpoint: `state/<operator>/<N>.delta` holds what batch N
-//! changed (Arrow IPC: `key` binary, `expires` int64, NULL = removed), and every
-//! `snapshot_every` batches `state/<operator>/<N>.snapshot` holds the whole state.
+//! Versioned operator state in the checkpoint: `state/<operator id>/<N>.delta` holds what
+//! batch N changed, and every `snapshot_every` batches `state/<operator id>/<N>.snapshot`
+//! holds the whole state. Both are Arrow IPC files whose schema the operator fixes
+//! ([`crate::StatefulOperator::state_schema`]); the files know nothing of what the rows mean.
 //!
 //! Batch N reads version N-1 and writes version N. Loading version V takes the newest
-//! snapshot at or below V and applies the deltas after it, so a replayed batch starts from
-//! exactly the state it started from the first time.
+//! snapshot at or below V and hands its record batches, then those of the deltas after it, in
+//! order, to the operator ([`crate::StatefulOperator::restore`]), so a replayed batch starts
+//! from exactly the state it started from the first time.
 
 use std::io::Cursor;
-use std::sync::Arc;
 
-use arrow::array::{Array, BinaryArray, BinaryBuilder, Int64Array, Int64Builder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use weir_checkpoint::{Checkpoint, EntryWriter};
 
-use crate::dedup::DedupMap;
 use crate::error::{Result, StateError};
-use crate::key::Key;
 
-/// Where one operator's state lives, and how often it is snapshotted.
+/// Where one operator's state lives, the schema of its files, and how often it is
+/// snapshotted.
 #[derive(Debug, Clone)]
 pub struct StateFiles {
     dir: String,
     snapshot_every: u64,
-}
-
-fn file_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("key", DataType::Binary, false), Field::new("expires", DataType::Int64, true)]))
+    schema: SchemaRef,
 }
 
 impl StateFiles {
-    /// The state of operator `name`, snapshotted every `snapshot_every` versions.
-    pub fn new(name: &str, snapshot_every: u64) -> Self {
-        Self { dir: format!("state/{name}"), snapshot_every: snapshot_every.max(1) }
+    /// The state of operator `id` (its directory under `state/`), in files of `schema`,
+    /// snapshotted every `snapshot_every` versions.
+    pub fn new(id: &str, snapshot_every: u64, schema: SchemaRef) -> Self {
+        Self { dir: format!("state/{id}"), snapshot_every: snapshot_every.max(1), schema }
     }
 
     fn path(&self, version: u64, kind: &str) -> String {
         format!("{}/{version}.{kind}", self.dir)
     }
 
-    /// The state as of `version` (`None`: before the first batch, empty).
-    pub async fn load(&self, checkpoint: &Checkpoint, version: Option<u64>) -> Result<DedupMap> {
-        let mut map = DedupMap::default();
-        let Some(version) = version else { return Ok(map) };
+    /// Whether version `version` gets a snapshot.
+    pub fn snapshot_due(&self, version: u64) -> bool {
+        (version + 1).is_multiple_of(self.snapshot_every)
+    }
+
+    /// Hands the state as of `version` (`None`: before the first batch, nothing) to `apply`,
+    /// a record batch at a time, in order.
+    pub async fn load(&self, checkpoint: &Checkpoint, version: Option<u64>, apply: &mut (dyn FnMut(&RecordBatch) -> Result<()> + Send)) -> Result<()> {
+        let Some(version) = version else { return Ok(()) };
         let mut snapshots = Vec::new();
         let mut deltas = Vec::new();
         for name in checkpoint.file_names(&self.dir).await? {
@@ -57,7 +59,7 @@ impl StateFiles {
         let base = snapshots.into_iter().filter(|s| *s <= version).max();
         let first_delta = match base {
             Some(s) => {
-                self.apply(checkpoint, &self.path(s, "snapshot"), &mut map).await?;
+                self.apply(checkpoint, &self.path(s, "snapshot"), apply).await?;
                 s + 1
             }
             None => 0,
@@ -69,49 +71,41 @@ impl StateFiles {
                     message: format!("missing: state version {version} needs it; the checkpoint is incomplete"),
                 });
             }
-            self.apply(checkpoint, &self.path(v, "delta"), &mut map).await?;
+            self.apply(checkpoint, &self.path(v, "delta"), apply).await?;
         }
-        Ok(map)
+        Ok(())
     }
 
-    async fn apply(&self, checkpoint: &Checkpoint, relative: &str, map: &mut DedupMap) -> Result<()> {
+    async fn apply(&self, checkpoint: &Checkpoint, relative: &str, apply: &mut (dyn FnMut(&RecordBatch) -> Result<()> + Send)) -> Result<()> {
         let shown = checkpoint.show_entry(relative);
         let corrupt = |m: String| StateError::Corrupt { path: shown.clone(), message: m };
         let bytes = checkpoint.get_bytes(relative).await?.ok_or_else(|| corrupt("missing".into()))?;
         let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(|e| corrupt(e.to_string()))?;
+        if reader.schema().fields() != self.schema.fields() {
+            return Err(corrupt(format!(
+                "its columns ({}) are not this operator's ({}); was the checkpoint written by another query?",
+                show_fields(&reader.schema()),
+                show_fields(&self.schema)
+            )));
+        }
         for batch in reader {
             let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            let keys = batch.column(0).as_any().downcast_ref::<BinaryArray>().ok_or_else(|| corrupt("bad key column".into()))?;
-            let expires = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| corrupt("bad expires column".into()))?;
-            for i in 0..batch.num_rows() {
-                if expires.is_null(i) {
-                    map.remove(keys.value(i));
-                } else {
-                    map.insert(keys.value(i), expires.value(i));
-                }
-            }
+            apply(&batch).map_err(|e| match e {
+                StateError::Data(m) => corrupt(m),
+                other => other,
+            })?;
         }
         Ok(())
     }
 
-    /// Starts writing version `version`'s delta; see [`DeltaWriter`].
-    pub fn delta_writer(&self, checkpoint: &Checkpoint, version: u64) -> Result<DeltaWriter> {
-        Ok(DeltaWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")))?, removing: false })
+    /// Starts writing version `version`'s delta; see [`StateWriter`].
+    pub fn delta_writer(&self, checkpoint: &Checkpoint, version: u64) -> Result<StateWriter> {
+        Ok(StateWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "delta")), &self.schema)? })
     }
 
-    /// Completes version `delta.version`, and writes a snapshot when one is due.
-    pub async fn commit(&self, checkpoint: &Checkpoint, delta: DeltaWriter, state: &DedupMap) -> Result<()> {
-        let version = delta.version;
-        delta.file.finish().await?;
-        if (version + 1).is_multiple_of(self.snapshot_every) {
-            let mut file = StateFile::new(checkpoint.entry_writer(&self.path(version, "snapshot")))?;
-            let mut entries = state.iter().peekable();
-            while entries.peek().is_some() {
-                file.write(entries.by_ref().take(ENCODE_ROWS).map(|(k, e)| (k, Some(e)))).await?;
-            }
-            file.finish().await?;
-        }
-        Ok(())
+    /// Starts writing version `version`'s snapshot; see [`StateWriter`].
+    pub fn snapshot_writer(&self, checkpoint: &Checkpoint, version: u64) -> Result<StateWriter> {
+        Ok(StateWriter { version, file: StateFile::new(checkpoint.entry_writer(&self.path(version, "snapshot")), &self.schema)? })
     }
 
     /// Deletes files no version at or after `oldest_needed` needs.
@@ -133,49 +127,39 @@ impl StateFiles {
     }
 }
 
-/// Entries per record batch of a state file: a file is written and sent to the checkpoint
-/// a slice at a time, so even a large state or delta needs little memory to write.
-const ENCODE_ROWS: usize = 65_536;
+fn show_fields(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+}
 
-/// Version N's delta, written while batch N runs: the keys the batch adds
-/// ([`DeltaWriter::add`]), then the keys it evicts ([`DeltaWriter::remove`]), go to the file
-/// as the batch goes, so a batch that adds or evicts millions of keys never holds them all.
-/// Nothing is readable before [`StateFiles::commit`] finishes it; dropped unfinished (the
-/// batch failed), it leaves nothing behind.
+/// A state file of version N (its delta, or its snapshot) being written while batch N runs:
+/// record batches go to the file as they come ([`StateWriter::write`]), so a batch that
+/// changes millions of keys never holds them all. Nothing is readable before
+/// [`StateWriter::finish`]; dropped unfinished (the batch failed), it leaves nothing behind.
 #[derive(Debug)]
-pub struct DeltaWriter {
+pub struct StateWriter {
     version: u64,
     file: StateFile,
-    /// Whether removals were written: a delta is read in order, so a key added after its
-    /// removal would come back.
-    removing: bool,
 }
 
-impl DeltaWriter {
-    /// Writes `added` (keys and their expiry) to the delta; all of them come before the
-    /// first removal.
-    pub async fn add(&mut self, added: Vec<(Key, i64)>) -> Result<()> {
-        if self.removing && !added.is_empty() {
-            return Err(StateError::Data(format!("state version {}: keys added after keys removed", self.version)));
-        }
-        for slice in added.chunks(ENCODE_ROWS) {
-            self.file.write(slice.iter().map(|(k, e)| (k, Some(*e)))).await?;
-        }
-        Ok(())
+impl StateWriter {
+    /// The version it writes.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
-    /// Writes `removed` (evicted keys) to the delta.
-    pub async fn remove(&mut self, removed: Vec<Key>) -> Result<()> {
-        self.removing |= !removed.is_empty();
-        for slice in removed.chunks(ENCODE_ROWS) {
-            self.file.write(slice.iter().map(|k| (k, None))).await?;
-        }
-        Ok(())
+    /// Writes `batch` (in the files' schema) to the file.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.file.write(batch).await
+    }
+
+    /// Completes the file: it becomes visible.
+    pub async fn finish(self) -> Result<()> {
+        self.file.finish().await
     }
 }
 
-/// An IPC state file being written, a slice of entries at a time, each slice's bytes sent on
-/// to the checkpoint as soon as they are encoded.
+/// An IPC state file being written, each record batch's bytes sent on to the checkpoint as
+/// soon as they are encoded.
 struct StateFile {
     writer: FileWriter<Vec<u8>>,
     schema: SchemaRef,
@@ -191,22 +175,20 @@ impl std::fmt::Debug for StateFile {
 }
 
 impl StateFile {
-    fn new(out: EntryWriter) -> Result<Self> {
-        let schema = file_schema();
-        let writer = FileWriter::try_new(Vec::new(), &schema).map_err(data_err)?;
-        Ok(Self { writer, schema, out, written: false })
+    fn new(out: EntryWriter, schema: &SchemaRef) -> Result<Self> {
+        let writer = FileWriter::try_new(Vec::new(), schema).map_err(data_err)?;
+        Ok(Self { writer, schema: SchemaRef::clone(schema), out, written: false })
     }
 
-    /// Writes up to [`ENCODE_ROWS`] entries as one record batch.
-    async fn write<K: AsRef<[u8]>>(&mut self, entries: impl Iterator<Item = (K, Option<i64>)>) -> Result<()> {
-        // Sized by the entries at hand: a small batch's delta does not reserve a full slice.
-        let rows = entries.size_hint().0.min(ENCODE_ROWS);
-        let (mut keys, mut expires) = (BinaryBuilder::with_capacity(rows, rows * 24), Int64Builder::with_capacity(rows));
-        for (key, e) in entries {
-            keys.append_value(key);
-            expires.append_option(e);
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(StateError::Data(format!(
+                "internal: a state batch of columns ({}) for a file of ({})",
+                show_fields(&batch.schema()),
+                show_fields(&self.schema)
+            )));
         }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![Arc::new(keys.finish()), Arc::new(expires.finish())]).map_err(data_err)?;
+        let batch = RecordBatch::try_new(SchemaRef::clone(&self.schema), batch.columns().to_vec()).map_err(data_err)?;
         self.writer.write(&batch).map_err(data_err)?;
         self.written = true;
         self.send().await
@@ -224,7 +206,8 @@ impl StateFile {
 
     async fn finish(mut self) -> Result<()> {
         if !self.written {
-            self.write(std::iter::empty::<(&[u8], Option<i64>)>()).await?;
+            let empty = RecordBatch::new_empty(SchemaRef::clone(&self.schema));
+            self.write(&empty).await?;
         }
         self.writer.finish().map_err(data_err)?;
         self.send().await?;
@@ -238,53 +221,66 @@ fn data_err(e: arrow::error::ArrowError) -> StateError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
     use super::*;
 
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]))
+    }
+
+    fn batch(values: std::ops::Range<i64>) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from_iter_values(values))]).unwrap()
+    }
+
+    async fn loaded(files: &StateFiles, cp: &Checkpoint, version: u64) -> Result<Vec<i64>> {
+        let mut seen = Vec::new();
+        files
+            .load(cp, Some(version), &mut |b: &RecordBatch| {
+                let v = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                seen.extend(v.iter().flatten());
+                Ok(())
+            })
+            .await?;
+        Ok(seen)
+    }
+
     #[tokio::test]
-    async fn versions_load_from_snapshot_and_deltas() {
+    async fn versions_load_from_snapshot_and_deltas_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let cp = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
-        let files = StateFiles::new("dedup", 3);
-        let mut state = DedupMap::default();
-        let k = |i: u8| Key::new(&[i]);
-        for v in 0..7u64 {
-            let added = vec![(k(v as u8), v as i64)];
-            let removed = if v >= 2 { vec![k(v as u8 - 2)] } else { vec![] };
-            for (key, e) in &added {
-                state.insert(key.as_bytes(), *e);
+        let files = StateFiles::new("op", 3, schema());
+        // Version v's delta holds [10v, 10v + 3); a snapshot (versions 2, 5) holds a marker.
+        for v in 0..7i64 {
+            let mut delta = files.delta_writer(&cp, v as u64).unwrap();
+            delta.write(&batch(10 * v..10 * v + 2)).await.unwrap();
+            delta.write(&batch(10 * v + 2..10 * v + 3)).await.unwrap();
+            delta.finish().await.unwrap();
+            if files.snapshot_due(v as u64) {
+                let mut snapshot = files.snapshot_writer(&cp, v as u64).unwrap();
+                snapshot.write(&batch(-v..-v + 1)).await.unwrap();
+                snapshot.finish().await.unwrap();
             }
-            for key in &removed {
-                state.remove(key.as_bytes());
-            }
-            let mut delta = files.delta_writer(&cp, v).unwrap();
-            delta.add(added).await.unwrap();
-            let removes = !removed.is_empty();
-            delta.remove(removed).await.unwrap();
-            assert_eq!(delta.add(vec![(k(0), 0)]).await.is_err(), removes, "adds come before removals");
-            files.commit(&cp, delta, &state).await.unwrap();
-            let loaded = files.load(&cp, Some(v)).await.unwrap();
-            assert_eq!(loaded, state, "version {v}");
         }
-        // A big version, its new keys written in two pieces as a batch would: the file
-        // goes up in parts (over 4 MiB) and reads back whole.
-        let mut delta = files.delta_writer(&cp, 7).unwrap();
-        let big = |from: u32, to: u32| (from..to).map(|i| (Key::new(format!("key-{i:012}").as_bytes()), i64::from(i))).collect::<Vec<_>>();
-        delta.add(big(0, 150_000)).await.unwrap();
-        for (key, e) in big(0, 300_000) {
-            state.insert(key.as_bytes(), e);
-        }
-        delta.add(big(150_000, 300_000)).await.unwrap();
-        files.commit(&cp, delta, &state).await.unwrap();
-        assert_eq!(files.load(&cp, Some(7)).await.unwrap(), state);
-        // A batch that fails before it commits leaves no delta behind.
-        let mut dropped = files.delta_writer(&cp, 8).unwrap();
-        dropped.add(big(300_000, 600_000)).await.unwrap();
+        assert_eq!(loaded(&files, &cp, 1).await.unwrap(), vec![0, 1, 2, 10, 11, 12]);
+        assert_eq!(loaded(&files, &cp, 4).await.unwrap(), vec![-2, 30, 31, 32, 40, 41, 42]);
+        assert_eq!(loaded(&files, &cp, 6).await.unwrap(), vec![-5, 60, 61, 62]);
+        // A file of other columns is refused, naming the file.
+        let other = StateFiles::new("op", 3, Arc::new(Schema::new(vec![Field::new("w", DataType::Utf8, true)])));
+        let e = loaded(&other, &cp, 6).await.unwrap_err().to_string();
+        assert!(e.contains("5.snapshot") && e.contains("columns"), "{e}");
+        // A batch that fails before it finishes leaves nothing behind.
+        let mut dropped = files.delta_writer(&cp, 7).unwrap();
+        dropped.write(&batch(0..300_000)).await.unwrap();
         drop(dropped);
-        assert!(!cp.file_names("state/dedup").await.unwrap().iter().any(|n| n.starts_with("8.")));
+        assert!(!cp.file_names("state/op").await.unwrap().iter().any(|n| n.starts_with("7.")));
         files.purge(&cp, 5).await.unwrap();
-        let left = cp.file_names("state/dedup").await.unwrap();
-        assert!(!left.iter().any(|n| n == "0.delta" || n == "2.snapshot"), "{left:?}");
-        assert_eq!(files.load(&cp, Some(7)).await.unwrap(), state);
-        assert!(files.load(&cp, Some(1)).await.is_err(), "purged versions are gone, loudly");
+        let left = cp.file_names("state/op").await.unwrap();
+        assert!(!left.iter().any(|n| n == "0.delta" || n == "2.snapshot" || n == "5.delta"), "{left:?}");
+        assert_eq!(loaded(&files, &cp, 6).await.unwrap(), vec![-5, 60, 61, 62]);
+        assert!(loaded(&files, &cp, 1).await.is_err(), "purged versions are gone, loudly");
     }
 }

@@ -18,7 +18,9 @@
 //! ----
 //! <expected rows written, columns joined by |, NULL for null; any order>
 //!
-//! state total=<n> updated=<n> removed=<n> late=<n> duplicates=<n>   (any subset)
+//! state [op=<i>] total=<n> updated=<n> removed=<n> late=<n> duplicates=<n>   (any subset;
+//!                              op: the operator's index in progress's stateOperators, Spark's
+//!                              order from the sink down; default 0)
 //!
 //! watermark <yyyy-mm-ddThh:mm:ss.sssZ>   (the watermark of the last batch that ran)
 //!
@@ -294,10 +296,18 @@ async fn run_case_as(path: &Path, text: &str, continuous: bool) -> Result<Vec<St
             ["watermark-policy", policy] => case.watermark_policy = policy.parse().unwrap_or_else(|e| panic!("{at}: {e}")),
             ["state", ..] if continuous => {}
             ["state", ..] => {
+                let mut checks: Vec<&str> = block.directive.split_whitespace().skip(1).collect();
+                let index = match checks.first().and_then(|c| c.strip_prefix("op=")) {
+                    Some(i) => {
+                        checks.remove(0);
+                        i.parse::<usize>().unwrap_or_else(|_| panic!("{at}: op=<index in stateOperators>"))
+                    }
+                    None => 0,
+                };
                 let ops: Vec<&serde_json::Value> =
-                    case.last_progress.iter().filter_map(|p| p.state_operators.first()).collect();
-                assert!(!ops.is_empty(), "{at}: the last batch directive ran no stateful batch");
-                for check in block.directive.split_whitespace().skip(1) {
+                    case.last_progress.iter().filter_map(|p| p.state_operators.get(index)).collect();
+                assert!(!ops.is_empty(), "{at}: the last batch directive ran no batch with state operator {index}");
+                for check in checks {
                     let (name, want) = check.split_once('=').unwrap_or_else(|| panic!("{at}: write name=value"));
                     let want: u64 = want.parse().unwrap_or_else(|_| panic!("{at}: {check}: not a number"));
                     let field = |op: &serde_json::Value| -> u64 {

@@ -1,0 +1,238 @@
+//! Windowing table functions, as Flink SQL and RisingWave write them:
+//!
+//! ```sql
+//! SELECT window_start, window_end, user_id, count(*)
+//! FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+//! GROUP BY window_start, window_end, user_id
+//!
+//! FROM HOP(events, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)   -- slide, then size
+//! ```
+//!
+//! Before planning, each call becomes a derived table over its first argument (a table or a
+//! common table expression) with two more columns, `window_start` and `window_end`, of the
+//! time column's type. Windows start on multiples of the slide (the size, for a tumbling
+//! window) from the epoch and hold `[window_start, window_end)`. A hopping window repeats each
+//! row once per window holding it, so every row of the result is a (row, window) pair. Rows
+//! without a time are in no window (as Spark's `window()` drops them).
+//!
+//! The rewrite keeps the user's alias, or the table's name, so `events.user_id` still works.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, ObjectName, Query, SetExpr, Statement as SqlStatement, TableFactor, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::error::{PlanError, Result};
+
+/// One windowing call found in a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowTvf {
+    /// `TUMBLE` or `HOP`.
+    pub kind: &'static str,
+    /// The table or common table expression it reads, as written.
+    pub relation: String,
+    /// The time column's name.
+    pub time_column: String,
+    /// Window size, milliseconds.
+    pub size_ms: i64,
+    /// Distance between window starts, milliseconds (the size, for a tumbling window).
+    pub slide_ms: i64,
+}
+
+impl WindowTvf {
+    /// How the window reads in messages: `TUMBLE(events, ts, 60000 ms)`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            "HOP" => format!("HOP({}, {}, {} ms, {} ms)", self.relation, self.time_column, self.slide_ms, self.size_ms),
+            _ => format!("{}({}, {}, {} ms)", self.kind, self.relation, self.time_column, self.size_ms),
+        }
+    }
+}
+
+/// Rewrites every `TUMBLE(...)` and `HOP(...)` in `statement` into a derived table; returns
+/// the windows, in the order they appear.
+pub fn rewrite(statement: &mut Statement) -> Result<Vec<WindowTvf>> {
+    let Statement::Statement(inner) = statement else { return Ok(Vec::new()) };
+    let mut rewriter = Rewriter { found: Vec::new() };
+    if let ControlFlow::Break(e) = inner.visit(&mut rewriter) {
+        return Err(e);
+    }
+    Ok(rewriter.found)
+}
+
+struct Rewriter {
+    found: Vec<WindowTvf>,
+}
+
+impl VisitorMut for Rewriter {
+    type Break = PlanError;
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<PlanError> {
+        let TableFactor::Table { name, alias, args: Some(args), .. } = factor else { return ControlFlow::Continue(()) };
+        let kind = match function_name(name).as_deref() {
+            Some("tumble") => "TUMBLE",
+            Some("hop") => "HOP",
+            _ => return ControlFlow::Continue(()),
+        };
+        let alias = alias.as_ref().map(|a| a.name.to_string());
+        match replace(kind, &args.args, alias) {
+            Ok((window, replacement)) => {
+                self.found.push(window);
+                *factor = replacement;
+                ControlFlow::Continue(())
+            }
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+fn function_name(name: &ObjectName) -> Option<String> {
+    match name.0.as_slice() {
+        [part] => part.as_ident().map(|i| i.value.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// The derived table for one call, and what it is.
+fn replace(kind: &'static str, args: &[FunctionArg], alias: Option<String>) -> Result<(WindowTvf, TableFactor)> {
+    let usage = match kind {
+        "HOP" => "HOP(<table>, <event-time column>, INTERVAL '<slide>', INTERVAL '<size>')",
+        _ => "TUMBLE(<table>, <event-time column>, INTERVAL '<size>')",
+    };
+    let bad = |what: String| PlanError::Plan(format!("{what}; write {usage}, e.g. {}", example(kind)));
+    let exprs: Vec<&Expr> = args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+            other => Err(bad(format!("{kind} takes plain arguments, not '{other}'"))),
+        })
+        .collect::<Result<_>>()?;
+    let wanted = if kind == "HOP" { 4 } else { 3 };
+    if exprs.len() != wanted {
+        return Err(bad(format!("{kind} takes {wanted} arguments, not {}", exprs.len())));
+    }
+    let relation = match exprs[0] {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => exprs[0].to_string(),
+        other => return Err(bad(format!("{kind}'s first argument must name a table or a WITH query, not '{other}'"))),
+    };
+    let (time_sql, time_column) = match exprs[1] {
+        Expr::Identifier(i) => (i.to_string(), i.value.clone()),
+        Expr::CompoundIdentifier(parts) => (exprs[1].to_string(), parts.last().map(|p| p.value.clone()).unwrap_or_default()),
+        other => return Err(bad(format!("{kind}'s second argument must name the event-time column, not '{other}'"))),
+    };
+    let duration = |e: &Expr, what: &str| -> Result<i64> {
+        let ms = duration_ms(e).ok_or_else(|| bad(format!("{kind}'s {what} '{e}' is not a duration such as INTERVAL '1' MINUTE")))?;
+        if ms <= 0 {
+            return Err(bad(format!("{kind}'s {what} must be positive, not '{e}'")));
+        }
+        Ok(ms)
+    };
+    let (size_ms, slide_ms) = match kind {
+        "HOP" => (duration(exprs[3], "size")?, duration(exprs[2], "slide")?),
+        _ => {
+            let size = duration(exprs[2], "size")?;
+            (size, size)
+        }
+    };
+    if slide_ms > size_ms {
+        return Err(bad(format!(
+            "HOP's slide ({slide_ms} ms) is longer than its size ({size_ms} ms), which would leave rows in no window"
+        )));
+    }
+    let interval = |ms: i64| format!("INTERVAL '{ms} milliseconds'");
+    let source = format!("SELECT * FROM {relation} WHERE {time_sql} IS NOT NULL");
+    let with_start = if kind == "HOP" {
+        let first = format!("date_bin({}, {time_sql})", interval(slide_ms));
+        let windows = (size_ms + slide_ms - 1) / slide_ms;
+        let starts: Vec<String> =
+            (0..windows).map(|i| if i == 0 { first.clone() } else { format!("{first} - {}", interval(i * slide_ms)) }).collect();
+        format!(
+            "SELECT * FROM (SELECT *, unnest(make_array({})) AS window_start FROM ({source})) WHERE window_start + {} > {time_sql}",
+            starts.join(", "),
+            interval(size_ms)
+        )
+    } else {
+        format!("SELECT *, date_bin({}, {time_sql}) AS window_start FROM ({source})", interval(size_ms))
+    };
+    let name = alias.unwrap_or_else(|| match exprs[0] {
+        Expr::CompoundIdentifier(parts) => parts.last().map(ToString::to_string).unwrap_or_default(),
+        other => other.to_string(),
+    });
+    let sql = format!("SELECT * FROM (SELECT *, window_start + {} AS window_end FROM ({with_start})) AS {name}", interval(size_ms));
+    let factor = parse_from(&sql).ok_or_else(|| PlanError::Plan(format!("internal: the rewrite of {kind} did not parse: {sql}")))?;
+    Ok((WindowTvf { kind, relation, time_column, size_ms, slide_ms }, factor))
+}
+
+/// `INTERVAL '1' MINUTE`, `INTERVAL '90 seconds'` or `'10 minutes'` in milliseconds.
+fn duration_ms(e: &Expr) -> Option<i64> {
+    let text = e.to_string();
+    let text = text.trim();
+    let text = text.strip_prefix("INTERVAL").or_else(|| text.strip_prefix("interval")).unwrap_or(text);
+    let spec: String = text.chars().filter(|c| *c != '\'').collect();
+    let d = weir_sql::interval::parse_duration(&spec).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// The first FROM relation of `SELECT ... FROM <relation>`.
+fn parse_from(sql: &str) -> Option<TableFactor> {
+    let mut statements = Parser::parse_sql(&GenericDialect {}, sql).ok()?;
+    let SqlStatement::Query(query) = statements.pop()? else { return None };
+    let Query { body, .. } = *query;
+    let SetExpr::Select(select) = *body else { return None };
+    let mut select = *select;
+    if select.from.is_empty() {
+        return None;
+    }
+    Some(select.from.swap_remove(0).relation)
+}
+
+fn example(kind: &str) -> &'static str {
+    match kind {
+        "HOP" => "FROM HOP(events, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)",
+        _ => "FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::parser::DFParser;
+
+    fn rewritten(sql: &str) -> Result<(Vec<WindowTvf>, String)> {
+        let mut statement = DFParser::parse_sql(sql).unwrap().pop_front().unwrap();
+        let found = rewrite(&mut statement)?;
+        Ok((found, statement.to_string()))
+    }
+
+    #[test]
+    fn tumble_and_hop_become_derived_tables() {
+        let (found, sql) = rewritten("SELECT window_start, count(*) FROM TUMBLE(ev, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end").unwrap();
+        assert_eq!(found, vec![WindowTvf { kind: "TUMBLE", relation: "ev".into(), time_column: "ts".into(), size_ms: 60_000, slide_ms: 60_000 }]);
+        assert!(sql.contains("date_bin(INTERVAL '60000 milliseconds', ts)") && sql.contains(") AS ev"), "{sql}");
+        let (found, sql) = rewritten("SELECT * FROM hop(ev, ts, INTERVAL '10' SECOND, INTERVAL '25' SECOND) AS w").unwrap();
+        assert_eq!((found[0].size_ms, found[0].slide_ms), (25_000, 10_000));
+        assert!(sql.contains("- INTERVAL '20000 milliseconds'") && !sql.contains("30000") && sql.contains(") AS w"), "{sql}");
+        let (found, _) = rewritten("WITH d AS (SELECT DISTINCT * FROM ev) SELECT * FROM TUMBLE(d, ts, '5 seconds')").unwrap();
+        assert_eq!((found[0].relation.as_str(), found[0].size_ms), ("d", 5000));
+        assert!(rewritten("SELECT * FROM ev").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn bad_calls_say_how_to_write_them() {
+        for (sql, wanted) in [
+            ("SELECT * FROM TUMBLE(ev, ts)", "takes 3 arguments"),
+            ("SELECT * FROM TUMBLE(ev, ts, INTERVAL '0' SECOND)", "must be positive"),
+            ("SELECT * FROM TUMBLE(ev, ts, 'soon')", "not a duration"),
+            ("SELECT * FROM HOP(ev, ts, INTERVAL '2' MINUTE, INTERVAL '1' MINUTE)", "longer than its size"),
+            ("SELECT * FROM TUMBLE(1, ts, INTERVAL '1' MINUTE)", "must name a table"),
+        ] {
+            let e = rewritten(sql).unwrap_err().to_string();
+            assert!(e.contains(wanted) && e.contains("e.g."), "{sql}: {e}");
+        }
+    }
+}
+
