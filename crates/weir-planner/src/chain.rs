@@ -69,27 +69,31 @@ pub(crate) struct Chain {
 pub(crate) fn split(plan: LogicalPlan, event_times: &[(String, String)], windows: &[WindowTvf], partitions: usize) -> Result<Chain> {
     let mut above = Vec::new();
     let mut current = plan;
-    while let Some((below, operator, post, slot)) = cut_topmost(&current, event_times, windows, partitions)? {
-        above.push((operator, post, slot));
-        current = below;
+    while let Some(cut) = cut_topmost(&current, event_times, windows, partitions)? {
+        current = cut.below;
+        above.push((cut.operator, cut.above, cut.slot));
     }
     let mut chain = Chain { plans: vec![current], slots: Vec::new(), operators: Vec::new() };
-    for (operator, post, slot) in above.into_iter().rev() {
-        chain.plans.push(post);
+    for (operator, plan, slot) in above.into_iter().rev() {
+        chain.plans.push(plan);
         chain.slots.push(slot);
         chain.operators.push(operator);
     }
     Ok(chain)
 }
 
-/// The stateful node nearest the top of `plan`: the plan below it (the operator's input),
-/// the operator, the plan above it (reading a slot), and that slot.
-fn cut_topmost(
-    plan: &LogicalPlan,
-    event_times: &[(String, String)],
-    windows: &[WindowTvf],
-    partitions: usize,
-) -> Result<Option<(LogicalPlan, OperatorPlan, LogicalPlan, Arc<BatchSlot>)>> {
+/// A plan cut at one stateful node.
+struct Cut {
+    /// The operator's input.
+    below: LogicalPlan,
+    operator: OperatorPlan,
+    /// The plan above the operator, reading `slot`.
+    above: LogicalPlan,
+    slot: Arc<BatchSlot>,
+}
+
+/// The stateful node nearest the top of `plan`, cut out.
+fn cut_topmost(plan: &LogicalPlan, event_times: &[(String, String)], windows: &[WindowTvf], partitions: usize) -> Result<Option<Cut>> {
     let mut found: Option<(LogicalPlan, OperatorPlan)> = None;
     let mut error: Option<PlanError> = None;
     let rewritten = plan
@@ -121,9 +125,9 @@ fn cut_topmost(
         return Err(e);
     }
     let Some((below, operator)) = found else { return Ok(None) };
-    let post = rewritten.data;
-    let slot = post_slot(&post)?;
-    Ok(Some((below, operator, post, slot)))
+    let above = rewritten.data;
+    let slot = post_slot(&above)?;
+    Ok(Some(Cut { below, operator, above, slot }))
 }
 
 /// The operator `node` is, with its input plan; `None` for a stateless node.

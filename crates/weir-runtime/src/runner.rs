@@ -408,11 +408,9 @@ impl Runner {
                 delta.finish().await.map_err(|e| batch_err(batch_id, e))?;
                 if c.files.snapshot_due(batch_id) {
                     let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
-                    let mut batches = c.op.snapshot(STATE_WRITE_ROWS);
-                    while let Some(b) = batches.next() {
+                    for b in c.op.snapshot(STATE_WRITE_ROWS) {
                         snapshot.write(&b.map_err(|e| batch_err(batch_id, e))?).await.map_err(|e| batch_err(batch_id, e))?;
                     }
-                    drop(batches);
                     snapshot.finish().await.map_err(|e| batch_err(batch_id, e))?;
                 }
             }

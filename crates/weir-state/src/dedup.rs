@@ -633,7 +633,7 @@ pub struct DedupOperator {
 #[derive(Debug)]
 enum Phase {
     Input,
-    Settling(SettleState),
+    Settling(Box<SettleState>),
     Evicting(EvictState),
     Done,
 }
@@ -685,7 +685,7 @@ impl StatefulOperator for DedupOperator {
 
     fn next_output(&mut self, watermark_ms: i64) -> Result<Option<RecordBatch>> {
         if matches!(self.phase, Phase::Input | Phase::Done) {
-            self.phase = Phase::Settling(SettleState::start(&mut self.op)?);
+            self.phase = Phase::Settling(Box::new(SettleState::start(&mut self.op)?));
         }
         let Phase::Settling(settle) = &mut self.phase else { return Ok(None) };
         match settle.next_batch(&mut self.op)? {
