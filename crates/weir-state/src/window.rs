@@ -104,6 +104,9 @@ impl Groups {
     /// Takes every group's keys and partial aggregates out; the groups are left empty.
     fn take_states(&mut self) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
         let keys = self.values.emit(EmitTo::All).map_err(df_err)?;
+        // Emitting all does not empty every kind of group values' hash table (DataFusion's
+        // aggregation clears it after): clear it, so the groups can be filled again.
+        self.values.clear_shrink(0);
         let states = self.accs.iter_mut().map(|a| a.state(EmitTo::All).map_err(df_err)).collect::<Result<_>>()?;
         Ok((keys, states))
     }
@@ -467,4 +470,149 @@ fn df_err(e: datafusion::error::DataFusionError) -> StateError {
 
 fn arrow_err(e: arrow::error::ArrowError) -> StateError {
     StateError::Data(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, StringArray, TimestampMillisecondArray};
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+    use weir_checkpoint::Checkpoint;
+
+    use crate::store::StateFiles;
+
+    fn input_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("window_end", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Float64, true),
+        ]))
+    }
+
+    /// `SELECT window_end, k, count(v), sum(v) ... GROUP BY window_end, k`.
+    fn spec(late: bool) -> WindowSpec {
+        let schema = input_schema();
+        let aggregate = |f, name: &str| {
+            Arc::new(AggregateExprBuilder::new(f, vec![col("v", &schema).unwrap()]).schema(Arc::clone(&schema)).alias(name).build().unwrap())
+        };
+        WindowSpec {
+            group_exprs: vec![(col("window_end", &schema).unwrap(), "window_end".into()), (col("k", &schema).unwrap(), "k".into())],
+            time_key: 0,
+            time_offset_ms: 0,
+            aggregates: vec![aggregate(count_udaf(), "n"), aggregate(sum_udaf(), "s")],
+            filters: vec![None, None],
+            output_schema: Arc::new(Schema::new(vec![
+                Field::new("__o0", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+                Field::new("__o1", DataType::Utf8, true),
+                Field::new("__o2", DataType::Int64, true),
+                Field::new("__o3", DataType::Float64, true),
+            ])),
+            late_schema: late.then(input_schema),
+        }
+    }
+
+    /// Rows (window end in seconds, key, value).
+    fn batch(rows: &[(i64, &str, f64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input_schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.0 * 1000).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Batches of many groups and float values whose sum depends on the order of addition.
+    fn batches() -> Vec<(Vec<RecordBatch>, i64)> {
+        (0..12i64)
+            .map(|b| {
+                let rows: Vec<(i64, String, f64)> =
+                    (0..500).map(|i| (if i % 50 == 0 { b * 3 } else { 10 + b * 3 + (i % 7) }, format!("k{}", (i * 7 + b) % 13), 0.1 * (i as f64) + 1e-9 * (b as f64))).collect();
+                let rows: Vec<(i64, &str, f64)> = rows.iter().map(|(t, k, v)| (*t, k.as_str(), *v)).collect();
+                let (first, second) = rows.split_at(200);
+                // The watermark this batch evicts by, in ms: it trails the data.
+                (vec![batch(first), batch(second)], (b * 3 + 5) * 1000)
+            })
+            .collect()
+    }
+
+    /// Runs the batches, restarting from the state files before each one when `restart`;
+    /// returns the output rows, as text, batch by batch, and the metrics.
+    async fn run(restart: bool) -> (Vec<Vec<String>>, Vec<OperatorMetrics>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
+        let mut op = WindowAggregate::new(spec(false)).unwrap();
+        let files = StateFiles::new("window-0", 4, op.state_schema());
+        let (mut out, mut metrics) = (Vec::new(), Vec::new());
+        let mut late_watermark = 0;
+        for (version, (input, watermark)) in batches().into_iter().enumerate() {
+            let version = version as u64;
+            if restart {
+                op = WindowAggregate::new(spec(false)).unwrap();
+                let previous = version.checked_sub(1);
+                files.load(&cp, previous, &mut |b: &RecordBatch| op.restore(b)).await.unwrap();
+            }
+            for (i, chunk) in input.iter().enumerate() {
+                op.process(std::slice::from_ref(chunk), Place { source: 0, part: 0, seq: i as u32 }, late_watermark).unwrap();
+            }
+            let mut rows = Vec::new();
+            while let Some(b) = op.next_output(watermark).unwrap() {
+                let text = arrow::util::pretty::pretty_format_batches(&[b]).unwrap().to_string();
+                rows.extend(text.lines().map(str::to_string));
+            }
+            let mut delta = files.delta_writer(&cp, version).unwrap();
+            while let Some(d) = op.next_delta(1000, true).unwrap() {
+                delta.write(&d).await.unwrap();
+            }
+            delta.finish().await.unwrap();
+            if files.snapshot_due(version) {
+                let mut snapshot = files.snapshot_writer(&cp, version).unwrap();
+                for b in op.snapshot(1000) {
+                    snapshot.write(&b.unwrap()).await.unwrap();
+                }
+                snapshot.finish().await.unwrap();
+            }
+            out.push(rows);
+            let mut m = op.take_metrics();
+            m.memory_used_bytes = 0;
+            metrics.push(m);
+            late_watermark = watermark;
+        }
+        (out, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_restart_before_every_batch_gives_the_same_output_bits() {
+        let (continuous, metrics) = run(false).await;
+        let (restarted, restarted_metrics) = run(true).await;
+        assert_eq!(continuous, restarted);
+        assert_eq!(metrics, restarted_metrics);
+        assert!(continuous.iter().filter(|rows| !rows.is_empty()).count() > 5, "windows are emitted along the way");
+        assert!(metrics.iter().map(|m| m.num_rows_removed).sum::<u64>() > 0);
+        assert!(metrics.iter().map(|m| m.num_rows_dropped_by_watermark).sum::<u64>() > 0, "some rows come late");
+    }
+
+    #[test]
+    fn late_rows_are_dropped_and_counted_per_group_and_windows_close_with_the_watermark() {
+        let mut op = WindowAggregate::new(spec(true)).unwrap();
+        op.process(&[batch(&[(10, "a", 1.0), (10, "a", 2.0), (15, "b", 4.0)])], Place::default(), 0).unwrap();
+        assert!(op.next_output(9_999).unwrap().is_none(), "no window has closed");
+        while op.next_delta(100, true).unwrap().is_some() {}
+        let m = op.take_metrics();
+        assert_eq!((m.num_rows_total, m.num_rows_updated, m.num_rows_removed), (2, 2, 0));
+        // Late by the previous batch's watermark (10 s): three rows of two groups.
+        op.process(&[batch(&[(10, "a", 8.0), (10, "a", 16.0), (9, "c", 1.0), (15, "a", 32.0)])], Place::default(), 10_000).unwrap();
+        assert_eq!(op.take_late_rows().iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+        let emitted = op.next_output(10_000).unwrap().expect("the window ending at 10 s closes");
+        assert!(op.next_output(10_000).unwrap().is_none());
+        let text = arrow::util::pretty::pretty_format_batches(&[emitted]).unwrap().to_string();
+        assert!(text.contains("| 1970-01-01T00:00:10 | a    | 2    | 3.0  |"), "{text}");
+        let m = op.take_metrics();
+        assert_eq!((m.num_rows_total, m.num_rows_updated, m.num_rows_removed, m.num_rows_dropped_by_watermark), (2, 1, 1, 2));
+    }
 }
