@@ -13,9 +13,11 @@ use crate::error::{PlanError, Result};
 /// The tables `query` reads (lower-cased unless quoted, as DataFusion names them), in name
 /// order, not counting the names its `WITH` clauses define.
 pub fn referenced_tables(query: &str) -> Result<Vec<String>> {
-    let statements = DFParser::parse_sql(query).map_err(|e| PlanError::Plan(clean(&e)))?;
+    let mut statements = DFParser::parse_sql(query).map_err(|e| PlanError::Plan(clean(&e)))?;
     let mut tables = Vec::new();
-    for statement in &statements {
+    for statement in &mut statements {
+        // TUMBLE(events, ...) reads events.
+        crate::window_tvf::rewrite(statement)?;
         let (relations, _ctes) = resolve_table_references(statement, true).map_err(|e| PlanError::Plan(clean(&e)))?;
         for r in relations {
             let name = r.table().to_string();
@@ -48,6 +50,7 @@ mod tests {
         assert_eq!(referenced_tables("SELECT * FROM Out o JOIN \"Dim\" d ON o.k = d.k").unwrap(), vec!["Dim", "out"]);
         assert_eq!(referenced_tables("WITH x AS (SELECT * FROM t) SELECT * FROM x, t").unwrap(), vec!["t"]);
         assert!(referenced_tables("SELECT 1").unwrap().is_empty());
+        assert_eq!(referenced_tables("SELECT count(*) FROM TUMBLE(ev, ts, INTERVAL '1' MINUTE) GROUP BY window_start").unwrap(), vec!["ev"]);
         assert!(referenced_tables("SELEKT 1").is_err());
     }
 

@@ -16,12 +16,18 @@
 //! without a time are in no window (as Spark's `window()` drops them).
 //!
 //! The rewrite keeps the user's alias, or the table's name, so `events.user_id` still works.
+//!
+//! Spark's spelling is accepted too, for Spark users: `window(ts, '10 minutes'[, '5
+//! minutes'])` in the GROUP BY of a query over one table becomes that table's `TUMBLE` (or
+//! `HOP`), grouped by `window_start, window_end`; `window` (or the same call) in the select
+//! list and HAVING is the struct `{start, end}`, and `window.start`, `window.end` its fields.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, ObjectName, Query, SetExpr, Statement as SqlStatement, TableFactor, VisitMut, VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr,
+    Statement as SqlStatement, TableFactor, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -71,6 +77,15 @@ struct Rewriter {
 impl VisitorMut for Rewriter {
     type Break = PlanError;
 
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<PlanError> {
+        if let SetExpr::Select(select) = query.body.as_mut()
+            && let Err(e) = self.spark_window(select)
+        {
+            return ControlFlow::Break(e);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<PlanError> {
         let TableFactor::Table { name, alias, args: Some(args), .. } = factor else { return ControlFlow::Continue(()) };
         let kind = match function_name(name).as_deref() {
@@ -88,6 +103,96 @@ impl VisitorMut for Rewriter {
             Err(e) => ControlFlow::Break(e),
         }
     }
+}
+
+impl Rewriter {
+    /// Spark's `GROUP BY window(ts, size[, slide])`, rewritten as described in the module docs.
+    fn spark_window(&mut self, select: &mut Select) -> Result<()> {
+        let GroupByExpr::Expressions(groups, _) = &mut select.group_by else { return Ok(()) };
+        let Some(at) = groups.iter().position(|g| spark_window_args(g).is_some()) else { return Ok(()) };
+        let call = groups[at].clone();
+        let args = spark_window_args(&call).expect("found");
+        let usage = "window(<event-time column>, '<size>'[, '<slide>']) in GROUP BY reads one table: write FROM <table> ... GROUP BY window(ts, '10 minutes'), or FROM TUMBLE(<table>, ts, INTERVAL '10' MINUTE) ... GROUP BY window_start, window_end";
+        if !(2..=3).contains(&args.len()) || select.from.len() != 1 || !select.from[0].joins.is_empty() {
+            return Err(PlanError::Plan(format!("{usage} (this query: '{call}')")));
+        }
+        let TableFactor::Table { name, alias, args: None, .. } = &select.from[0].relation else {
+            return Err(PlanError::Plan(format!("{usage} (this query: '{call}')")));
+        };
+        let relation = Expr::CompoundIdentifier(name.0.iter().filter_map(|p| p.as_ident().cloned()).collect());
+        let arg = |e: &Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e.clone()));
+        let (kind, tvf_args) = match args.as_slice() {
+            [ts, size] => ("TUMBLE", vec![arg(&relation), arg(ts), arg(size)]),
+            [ts, size, slide] => ("HOP", vec![arg(&relation), arg(ts), arg(slide), arg(size)]),
+            _ => unreachable!("checked above"),
+        };
+        let (window, factor) = replace(kind, &tvf_args, alias.as_ref().map(|a| a.name.to_string()))?;
+        self.found.push(window);
+        select.from[0].relation = factor;
+        groups.splice(at..=at, [Expr::Identifier(Ident::new("window_start")), Expr::Identifier(Ident::new("window_end"))]);
+        let window_struct = parse_expr("named_struct('start', window_start, 'end', window_end)")?;
+        // Spark names these output columns `window`, `start` and `end`.
+        for item in &mut select.projection {
+            let SelectItem::UnnamedExpr(e) = item else { continue };
+            let name = match &*e {
+                Expr::Identifier(i) if i.value.eq_ignore_ascii_case("window") && i.quote_style.is_none() => "window",
+                _ if *e == call => "window",
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 && parts[0].value.eq_ignore_ascii_case("window") => {
+                    match parts[1].value.to_ascii_lowercase().as_str() {
+                        "start" => "start",
+                        "end" => "end",
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::new(name) };
+        }
+        let mut rewrite = |e: &mut Expr| {
+            let field = match &*e {
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 && parts[0].value.eq_ignore_ascii_case("window") => {
+                    Some(parts[1].value.to_ascii_lowercase())
+                }
+                _ => None,
+            };
+            match field.as_deref() {
+                Some("start") => *e = Expr::Identifier(Ident::new("window_start")),
+                Some("end") => *e = Expr::Identifier(Ident::new("window_end")),
+                _ if *e == call => *e = window_struct.clone(),
+                _ if matches!(&*e, Expr::Identifier(i) if i.value.eq_ignore_ascii_case("window") && i.quote_style.is_none()) => {
+                    *e = window_struct.clone();
+                }
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        };
+        let _ = visit_expressions_mut(&mut select.projection, &mut rewrite);
+        let _ = visit_expressions_mut(&mut select.having, &mut rewrite);
+        Ok(())
+    }
+}
+
+/// The arguments of a `window(...)` call.
+fn spark_window_args(e: &Expr) -> Option<Vec<Expr>> {
+    let Expr::Function(f) = e else { return None };
+    if function_name(&f.name).as_deref() != Some("window") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else { return None };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn parse_expr(sql: &str) -> Result<Expr> {
+    Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| PlanError::Plan(format!("internal: {sql}: {e}")))
 }
 
 fn function_name(name: &ObjectName) -> Option<String> {
@@ -219,6 +324,22 @@ mod tests {
         let (found, _) = rewritten("WITH d AS (SELECT DISTINCT * FROM ev) SELECT * FROM TUMBLE(d, ts, '5 seconds')").unwrap();
         assert_eq!((found[0].relation.as_str(), found[0].size_ms), ("d", 5000));
         assert!(rewritten("SELECT * FROM ev").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn spark_window_in_group_by_becomes_a_windowing_function() {
+        let (found, sql) = rewritten(
+            "SELECT window.start, window, user_id, count(*) FROM ev GROUP BY window(ts, '10 minutes'), user_id HAVING window.end > now()",
+        )
+        .unwrap();
+        assert_eq!((found[0].kind, found[0].size_ms), ("TUMBLE", 600_000));
+        assert!(sql.contains("GROUP BY window_start, window_end, user_id"), "{sql}");
+        assert!(sql.starts_with("SELECT window_start AS start, named_struct('start', window_start, 'end', window_end) AS window, user_id"), "{sql}");
+        assert!(sql.contains("HAVING window_end > now()"), "{sql}");
+        let (found, _) = rewritten("SELECT count(*) FROM ev e GROUP BY window(ts, '1 minute', '10 seconds')").unwrap();
+        assert_eq!((found[0].kind, found[0].size_ms, found[0].slide_ms), ("HOP", 60_000, 10_000));
+        let e = rewritten("SELECT count(*) FROM ev JOIN d ON true GROUP BY window(ts, '1 minute')").unwrap_err().to_string();
+        assert!(e.contains("reads one table"), "{e}");
     }
 
     #[test]

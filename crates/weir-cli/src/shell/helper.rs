@@ -30,9 +30,9 @@ pub type Catalog = Arc<Mutex<Vec<TableInfo>>>;
 pub const KEYWORDS: &[&str] = &[
     "ALL", "AND", "AS", "ASC", "BETWEEN", "BIGINT", "BOOLEAN", "BY", "CASE", "CAST", "COUNT", "CREATE", "DATE", "DECIMAL",
     "DELAY", "DESC", "DESCRIBE", "DISTINCT", "DOUBLE", "DROP", "ELSE", "END", "FALSE", "FLOAT", "FOR", "FROM", "GROUP",
-    "HAVING", "IN", "INSERT", "INT", "INTEGER", "INTERVAL", "INTO", "IS", "JOIN", "LIKE", "LIMIT", "METADATA", "NOT",
+    "HAVING", "HOP", "IN", "INSERT", "INT", "INTEGER", "INTERVAL", "INTO", "IS", "JOIN", "LIKE", "LIMIT", "METADATA", "NOT",
     "NULL", "ON", "OR", "ORDER", "OVER", "PARTITION", "PROGRESS", "QUERIES", "QUERY", "ROW_NUMBER", "SELECT", "SET",
-    "SHOW", "SMALLINT", "STOP", "STRING", "TABLE", "TABLES", "THEN", "TIMESTAMP", "TRUE", "UNION", "VARCHAR",
+    "SHOW", "SMALLINT", "STOP", "STRING", "TABLE", "TABLES", "THEN", "TIMESTAMP", "TRUE", "TUMBLE", "UNION", "VARCHAR",
     "WATERMARK", "WHEN", "WHERE", "WITH",
 ];
 
