@@ -79,6 +79,9 @@ pub struct StateOperatorSpec {
     /// An aggregation's aggregates, as written: their partial results are its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregates: Option<Vec<String>>,
+    /// An aggregation's window (`TUMBLE(size 60000 ms)`), whose ends its groups close at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 impl StateOperatorSpec {
@@ -94,6 +97,10 @@ impl StateOperatorSpec {
         if self.event_time != other.event_time {
             let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "none".into());
             out.push(format!("event-time column {} became {}", show(&self.event_time), show(&other.event_time)));
+        }
+        if self.window != other.window {
+            let show = |w: &Option<String>| w.clone().unwrap_or_else(|| "none".into());
+            out.push(format!("window {} became {}", show(&self.window), show(&other.window)));
         }
         if self.aggregates != other.aggregates {
             let show = |a: &Option<Vec<String>>| a.as_ref().map_or("none".into(), |a| a.join(", "));

@@ -118,7 +118,7 @@ pub(crate) fn plan(aggregate: &Aggregate, windows: &[WindowTvf], event_times: &[
     let mut filters = Vec::with_capacity(aggregate.aggr_expr.len());
     let mut aggregate_names = Vec::with_capacity(aggregate.aggr_expr.len());
     for e in &aggregate.aggr_expr {
-        let shown = unalias(e).schema_name().to_string();
+        let shown = e.human_display().to_string();
         if let Expr::AggregateFunction(f) = unalias(e) {
             let name = f.func.name().to_ascii_lowercase();
             if !f.params.order_by.is_empty() || ORDER_DEPENDENT.contains(&name.as_str()) {

@@ -50,6 +50,14 @@ pub struct WindowTvf {
 }
 
 impl WindowTvf {
+    /// What the window's state depends on, whatever table it reads: `TUMBLE(size 60000 ms)`.
+    pub fn shape(&self) -> String {
+        match self.kind {
+            "HOP" => format!("HOP(slide {} ms, size {} ms)", self.slide_ms, self.size_ms),
+            _ => format!("{}(size {} ms)", self.kind, self.size_ms),
+        }
+    }
+
     /// How the window reads in messages: `TUMBLE(events, ts, 60000 ms)`.
     pub fn describe(&self) -> String {
         match self.kind {

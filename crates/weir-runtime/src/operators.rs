@@ -100,6 +100,7 @@ pub(crate) fn plan(
                     event_time: event_time.as_ref().map(|(_, _, column)| column.clone()),
                     delay_ms: event_time.as_ref().map(|(_, delay, _)| *delay),
                     aggregates: None,
+                    window: None,
                 };
                 // The first deduplication keeps the directory it always had.
                 let id = if i == 0 { "dedup".to_string() } else { format!("dedup-{i}") };
@@ -130,6 +131,7 @@ pub(crate) fn plan(
                     event_time: Some(column.clone()),
                     delay_ms: delay,
                     aggregates: Some(w.aggregate_names.clone()),
+                    window: w.window.as_ref().map(|w| w.shape()),
                 };
                 let files = StateFiles::new(&format!("window-{i}"), SNAPSHOT_EVERY, op.state_schema());
                 (Box::new(op), files, state, late)

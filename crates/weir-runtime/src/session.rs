@@ -677,11 +677,25 @@ fn check_storage(table: &str, config: &ConnectorConfig) -> std::result::Result<(
 
 /// The error for a query whose stateful operators keep other state than the checkpoint's.
 fn state_operators_changed(before: &[StateOperatorSpec], now: &[StateOperatorSpec], checkpoint: &str) -> String {
+    let kind = |s: &StateOperatorSpec| if s.operator.starts_with("dedupe") { "deduplication" } else { "aggregation" };
+    let describe = |s: &StateOperatorSpec| match &s.aggregates {
+        Some(aggregates) => format!("an aggregation by ({}) of {}", s.keys.join(", "), aggregates.join(", ")),
+        None => format!("a deduplication on ({})", s.keys.join(", ")),
+    };
+    let list = |ops: &[StateOperatorSpec]| if ops.is_empty() { "none".to_string() } else { ops.iter().map(describe).collect::<Vec<_>>().join(", then ") };
     let what = match (before, now) {
-        ([], [n]) => format!("the query now deduplicates on ({}), but its checkpoint was made by a query without state", n.keys.join(", ")),
-        ([b], []) => format!("the checkpoint holds the state of a deduplication on ({}), which the query no longer has", b.keys.join(", ")),
-        ([b], [n]) => format!("its deduplication changed since the checkpoint was made: {}", b.differences(n).join("; ")),
-        _ => format!("its stateful operators changed since the checkpoint was made ({before:?} became {now:?})"),
+        ([], [n]) => format!("the query now has {}, but its checkpoint was made by a query without state", describe(n)),
+        ([b], []) => format!("the checkpoint holds the state of {}, which the query no longer has", describe(b)),
+        _ if before.len() == now.len() && before.iter().zip(now).all(|(b, n)| kind(b) == kind(n)) => {
+            let changes: Vec<String> = before
+                .iter()
+                .zip(now)
+                .filter(|(b, n)| b != n)
+                .map(|(b, n)| format!("its {} changed since the checkpoint was made: {}", kind(b), b.differences(n).join("; ")))
+                .collect();
+            changes.join("; ")
+        }
+        _ => format!("its stateful operators changed since the checkpoint was made: they were {}, and are now {}", list(before), list(now)),
     };
     format!(
         "{what}; weir cannot reuse state kept for another operator (checkpoint {checkpoint}). Restore the query, or start over with a new --checkpoint"

@@ -463,3 +463,50 @@ fn a_changed_deduplication_is_refused_on_restart() {
     std::fs::write(dir.join("p.sql"), script("event_id", "10", "event_id, user_id + 0 AS user_id, ts")).unwrap();
     assert_ok(&run(&dir, "p.sql", &[]));
 }
+
+#[test]
+fn a_changed_window_aggregation_is_refused_on_restart() {
+    let (_tmp, dir) = scratch();
+    let script = |select: &str| {
+        format!(
+            "CREATE TABLE events (event_id STRING, user_id BIGINT, ts TIMESTAMP,
+               WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+             WITH (connector = 'file', path = 'in', format = 'json');
+             CREATE TABLE out WITH (connector = 'delta', path = 'out');
+             INSERT INTO out {select};"
+        )
+    };
+    let window = "SELECT window_start, user_id, count(*) AS n FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, user_id";
+    write_file(&dir.join("in"), "1.json", &[format!(r#"{{"event_id": "a", "user_id": 1, "ts": "{}"}}"#, ts(10))]);
+    std::fs::write(dir.join("p.sql"), script(window)).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+    assert!(dir.join(".weir/checkpoints/out/state/window-0").is_dir(), "the window keeps its state in its own directory");
+
+    for (select, wanted) in [
+        (
+            "SELECT window_start, user_id, sum(user_id) AS n FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, user_id",
+            "its aggregation changed since the checkpoint was made: aggregates (count(1)) became (sum(events.user_id))",
+        ),
+        (
+            "SELECT window_start, user_id, count(*) AS n FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, user_id, event_id",
+            "keys (window_start TIMESTAMP, window_end TIMESTAMP, user_id BIGINT) became (window_start TIMESTAMP, window_end TIMESTAMP, user_id BIGINT, event_id STRING)",
+        ),
+        (
+            "SELECT window_start, user_id, count(*) AS n FROM TUMBLE(events, ts, INTERVAL '2' MINUTE) GROUP BY window_start, window_end, user_id",
+            "window TUMBLE(size 60000 ms) became TUMBLE(size 120000 ms)",
+        ),
+    ] {
+        std::fs::write(dir.join("p.sql"), script(select)).unwrap();
+        let out = run(&dir, "p.sql", &[]);
+        assert!(!out.status.success(), "{select}: a changed aggregation must be refused");
+        let err = stderr(&out);
+        assert!(err.contains(wanted) && err.contains("--checkpoint"), "{err}");
+    }
+    let dedup_then_window = "WITH d AS (SELECT DISTINCT ON (event_id) * FROM events ORDER BY event_id, ts) SELECT window_start, user_id, count(*) AS n FROM TUMBLE(d, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, user_id";
+    std::fs::write(dir.join("p.sql"), script(dedup_then_window)).unwrap();
+    let err = stderr(&run(&dir, "p.sql", &[]));
+    assert!(err.contains("they were an aggregation by (") && err.contains("and are now a deduplication on (event_id STRING), then an aggregation by ("), "{err}");
+    // Other output expressions over the same groups and aggregates are the same state.
+    std::fs::write(dir.join("p.sql"), script(&window.replace("count(*) AS n", "count(*) * 1 AS n"))).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+}
