@@ -11,15 +11,15 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast, col};
-use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionConfig;
 
 use weir_sql::types::sql_name;
 
 use crate::dedup::{DedupPlan, Split, split};
 use crate::error::{PlanError, Result};
 use crate::slot::{BatchSlot, SlotExec, SourceTable};
+use crate::static_side::{self, Builds, StaticDef};
 
 /// A source table the query may read.
 #[derive(Debug, Clone)]
@@ -49,12 +49,20 @@ pub struct CompiledQuery {
     task_ctx: Arc<TaskContext>,
     slots: BTreeMap<String, Arc<BatchSlot>>,
     output_schema: SchemaRef,
+    /// The static tables the plans read, and their joins' hash tables.
+    static_tables: Vec<String>,
+    builds: Builds,
 }
 
 impl CompiledQuery {
     /// Names of the sources the query reads.
     pub fn sources(&self) -> impl Iterator<Item = &str> {
         self.slots.keys().map(String::as_str)
+    }
+
+    /// Names of the static tables the query joins with.
+    pub fn static_tables(&self) -> &[String] {
+        &self.static_tables
     }
 
     /// The schema of the rows the query writes.
@@ -82,7 +90,7 @@ impl CompiledQuery {
         for (name, slot) in &self.slots {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
-        let result = run(&self.pre, &self.task_ctx).await;
+        let result = run(&self.pre, &self.builds, &self.task_ctx).await;
         for slot in self.slots.values() {
             slot.clear();
         }
@@ -94,7 +102,7 @@ impl CompiledQuery {
     pub async fn run_post(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let Some(stateful) = &self.stateful else { return Ok(batches) };
         stateful.slot.set(batches);
-        let result = run(&stateful.post, &self.task_ctx).await;
+        let result = run(&stateful.post, &self.builds, &self.task_ctx).await;
         stateful.slot.clear();
         result
     }
@@ -105,8 +113,10 @@ impl CompiledQuery {
 /// each partition's rows in order and never moves rows between partitions
 /// ([`keeps_row_order`]), so the result holds the input's rows in the input's order, however
 /// many partitions there are.
-async fn run(plan: &Arc<dyn ExecutionPlan>, task_ctx: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-    let result = match reset_plan_states(Arc::clone(plan)) {
+/// The hash tables of stream-static joins are kept while their static rows stay the same
+/// ([`Builds`]).
+async fn run(plan: &Arc<dyn ExecutionPlan>, builds: &Builds, task_ctx: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    let result = match builds.fresh(plan) {
         Ok(plan) => collect_partitioned(plan, Arc::clone(task_ctx)).await,
         Err(e) => Err(e),
     };
@@ -136,7 +146,7 @@ fn keeps_row_order(plan: &Arc<dyn ExecutionPlan>) -> bool {
             [child] => child.output_partitioning().partition_count() == node.output_partitioning().partition_count(),
             _ => true,
         };
-        if !ROW_BY_ROW.contains(&node.name()) || !same_partitions {
+        if !(ROW_BY_ROW.contains(&node.name()) || static_side::keeps_order(node)) || !same_partitions {
             keeps = false;
             return Ok(TreeNodeRecursion::Stop);
         }
@@ -145,24 +155,37 @@ fn keeps_row_order(plan: &Arc<dyn ExecutionPlan>) -> bool {
     keeps
 }
 
-/// Plans `query` (a SELECT) over `sources`, to run on `partitions` partitions at once.
-/// `target` is the schema the sink fixes, if any; the output is cast to it by position,
-/// otherwise to types every Delta reader can read.
-pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
-    let compiled = compile_on(query, sources, target.clone(), partitions.max(1)).await?;
+/// Plans `query` (a SELECT) over `sources` and the static tables `statics` it may join
+/// with, to run on `partitions` partitions at once. `target` is the schema the sink fixes,
+/// if any; the output is cast to it by position, otherwise to types every Delta reader can
+/// read.
+pub async fn compile(
+    query: &str,
+    sources: &[SourceDef],
+    statics: &[StaticDef],
+    target: Option<SchemaRef>,
+    partitions: usize,
+) -> Result<CompiledQuery> {
+    let compiled = compile_on(query, sources, statics, target.clone(), partitions.max(1)).await?;
     let keeps = keeps_row_order(&compiled.pre) && compiled.stateful.as_ref().is_none_or(|s| keeps_row_order(&s.post));
     if keeps || partitions <= 1 {
         return Ok(compiled);
     }
-    compile_on(query, sources, target, 1).await
+    compile_on(query, sources, statics, target, 1).await
 }
 
-async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
+async fn compile_on(
+    query: &str,
+    sources: &[SourceDef],
+    statics: &[StaticDef],
+    target: Option<SchemaRef>,
+    partitions: usize,
+) -> Result<CompiledQuery> {
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         // Dynamic filters live in the plan across runs; a reset plan must not keep them.
         .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = static_side::context(config, statics)?;
     let mut all_slots = BTreeMap::new();
     for source in sources {
         let slot = Arc::new(BatchSlot::default());
@@ -176,7 +199,7 @@ async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef
         sources.iter().filter_map(|s| Some((s.name.clone(), s.event_time.clone()?))).collect();
     let physical = |plan: LogicalPlan| {
         let state = state.clone();
-        async move { state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e))) }
+        async move { static_side::finish(state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e)))?) }
     };
     let (pre, stateful, output_schema) = match split(logical.clone(), &event_times, partitions)? {
         None => {
@@ -210,12 +233,16 @@ async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef
         ));
     }
     let slots = all_slots.into_iter().filter(|(name, _)| used.contains(name)).collect();
-    Ok(CompiledQuery { pre, stateful, task_ctx: state.task_ctx(), slots, output_schema })
+    let mut static_tables = static_side::tables_in(&pre);
+    if let Some(s) = &stateful {
+        static_tables.extend(static_side::tables_in(&s.post).into_iter().filter(|t| !static_tables.contains(t)).collect::<Vec<_>>());
+    }
+    Ok(CompiledQuery { pre, stateful, task_ctx: state.task_ctx(), slots, output_schema, static_tables, builds: Builds::default() })
 }
 
 /// Refuses what a stateless micro-batch cannot compute exactly.
 fn check_streamable(plan: &LogicalPlan) -> Result<()> {
-    let mut problem = None;
+    let mut problem: Option<String> = None;
     plan.apply(|node| {
         let why = match node {
             LogicalPlan::Aggregate(_) => Some(
@@ -227,19 +254,24 @@ fn check_streamable(plan: &LogicalPlan) -> Result<()> {
             LogicalPlan::Window(_) => Some(
                 "window functions (OVER ...) over a stream need state; the one weir runs is deduplication: SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY <keys> ORDER BY <event time>) AS rn FROM <source>) WHERE rn = 1",
             ),
-            LogicalPlan::Join(_) => Some("joins are not supported yet: a streaming query reads one source at a time (UNION ALL of sources works)"),
+            LogicalPlan::Join(join) => {
+                problem = static_side::check_join(join);
+                None
+            }
             LogicalPlan::RecursiveQuery(_) => Some("recursive queries are not supported in a streaming query"),
             _ => None,
         };
         if let Some(why) = why {
-            problem = Some(why);
+            problem = Some(why.to_string());
+        }
+        if problem.is_some() {
             return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| PlanError::Plan(clean(&e)))?;
     match problem {
-        Some(why) => Err(PlanError::Unsupported(why.to_string())),
+        Some(why) => Err(PlanError::Unsupported(why)),
         None => Ok(()),
     }
 }

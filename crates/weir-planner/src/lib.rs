@@ -11,7 +11,9 @@ pub mod compile;
 pub mod dedup;
 pub mod error;
 pub mod slot;
+pub mod static_side;
 
 pub use compile::{CompiledQuery, SourceDef, compile};
 pub use dedup::DedupPlan;
 pub use error::{PlanError, Result};
+pub use static_side::{StaticDef, StaticRows};
