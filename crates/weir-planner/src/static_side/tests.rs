@@ -77,6 +77,8 @@ async fn the_supported_joins_plan_with_the_table_as_build_side_on_every_partitio
         "SELECT s.id, d.name FROM s JOIN d ON s.k = d.k AND s.id > d.k",
         "SELECT id FROM s WHERE k IN (SELECT k FROM d)",
         "SELECT id FROM s WHERE EXISTS (SELECT 1 FROM d WHERE d.k = s.k)",
+        "SELECT DISTINCT ON (s.id) s.id, d.name FROM s LEFT JOIN d ON s.k = d.k ORDER BY s.id",
+        "SELECT x.id, d.name FROM (SELECT DISTINCT id, k FROM s) x JOIN d ON x.k = d.k",
         "SELECT id FROM s WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.k = s.k)",
     ] {
         let compiled = plan(query, 3).await.unwrap_or_else(|e| panic!("{query}: {e}"));
