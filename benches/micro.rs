@@ -293,6 +293,7 @@ fn checkpoint(c: &mut Criterion) {
             SourceOffsets { start: Some(json!({ "logOffset": batch_id })), end: json!({ "logOffset": batch_id + 1 }) },
         )]),
         source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])),
+        static_versions: None,
         run_id: None,
     };
     let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1), source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])), run_id: None };
@@ -334,7 +335,7 @@ async fn plan(script: &str) -> CompiledQuery {
             _ => {}
         }
     }
-    compile(&query.expect("an INSERT"), &sources, None, 2).await.expect("compiles")
+    compile(&query.expect("an INSERT"), &sources, &[], None, 2).await.expect("compiles")
 }
 
 /// Planning happens once per query; what each batch pays is executing the compiled plans.

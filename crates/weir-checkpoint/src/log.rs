@@ -148,6 +148,11 @@ pub struct OffsetsEntry {
     /// watermarks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_watermarks_ms: Option<BTreeMap<String, i64>>,
+    /// The Delta version of each static table the query joins with, as batch N read it: a
+    /// replay of the batch joins with the same versions, whatever the tables hold by then.
+    /// Absent for queries without a static Delta table (Parquet directories have no version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_versions: Option<BTreeMap<String, i64>>,
     /// The run that wrote the entry (absent in checkpoints of older weir).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
@@ -524,7 +529,20 @@ mod tests {
     use super::*;
 
     fn entry(n: u64) -> OffsetsEntry {
-        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new(), source_watermarks_ms: None, run_id: None }
+        OffsetsEntry { version: 1, batch_id: n, batch_watermark_ms: 0, late_events_watermark_ms: 0, batch_timestamp_ms: 5, sources: BTreeMap::new(), source_watermarks_ms: None, static_versions: None, run_id: None }
+    }
+
+    /// The static tables' versions are `staticVersions` in `offsets/N`, left out when there are
+    /// none, and entries of earlier weir (without them) still read.
+    #[test]
+    fn static_versions_in_offsets() {
+        let with = OffsetsEntry { static_versions: Some(BTreeMap::from([("dim".to_string(), 3)])), ..entry(2) };
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(json["staticVersions"], serde_json::json!({"dim": 3}));
+        assert_eq!(serde_json::from_value::<OffsetsEntry>(json).unwrap(), with);
+        let without = serde_json::to_value(entry(2)).unwrap();
+        assert!(without.get("staticVersions").is_none(), "{without}");
+        assert_eq!(serde_json::from_value::<OffsetsEntry>(without).unwrap().static_versions, None);
     }
 
     /// A process killed while writing an entry leaves object_store's staging file behind;

@@ -64,12 +64,22 @@ pub(crate) struct Chain {
     pub operators: Vec<OperatorPlan>,
 }
 
-/// Cuts `plan` at each stateful node, from the top down. `event_times` lists `(source,
-/// column)` for sources with a watermark; `windows` the query's windowing calls.
-pub(crate) fn split(plan: LogicalPlan, event_times: &[(String, String)], windows: &[WindowTvf], partitions: usize) -> Result<Chain> {
+/// What the cut needs to know of the query's tables.
+pub(crate) struct Tables<'a> {
+    /// The streaming sources' names.
+    pub streams: &'a [String],
+    /// `(source, column)` for sources with a watermark.
+    pub event_times: &'a [(String, String)],
+    /// The query's windowing calls.
+    pub windows: &'a [WindowTvf],
+}
+
+/// Cuts `plan` at each stateful node over a stream, from the top down. (A DISTINCT or GROUP
+/// BY over static tables alone, in a subquery joined with the stream, stays in its stage.)
+pub(crate) fn split(plan: LogicalPlan, tables: &Tables<'_>, partitions: usize) -> Result<Chain> {
     let mut above = Vec::new();
     let mut current = plan;
-    while let Some(cut) = cut_topmost(&current, event_times, windows, partitions)? {
+    while let Some(cut) = cut_topmost(&current, tables, partitions)? {
         current = cut.below;
         above.push((cut.operator, cut.above, cut.slot));
     }
@@ -93,7 +103,7 @@ struct Cut {
 }
 
 /// The stateful node nearest the top of `plan`, cut out.
-fn cut_topmost(plan: &LogicalPlan, event_times: &[(String, String)], windows: &[WindowTvf], partitions: usize) -> Result<Option<Cut>> {
+fn cut_topmost(plan: &LogicalPlan, tables: &Tables<'_>, partitions: usize) -> Result<Option<Cut>> {
     let mut found: Option<(LogicalPlan, OperatorPlan)> = None;
     let mut error: Option<PlanError> = None;
     let rewritten = plan
@@ -102,7 +112,7 @@ fn cut_topmost(plan: &LogicalPlan, event_times: &[(String, String)], windows: &[
             if error.is_some() {
                 return Ok(Transformed::no(node));
             }
-            let hit = match stateful(&node, event_times, windows) {
+            let hit = match stateful(&node, tables) {
                 Ok(Some(hit)) => hit,
                 Ok(None) => return Ok(Transformed::no(node)),
                 Err(e) => {
@@ -130,8 +140,13 @@ fn cut_topmost(plan: &LogicalPlan, event_times: &[(String, String)], windows: &[
     Ok(Some(Cut { below, operator, above, slot }))
 }
 
-/// The operator `node` is, with its input plan; `None` for a stateless node.
-fn stateful(node: &LogicalPlan, event_times: &[(String, String)], windows: &[WindowTvf]) -> Result<Option<(LogicalPlan, OperatorPlan)>> {
+/// The operator `node` is, with its input plan; `None` for a stateless node, or one that
+/// reads no stream.
+fn stateful(node: &LogicalPlan, tables: &Tables<'_>) -> Result<Option<(LogicalPlan, OperatorPlan)>> {
+    let (event_times, windows) = (tables.event_times, tables.windows);
+    if !matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) | LogicalPlan::Filter(_)) || !reads_stream(node, tables.streams) {
+        return Ok(None);
+    }
     if let LogicalPlan::Aggregate(a) = node {
         let window = aggregate::plan(a, windows, event_times)?;
         return Ok(Some((aggregate::input(a), OperatorPlan::Window(window))));
@@ -143,6 +158,21 @@ fn stateful(node: &LogicalPlan, event_times: &[(String, String)], windows: &[Win
         }
         None => Ok(None),
     }
+}
+
+/// Whether `plan` scans one of the `streams`.
+pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &[String]) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && streams.iter().any(|s| s == scan.table_name.table())
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// A scan of an operator's output, re-qualified as the replaced node's schema.

@@ -11,15 +11,15 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast, col};
-use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionConfig;
 
 use weir_sql::types::sql_name;
 
 use crate::chain::{Chain, OperatorPlan};
 use crate::error::{PlanError, Result};
 use crate::slot::{BatchSlot, SlotExec, SourceTable};
+use crate::static_side::{self, Builds, StaticDef};
 
 /// A source table the query may read.
 #[derive(Debug, Clone)]
@@ -50,12 +50,20 @@ pub struct CompiledQuery {
     task_ctx: Arc<TaskContext>,
     slots: BTreeMap<String, Arc<BatchSlot>>,
     output_schema: SchemaRef,
+    /// The static tables the plans read, and their joins' hash tables.
+    static_tables: Vec<String>,
+    builds: Builds,
 }
 
 impl CompiledQuery {
     /// Names of the sources the query reads.
     pub fn sources(&self) -> impl Iterator<Item = &str> {
         self.slots.keys().map(String::as_str)
+    }
+
+    /// Names of the static tables the query joins with.
+    pub fn static_tables(&self) -> &[String] {
+        &self.static_tables
     }
 
     /// The schema of the rows the query writes.
@@ -87,7 +95,7 @@ impl CompiledQuery {
         for (name, slot) in &self.slots {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
-        let result = run(&self.stages[0].plan, &self.task_ctx).await;
+        let result = run(&self.stages[0].plan, &self.builds, &self.task_ctx).await;
         for slot in self.slots.values() {
             slot.clear();
         }
@@ -99,7 +107,7 @@ impl CompiledQuery {
         let stage = self.stages.get(operator + 1).ok_or_else(|| PlanError::Plan(format!("internal: no operator {operator}")))?;
         let slot = stage.input.as_ref().expect("stages above an operator read its slot");
         slot.set(batches);
-        let result = run(&stage.plan, &self.task_ctx).await;
+        let result = run(&stage.plan, &self.builds, &self.task_ctx).await;
         slot.clear();
         result
     }
@@ -110,8 +118,10 @@ impl CompiledQuery {
 /// each partition's rows in order and never moves rows between partitions
 /// ([`keeps_row_order`]), so the result holds the input's rows in the input's order, however
 /// many partitions there are.
-async fn run(plan: &Arc<dyn ExecutionPlan>, task_ctx: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
-    let result = match reset_plan_states(Arc::clone(plan)) {
+/// The hash tables of stream-static joins are kept while their static rows stay the same
+/// ([`Builds`]).
+async fn run(plan: &Arc<dyn ExecutionPlan>, builds: &Builds, task_ctx: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    let result = match builds.fresh(plan) {
         Ok(plan) => collect_partitioned(plan, Arc::clone(task_ctx)).await,
         Err(e) => Err(e),
     };
@@ -141,7 +151,7 @@ fn keeps_row_order(plan: &Arc<dyn ExecutionPlan>) -> bool {
             [child] => child.output_partitioning().partition_count() == node.output_partitioning().partition_count(),
             _ => true,
         };
-        if !ROW_BY_ROW.contains(&node.name()) || !same_partitions {
+        if !(ROW_BY_ROW.contains(&node.name()) || static_side::keeps_order(node)) || !same_partitions {
             keeps = false;
             return Ok(TreeNodeRecursion::Stop);
         }
@@ -150,24 +160,37 @@ fn keeps_row_order(plan: &Arc<dyn ExecutionPlan>) -> bool {
     keeps
 }
 
-/// Plans `query` (a SELECT) over `sources`, to run on `partitions` partitions at once.
-/// `target` is the schema the sink fixes, if any; the output is cast to it by position,
-/// otherwise to types every Delta reader can read.
-pub async fn compile(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
-    let compiled = compile_on(query, sources, target.clone(), partitions.max(1)).await?;
+/// Plans `query` (a SELECT) over `sources` and the static tables `statics` it may join
+/// with, to run on `partitions` partitions at once. `target` is the schema the sink fixes,
+/// if any; the output is cast to it by position, otherwise to types every Delta reader can
+/// read.
+pub async fn compile(
+    query: &str,
+    sources: &[SourceDef],
+    statics: &[StaticDef],
+    target: Option<SchemaRef>,
+    partitions: usize,
+) -> Result<CompiledQuery> {
+    let compiled = compile_on(query, sources, statics, target.clone(), partitions.max(1)).await?;
     let keeps = compiled.stages.iter().all(|s| keeps_row_order(&s.plan));
     if keeps || partitions <= 1 {
         return Ok(compiled);
     }
-    compile_on(query, sources, target, 1).await
+    compile_on(query, sources, statics, target, 1).await
 }
 
-async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef>, partitions: usize) -> Result<CompiledQuery> {
+async fn compile_on(
+    query: &str,
+    sources: &[SourceDef],
+    statics: &[StaticDef],
+    target: Option<SchemaRef>,
+    partitions: usize,
+) -> Result<CompiledQuery> {
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         // Dynamic filters live in the plan across runs; a reset plan must not keep them.
         .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = static_side::context(config, statics)?;
     let mut all_slots = BTreeMap::new();
     for source in sources {
         let slot = Arc::new(BatchSlot::default());
@@ -196,16 +219,20 @@ async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef
         .filter(|s| read.contains(&s.name))
         .filter_map(|s| Some((s.name.clone(), s.event_time.clone()?)))
         .collect();
-    let Chain { mut plans, slots, operators } = crate::chain::split(logical, &event_times, &windows, partitions)?;
+    let streams: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    let tables = crate::chain::Tables { streams: &streams, event_times: &event_times, windows: &windows };
+    let Chain { mut plans, slots, operators } = crate::chain::split(logical, &tables, partitions)?;
+    let mut stage_inputs = streams.clone();
+    stage_inputs.push(crate::chain::OPERATOR_TABLE.to_string());
     for plan in &plans {
-        check_streamable(plan)?;
+        check_streamable(plan, &stage_inputs)?;
     }
     let top = plans.pop().expect("a chain has a stage above its operators");
     plans.push(conform_output(top, target.as_ref())?);
     let output_schema: SchemaRef = Arc::new(plans.last().expect("the top stage").schema().as_arrow().clone());
     let mut stages = Vec::with_capacity(plans.len());
     for (i, plan) in plans.into_iter().enumerate() {
-        let plan = state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e)))?;
+        let plan = static_side::finish(state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e)))?)?;
         stages.push(Stage { plan, input: i.checked_sub(1).map(|j| Arc::clone(&slots[j])) });
     }
 
@@ -226,33 +253,54 @@ async fn compile_on(query: &str, sources: &[SourceDef], target: Option<SchemaRef
         ));
     }
     let slots = all_slots.into_iter().filter(|(name, _)| used.contains(name)).collect();
-    Ok(CompiledQuery { stages, operators, task_ctx: state.task_ctx(), slots, output_schema })
+    let mut static_tables: Vec<String> = Vec::new();
+    for stage in &stages {
+        for t in static_side::tables_in(&stage.plan) {
+            if !static_tables.contains(&t) {
+                static_tables.push(t);
+            }
+        }
+    }
+    Ok(CompiledQuery { stages, operators, task_ctx: state.task_ctx(), slots, output_schema, static_tables, builds: Builds::default() })
 }
 
 /// Refuses what a stateless micro-batch cannot compute exactly.
-fn check_streamable(plan: &LogicalPlan) -> Result<()> {
-    let mut problem = None;
+fn check_streamable(plan: &LogicalPlan, streams: &[String]) -> Result<()> {
+    let mut problem: Option<String> = None;
     plan.apply(|node| {
+        // What reads static tables alone (a subquery joined with the stream) runs as in a
+        // batch query.
+        let over_stream = || crate::chain::reads_stream(node, streams);
         let why = match node {
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Window(_)
+                if !over_stream() =>
+            {
+                return Ok(TreeNodeRecursion::Jump);
+            }
             LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => Some("internal: a stateful node was left in a stage"),
             LogicalPlan::Sort(_) => Some("ORDER BY has no meaning over an unbounded stream: remove it (rows are written per batch)"),
             LogicalPlan::Limit(_) => Some("LIMIT over an unbounded stream is not supported: remove it"),
             LogicalPlan::Window(_) => Some(
                 "window functions (OVER ...) over a stream need state; the one weir runs is deduplication: SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY <keys> ORDER BY <event time>) AS rn FROM <source>) WHERE rn = 1",
             ),
-            LogicalPlan::Join(_) => Some("joins are not supported yet: a streaming query reads one source at a time (UNION ALL of sources works)"),
+            LogicalPlan::Join(join) => {
+                problem = static_side::check_join(join);
+                None
+            }
             LogicalPlan::RecursiveQuery(_) => Some("recursive queries are not supported in a streaming query"),
             _ => None,
         };
         if let Some(why) = why {
-            problem = Some(why);
+            problem = Some(why.to_string());
+        }
+        if problem.is_some() {
             return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| PlanError::Plan(clean(&e)))?;
     match problem {
-        Some(why) => Err(PlanError::Unsupported(why.to_string())),
+        Some(why) => Err(PlanError::Unsupported(why)),
         None => Ok(()),
     }
 }

@@ -13,6 +13,7 @@ pub mod compile;
 pub mod dedup;
 pub mod error;
 pub mod slot;
+pub mod static_side;
 pub mod window_tvf;
 
 pub use aggregate::WindowPlan;
@@ -20,3 +21,4 @@ pub use chain::OperatorPlan;
 pub use compile::{CompiledQuery, SourceDef, compile};
 pub use dedup::DedupPlan;
 pub use error::{PlanError, Result};
+pub use static_side::{StaticDef, StaticRows};

@@ -195,7 +195,8 @@ impl Session {
                 event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
             });
         }
-        let compiled = weir_planner::compile(query, &defs, None, self.config().threads).await.map_err(|e| WeirError::at(line, e))?;
+        let (_, statics) = self.open_static_tables(query, line).await?;
+        let compiled = weir_planner::compile(query, &defs, &statics, None, self.config().threads).await.map_err(|e| WeirError::at(line, e))?;
         let sources: Vec<String> = compiled
             .sources()
             .map(|s| format!("{s} ({})", self.tables().get(s).map_or("?", |d| d.config.name())))

@@ -19,6 +19,7 @@ pub mod query;
 mod registry;
 mod runner;
 pub mod session;
+mod static_tables;
 
 pub use catalog::TableDescription;
 pub use error::{Result, WeirError};

@@ -77,6 +77,8 @@ pub(crate) struct Runner {
     pub watermark_policy: crate::session::WatermarkPolicy,
     pub retain_batches: u64,
     pub shared: Arc<Shared>,
+    /// The static tables the query joins with.
+    pub statics: crate::static_tables::StaticTables,
 }
 
 /// What the loop carries from one batch to the next.
@@ -147,6 +149,8 @@ impl Runner {
                     // from the watermarks it started from.
                     pos.source_watermarks = offsets.source_watermarks_ms.clone().unwrap_or_default();
                     pos.watermark_ms = offsets.batch_watermark_ms;
+                    // It joins with the static tables' versions its first run read.
+                    self.statics.replay(offsets.static_versions.as_ref()).await.map_err(|e| batch_err(offsets.batch_id, e))?;
                     self.run_batch(&offsets, &mut pos, Instant::now(), 0, 0, true).await?;
                     if self.trigger == Trigger::Once {
                         return Ok(());
@@ -221,6 +225,9 @@ impl Runner {
                 }
             }
             idle_reported = false;
+            // Static tables that moved to a new version are read again; the versions go
+            // into offsets/N, so a replay of the batch joins with the same rows.
+            let static_versions = self.statics.refresh().await.map_err(|e| batch_err(batch_id, e))?;
             let entry = OffsetsEntry {
                 version: FORMAT_VERSION,
                 batch_id,
@@ -229,6 +236,7 @@ impl Runner {
                 batch_timestamp_ms: now_millis(),
                 sources,
                 source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
+                static_versions,
                 run_id: Some(self.run_id.clone()),
             };
             let wal = Instant::now();

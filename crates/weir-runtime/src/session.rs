@@ -19,6 +19,7 @@ use crate::query::{Shared, StreamingQuery};
 use crate::catalog::TableDescription;
 use crate::preview::Preview;
 use crate::runner::{RunSource, Runner};
+use crate::static_tables::StaticTables;
 use arrow::record_batch::RecordBatch;
 use weir_connectors::channel::PreviewBatch;
 
@@ -382,6 +383,7 @@ impl Session {
             sources.push((name.clone(), def, source));
         }
         let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;
+        let (mut statics, static_defs) = self.open_static_tables(query, line).await?;
         let defs: Vec<SourceDef> = sources
             .iter()
             .map(|(n, def, s)| SourceDef {
@@ -390,11 +392,12 @@ impl Session {
                 event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
             })
             .collect();
-        let compiled = compile(query, &defs, target, self.config.threads).await.map_err(|e| {
+        let compiled = compile(query, &defs, &static_defs, target, self.config.threads).await.map_err(|e| {
             // The planner knows the sink's columns, not where it is: name it.
             let m = e.to_string();
             if m.contains("the sink table") { WeirError::at(line, format!("{m} (the sink table is {})", sink.description())) } else { WeirError::at(line, m) }
         })?;
+        statics.retain(compiled.static_tables());
         let used: Vec<String> = compiled.sources().map(str::to_string).collect();
         let mut run_sources: Vec<RunSource> = sources
             .into_iter()
@@ -559,6 +562,7 @@ impl Session {
             watermark_policy,
             retain_batches: self.config.retain_batches,
             shared: Arc::clone(&shared),
+            statics,
         };
         let task_shared = Arc::clone(&shared);
         let (task_id, task_run_id) = (id.clone(), run_id.clone());
@@ -603,6 +607,18 @@ impl Session {
             (Some(cs), Some(ConnectorConfig::Delta(c))) if cs != "file" && scheme(&c.path).as_ref() == Some(&cs) => c.storage.clone(),
             _ => StorageOptions::new(),
         }
+    }
+
+    /// Opens the static tables (Delta, Parquet) that `query` reads, for its stream-static
+    /// joins.
+    pub(crate) async fn open_static_tables(&self, query: &str, line: usize) -> Result<(StaticTables, Vec<weir_planner::StaticDef>)> {
+        let referenced = weir_planner::batch::referenced_tables(query).map_err(|e| WeirError::at(line, e))?;
+        let tables: Vec<(&str, &ConnectorConfig)> = referenced
+            .iter()
+            .filter_map(|n| self.tables.get(n).map(|d| (n.as_str(), &d.config)))
+            .filter(|(_, c)| matches!(c, ConnectorConfig::Delta(_) | ConnectorConfig::Parquet(_)))
+            .collect();
+        StaticTables::open(&tables).await.map_err(|e| WeirError::at(line, e))
     }
 
     /// The object store settings (`storage.*` options) of the declared table `table`.

@@ -2,7 +2,8 @@
 //! suite, end-to-end runs of the `weir` binary read back by an independent Delta reader,
 //! crash recovery at every step of the batch loop, seeded random SIGKILLs of deduplicating
 //! runs (chaos), deterministic deduplication whatever the threads, pieces and crashes, and
-//! the Kafka source against a real broker, including one killed and started again mid-run.
+//! the Kafka source against a real broker, including one killed and started again mid-run,
+//! and joins of a stream with static Delta and Parquet tables.
 
 mod bad_input;
 mod chaos;
@@ -16,4 +17,5 @@ mod kafka_restart;
 mod object_store;
 mod session_api;
 mod shell;
+mod static_join;
 mod support;
