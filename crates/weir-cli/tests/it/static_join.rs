@@ -203,3 +203,45 @@ fn unsupported_joins_are_refused() {
         assert!(!dir.join("out/t/_delta_log").exists(), "{query} wrote nothing");
     }
 }
+
+/// Enrich, then aggregate: events joined with the table, then counted per name in tumbling
+/// windows (a chain of a stage with a join and a window operator). A GROUP BY over the table
+/// alone, in a subquery joined with the stream, is the table's business and stays in its
+/// stage (it is no operator of the stream's).
+#[test]
+fn a_joined_stream_feeds_a_window_and_a_grouped_table_joins_as_a_table() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE events (id BIGINT, k BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1);
+         CREATE TABLE dim WITH (connector = 'delta', path = 'dim');
+         CREATE TABLE counts WITH (connector = 'delta', path = 'out/counts');
+         CREATE TABLE tagged WITH (connector = 'delta', path = 'out/tagged');
+         INSERT INTO counts
+         WITH e AS (SELECT e.ts, d.name FROM events e JOIN dim d ON e.k = d.k)
+         SELECT CAST(extract(epoch FROM window_start) AS BIGINT) AS start, name, count(*) AS n
+         FROM TUMBLE(e, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, name;
+         INSERT INTO tagged
+         SELECT e.id, g.names FROM events e JOIN (SELECT k, count(*) AS names FROM dim GROUP BY k) g ON e.k = g.k;",
+    )
+    .unwrap();
+    let dim = [(1, "one"), (2, "two"), (2, "deux")];
+    write_dim(&dir, &dim);
+    let at = |id: i64, k: i64, secs: i64| format!(r#"{{"id": {id}, "k": {k}, "ts": "1970-01-01T00:00:{secs:02}Z"}}"#);
+    // Window [0, 10): k=1 twice, k=2 once (two names); [10, 20): k=2 once; then 40 s moves
+    // the watermark to 35 s, which closes both.
+    write_file(&dir.join("in"), "000.json", &[at(1, 1, 1), at(2, 1, 3), at(3, 2, 5), at(4, 3, 6)]);
+    write_file(&dir.join("in"), "001.json", &[at(5, 2, 12)]);
+    write_file(&dir.join("in"), "002.json", &[at(6, 3, 40)]);
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let counts = DeltaView::read(&dir.join("out/counts")).rows();
+    let row = |start: i64, name: &str, n: i64| json!({"start": start, "name": name, "n": n}).to_string();
+    let mut expected = vec![row(0, "one", 2), row(0, "two", 1), row(0, "deux", 1), row(10, "two", 1), row(10, "deux", 1)];
+    expected.sort();
+    assert_eq!(counts, expected);
+    let tagged = DeltaView::read(&dir.join("out/tagged")).rows();
+    let mut expected: Vec<String> = [(1, 1), (2, 1), (3, 2), (5, 2)].iter().map(|(id, n)| json!({"id": id, "names": n}).to_string()).collect();
+    expected.sort();
+    assert_eq!(tagged, expected);
+}
