@@ -510,3 +510,47 @@ fn a_changed_window_aggregation_is_refused_on_restart() {
     std::fs::write(dir.join("p.sql"), script(&window.replace("count(*) AS n", "count(*) * 1 AS n"))).unwrap();
     assert_ok(&run(&dir, "p.sql", &[]));
 }
+
+/// A hopping window with a late-rows table: a (row, window) pair whose window has closed is
+/// written there once, with the window it was late for, while the same row still counts in
+/// its other windows; progress names the operator and counts late groups.
+#[test]
+fn a_window_writes_its_late_pairs_to_the_late_rows_table() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE events (event_id STRING, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' SECOND)
+         WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1,
+               late_rows = 'dead_letter', late_rows_path = 'out/late');
+         CREATE TABLE counts WITH (connector = 'delta', path = 'out/counts');
+         INSERT INTO counts SELECT CAST(extract(epoch FROM window_start) AS BIGINT) AS start, count(*) AS n
+         FROM HOP(events, ts, INTERVAL '10' SECOND, INTERVAL '20' SECOND) GROUP BY window_start, window_end;",
+    )
+    .unwrap();
+    let at = |id: &str, secs: u64| format!(r#"{{"event_id": "{id}", "ts": "1970-01-01T00:00:{secs:02}Z"}}"#);
+    // Watermarks after each batch: 30 s, 35 s, 49 s. A row is late by the previous batch's
+    // watermark: in batch 2 (late at 30 s), "b" at 25 s is in the windows [10, 30) (closed:
+    // late) and [20, 40) (open).
+    write_file(&dir.join("in"), "000.json", &[at("a", 5), at("x", 40)]);
+    write_file(&dir.join("in"), "001.json", &[at("y", 45)]);
+    write_file(&dir.join("in"), "002.json", &[at("b", 25), at("z", 59)]);
+    let out = run(&dir, "p.sql", &["--progress", "json"]);
+    assert_ok(&out);
+    let mut late = 0;
+    for line in stderr(&out).lines().filter(|l| l.starts_with('{')) {
+        let p: Value = serde_json::from_str(line).unwrap();
+        let op = &p["stateOperators"][0];
+        assert_eq!(op["operatorName"], "stateStoreSave");
+        late += op["numRowsDroppedByWatermark"].as_u64().unwrap();
+    }
+    assert_eq!(late, 1);
+    let late_rows = DeltaView::read(&dir.join("out/late")).rows();
+    assert_eq!(late_rows.len(), 1, "{late_rows:?}");
+    assert!(late_rows[0].contains(r#""event_id":"b""#) && late_rows[0].contains(r#""window_start":"1970-01-01T00:00:10"#), "{late_rows:?}");
+    // Windows closed by the last watermark (49 s): [-10, 10) a, [0, 20) a, [20, 40) b.
+    let counts = DeltaView::read(&dir.join("out/counts")).rows();
+    let row = |start: i64, n: i64| serde_json::json!({"start": start, "n": n}).to_string();
+    let mut expected = vec![row(-10, 1), row(0, 1), row(20, 1)];
+    expected.sort();
+    assert_eq!(counts, expected);
+}
