@@ -3,6 +3,10 @@
 //! model gives (the first row of each key by event time, ties by file then line; an earlier
 //! batch wins over a later one) whatever the number of threads, the size of the pieces the
 //! files are read in, and wherever a run is killed and restarted.
+//!
+//! So are windows (issue 18): a hopping-window aggregation with float sums and averages and
+//! distinct counts over the same kind of batches writes the same bits whatever the threads,
+//! pieces and crashes, and the model's groups (sums within rounding of the model's).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -184,5 +188,219 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
         let out = run(&dir, "p.sql", &[]);
         assert_ok(&out);
         assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch 1:\n{}", stderr(&out));
+    }
+}
+
+/// The windowed query: hopping windows of 15 minutes every 5, per user, with a float sum and
+/// average and a distinct count. Three windows hold each row, and a row late for its oldest
+/// window may be on time for the others.
+const WINDOW_PIPELINE: &str = "
+CREATE TABLE events (user STRING, item BIGINT, price DOUBLE, ts TIMESTAMP, pad STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE)
+WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = 2);
+
+CREATE TABLE win WITH (connector = 'delta', path = 'out/win');
+
+INSERT INTO win
+SELECT CAST(extract(epoch FROM window_start) AS BIGINT) AS start_s, user,
+       count(*) AS n, sum(price) AS total, avg(price) AS mean, count(DISTINCT item) AS items
+FROM HOP(events, ts, INTERVAL '5' MINUTE, INTERVAL '15' MINUTE)
+GROUP BY window_start, window_end, user;
+";
+
+const WINDOW_FILES: usize = 6;
+const WINDOW_ROWS_PER_FILE: usize = 20_000;
+const WINDOW_USERS: u64 = 6;
+const WINDOW_SLIDE_MS: i64 = 5 * 60 * 1000;
+const WINDOW_SIZE_MS: i64 = 15 * 60 * 1000;
+const WINDOW_DELAY_MS: i64 = 60 * 1000;
+
+/// One input row of the windowed query; `price` is written as `milli / 1000`, a decimal
+/// that no binary float holds exactly, so a sum's last bits depend on the order of its terms.
+#[derive(Clone, Copy)]
+struct Sale {
+    user: u64,
+    item: u64,
+    milli: u64,
+    tms: i64,
+}
+
+impl Sale {
+    fn price_text(&self) -> String {
+        format!("{}.{:03}", self.milli / 1000, self.milli % 1000)
+    }
+
+    fn price(&self) -> f64 {
+        self.price_text().parse().expect("a decimal")
+    }
+}
+
+/// The files, two per batch, about 2.4 MB each (more than one piece of the file source at
+/// any piece size): batch `b`'s times are spread over the 25 minutes from `b * 20` minutes,
+/// in random order; one row in twenty is 20 to 40 minutes behind (late for its older windows
+/// from the second batch on, often on time for its newer ones).
+fn sales() -> Vec<Vec<Sale>> {
+    let mut rng = Rng(18);
+    (0..WINDOW_FILES)
+        .map(|f| {
+            let base = START_MS + (f / 2) as i64 * 20 * 60 * 1000;
+            (0..WINDOW_ROWS_PER_FILE)
+                .map(|_| {
+                    let behind = if rng.below(20) == 0 { 20 * 60 * 1000 + rng.below(20 * 60 * 1000) as i64 } else { 0 };
+                    Sale {
+                        user: rng.below(WINDOW_USERS),
+                        item: rng.below(700),
+                        milli: rng.below(10_000_000),
+                        tms: base + rng.below(25 * 60 * 1000) as i64 - behind,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn setup_windows(dir: &Path, files: &[Vec<Sale>]) {
+    std::fs::write(dir.join("p.sql"), WINDOW_PIPELINE).unwrap();
+    let pad = "y".repeat(30);
+    for (i, sales) in files.iter().enumerate() {
+        let lines: Vec<String> = sales
+            .iter()
+            .map(|s| {
+                format!(r#"{{"user": "u{}", "item": {}, "price": {}, "ts": "{}", "pad": "{pad}"}}"#, s.user, s.item, s.price_text(), iso(s.tms))
+            })
+            .collect();
+        write_file(&dir.join("in/events"), &format!("{i:03}.json"), &lines);
+    }
+}
+
+/// A window group of the model: count, float sum, distinct items, and the sum's terms.
+#[derive(Default)]
+struct Group {
+    n: u64,
+    total: f64,
+    items: std::collections::BTreeSet<u64>,
+    terms: Vec<f64>,
+}
+
+/// Spark's append mode over the batches (two files each): a (row, window) pair is late when
+/// the window ends at or below the previous batch's watermark; the table ends with every
+/// group whose window ends at or below the final watermark (the greatest event time minus the
+/// delay, which the no-data batch at the end reaches). Keyed by (window start s, user). Also
+/// returns how many pairs were late.
+fn window_model(files: &[Vec<Sale>]) -> (BTreeMap<(i64, String), Group>, u64) {
+    let (mut late_wm, mut wm, mut max_ts) = (0i64, 0i64, i64::MIN);
+    let mut groups: BTreeMap<(i64, String), Group> = BTreeMap::new();
+    let mut late = 0;
+    for batch in files.chunks(2) {
+        for s in batch.iter().flatten() {
+            let last = s.tms.div_euclid(WINDOW_SLIDE_MS) * WINDOW_SLIDE_MS;
+            for k in 0..WINDOW_SIZE_MS / WINDOW_SLIDE_MS {
+                let start = last - k * WINDOW_SLIDE_MS;
+                if start + WINDOW_SIZE_MS <= late_wm {
+                    late += 1;
+                    continue;
+                }
+                let g = groups.entry((start / 1000, format!("u{}", s.user))).or_default();
+                g.n += 1;
+                g.total += s.price();
+                g.terms.push(s.price());
+                g.items.insert(s.item);
+            }
+            max_ts = max_ts.max(s.tms);
+        }
+        late_wm = wm;
+        wm = wm.max(max_ts - WINDOW_DELAY_MS);
+    }
+    groups.retain(|(start_s, _), _| start_s * 1000 + WINDOW_SIZE_MS <= wm);
+    (groups, late)
+}
+
+/// The window table's rows, read with Python `deltalake` (not weir): one JSON object per
+/// row, its float columns as their IEEE 754 bit patterns (integers), so rows compare bit for
+/// bit. Sorted.
+fn exact_rows(table: &Path) -> Vec<String> {
+    let python = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let code = "
+import json, os, struct, sys
+from deltalake import DeltaTable
+rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
+bits = lambda v: struct.unpack('<Q', struct.pack('<d', v))[0] if isinstance(v, float) else v
+out = sorted(json.dumps({k: bits(v) for k, v in r.items()}, sort_keys=True) for r in rows)
+sys.stdout.write('\\n'.join(out))
+sys.stdout.flush()
+os._exit(0)
+";
+    let out = std::process::Command::new(python).arg("-c").arg(code).arg(table).output().expect("the reader's Python runs");
+    assert!(out.status.success(), "reading {} failed:\n{}", table.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Checks `rows` (from [`exact_rows`]) against the model: each (window, user) once, the
+/// model's groups exactly, counts and distinct counts exact, the sum and mean within a
+/// relative 1e-9 of the model's (its terms are added in another order).
+fn check_window_rows(rows: &[String], model: &BTreeMap<(i64, String), Group>, what: &str) {
+    let mut seen = BTreeMap::new();
+    for row in rows {
+        let r: serde_json::Value = serde_json::from_str(row).unwrap();
+        let key = (r["start_s"].as_i64().unwrap(), r["user"].as_str().unwrap().to_string());
+        let float = |c: &str| f64::from_bits(r[c].as_u64().unwrap_or_else(|| panic!("{what}: {c} is not a float: {row}")));
+        assert!(seen.insert(key.clone(), ()).is_none(), "{what}: {key:?} is written twice");
+        let g = model.get(&key).unwrap_or_else(|| panic!("{what}: {row} is not a group the model writes"));
+        assert_eq!((r["n"].as_u64(), r["items"].as_u64()), (Some(g.n), Some(g.items.len() as u64)), "{what}: count, distinct items of {key:?}");
+        let (total, mean) = (float("total"), float("mean"));
+        assert!((total - g.total).abs() <= g.total.abs() * 1e-9, "{what}: sum of {key:?}: {total} vs the model's {}", g.total);
+        let want_mean = g.total / g.n as f64;
+        assert!((mean - want_mean).abs() <= want_mean.abs() * 1e-9, "{what}: avg of {key:?}: {mean} vs the model's {want_mean}");
+    }
+    assert_eq!(seen.len(), model.len(), "{what}: the table has {} groups, the model {}", seen.len(), model.len());
+}
+
+#[test]
+fn windows_give_the_same_bits_whatever_the_threads_pieces_and_crashes() {
+    let files = sales();
+    let (model, late) = window_model(&files);
+    let rows_per_group = files.iter().map(Vec::len).sum::<usize>() as u64 * 3 / model.len() as u64;
+    assert!(model.len() >= 50 && rows_per_group >= 500 && late >= 1000, "{} groups, {rows_per_group} rows each, {late} late pairs", model.len());
+    // The sums' last bits depend on the order of their terms: comparing runs bit for bit
+    // shows that every run adds them in the same order.
+    let reordered = model.values().filter(|g| g.terms.iter().rev().sum::<f64>().to_bits() != g.total.to_bits()).count();
+    assert!(reordered * 2 > model.len(), "only {reordered} of {} sums change when added backwards", model.len());
+
+    // Threads and read pieces (64 KiB, 1 MB, the default 2 MiB): the same bits each time.
+    let mut first: Option<(String, Vec<String>)> = None;
+    let mut same_as_first = |rows: Vec<String>, what: String| {
+        check_window_rows(&rows, &model, &what);
+        match &first {
+            None => first = Some((what, rows)),
+            Some((first_what, first_rows)) => {
+                let differ: Vec<(&String, &String)> = first_rows.iter().zip(&rows).filter(|(a, b)| a != b).take(3).collect();
+                assert!(first_rows.len() == rows.len() && differ.is_empty(), "{what} vs {first_what}: rows differ (floats as bits): {differ:?}");
+            }
+        }
+    };
+    for (threads, piece) in [("1", None), ("2", Some("65536")), ("3", Some("1000000")), ("3", None), ("1", Some("65536"))] {
+        let (_tmp, dir) = scratch();
+        setup_windows(&dir, &files);
+        let mut cmd = weir(&dir);
+        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
+        if let Some(bytes) = piece {
+            cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
+        }
+        let out = output_within(cmd, LIMIT);
+        assert_ok(&out);
+        same_as_first(exact_rows(&dir.join("out/win")), format!("threads {threads}, pieces of {piece:?} bytes"));
+    }
+
+    // A kill at every step of the second batch (which writes the first windows and merges
+    // into the first batch's state), then a restart: the same bits.
+    for failpoint in
+        ["after_offsets", "after_execute", "before_delta_commit", "after_delta_commit", "after_sink_commit", "after_state_commit", "after_commit_log"]
+    {
+        let (_tmp, dir) = scratch();
+        setup_windows(&dir, &files);
+        crash_at(&dir, failpoint, 1, LIMIT);
+        let out = run(&dir, "p.sql", &[]);
+        assert_ok(&out);
+        same_as_first(exact_rows(&dir.join("out/win")), format!("after a crash at {failpoint} in batch 1"));
     }
 }
