@@ -8,6 +8,12 @@
 //! reader and checked row by row, and the Delta log commit by commit. The harness looks at
 //! the checkpoint and the table through [`Place`], on local disk or in S3 alike.
 //!
+//! One more scenario runs a hopping-window aggregation (count and sum per window and user,
+//! Spark's append mode) over the same kind of rounds from a file source instead, and checks
+//! every group's count and sum against a model of the rules computed from the generated rows
+//! (`chaos_sigkill_file_source_window_to_delta`; its own docs say why the rounds make that
+//! model exact). The rest of these docs are about the deduplicating scenarios.
+//!
 //! `WEIR_KILLS` sets how many kills must land in a running process (default 30; 300 for a
 //! soak), `WEIR_SEED` replays a seed. The seed picks the data and every kill's plan; when a
 //! kill lands still depends on timing. Every assertion message names the seed.
@@ -266,6 +272,9 @@ struct Chaos {
     sources: Vec<&'static str>,
     /// The sources write file lists (`sources/<source>/N.json`): kills may wait for them.
     file_lists: bool,
+    /// The state directory of the first stateful operator (`state/<this>/N.delta`): kills
+    /// may wait for its deltas.
+    state_dir: &'static str,
     seed: u64,
     kills: u64,
     rng: Rng,
@@ -307,6 +316,7 @@ impl Chaos {
             what,
             sources: sources.to_vec(),
             file_lists,
+            state_dir: "dedup",
             seed,
             kills,
             rng: Rng(seed),
@@ -421,7 +431,7 @@ impl Chaos {
             KillAt::Offsets(n) => cp.exists(&format!("offsets/{}.json", offsets + n - 1)),
             KillAt::Commits(n) => cp.exists(&format!("commits/{}.json", commits + n - 1)),
             KillAt::DeltaCommit(n) => self.table.exists(&format!("_delta_log/{:020}.json", delta + n - 1)),
-            KillAt::StateCommit(n) => cp.written_since(&spawned, &format!("state/dedup/{}.delta", commits + n - 1)),
+            KillAt::StateCommit(n) => cp.written_since(&spawned, &format!("state/{}/{}.delta", self.state_dir, commits + n - 1)),
             KillAt::FileList(n) => cp.written_since(&spawned, &format!("sources/{}/{}.json", self.sources[0], offsets + n - 1)),
         };
         let status = loop {
@@ -469,7 +479,7 @@ impl Chaos {
         if commits == Some(batch) {
             return "between batches";
         }
-        if cp.written_since(spawned, &format!("state/dedup/{batch}.delta")) {
+        if cp.written_since(spawned, &format!("state/{}/{batch}.delta", self.state_dir)) {
             return "after the state commit";
         }
         let last_log = self.table.ids("_delta_log").last().and_then(|v| self.table.read(&format!("_delta_log/{v:020}.json")));
@@ -528,10 +538,9 @@ impl Chaos {
         (&source["start"], &source["end"])
     }
 
-    /// One more run must find nothing to do, then the checks shared by both scenarios:
-    /// `inputs` holds each batch's input rows (by batch id, as the checkpoint recorded them),
-    /// `expected` the on-time ids of every round.
-    fn check(&mut self, inputs: &[Vec<Row>], expected: &BTreeSet<String>) {
+    /// One more run must find nothing to do: no batch planned, nothing written to Delta.
+    /// Returns the last batch id.
+    fn nothing_left(&mut self) -> u64 {
         let ctx = self.ctx();
         let last = self.last_batch();
         let versions_before = self.table.ids("_delta_log");
@@ -539,6 +548,43 @@ impl Chaos {
         self.capture();
         assert_eq!(self.last_batch(), last, "{ctx}: a run after the end planned another batch:\n{}", self.log_text());
         assert_eq!(self.table.ids("_delta_log"), versions_before, "{ctx}: a run after the end wrote to Delta");
+        last
+    }
+
+    /// The Delta log of `table`: one commit per batch that output rows (`with_output`), each
+    /// with one txn of this query whose version is that batch's id; and, on local disk, no
+    /// data file that no commit references. Returns the orphans counted (in S3 they are
+    /// left for `VACUUM`, so only counted).
+    fn check_log(&self, table: &DeltaView, with_output: &[u64]) -> usize {
+        let ctx = self.ctx();
+        let metadata = self.checkpoint.read("metadata.json").unwrap_or_else(|| panic!("{ctx}: no {}", self.checkpoint.show("metadata.json")));
+        let id = serde_json::from_slice::<Value>(&metadata).unwrap()["id"].as_str().unwrap().to_string();
+        let commits = table.commits();
+        for (n, c) in commits.iter().enumerate() {
+            assert_eq!(c["version"], n, "{ctx}: Delta versions 0, 1, 2, …");
+            let txns = c["txns"].as_array().unwrap();
+            assert_eq!(txns.len(), 1, "{ctx}: table version {n} carries one txn: {c}");
+            assert_eq!(txns[0]["appId"], id, "{ctx}: table version {n}'s txn is this query's ({id}): {c}");
+        }
+        let txns: Vec<u64> = table.txns().iter().map(|t| t.1 as u64).collect();
+        assert_eq!(txns, with_output, "{ctx}: txn versions = the batches that output rows, each once, in order");
+        let files: BTreeSet<&str> = commits.iter().flat_map(|c| c["adds"].as_array().unwrap()).filter_map(Value::as_str).collect();
+        let orphans = table.json["dataFilesOnDisk"].as_array().unwrap().iter().filter(|f| !files.contains(f.as_str().unwrap())).count();
+        // A local table's sink removes the data files of crashed attempts when it opens
+        // again (the journal in delta_journal.rs). In S3 it leaves them for VACUUM: they are
+        // reported, not failed on.
+        if matches!(self.table, Place::Local(_)) {
+            assert_eq!(orphans, 0, "{ctx}: data files on disk that no commit references (orphans of a crashed commit)");
+        }
+        orphans
+    }
+
+    /// One more run must find nothing to do, then the checks shared by both scenarios:
+    /// `inputs` holds each batch's input rows (by batch id, as the checkpoint recorded them),
+    /// `expected` the on-time ids of every round.
+    fn check(&mut self, inputs: &[Vec<Row>], expected: &BTreeSet<String>) {
+        let ctx = self.ctx();
+        let last = self.nothing_left();
 
         // The model over the batches as recorded, and the round-based expectation.
         assert_eq!(inputs.len() as u64, last + 1, "{ctx}: one input per batch");
@@ -578,18 +624,10 @@ impl Chaos {
 
         // The Delta log: one commit per batch that output rows, each with one txn of this
         // query, whose version is that batch's id.
-        let metadata = self.checkpoint.read("metadata.json").unwrap_or_else(|| panic!("{ctx}: no {}", self.checkpoint.show("metadata.json")));
-        let id = serde_json::from_slice::<Value>(&metadata).unwrap()["id"].as_str().unwrap().to_string();
-        let commits = table.commits();
-        for (n, c) in commits.iter().enumerate() {
-            assert_eq!(c["version"], n, "{ctx}: Delta versions 0, 1, 2, …");
-            let txns = c["txns"].as_array().unwrap();
-            assert_eq!(txns.len(), 1, "{ctx}: table version {n} carries one txn: {c}");
-            assert_eq!(txns[0]["appId"], id, "{ctx}: table version {n}'s txn is this query's ({id}): {c}");
-        }
-        let txns: Vec<u64> = table.txns().iter().map(|t| t.1 as u64).collect();
         let with_output: Vec<u64> = (0..=last).filter(|n| !model[*n as usize].emitted.is_empty()).collect();
-        assert_eq!(txns, with_output, "{ctx}: txn versions = the batches that output rows, each once, in order");
+        let orphans = self.check_log(&table, &with_output);
+        let txns: Vec<u64> = table.txns().iter().map(|t| t.1 as u64).collect();
+        let commits = table.commits();
         // The last batch that read data output rows (by design of the data); a no-data batch
         // may follow it, as the last batch in commits/.
         let last_data = (0..=last).rev().find(|n| !inputs[*n as usize].is_empty()).unwrap();
@@ -597,14 +635,6 @@ impl Chaos {
 
         let no_data = inputs.iter().filter(|i| i.is_empty()).count();
         let (late, dups): (u64, u64) = model.iter().fold((0, 0), |(l, d), b| (l + b.late, d + b.dups));
-        let files: BTreeSet<&str> = commits.iter().flat_map(|c| c["adds"].as_array().unwrap()).filter_map(Value::as_str).collect();
-        let orphans = table.json["dataFilesOnDisk"].as_array().unwrap().iter().filter(|f| !files.contains(f.as_str().unwrap())).count();
-        // A local table's sink removes the data files of crashed attempts when it opens
-        // again (the journal in delta_journal.rs). In S3 it leaves them for VACUUM: they are
-        // reported, not failed on.
-        if matches!(self.table, Place::Local(_)) {
-            assert_eq!(orphans, 0, "{ctx}: data files on disk that no commit references (orphans of a crashed commit)");
-        }
         eprintln!(
             "chaos {}: seed {}: {} kills landed in {} runs over {} rounds, {:.1} s; {} batches ({no_data} no-data), {} replayed; \
              {} rows, {dups} duplicates ({kept_dups} ids kept their 'dup' copy: it came in an earlier batch) and {late} late rows dropped; \
@@ -750,23 +780,40 @@ fn chaos_sigkill_file_source_dedup_to_delta_in_s3() {
 /// dealt to them in turn), then checks the table against the model.
 fn file_chaos(mut chaos: Chaos) {
     let sources = chaos.sources.clone();
-    let mut script = String::new();
-    for src in &sources {
-        script += &format!(
-            "CREATE TABLE {src} (event_id STRING NOT NULL, v STRING, ts TIMESTAMP,
-               WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
-             WITH (connector = 'file', path = '{}', format = 'json', max_files_per_trigger = {MAX_FILES_PER_TRIGGER});\n",
-            chaos.inputs.join(src).in_script(&chaos.dir)
-        );
-    }
-    script += &format!("CREATE TABLE out WITH (connector = 'delta', path = '{}');\n", chaos.table.in_script(&chaos.dir));
-    script += &match sources.as_slice() {
+    let query = match sources.as_slice() {
         [_] => QUERY.replace("FROM events", &format!("FROM {}", sources[0])),
         _ => format!(
             "INSERT INTO out SELECT DISTINCT ON (event_id) * FROM ({}) ORDER BY event_id, ts;",
             sources.iter().map(|s| format!("SELECT * FROM {s}")).collect::<Vec<_>>().join(" UNION ALL ")
         ),
     };
+    let inputs = file_rounds(&mut chaos, "", &query, round_rows, Row::json);
+    chaos.check(&inputs, &expected_ids(chaos.rounds));
+}
+
+/// Writes the script of a query `query` over the file sources of `chaos` (columns `event_id`,
+/// `v`, `ts` and `extra_columns`, a 10-minute watermark), then kills and restarts it round
+/// after round, each round's rows made by `rows` and written as `json` says. Returns each
+/// batch's input rows, by batch id, as the checkpoint recorded the batches.
+fn file_rounds(
+    chaos: &mut Chaos,
+    extra_columns: &str,
+    query: &str,
+    rows: fn(u32, &mut Rng) -> Vec<Row>,
+    json: fn(&Row) -> String,
+) -> Vec<Vec<Row>> {
+    let sources = chaos.sources.clone();
+    let mut script = String::new();
+    for src in &sources {
+        script += &format!(
+            "CREATE TABLE {src} (event_id STRING NOT NULL, v STRING, ts TIMESTAMP,{extra_columns}
+               WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+             WITH (connector = 'file', path = '{}', format = 'json', max_files_per_trigger = {MAX_FILES_PER_TRIGGER});\n",
+            chaos.inputs.join(src).in_script(&chaos.dir)
+        );
+    }
+    script += &format!("CREATE TABLE out WITH (connector = 'delta', path = '{}');\n", chaos.table.in_script(&chaos.dir));
+    script += query;
     std::fs::write(chaos.dir.join("p.sql"), script).unwrap();
     // Every file's rows, by source and name. A round's files go to the sources in turn; each
     // source takes its files in name order, MAX_FILES_PER_TRIGGER at a time, so the k-th
@@ -778,7 +825,7 @@ fn file_chaos(mut chaos: Chaos) {
     chaos.run(|round, rng| {
         let mut round_files: Vec<(usize, String, Vec<Row>)> = Vec::new();
         let mut fresh = 0;
-        for mut row in round_rows(round, rng) {
+        for mut row in rows(round, rng) {
             if row.v == "orig" {
                 if fresh % FILE_FRESH == 0 {
                     let j = fresh / FILE_FRESH;
@@ -800,7 +847,7 @@ fn file_chaos(mut chaos: Chaos) {
             batches.push((0..n_sources).filter_map(|src| Some((src, groups[src].get(k)?.clone()))).collect());
         }
         for (src, name, rows) in round_files {
-            inputs.join(sources[src]).write_lines(&name, &rows.iter().map(Row::json).collect::<Vec<_>>());
+            inputs.join(sources[src]).write_lines(&name, &rows.iter().map(json).collect::<Vec<_>>());
             files.insert((src, name), rows);
         }
     });
@@ -837,7 +884,203 @@ fn file_chaos(mut chaos: Chaos) {
         inputs.push(rows);
     }
     assert_eq!(data_batches, batches.len(), "{ctx}: every file is taken");
-    chaos.check(&inputs, &expected_ids(chaos.rounds));
+    inputs
+}
+
+/// The windowed scenario's hopping windows: 2 minutes long, one starting every minute.
+const WINDOW_SIZE_MS: i64 = 120_000;
+const WINDOW_SLIDE_MS: i64 = 60_000;
+
+const WINDOW_QUERY: &str = "INSERT INTO out
+SELECT CAST(extract(epoch FROM window_start) AS BIGINT) AS start_s, CAST(extract(epoch FROM window_end) AS BIGINT) AS end_s,
+       user, count(*) AS n, sum(amount) AS total
+FROM HOP(events, ts, INTERVAL '1' MINUTE, INTERVAL '2' MINUTE)
+GROUP BY window_start, window_end, user;";
+
+/// A row's user (one of four) and amount in the windowed scenario: a hash of the row, so the
+/// copies of an event (`dup`) may fall in other groups than the first.
+fn window_fields(row: &Row) -> (String, i64) {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in row.id.bytes().chain(row.v.bytes()).chain(row.ts_ms.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (format!("k{}", h % 4), (h >> 8) as i64 % 1000 - 300)
+}
+
+fn window_json(row: &Row) -> String {
+    let (user, amount) = window_fields(row);
+    format!(r#"{{"event_id":"{}","v":"{}","ts":"{}","user":"{user}","amount":{amount}}}"#, row.id, row.v, rfc3339(row.ts_ms))
+}
+
+/// [`round_rows`] with the on-time rows' times stretched 5 times from the round's start: a
+/// round's events then span 20 minutes, and the watermark passes its first windows while the
+/// round still runs, so many batches write windows, not only the first of the next round.
+/// On-time rows are still never late: a row written before another is at most 61 s * 5 later
+/// in event time (a `dup`), less than the 10-minute delay.
+fn window_round_rows(round: u32, rng: &mut Rng) -> Vec<Row> {
+    let start = round_start_ms(round);
+    let mut rows = round_rows(round, rng);
+    for row in rows.iter_mut().filter(|r| r.v != "late") {
+        row.ts_ms = start + (row.ts_ms - start) * 5;
+    }
+    rows
+}
+
+/// The starts of the hopping windows that hold a row at `ts_ms`: multiples of the slide `s`
+/// with `s <= ts < s + size` (Spark's TimeWindowing).
+fn window_starts(ts_ms: i64) -> impl Iterator<Item = i64> {
+    let last = ts_ms.div_euclid(WINDOW_SLIDE_MS) * WINDOW_SLIDE_MS;
+    (0..WINDOW_SIZE_MS / WINDOW_SLIDE_MS).map(move |k| last - k * WINDOW_SLIDE_MS)
+}
+
+/// A window group: (window end ms, user).
+type WindowKey = (i64, String);
+
+/// One batch of the windowed scenario as [`replay_windows`] computes it.
+struct WindowBatch {
+    watermark: i64,
+    late_watermark: i64,
+    /// The groups the batch writes, with their count and sum.
+    emitted: BTreeMap<WindowKey, (u64, i64)>,
+    /// (row, window) pairs dropped as late.
+    late: u64,
+}
+
+/// Spark's append-mode windowed aggregation, from its rules and independently of weir's code,
+/// replayed over the batches as recorded: the watermark as in [`Model::replay`] (one source);
+/// a (row, window) pair whose window ends at or below the previous batch's watermark is late
+/// and dropped; the others add to their group; then every group whose window ends at or below
+/// the batch's watermark is written, once, and dropped. Also checks the round-based reasoning:
+/// every pair of a `late` row is late, no pair of another row is.
+fn replay_windows(inputs: &[Vec<Row>], ctx: &str) -> Vec<WindowBatch> {
+    let (mut watermark, mut late_watermark) = (0i64, 0i64);
+    let mut max_ts: Option<i64> = None;
+    let mut state: BTreeMap<WindowKey, (u64, i64)> = BTreeMap::new();
+    let mut out = Vec::with_capacity(inputs.len());
+    for (n, rows) in inputs.iter().enumerate() {
+        let mut b = WindowBatch { watermark, late_watermark, emitted: BTreeMap::new(), late: 0 };
+        for row in rows {
+            let (user, amount) = window_fields(row);
+            for start in window_starts(row.ts_ms) {
+                let end = start + WINDOW_SIZE_MS;
+                let late = end <= late_watermark;
+                assert_eq!(late, row.v == "late", "{ctx}: batch {n}: {row:?} in the window ending {end}, late watermark {late_watermark}");
+                if late {
+                    b.late += 1;
+                    continue;
+                }
+                let group = state.entry((end, user.clone())).or_default();
+                group.0 += 1;
+                group.1 += amount;
+            }
+        }
+        let open = state.split_off(&(watermark + 1, String::new()));
+        b.emitted = std::mem::replace(&mut state, open);
+        for row in rows {
+            max_ts = Some(max_ts.map_or(row.ts_ms, |m| m.max(row.ts_ms)));
+        }
+        late_watermark = watermark;
+        watermark = watermark.max(max_ts.map_or(0, |m| m - DELAY_MS));
+        out.push(b);
+    }
+    out
+}
+
+/// A hopping-window aggregation (count and sum per window and user, windows of 2 minutes
+/// every minute, a 10-minute watermark delay) from a file source, killed and restarted. The
+/// rounds make the result independent of how batches were cut: on-time rows are never late
+/// (see [`window_round_rows`]), a late row is late for both its windows (it is 2 hours behind
+/// a round that starts after a run took all of the previous one), and a group is written once,
+/// when the watermark passes its window, in the round or the next. So the table must hold exactly every group of on-time rows whose
+/// window ends at or below the final watermark (the last event time - 10 minutes), each once,
+/// with its count and sum; and the replay over the batches as recorded must give the
+/// watermarks weir recorded, each batch's number of output rows, and the batches that
+/// committed to Delta.
+#[test]
+fn chaos_sigkill_file_source_window_to_delta() {
+    let mut chaos = Chaos::new("file source, hopping windows", &["events"], true, ".");
+    chaos.state_dir = "window-0";
+    let inputs = file_rounds(&mut chaos, " user STRING, amount BIGINT,", WINDOW_QUERY, window_round_rows, window_json);
+    let ctx = chaos.ctx();
+    let last = chaos.nothing_left();
+    assert_eq!(inputs.len() as u64, last + 1, "{ctx}: one input per batch");
+
+    // What the rounds make certain, whatever the batches: every on-time row in its groups,
+    // the groups that end by the final watermark written.
+    let all: Vec<&Row> = inputs.iter().flatten().collect();
+    let final_watermark = all.iter().map(|r| r.ts_ms).max().unwrap() - DELAY_MS;
+    let mut expected: BTreeMap<WindowKey, (u64, i64)> = BTreeMap::new();
+    for row in all.iter().filter(|r| r.v != "late") {
+        let (user, amount) = window_fields(row);
+        for start in window_starts(row.ts_ms) {
+            let group = expected.entry((start + WINDOW_SIZE_MS, user.clone())).or_default();
+            group.0 += 1;
+            group.1 += amount;
+        }
+    }
+    expected.retain(|(end, _), _| *end <= final_watermark);
+    assert!(expected.len() >= 20, "{ctx}: only {} groups are due; the scenario should write more", expected.len());
+
+    // The replay over the batches as recorded: the same groups, and each batch as weir ran it.
+    let model = replay_windows(&inputs, &ctx);
+    let mut replayed: BTreeMap<WindowKey, (u64, i64)> = BTreeMap::new();
+    for b in &model {
+        for (key, value) in &b.emitted {
+            assert!(replayed.insert(key.clone(), *value).is_none(), "{ctx}: the replay wrote {key:?} twice");
+        }
+    }
+    assert_eq!(replayed, expected, "{ctx}: the replay over the recorded batches vs the round-based expectation (the test's reasoning)");
+    for (n, b) in model.iter().enumerate() {
+        let o = &chaos.history.offsets[&(n as u64)];
+        assert_eq!(
+            (o["batchWatermarkMs"].as_i64(), o["lateEventsWatermarkMs"].as_i64()),
+            (Some(b.watermark), Some(b.late_watermark)),
+            "{ctx}: batch {n}: (batchWatermarkMs, lateEventsWatermarkMs) as weir recorded them vs the model: {o}"
+        );
+        let rows = chaos.history.commits[&(n as u64)]["numOutputRows"].as_u64();
+        assert_eq!(rows, Some(b.emitted.len() as u64), "{ctx}: commits/{n}.json numOutputRows vs the model");
+    }
+
+    // The table, read by the independent reader: each group once, with the model's values.
+    let table = chaos.table.read_table(&["start_s", "end_s", "user", "n", "total"]);
+    let mut got: BTreeMap<WindowKey, (u64, i64)> = BTreeMap::new();
+    for r in table.json["rows"].as_array().unwrap() {
+        let (start, end) = (r["start_s"].as_i64().unwrap() * 1000, r["end_s"].as_i64().unwrap() * 1000);
+        assert_eq!(end - start, WINDOW_SIZE_MS, "{ctx}: a window of 2 minutes: {r}");
+        let key = (end, r["user"].as_str().unwrap().to_string());
+        let value = (r["n"].as_u64().unwrap(), r["total"].as_i64().unwrap());
+        assert!(got.insert(key, value).is_none(), "{ctx}: a (window, user) is in the table twice: {r}");
+    }
+    if got != expected {
+        let wrong: Vec<String> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k:?}: want {v:?}, got {:?}", got.get(k)))
+            .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| format!("{k:?}: not due, got {v:?}")))
+            .take(20)
+            .collect();
+        panic!("{ctx}: the table's groups differ from the model ({} in the table, {} expected):\n{}", got.len(), expected.len(), wrong.join("\n"));
+    }
+    let with_output: Vec<u64> = (0..=last).filter(|n| !model[*n as usize].emitted.is_empty()).collect();
+    let orphans = chaos.check_log(&table, &with_output);
+    eprintln!(
+        "chaos {}: seed {}: {} kills landed in {} runs over {} rounds, {:.1} s; {} batches, {} replayed; {} rows in, {} late (row, window) pairs dropped; \
+         {} groups written in {} Delta commits; {orphans} orphans\n  kills by timing: {:?}\n  kills by step: {:?}",
+        chaos.what,
+        chaos.seed,
+        chaos.landed,
+        chaos.runs,
+        chaos.rounds,
+        chaos.started.elapsed().as_secs_f64(),
+        last + 1,
+        chaos.replays,
+        all.len(),
+        model.iter().map(|b| b.late).sum::<u64>(),
+        got.len(),
+        with_output.len(),
+        chaos.by_trigger,
+        chaos.by_step,
+    );
 }
 
 /// Messages per Kafka batch: small, so a round is many batches.
