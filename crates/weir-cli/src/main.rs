@@ -119,16 +119,22 @@ impl QueryListener for Printer {
                 } else {
                     ""
                 };
-                let state = p
+                // One clause per stateful operator, from the sources up.
+                let state: String = p
                     .state_operators
-                    .first()
-                    .map(|op| {
-                        format!(
-                            ", {} keys in state, {} duplicates and {} late rows dropped",
-                            op["numRowsTotal"], op["customMetrics"]["numDroppedDuplicateRows"], op["numRowsDroppedByWatermark"]
-                        )
+                    .iter()
+                    .rev()
+                    .map(|op| match op["customMetrics"]["numDroppedDuplicateRows"].as_u64() {
+                        Some(duplicates) => format!(
+                            ", deduplication: {} keys in state, {duplicates} duplicates and {} late rows dropped",
+                            op["numRowsTotal"], op["numRowsDroppedByWatermark"]
+                        ),
+                        None => format!(
+                            ", window: {} groups in state, {} written, {} late groups dropped",
+                            op["numRowsTotal"], op["numRowsRemoved"], op["numRowsDroppedByWatermark"]
+                        ),
                     })
-                    .unwrap_or_default();
+                    .collect();
                 let watermark = p.event_time.as_ref().map(|e| format!(", watermark {}", e.watermark)).unwrap_or_default();
                 eprintln!(
                     "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{no_data}{replay}",

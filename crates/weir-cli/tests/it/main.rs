@@ -1,7 +1,8 @@
 //! weir's integration tests, in one binary so linking stays cheap: the SQL conformance
 //! suite, end-to-end runs of the `weir` binary read back by an independent Delta reader,
 //! crash recovery at every step of the batch loop, seeded random SIGKILLs of deduplicating
-//! runs (chaos), deterministic deduplication whatever the threads, pieces and crashes, and
+//! and windowed runs (chaos), deterministic deduplication and windows whatever the threads,
+//! pieces and crashes, and
 //! the Kafka source against a real broker, including one killed and started again mid-run,
 //! and joins of a stream with static Delta and Parquet tables.
 
