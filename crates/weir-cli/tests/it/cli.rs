@@ -192,6 +192,27 @@ fn quickstart_example_writes_a_partitioned_table() {
     }
 }
 
+/// The windows example: 100 seconds of generated events in 10-second windows per currency;
+/// nine windows close (the tenth waits for a watermark past its end), each row once.
+#[test]
+fn windows_example_writes_each_closed_window_once() {
+    let (_tmp, dir) = scratch();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/examples/windows.sql");
+    assert_ok(&run(&dir, script.to_str().unwrap(), &[]));
+    let table = DeltaView::read(&dir.join("out/per_10s"));
+    let rows = table.json["rows"].as_array().unwrap();
+    let mut groups: Vec<(String, String)> =
+        rows.iter().map(|r| (r["window_start"].as_str().unwrap().to_string(), r["currency"].as_str().unwrap().to_string())).collect();
+    groups.sort();
+    groups.dedup();
+    assert_eq!((rows.len(), groups.len()), (27, 27), "nine windows of three currencies, each once");
+    let payments: i64 = rows.iter().map(|r| r["payments"].as_i64().unwrap()).sum();
+    assert_eq!(payments, 90_000, "the events of the nine closed windows");
+    // Again: nothing new is written.
+    assert_ok(&run(&dir, script.to_str().unwrap(), &[]));
+    assert_eq!(DeltaView::read(&dir.join("out/per_10s")).json["rows"].as_array().unwrap().len(), 27);
+}
+
 #[test]
 fn a_query_that_does_not_fit_an_existing_delta_table_is_refused() {
     let (_tmp, dir) = scratch();
