@@ -66,8 +66,6 @@ pub(crate) struct Chain {
 
 /// What the cut needs to know of the query's tables.
 pub(crate) struct Tables<'a> {
-    /// The streaming sources' names.
-    pub streams: &'a [String],
     /// `(source, column)` for sources with a watermark.
     pub event_times: &'a [(String, String)],
     /// The query's windowing calls.
@@ -144,7 +142,7 @@ fn cut_topmost(plan: &LogicalPlan, tables: &Tables<'_>, partitions: usize) -> Re
 /// reads no stream.
 fn stateful(node: &LogicalPlan, tables: &Tables<'_>) -> Result<Option<(LogicalPlan, OperatorPlan)>> {
     let (event_times, windows) = (tables.event_times, tables.windows);
-    if !matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) | LogicalPlan::Filter(_)) || !reads_stream(node, tables.streams) {
+    if !matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) | LogicalPlan::Filter(_)) || !crate::static_side::reads_stream(node) {
         return Ok(None);
     }
     if let LogicalPlan::Aggregate(a) = node {
@@ -158,21 +156,6 @@ fn stateful(node: &LogicalPlan, tables: &Tables<'_>) -> Result<Option<(LogicalPl
         }
         None => Ok(None),
     }
-}
-
-/// Whether `plan` scans one of the `streams`.
-pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &[String]) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && streams.iter().any(|s| s == scan.table_name.table())
-        {
-            found = true;
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
 }
 
 /// A scan of an operator's output, re-qualified as the replaced node's schema.

@@ -219,13 +219,10 @@ async fn compile_on(
         .filter(|s| read.contains(&s.name))
         .filter_map(|s| Some((s.name.clone(), s.event_time.clone()?)))
         .collect();
-    let streams: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-    let tables = crate::chain::Tables { streams: &streams, event_times: &event_times, windows: &windows };
+    let tables = crate::chain::Tables { event_times: &event_times, windows: &windows };
     let Chain { mut plans, slots, operators } = crate::chain::split(logical, &tables, partitions)?;
-    let mut stage_inputs = streams.clone();
-    stage_inputs.push(crate::chain::OPERATOR_TABLE.to_string());
     for plan in &plans {
-        check_streamable(plan, &stage_inputs)?;
+        check_streamable(plan)?;
     }
     let top = plans.pop().expect("a chain has a stage above its operators");
     plans.push(conform_output(top, target.as_ref())?);
@@ -265,12 +262,12 @@ async fn compile_on(
 }
 
 /// Refuses what a stateless micro-batch cannot compute exactly.
-fn check_streamable(plan: &LogicalPlan, streams: &[String]) -> Result<()> {
+fn check_streamable(plan: &LogicalPlan) -> Result<()> {
     let mut problem: Option<String> = None;
     plan.apply(|node| {
         // What reads static tables alone (a subquery joined with the stream) runs as in a
         // batch query.
-        let over_stream = || crate::chain::reads_stream(node, streams);
+        let over_stream = || static_side::reads_stream(node);
         let why = match node {
             LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Window(_)
                 if !over_stream() =>

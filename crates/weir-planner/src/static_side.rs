@@ -313,7 +313,7 @@ pub(crate) fn check_join(join: &Join) -> Option<String> {
 
 /// Whether `plan` reads a stream: a table that is not static (a source, or the slot of a
 /// stateful operator's output).
-fn reads_stream(plan: &LogicalPlan) -> bool {
+pub(crate) fn reads_stream(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
