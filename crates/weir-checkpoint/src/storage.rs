@@ -185,10 +185,11 @@ impl ObjectStore for CheckThenPut {
         if opts.mode != PutMode::Create {
             return self.inner.put_opts(location, payload, opts).await;
         }
-        match self.inner.put_opts(location, payload.clone(), opts.clone()).await {
-            Err(object_store::Error::NotImplemented { .. }) => {}
-            other => return other,
+        let conditional = self.inner.put_opts(location, payload.clone(), opts.clone()).await;
+        if !matches!(conditional, Err(object_store::Error::NotImplemented { .. })) {
+            return conditional;
         }
+        // The store cannot create-if-absent: check, then write.
         match self.inner.head(location).await {
             Ok(_) => Err(object_store::Error::AlreadyExists {
                 path: location.to_string(),
