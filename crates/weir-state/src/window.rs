@@ -125,6 +125,8 @@ pub struct WindowAggregate {
     spec: WindowSpec,
     key_schema: SchemaRef,
     state_schema: SchemaRef,
+    /// How many state columns each aggregate has.
+    state_widths: Vec<usize>,
     /// Groups by closing moment.
     state: BTreeMap<i64, Groups>,
     /// Groups in `state`.
@@ -163,8 +165,11 @@ impl WindowAggregate {
         let key_schema = Arc::new(Schema::new(key_fields.clone()));
         let mut fields = vec![Field::new("bucket", DataType::Int64, false), Field::new("removed", DataType::Boolean, false)];
         fields.extend(key_fields);
+        let mut state_widths = Vec::with_capacity(spec.aggregates.len());
         for (a, aggregate) in spec.aggregates.iter().enumerate() {
-            for (j, f) in aggregate.state_fields().map_err(df_err)?.iter().enumerate() {
+            let state_fields = aggregate.state_fields().map_err(df_err)?;
+            state_widths.push(state_fields.len());
+            for (j, f) in state_fields.iter().enumerate() {
                 fields.push(Field::new(format!("a{a}_{j}"), f.data_type().clone(), true));
             }
         }
@@ -175,6 +180,7 @@ impl WindowAggregate {
             spec,
             key_schema,
             state_schema: Arc::new(Schema::new(fields)),
+            state_widths,
             state: BTreeMap::new(),
             state_rows: 0,
             batch: None,
@@ -372,9 +378,8 @@ impl StatefulOperator for WindowAggregate {
                 let rows = batch.slice(start, end - start);
                 let keys: Vec<ArrayRef> = rows.columns()[2..2 + nkeys].to_vec();
                 let mut at = 2 + nkeys;
-                let mut states = Vec::with_capacity(self.spec.aggregates.len());
-                for aggregate in &self.spec.aggregates {
-                    let width = aggregate.state_fields().map_err(df_err)?.len();
+                let mut states = Vec::with_capacity(self.state_widths.len());
+                for width in &self.state_widths {
                     states.push(rows.columns()[at..at + width].to_vec());
                     at += width;
                 }
