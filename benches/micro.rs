@@ -193,7 +193,7 @@ impl DeltaTarget {
         if let Some(t) = template {
             copy_dir(&t.dir.path().join("table"), &table);
         }
-        let config = DeltaConfig { path: table.display().to_string(), partition_by: Vec::new(), target_file_size: None, storage: Default::default() };
+        let config = DeltaConfig::at(table.display().to_string(), Default::default());
         let mut sink = DeltaSink::new("deduped", config, None).expect("sink");
         let checkpoint = Arc::new(Checkpoint::open(&dir.path().join("checkpoint").display().to_string()).expect("checkpoint"));
         let schema = file_source("json").1;

@@ -599,7 +599,7 @@ mod tests {
     }
 
     fn sink(path: &std::path::Path) -> DeltaSink {
-        let config = DeltaConfig { path: path.display().to_string(), partition_by: vec!["p".into()], target_file_size: None, storage: Default::default() };
+        let config = DeltaConfig { partition_by: vec!["p".into()], ..DeltaConfig::at(path.display().to_string(), Default::default()) };
         DeltaSink::new("t", config, None).unwrap()
     }
 

@@ -142,7 +142,7 @@ pub(crate) fn plan(
                 late_taken = true;
                 // The late rows' table is on the store of the source they came from.
                 let storage = session.tables.get(&t.source).map(|d| d.config.storage()).unwrap_or_default();
-                let config = ConnectorConfig::Delta(DeltaConfig { path: t.path.clone(), partition_by: Vec::new(), target_file_size: None, storage });
+                let config = ConnectorConfig::Delta(DeltaConfig::at(t.path.clone(), storage));
                 Some(make_sink(&format!("{sink_name}_late_rows"), &config, None, &session.memory).map_err(|e| WeirError::at(line, e))?)
             }
             None => None,

@@ -524,7 +524,7 @@ impl Session {
             if let Some((path, schema)) = s.source.dead_letter() {
                 let schema = crate::runner::with_batch_id(&schema);
                 let storage = self.storage_of(&s.name);
-                let config = ConnectorConfig::Delta(DeltaConfig { path, partition_by: Vec::new(), target_file_size: None, storage });
+                let config = ConnectorConfig::Delta(DeltaConfig::at(path, storage));
                 let table = format!("{}_bad_rows", s.name);
                 let mut bad_sink = make_sink(&table, &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
                 bad_sink

@@ -55,9 +55,15 @@ impl ConnectorConfig {
         }
     }
 
-    /// Whether a query can read from it.
+    /// Whether it is a stream: a query reading it reads it as a stream, always.
     pub fn is_source(&self) -> bool {
         matches!(self, Self::Kafka(_) | Self::File(_) | Self::Datagen(_))
+    }
+
+    /// Whether a continuous query can read it as a stream: a source, or a Delta table (whose
+    /// new commits are the stream).
+    pub fn can_stream(&self) -> bool {
+        self.is_source() || matches!(self, Self::Delta(_))
     }
 
     /// The late-rows policy of a source.
@@ -148,6 +154,22 @@ pub type StorageOptions = std::collections::BTreeMap<String, String>;
 /// `aws_region`, checked when the store is built).
 fn storage_options(r: &mut OptionReader) -> StorageOptions {
     r.with_prefix("storage.").into_iter().map(|(k, v)| (k, v.value)).collect()
+}
+
+/// Reads the options of a Delta table read as a stream.
+fn delta_source_options(r: &mut OptionReader) -> Result<DeltaSourceOptions> {
+    let starting_version = r.u64("starting_version")?;
+    let starting_timestamp = r.timestamp("starting_timestamp")?;
+    if starting_version.is_some() && starting_timestamp.is_some() {
+        return Err(r.conflict("starting_version", "starting_timestamp", "a stream starts at one place: give one of them"));
+    }
+    Ok(DeltaSourceOptions {
+        starting_version,
+        starting_timestamp,
+        skip_change_commits: r.bool("skip_change_commits")?.unwrap_or(false),
+        max_files_per_trigger: r.positive("max_files_per_trigger")?.map(|n| n as usize),
+        max_bytes_per_trigger: r.size("max_bytes_per_trigger")?,
+    })
 }
 
 /// Reads `late_rows` and `late_rows_path`.
@@ -436,8 +458,9 @@ pub struct DatagenConfig {
     pub storage: StorageOptions,
 }
 
-/// `connector = 'delta'`.
-#[derive(Debug, Clone, PartialEq)]
+/// `connector = 'delta'`: a table a query writes (a sink), reads as a stream (a source), or
+/// reads as it is now (a static table).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeltaConfig {
     /// Table location (local path or object store URL).
     pub path: String,
@@ -447,6 +470,50 @@ pub struct DeltaConfig {
     pub target_file_size: Option<u64>,
     /// Object store settings (`storage.<key>` options, without the prefix).
     pub storage: StorageOptions,
+    /// How the table is read as a stream.
+    pub source: DeltaSourceOptions,
+    /// How the table is written.
+    pub sink: DeltaSinkOptions,
+}
+
+impl DeltaConfig {
+    /// A table at `path` with every other option at its default.
+    pub fn at(path: impl Into<String>, storage: StorageOptions) -> Self {
+        Self { path: path.into(), storage, ..Self::default() }
+    }
+}
+
+/// The options of a Delta table read as a stream, after Spark's Delta source.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeltaSourceOptions {
+    /// `starting_version`: read the commits from this version on, instead of the table's
+    /// current snapshot and the commits after it.
+    pub starting_version: Option<u64>,
+    /// `starting_timestamp` (milliseconds since the epoch, UTC): read the commits made at or
+    /// after this moment.
+    pub starting_timestamp: Option<i64>,
+    /// `skip_change_commits`: commits that remove files (deletes, updates, merges) are
+    /// skipped instead of stopping the query.
+    pub skip_change_commits: bool,
+    /// `max_files_per_trigger`: data files per batch at most (at least one is read).
+    pub max_files_per_trigger: Option<usize>,
+    /// `max_bytes_per_trigger`: bytes of data files per batch, a soft limit (at least one
+    /// file is read).
+    pub max_bytes_per_trigger: Option<u64>,
+}
+
+/// The options of a Delta table a query writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeltaSinkOptions {
+    /// `merge_schema`: new columns of the query's output are added to the table (nullable).
+    pub merge_schema: bool,
+    /// `auto_compact`: the sink compacts the table's small files as it goes.
+    pub auto_compact: bool,
+    /// `auto_compact_min_files`: small files that start a compaction.
+    pub auto_compact_min_files: Option<u64>,
+    /// `delta.*` table properties set when the table is created, key with its prefix
+    /// (`delta.appendOnly`), in the order written.
+    pub properties: Vec<(String, String)>,
 }
 
 /// `connector = 'parquet'`: a directory of Parquet files, read whole by batch queries.
@@ -491,8 +558,15 @@ impl ConnectorConfig {
                     .string("partition_by")
                     .map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
                     .unwrap_or_default(),
-                target_file_size: r.positive("target_file_size")?,
+                target_file_size: r.size("target_file_size")?,
                 storage: storage_options(&mut r),
+                source: delta_source_options(&mut r)?,
+                sink: DeltaSinkOptions {
+                    merge_schema: r.bool("merge_schema")?.unwrap_or(false),
+                    auto_compact: r.bool("auto_compact")?.unwrap_or(false),
+                    auto_compact_min_files: r.positive("auto_compact_min_files")?,
+                    properties: r.with_prefix("delta.").into_iter().map(|(k, v)| (format!("delta.{k}"), v.value)).collect(),
+                },
             }),
             "parquet" => Self::Parquet(ParquetConfig { path: r.required_string("path")?, storage: storage_options(&mut r) }),
             "memory" => Self::Memory,
@@ -700,6 +774,31 @@ mod tests {
         assert!(ConnectorConfig::Arrow.is_static() && !ConnectorConfig::Arrow.is_sink());
         let e = config("CREATE TABLE t WITH (connector = 'foreach_bach')").unwrap_err();
         assert!(e.to_string().contains("did you mean 'foreach_batch'?"), "{e}");
+    }
+
+    #[test]
+    fn delta_options() {
+        let delta = |o: &str| {
+            config(&format!("CREATE TABLE t WITH (connector = 'delta', path = 'p'{o})")).map(|c| match c {
+                ConnectorConfig::Delta(d) => d,
+                other => panic!("not delta: {other:?}"),
+            })
+        };
+        let d = delta("").unwrap();
+        assert_eq!(d, DeltaConfig::at("p", StorageOptions::new()));
+        let d = delta(", startingVersion = 3, skipChangeCommits = true, maxFilesPerTrigger = 2, max_bytes_per_trigger = '1MB', target_file_size = '64MB'").unwrap();
+        assert_eq!(d.source.starting_version, Some(3));
+        assert!(d.source.skip_change_commits);
+        assert_eq!((d.source.max_files_per_trigger, d.source.max_bytes_per_trigger), (Some(2), Some(1 << 20)));
+        assert_eq!(d.target_file_size, Some(64 << 20));
+        let d = delta(", starting_timestamp = '1970-01-01 00:00:02', merge_schema = true, auto_compact = true, 'delta.appendOnly' = 'true'").unwrap();
+        assert_eq!(d.source.starting_timestamp, Some(2000));
+        assert!(d.sink.merge_schema && d.sink.auto_compact);
+        assert_eq!(d.sink.properties, [("delta.appendOnly".to_string(), "true".to_string())]);
+        let err = |o: &str| delta(o).unwrap_err().to_string();
+        assert!(err(", starting_version = 1, starting_timestamp = '2026-01-01'").contains("exclude each other"));
+        assert!(err(", starting_timestamp = 'soon'").contains("option 'starting_timestamp'"));
+        assert!(err(", max_bytes_per_trigger = 'lots'").contains("option 'max_bytes_per_trigger'"));
     }
 
     #[test]

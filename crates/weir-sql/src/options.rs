@@ -171,6 +171,29 @@ impl OptionReader {
         }
     }
 
+    /// A size in bytes: `134217728`, `128MB`, `1 GiB`, `64k` (powers of 1024).
+    pub fn size(&mut self, key: &'static str) -> Result<Option<u64>> {
+        let Some(v) = self.take(key) else { return Ok(None) };
+        match parse_size(&v.value) {
+            Some(n) if n > 0 => Ok(Some(n)),
+            _ => Err(self.invalid(key, &v, "a size such as '128MB', '1GB' or a number of bytes")),
+        }
+    }
+
+    /// A moment, UTC: `2026-01-31`, `2026-01-31 12:00:00[.fff]`, or RFC 3339 with an offset.
+    /// In milliseconds since the epoch.
+    pub fn timestamp(&mut self, key: &'static str) -> Result<Option<i64>> {
+        let Some(v) = self.take(key) else { return Ok(None) };
+        parse_timestamp(&v.value)
+            .map(Some)
+            .ok_or_else(|| self.invalid(key, &v, "a timestamp such as '2026-01-31', '2026-01-31 12:00:00' or '2026-01-31T12:00:00Z'"))
+    }
+
+    /// The error for two options that exclude each other, both given; `why` says what to do.
+    pub fn conflict(&self, first: &str, second: &str, why: &str) -> SqlError {
+        SqlError::at(self.line, format!("options '{first}' and '{second}' of {} exclude each other: {why}", self.context))
+    }
+
     /// A single-character option (delimiters).
     pub fn char(&mut self, key: &'static str) -> Result<Option<u8>> {
         let Some(v) = self.take(key) else { return Ok(None) };
@@ -265,6 +288,20 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_timestamps_parse() {
+        assert_eq!(parse_size("128MB"), Some(128 << 20));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("1_000"), Some(1000));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_timestamp("1970-01-02"), Some(86_400_000));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01.5"), Some(1500));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
     fn camel_case_keys_are_normalised() {
         assert_eq!(normalize_key("maxFilesPerTrigger"), "max_files_per_trigger");
         assert_eq!(normalize_key("properties.sasl.mechanism"), "properties.sasl.mechanism");
@@ -293,4 +330,38 @@ mod tests {
             "line 7: option 'max_files_per_trigger' of source 'e' must be a non-negative whole number, got 'ten'"
         );
     }
+}
+
+/// A size in bytes: digits with an optional unit (`B`, `K`/`KB`/`KiB`, `M`..., `G`..., `T`...,
+/// case-insensitive, powers of 1024), spaces and `_` allowed.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text: String = text.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// A moment as milliseconds since the epoch: a date (midnight UTC), a date and time (UTC), or
+/// RFC 3339 with an offset.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
