@@ -11,6 +11,7 @@ pub mod channel;
 pub mod console;
 pub mod datagen;
 pub mod delta;
+pub mod delta_source;
 mod delta_journal;
 pub mod error;
 pub mod failpoint;
@@ -254,12 +255,13 @@ pub async fn make_source(name: &str, config: &ConnectorConfig, declared: Option<
     match config {
         ConnectorConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSource::new(name, c.clone(), declared)?)),
         ConnectorConfig::File(c) => Ok(Box::new(file::FileSource::new(name, c.clone(), declared).await?)),
+        ConnectorConfig::Delta(c) => Ok(Box::new(delta_source::DeltaSource::new(name, c.clone(), declared).await?)),
         ConnectorConfig::Datagen(c) => {
             let schema = declared.ok_or_else(|| ConnectorError::Config(format!("datagen table '{name}' needs declared columns")))?;
             Ok(Box::new(datagen::DatagenSource::new(c.clone(), schema)?))
         }
         other => Err(ConnectorError::Config(format!(
-            "table '{name}' (connector '{}') cannot be read by a streaming query; sources are 'kafka', 'file' and 'datagen'",
+            "table '{name}' (connector '{}') cannot be read by a streaming query; sources are 'kafka', 'file', 'datagen' and 'delta'",
             other.name()
         ))),
     }

@@ -13,11 +13,18 @@ use crate::error::{PlanError, Result};
 /// The tables `query` reads (lower-cased unless quoted, as DataFusion names them), in name
 /// order, not counting the names its `WITH` clauses define.
 pub fn referenced_tables(query: &str) -> Result<Vec<String>> {
+    Ok(referenced_tables_marked(query)?.0)
+}
+
+/// [`referenced_tables`], and those of them marked `STREAM(t)`.
+pub fn referenced_tables_marked(query: &str) -> Result<(Vec<String>, Vec<String>)> {
     let mut statements = DFParser::parse_sql(query).map_err(|e| PlanError::Plan(clean(&e)))?;
     let mut tables = Vec::new();
+    let mut marked = Vec::new();
     for statement in &mut statements {
-        // TUMBLE(events, ...) reads events.
-        crate::window_tvf::rewrite(statement)?;
+        // TUMBLE(events, ...) reads events; STREAM(bronze) reads bronze.
+        let (_, streamed) = crate::window_tvf::rewrite_marked(statement)?;
+        marked.extend(streamed);
         let (relations, _ctes) = resolve_table_references(statement, true).map_err(|e| PlanError::Plan(clean(&e)))?;
         for r in relations {
             let name = r.table().to_string();
@@ -26,7 +33,7 @@ pub fn referenced_tables(query: &str) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(tables)
+    Ok((tables, marked))
 }
 
 /// A context for one batch query on `threads` partitions; register its tables, then call

@@ -70,16 +70,23 @@ impl WindowTvf {
 /// Rewrites every `TUMBLE(...)` and `HOP(...)` in `statement` into a derived table; returns
 /// the windows, in the order they appear.
 pub fn rewrite(statement: &mut Statement) -> Result<Vec<WindowTvf>> {
-    let Statement::Statement(inner) = statement else { return Ok(Vec::new()) };
-    let mut rewriter = Rewriter { found: Vec::new() };
+    Ok(rewrite_marked(statement)?.0)
+}
+
+/// [`rewrite`], and `STREAM(t)` into `t`: returns the windows and the tables marked so, read
+/// as streams (Databricks' spelling for reading a Delta table as a stream).
+pub fn rewrite_marked(statement: &mut Statement) -> Result<(Vec<WindowTvf>, Vec<String>)> {
+    let Statement::Statement(inner) = statement else { return Ok((Vec::new(), Vec::new())) };
+    let mut rewriter = Rewriter { found: Vec::new(), streamed: Vec::new() };
     if let ControlFlow::Break(e) = inner.visit(&mut rewriter) {
         return Err(e);
     }
-    Ok(rewriter.found)
+    Ok((rewriter.found, rewriter.streamed))
 }
 
 struct Rewriter {
     found: Vec<WindowTvf>,
+    streamed: Vec<String>,
 }
 
 impl VisitorMut for Rewriter {
@@ -99,9 +106,20 @@ impl VisitorMut for Rewriter {
         let kind = match function_name(name).as_deref() {
             Some("tumble") => "TUMBLE",
             Some("hop") => "HOP",
+            Some("stream") => "STREAM",
             _ => return ControlFlow::Continue(()),
         };
         let alias = alias.as_ref().map(|a| a.name.to_string());
+        if kind == "STREAM" {
+            return match stream(&args.args, alias) {
+                Ok((table, replacement)) => {
+                    self.streamed.push(table);
+                    *factor = replacement;
+                    ControlFlow::Continue(())
+                }
+                Err(e) => ControlFlow::Break(e),
+            };
+        }
         match replace(kind, &args.args, alias) {
             Ok((window, replacement)) => {
                 self.found.push(window);
@@ -208,6 +226,22 @@ fn function_name(name: &ObjectName) -> Option<String> {
         [part] => part.as_ident().map(|i| i.value.to_ascii_lowercase()),
         _ => None,
     }
+}
+
+/// `STREAM(t) [AS a]`: the table it names, and `t [AS a]`.
+fn stream(args: &[FunctionArg], alias: Option<String>) -> Result<(String, TableFactor)> {
+    let bad = |what: String| PlanError::Plan(format!("{what}; write STREAM(<table>), e.g. SELECT * FROM STREAM(bronze)"));
+    let ident = match args {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(i)))] => i,
+        [other] => return Err(bad(format!("STREAM takes a table's name, not '{other}'"))),
+        _ => return Err(bad(format!("STREAM takes one table, not {} arguments", args.len()))),
+    };
+    let sql = match &alias {
+        Some(a) => format!("SELECT * FROM {ident} AS {a}"),
+        None => format!("SELECT * FROM {ident}"),
+    };
+    let factor = parse_from(&sql).ok_or_else(|| PlanError::Plan(format!("internal: cannot read back '{sql}'")))?;
+    Ok((ident.value.clone(), factor))
 }
 
 /// The derived table for one call, and what it is.
@@ -319,6 +353,17 @@ mod tests {
         let mut statement = DFParser::parse_sql(sql).unwrap().pop_front().unwrap();
         let found = rewrite(&mut statement)?;
         Ok((found, statement.to_string()))
+    }
+
+    #[test]
+    fn stream_marks_a_table() {
+        let mut statements = DFParser::parse_sql("SELECT * FROM STREAM(bronze) b JOIN dim ON b.k = dim.k").unwrap();
+        let (_, streamed) = rewrite_marked(&mut statements[0]).unwrap();
+        assert_eq!(streamed, ["bronze"]);
+        assert_eq!(statements[0].to_string(), "SELECT * FROM bronze AS b JOIN dim ON b.k = dim.k");
+        let mut statements = DFParser::parse_sql("SELECT * FROM STREAM(1 + 1)").unwrap();
+        let e = rewrite_marked(&mut statements[0]).unwrap_err().to_string();
+        assert!(e.contains("STREAM takes a table's name"), "{e}");
     }
 
     #[test]

@@ -178,15 +178,15 @@ impl Session {
     /// it keeps between batches, and the physical plan each batch runs over its new rows.
     /// Sources are opened to learn their schemas (a Kafka source asks its broker).
     pub async fn explain(&self, query: &str, line: usize) -> Result<String> {
-        let read = weir_planner::batch::referenced_tables(query).map_err(|e| WeirError::at(line, e))?;
-        if !read.iter().any(|t| self.tables().get(t).is_some_and(|d| d.config.is_source())) {
+        let read = self.stream_tables(query, line, true)?;
+        if read.is_empty() {
             return Err(WeirError::at(
                 line,
                 "the query reads no source, so it has no streaming plan: a SELECT over static tables (Delta, Parquet) runs once, as a batch query",
             ));
         }
         let mut defs = Vec::new();
-        for (name, def) in self.tables().iter().filter(|(n, d)| d.config.is_source() && read.contains(*n)) {
+        for (name, def) in self.tables().iter().filter(|(n, _)| read.contains(*n)) {
             let declared = (!def.create.columns.is_empty()).then(|| Arc::new(Schema::new(def.create.columns.clone())));
             let source = weir_connectors::make_source(name, &def.config, declared).await.map_err(|e| WeirError::at(def.create.line, e))?;
             defs.push(weir_planner::SourceDef {
@@ -195,7 +195,7 @@ impl Session {
                 event_time: def.create.watermark.as_ref().map(|w| w.column.clone()),
             });
         }
-        let (_, statics) = self.open_static_tables(query, line).await?;
+        let (_, statics) = self.open_static_tables(query, line, &read).await?;
         let compiled = weir_planner::compile(query, &defs, &statics, None, self.config().threads).await.map_err(|e| WeirError::at(line, e))?;
         let sources: Vec<String> = compiled
             .sources()
@@ -240,7 +240,7 @@ impl Session {
     }
 }
 
-fn no_such_table(session: &Session, name: &str, line: usize) -> WeirError {
+pub(crate) fn no_such_table(session: &Session, name: &str, line: usize) -> WeirError {
     let names: Vec<&str> = session.tables().keys().map(String::as_str).collect();
     let known = if names.is_empty() { "no tables are declared".to_string() } else { format!("tables: {}", names.join(", ")) };
     WeirError::at(line, format!("no table '{name}' ({known})"))

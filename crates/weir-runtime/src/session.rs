@@ -302,8 +302,11 @@ impl Session {
         }
         let config = ConnectorConfig::from_table(&create)?;
         check_storage(&create.name, &config).map_err(|m| WeirError::at(create.line, m))?;
-        if create.watermark.is_some() && !config.is_source() {
-            return Err(WeirError::at(create.line, format!("table '{}': WATERMARK only applies to sources (kafka, file, datagen)", create.name)));
+        if create.watermark.is_some() && !config.can_stream() {
+            return Err(WeirError::at(
+                create.line,
+                format!("table '{}': WATERMARK only applies to tables read as streams (kafka, file, datagen, delta)", create.name),
+            ));
         }
         self.tables.insert(create.name.clone(), TableDef { create, config });
         Ok(())
@@ -342,10 +345,45 @@ impl Session {
         weir_planner::batch::run_batch(&ctx, &select.query).await.map_err(|e| WeirError::at(line, crate::catalog::with_table_hint(e.to_string())))
     }
 
-    /// Whether `select` reads a stream (a source table), so runs as a preview.
+    /// Whether `select` reads a stream (a source table, or `STREAM(t)`), so runs as a preview.
     fn reads_streams(&self, select: &weir_sql::Select) -> Result<bool> {
-        let tables = weir_planner::batch::referenced_tables(&select.query).map_err(|e| WeirError::at(select.line, e))?;
-        Ok(tables.iter().any(|t| self.tables.get(t).is_some_and(|d| d.config.is_source())))
+        Ok(!self.stream_tables(&select.query, select.line, false)?.is_empty())
+    }
+
+    /// The tables `query` reads as streams, in the order it names them:
+    /// - Kafka, file and datagen tables, always;
+    /// - the tables it marks `STREAM(t)` (which must be Delta tables or sources);
+    /// - in a continuous query (`continuous`, an INSERT INTO) that marks none and reads no
+    ///   Kafka, file or datagen table, every Delta table: a Delta-to-Delta pipeline hop.
+    ///
+    /// Every other Delta or Parquet table is static: read whole, as it is, as the static
+    /// side of a join or by a batch query.
+    pub(crate) fn stream_tables(&self, query: &str, line: usize, continuous: bool) -> Result<Vec<String>> {
+        let (referenced, marked) = weir_planner::batch::referenced_tables_marked(query).map_err(|e| WeirError::at(line, e))?;
+        for name in &marked {
+            match self.tables.get(name) {
+                Some(def) if !def.config.can_stream() => {
+                    return Err(WeirError::at(
+                        line,
+                        format!("STREAM({name}): table '{name}' (connector '{}') cannot be read as a stream; streams are kafka, file, datagen and delta tables", def.config.name()),
+                    ));
+                }
+                Some(_) => {}
+                None => return Err(crate::catalog::no_such_table(self, name, line)),
+            }
+        }
+        let config = |t: &String| self.tables.get(t).map(|d| &d.config);
+        let reads_source = referenced.iter().any(|t| config(t).is_some_and(ConnectorConfig::is_source));
+        let delta_streams = continuous && marked.is_empty() && !reads_source;
+        Ok(referenced
+            .iter()
+            .filter(|t| match config(t) {
+                Some(c) if c.is_source() => true,
+                Some(ConnectorConfig::Delta(_)) => delta_streams || marked.contains(t),
+                _ => false,
+            })
+            .cloned()
+            .collect())
     }
 
     /// Starts `query` writing to `output`; returns the query and its output schema.
@@ -370,9 +408,10 @@ impl Session {
             Output::Preview(tx) => Box::new(weir_connectors::channel::ChannelSink::new(tx)),
         };
 
-        // Sources: every declared source; the plan says which ones it reads.
+        // Sources: the tables the query reads as streams.
+        let streams = self.stream_tables(query, line, sink_table.is_some())?;
         let mut sources = Vec::new();
-        for (name, def) in self.tables.iter().filter(|(_, d)| d.config.is_source()) {
+        for (name, def) in self.tables.iter().filter(|(n, _)| streams.contains(n)) {
             let config = match (&def.config, &options.starting_offsets) {
                 (ConnectorConfig::Kafka(k), Some(start)) if def.create.options.get("starting_offsets").is_none() => {
                     ConnectorConfig::Kafka(weir_sql::config::KafkaConfig { starting_offsets: start.clone(), ..k.clone() })
@@ -383,7 +422,7 @@ impl Session {
             sources.push((name.clone(), def, source));
         }
         let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;
-        let (mut statics, static_defs) = self.open_static_tables(query, line).await?;
+        let (mut statics, static_defs) = self.open_static_tables(query, line, &streams).await?;
         let defs: Vec<SourceDef> = sources
             .iter()
             .map(|(n, def, s)| SourceDef {
@@ -610,11 +649,12 @@ impl Session {
     }
 
     /// Opens the static tables (Delta, Parquet) that `query` reads, for its stream-static
-    /// joins.
-    pub(crate) async fn open_static_tables(&self, query: &str, line: usize) -> Result<(StaticTables, Vec<weir_planner::StaticDef>)> {
+    /// joins: those it does not read as `streams`.
+    pub(crate) async fn open_static_tables(&self, query: &str, line: usize, streams: &[String]) -> Result<(StaticTables, Vec<weir_planner::StaticDef>)> {
         let referenced = weir_planner::batch::referenced_tables(query).map_err(|e| WeirError::at(line, e))?;
         let tables: Vec<(&str, &ConnectorConfig)> = referenced
             .iter()
+            .filter(|n| !streams.contains(n))
             .filter_map(|n| self.tables.get(n).map(|d| (n.as_str(), &d.config)))
             .filter(|(_, c)| matches!(c, ConnectorConfig::Delta(_) | ConnectorConfig::Parquet(_)))
             .collect();
@@ -664,6 +704,23 @@ impl Session {
                 ));
             }
             seen.push((option, url));
+        }
+        // A Delta table read as a stream must not be one the query writes: each batch would
+        // read the commits of the one before, forever.
+        for s in sources {
+            let Some(ConnectorConfig::Delta(c)) = self.tables.get(&s.name).map(|t| &t.config) else { continue };
+            let Ok(location) = Location::resolve_with(&c.path, false, &c.storage) else { continue };
+            let url = location.url.to_string();
+            let url = if url.ends_with('/') { url } else { format!("{url}/") };
+            if let Some((written, _)) = seen.iter().find(|(_, w)| *w == url || w.starts_with(url.as_str()) || url.starts_with(w.as_str())) {
+                return Err(WeirError::at(
+                    line,
+                    format!(
+                        "the query reads table '{}' as a stream and writes the same Delta table ({written}): each batch would read its own commits again; write to another table",
+                        s.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -373,7 +373,7 @@ fn decode_csv(config: &FileConfig, schema: &SchemaRef, name: &str, header: Optio
 }
 
 /// Row groups `row_groups` of a Parquet file, from the bytes of their column chunks.
-fn decode_row_groups(schema: &SchemaRef, name: &str, metadata: ArrowReaderMetadata, row_groups: Vec<usize>, bytes: FileRange) -> Result<Vec<RecordBatch>> {
+pub(crate) fn decode_row_groups(schema: &SchemaRef, name: &str, metadata: ArrowReaderMetadata, row_groups: Vec<usize>, bytes: FileRange) -> Result<Vec<RecordBatch>> {
     decode_parquet(schema, name, ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata).with_row_groups(row_groups))
 }
 

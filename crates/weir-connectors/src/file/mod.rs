@@ -8,7 +8,7 @@
 //! should write under such a name and rename when done.
 
 pub mod decode;
-mod read;
+pub(crate) mod read;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -199,7 +199,7 @@ const PIECE_BYTES: u64 = 2 << 20;
 
 /// The piece size: [`PIECE_BYTES`], or `WEIR_FILE_PIECE_BYTES` when set (a tuning knob; the
 /// tests use it to show that results do not depend on how files are cut).
-fn piece_bytes() -> u64 {
+pub(crate) fn piece_bytes() -> u64 {
     static PIECE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *PIECE.get_or_init(|| {
         std::env::var("WEIR_FILE_PIECE_BYTES").ok().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0).unwrap_or(PIECE_BYTES)
@@ -211,7 +211,7 @@ const READ_AHEAD: usize = 2;
 
 /// `stream`, polled in a task of its own up to `ahead` items ahead of its reader. The task
 /// ends when the returned stream is dropped.
-fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, ahead: usize) -> BoxStream<'static, T> {
+pub(crate) fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, ahead: usize) -> BoxStream<'static, T> {
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
@@ -379,7 +379,7 @@ impl Source for FileSource {
                 // named by its line in the file. Reads run ahead of decoding.
                 let location = location.clone();
                 let pieces = futures::stream::iter(files.into_iter().enumerate())
-                    .flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, &file.path, size, cut));
+                    .flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, location.child(&file.path), size, cut));
                 read_ahead(pieces.boxed(), READ_AHEAD)
             })
             .try_flatten()

@@ -213,8 +213,7 @@ pub type Failure = (ConnectorError, bool);
 /// The first `size` bytes of the file `path`, the `file_index`th of its batch, a piece at a
 /// time (see the module doc). A line or record longer than a read makes the read grow until
 /// it ends.
-pub fn read_pieces(location: Location, file_index: usize, path: &str, size: u64, cut: Cut) -> BoxStream<'static, std::result::Result<Piece, Failure>> {
-    let path: Path = location.child(path);
+pub fn read_pieces(location: Location, file_index: usize, path: Path, size: u64, cut: Cut) -> BoxStream<'static, std::result::Result<Piece, Failure>> {
     let shown = location.display(&path);
     let file = OpenFile { location, path, shown, file_index, size };
     match cut.format {
@@ -534,7 +533,7 @@ mod tests {
         let location = location(dir);
         let files = check_files(&location, vec![file], cut, 7, warnings).await?;
         let (file, size) = &files[0];
-        read_pieces(location, 0, &file.path, *size, cut).map_err(|(e, _)| e).try_collect().await
+        read_pieces(location.clone(), 0, location.child(&file.path), *size, cut).map_err(|(e, _)| e).try_collect().await
     }
 
     fn piece_text(piece: &Piece) -> &Bytes {
