@@ -541,7 +541,13 @@ impl DeltaSource {
             }
             let files = match snapshot {
                 true => self.snapshot_files(table, version).await?,
-                false => self.commit_files(table, version).await?,
+                false => match self.commit_files(table, version).await {
+                    Ok(files) => files,
+                    // A commit the stream cannot go past ends the batch before it; the next
+                    // batch stops there.
+                    Err(_) if !out.is_empty() => return Ok((out, version.saturating_sub(1))),
+                    Err(e) => return Err(e),
+                },
             };
             for (index, file) in files.iter().enumerate().skip((after + 1).max(0) as usize) {
                 let position = Position { version, index: index as i64, snapshot };
@@ -551,7 +557,6 @@ impl DeltaSource {
                         out.push((position, file.clone()));
                         return Ok((out, version));
                     }
-                    Walk::Stop => return Ok((out, version)),
                 }
             }
             if snapshot {
@@ -666,7 +671,6 @@ impl Decoder {
 enum Walk {
     Take,
     TakeLast,
-    Stop,
 }
 
 /// `batch`'s data columns with the file's partition values, in `schema`'s order.
@@ -756,12 +760,12 @@ impl Source for DeltaSource {
         let (mut count, mut bytes) = (0usize, 0u64);
         let (files, scanned) = self
             .walk(table, from, latest, |_, file| {
-                if count >= max_files || max_bytes.is_some_and(|m| bytes >= m) {
-                    return Walk::Stop;
-                }
                 count += 1;
                 bytes += file.size;
-                Walk::Take
+                match count >= max_files || max_bytes.is_some_and(|m| bytes >= m) {
+                    true => Walk::TakeLast,
+                    false => Walk::Take,
+                }
             })
             .await?;
         let Some((last, _)) = files.last() else {

@@ -170,6 +170,27 @@ impl DeltaView {
     }
 }
 
+/// `columns` of every row of the table at `path` as DuckDB's delta extension reads it (see
+/// tests/read_delta_duckdb.py), as compact JSON, sorted.
+pub fn duckdb_rows(path: &Path, columns: &[&str]) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/read_delta_duckdb.py");
+    let out = Command::new(python()).arg(&script).arg(path).args(["--columns", &columns.join(",")]).output().expect("python runs");
+    assert!(out.status.success(), "DuckDB could not read {}:\n{}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("the DuckDB reader prints JSON");
+    let mut rows: Vec<String> = json["rows"].as_array().unwrap().iter().map(Value::to_string).collect();
+    rows.sort();
+    rows
+}
+
+/// Runs Python `code` (with the independent reader's packages) in `dir`. The interpreter
+/// leaves with `os._exit` once done: deltalake's native threads sometimes abort a normal
+/// shutdown after the work completed.
+pub fn python_in(dir: &Path, code: &str) {
+    let code = format!("{code}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)");
+    let out = Command::new(python()).arg("-c").arg(&code).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "python failed:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The query id recorded in a checkpoint.
 pub fn query_id(checkpoint: &Path) -> String {
     let meta: Value = serde_json::from_slice(&std::fs::read(checkpoint.join("metadata.json")).unwrap()).unwrap();
