@@ -17,6 +17,7 @@ mod file_source;
 mod kafka;
 mod kafka_restart;
 mod object_store;
+mod pipeline;
 mod session_api;
 mod shell;
 mod static_join;
