@@ -4,6 +4,9 @@
 //! batch wins over a later one) whatever the number of threads, the size of the pieces the
 //! files are read in, and wherever a run is killed and restarted.
 //!
+//! So is deduplication over a Delta table read as a stream (issue 19), the same files
+//! copied into it one commit each.
+//!
 //! So are windows (issue 18): a hopping-window aggregation with float sums and averages and
 //! distinct counts over the same kind of batches writes the same bits whatever the threads,
 //! pieces and crashes, and the model's groups (sums within rounding of the model's).
@@ -184,6 +187,60 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
     for failpoint in ["after_offsets", "before_delta_commit", "after_execute", "after_sink_commit", "after_state_commit", "after_commit_log"] {
         let (_tmp, dir) = scratch();
         setup(&dir, &files);
+        crash_at(&dir, failpoint, 1, LIMIT);
+        let out = run(&dir, "p.sql", &[]);
+        assert_ok(&out);
+        assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch 1:\n{}", stderr(&out));
+    }
+}
+
+/// The same files copied into a Delta table one file per commit (`bronze`), then
+/// deduplicated from it as a stream, two commits per batch: the batches are the file
+/// source's, so the model is the same.
+const DELTA_PIPELINE: &str = "
+CREATE TABLE bronze (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+WITH (connector = 'delta', path = 'bronze', max_files_per_trigger = 2);
+
+CREATE TABLE dedup WITH (connector = 'delta', path = 'out/dedup');
+
+INSERT INTO dedup
+SELECT DISTINCT ON (event_id) event_id, tms, seq
+FROM bronze
+ORDER BY event_id, ts;
+";
+
+/// Copies the files into the Delta table `bronze`, a commit each.
+fn setup_bronze(dir: &Path, files: &[Vec<Event>]) {
+    setup(dir, files);
+    std::fs::write(
+        dir.join("bronze.sql"),
+        "CREATE TABLE events (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING)
+         WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = 1);
+         CREATE TABLE bronze WITH (connector = 'delta', path = 'bronze');
+         INSERT INTO bronze SELECT * FROM events;",
+    )
+    .unwrap();
+    assert_ok(&run(dir, "bronze.sql", &[]));
+    std::fs::write(dir.join("p.sql"), DELTA_PIPELINE).unwrap();
+}
+
+#[test]
+fn dedup_over_a_delta_stream_keeps_the_same_rows_whatever_the_threads_and_crashes() {
+    let files = files();
+    let want = model(&files);
+    for threads in ["1", "2", "3"] {
+        let (_tmp, dir) = scratch();
+        setup_bronze(&dir, &files);
+        let mut cmd = weir(&dir);
+        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
+        let out = output_within(cmd, LIMIT);
+        assert_ok(&out);
+        assert_eq!(rows(&dir), want, "threads {threads}:\n{}", stderr(&out));
+    }
+    for failpoint in ["after_offsets", "before_delta_commit", "after_state_commit"] {
+        let (_tmp, dir) = scratch();
+        setup_bronze(&dir, &files);
         crash_at(&dir, failpoint, 1, LIMIT);
         let out = run(&dir, "p.sql", &[]);
         assert_ok(&out);
