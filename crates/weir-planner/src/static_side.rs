@@ -282,6 +282,9 @@ impl ExecutionPlan for ProbeOrderExec {
 }
 
 /// What weir joins, said in every refusal.
+/// How to join Delta tables with each other: which one is the stream.
+const DELTA_STREAMS: &str = "a query that reads only Delta tables reads each as a stream: mark the stream with STREAM(t) (FROM STREAM(events) e JOIN customers c ON ...) and the other Delta tables are read whole";
+
 const SUPPORTED: &str = "weir joins a stream with a static table (connector 'delta' or 'parquet'): INNER JOIN either way round, <stream> LEFT JOIN <table>, <table> RIGHT JOIN <stream>, [NOT] EXISTS and IN over a table, each with an equality condition between them (ON s.k = t.k)";
 
 /// Why a join of the logical plan cannot run over a stream, if it cannot. Joins turned from
@@ -290,7 +293,7 @@ pub(crate) fn check_join(join: &Join) -> Option<String> {
     let (left, right) = (reads_stream(&join.left), reads_stream(&join.right));
     let table = |plan: &LogicalPlan| static_names(plan).join(", ");
     let why = match (left, right, join.join_type) {
-        (true, true, _) => format!("joins of two streams are not supported (each side would need state); {SUPPORTED}; to read several streams as one, use UNION ALL"),
+        (true, true, _) => format!("joins of two streams are not supported (each side would need state); {SUPPORTED}; to read several streams as one, use UNION ALL; {DELTA_STREAMS}"),
         (false, false, _) => format!(
             "a join of static tables with each other ({}) is not supported in a streaming query; join each of them with the stream: (<stream> JOIN a ON ...) JOIN b ON ...",
             [table(&join.left), table(&join.right)].into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" and ")
@@ -468,7 +471,7 @@ fn join_problem(node: &Arc<dyn ExecutionPlan>) -> Option<String> {
     let (build, probe) = (plan_reads_stream(join.left()), plan_reads_stream(join.right()));
     let join_type = *join.join_type();
     Some(match (build, probe) {
-        (true, true) => format!("joins of two streams are not supported (each side would need state); {SUPPORTED}"),
+        (true, true) => format!("joins of two streams are not supported (each side would need state); {SUPPORTED}; {DELTA_STREAMS}"),
         (false, false) => format!(
             "a join of static tables with each other is not supported in a streaming query; join each of them with the stream. {SUPPORTED}"
         ),

@@ -20,7 +20,9 @@ pub struct TableDescription {
     pub name: String,
     /// Its connector (`kafka`, `file`, `delta`, ...).
     pub connector: String,
-    /// What it is: `source`, `sink`, `static` or `sink, static` (a Delta table).
+    /// What it is: `source`, `sink`, `static`, or `sink, stream, static` (a Delta table:
+    /// written by queries, read as a stream by pipeline hops and `STREAM(t)`, and whole by
+    /// batch queries and joins).
     pub kind: String,
     /// Declared columns: name, SQL type, nullable; empty when the table declares none.
     pub columns: Vec<(String, String, bool)>,
@@ -51,6 +53,7 @@ impl TableDescription {
 fn kind(config: &ConnectorConfig) -> &'static str {
     match (config.is_source(), config.is_sink(), config.is_static()) {
         (true, _, _) => "source",
+        (_, true, true) if config.can_stream() => "sink, stream, static",
         (_, true, true) => "sink, static",
         (_, true, false) => "sink",
         _ => "static",

@@ -239,3 +239,39 @@ fn declared_tables_wait_for_their_first_commit_and_loops_are_refused() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("reads table 'bronze' as a stream and writes the same Delta table"), "{}", stderr(&out));
 }
+
+/// `STREAM(t)` picks the stream among Delta tables: a stream of one joined with another
+/// read whole; without the mark, a join of two Delta tables is a join of two streams, and
+/// refused with a message that says how to mark one.
+#[test]
+fn stream_marks_the_stream_of_a_join_of_delta_tables() {
+    let (_tmp, dir) = scratch();
+    append(&dir, 0..9);
+    python_in(
+        &dir,
+        "import pyarrow as pa\nfrom deltalake import write_deltalake\n\
+         write_deltalake('dim', pa.table({'k': pa.array([0, 1, 2], pa.int64()), 'name': pa.array(['zero', 'one', 'two'])}))",
+    );
+    let script = |from: &str| {
+        format!(
+            "CREATE TABLE bronze WITH (connector = 'delta', path = 'bronze');
+             CREATE TABLE dim WITH (connector = 'delta', path = 'dim');
+             CREATE TABLE joined WITH (connector = 'delta', path = 'joined');
+             INSERT INTO joined SELECT b.id, d.name FROM {from} JOIN dim d ON b.id % 3 = d.k;"
+        )
+    };
+    std::fs::write(dir.join("both.sql"), script("bronze b")).unwrap();
+    let out = run(&dir, "both.sql", &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("STREAM("), "the refusal says how to mark the stream: {}", stderr(&out));
+
+    std::fs::write(dir.join("p.sql"), script("STREAM(bronze) b")).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let names = ["zero", "one", "two"];
+    let want: Vec<String> = {
+        let mut rows: Vec<String> = (0..9).map(|i| json!({"id": i, "name": names[i % 3]}).to_string()).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(DeltaView::read(&dir.join("joined")).rows(), want);
+}

@@ -101,8 +101,8 @@ help
     assert!(!o.contains('\x1b') && !e.contains('\x1b'), "no colour, no status line off a terminal:\n{o}\n{e}");
     assert!(!o.contains("weir> ") && !e.contains("weir> "), "no prompt");
     // SHOW TABLES, DESCRIBE with the secret redacted.
-    assert!(o.contains("| clean  | delta     | sink, static |"), "{o}");
-    assert!(o.contains("| events | file      | source       |"), "{o}");
+    assert!(o.contains("| clean  | delta     | sink, stream, static |"), "{o}");
+    assert!(o.contains("| events | file      | source               |"), "{o}");
     assert!(o.contains("secret (source, connector 'kafka')"), "{o}");
     assert!(o.contains("properties.sasl.password = '****'") && !o.contains("hunter2"), "{o}");
     assert!(e.contains("timing is on") && e.contains("Time: "), "{e}");
@@ -124,7 +124,7 @@ help
     // A static SELECT over the Delta table the pipeline wrote.
     assert!(o.contains("| n | ids |\n+---+-----+\n| 5 | 20  |"), "{o}");
     assert!(e.contains("table 'secret' dropped"), "{e}");
-    assert!(o.matches("| events | file      | source       |").count() == 2, "\\i ran SHOW TABLES again:\n{o}");
+    assert!(o.matches("| events | file      | source               |").count() == 2, "\\i ran SHOW TABLES again:\n{o}");
     assert!(!o.rsplit("| name ").next().unwrap().contains("| secret"), "dropped: {o}");
     assert_eq!(o.matches("Statements end with ';'").count(), 2, "\\help and help: {o}");
     assert!(!dir.join("out/clean_preview").exists() && !dir.join(".weir/checkpoints/preview").exists(), "previews leave nothing");
