@@ -273,3 +273,42 @@ fn stream_marks_the_stream_of_a_join_of_delta_tables() {
     };
     assert_eq!(DeltaView::read(&dir.join("joined")).rows(), want);
 }
+
+/// Column mapping and deletion vectors are refused by name, before anything is written:
+/// their files cannot be read as plain Parquet files.
+#[test]
+fn column_mapping_and_deletion_vectors_are_refused_by_name() {
+    let (_tmp, dir) = scratch();
+    python_in(
+        &dir,
+        "import pyarrow as pa\nfrom deltalake import write_deltalake\n\
+         write_deltalake('mapped', pa.table({'id': pa.array([1, 2], pa.int64())}), configuration={'delta.columnMapping.mode': 'name'})",
+    );
+    std::fs::write(
+        dir.join("mapped.sql"),
+        "CREATE TABLE mapped WITH (connector = 'delta', path = 'mapped');
+         CREATE TABLE out WITH (connector = 'delta', path = 'out');
+         INSERT INTO out SELECT * FROM mapped;",
+    )
+    .unwrap();
+    let out = run(&dir, "mapped.sql", &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("uses column mapping (delta.columnMapping.mode = 'name')"), "{}", stderr(&out));
+    assert!(!dir.join("out/_delta_log").exists());
+
+    // A commit that adds a file with a deletion vector (as Spark or Databricks write them).
+    append(&dir, 0..3);
+    std::fs::write(dir.join("p.sql"), SCRIPT).unwrap();
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let add = json!({"add": {
+        "path": "p0%20a%25b/part-dv.parquet", "partitionValues": {"p": "p0 a%b"}, "size": 100, "modificationTime": 1,
+        "dataChange": true,
+        "deletionVector": {"storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "offset": 1, "sizeInBytes": 36, "cardinality": 2}
+    }});
+    std::fs::write(dir.join("bronze/_delta_log/00000000000000000001.json"), format!("{add}\n")).unwrap();
+    let out = run(&dir, "p.sql", &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("p0 a%b/part-dv.parquet of version 1") && err.contains("has a deletion vector, which weir does not read"), "{err}");
+    assert_eq!(ids(&dir.join("silver")), span(0..3), "nothing more written");
+}
