@@ -120,6 +120,8 @@ pub struct StreamingQuery {
     /// The tables it reads, then the one it writes (`None` for a preview).
     sources: Arc<[String]>,
     sink: Option<String>,
+    /// The schema of the rows it writes.
+    output: arrow::datatypes::SchemaRef,
     shared: Arc<Shared>,
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<Result<()>>>>>,
 }
@@ -137,10 +139,16 @@ impl StreamingQuery {
         name: String,
         checkpoint: String,
         (sources, sink): (Vec<String>, Option<String>),
+        output: arrow::datatypes::SchemaRef,
         shared: Arc<Shared>,
         task: JoinHandle<Result<()>>,
     ) -> Self {
-        Self { id, run_id, name, checkpoint, sources: sources.into(), sink, shared, task: Arc::new(tokio::sync::Mutex::new(Some(task))) }
+        Self { id, run_id, name, checkpoint, sources: sources.into(), sink, output, shared, task: Arc::new(tokio::sync::Mutex::new(Some(task))) }
+    }
+
+    /// The schema of the rows it writes (its sink's columns).
+    pub fn output_schema(&self) -> arrow::datatypes::SchemaRef {
+        Arc::clone(&self.output)
     }
 
     /// The tables it reads.

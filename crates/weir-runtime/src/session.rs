@@ -418,7 +418,14 @@ impl Session {
                 }
                 _ => def.config.clone(),
             };
-            let source = make_source(name, &config, def.declared_schema()).await.map_err(|e| WeirError::at(def.create.line, e))?;
+            // A Delta table without declared columns that a query of this session writes
+            // (the hop before, in the same script) has that query's columns, also before its
+            // first commit creates it.
+            let declared = def.declared_schema().or_else(|| match def.config {
+                ConnectorConfig::Delta(_) => self.queries().into_iter().find(|q| q.is_active() && q.sink() == Some(name.as_str())).map(|q| q.output_schema()),
+                _ => None,
+            });
+            let source = make_source(name, &config, declared).await.map_err(|e| WeirError::at(def.create.line, e))?;
             sources.push((name.clone(), def, source));
         }
         let target = sink.target_schema().await.map_err(|e| WeirError::at(line, e))?;
@@ -624,7 +631,7 @@ impl Session {
             }
             outcome
         });
-        let query = StreamingQuery::new(id, run_id, name, checkpoint.display(), tables, shared, task);
+        let query = StreamingQuery::new(id, run_id, name, checkpoint.display(), tables, Arc::clone(&output_schema), shared, task);
         self.queries.lock().expect("queries lock").push(query.clone());
         Ok((query, output_schema))
     }
