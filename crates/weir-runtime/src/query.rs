@@ -138,8 +138,7 @@ impl StreamingQuery {
         run_id: String,
         name: String,
         checkpoint: String,
-        (sources, sink): (Vec<String>, Option<String>),
-        output: arrow::datatypes::SchemaRef,
+        (sources, sink, output): (Vec<String>, Option<String>, arrow::datatypes::SchemaRef),
         shared: Arc<Shared>,
         task: JoinHandle<Result<()>>,
     ) -> Self {

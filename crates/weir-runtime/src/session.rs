@@ -582,7 +582,7 @@ impl Session {
         }
 
         let name = options.name.clone().unwrap_or_else(|| sink_name.clone());
-        let tables = (run_sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), sink_table.clone());
+        let tables = (run_sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), sink_table.clone(), Arc::clone(&output_schema));
         let shared = Arc::new(Shared::new(self.listeners.clone()));
         let started = QueryStartedEvent {
             id: id.clone(),
@@ -631,7 +631,7 @@ impl Session {
             }
             outcome
         });
-        let query = StreamingQuery::new(id, run_id, name, checkpoint.display(), tables, Arc::clone(&output_schema), shared, task);
+        let query = StreamingQuery::new(id, run_id, name, checkpoint.display(), tables, shared, task);
         self.queries.lock().expect("queries lock").push(query.clone());
         Ok((query, output_schema))
     }
