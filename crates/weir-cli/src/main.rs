@@ -1,7 +1,7 @@
 //! `weir`: run continuous SQL pipelines exactly once into Delta tables.
 //!
 //! A thin layer over `weir_runtime::Session`: `weir run` reads a script, executes its
-//! statements, prints progress and stops cleanly on Ctrl-C; `weir shell` (in `shell/`) takes
+//! statements, prints progress and stops cleanly on Ctrl-C or SIGTERM; `weir shell` (in `shell/`) takes
 //! statements interactively.
 
 mod shell;
@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the pipeline in FILE: CREATE TABLE statements declare sources and sinks, each
     /// INSERT INTO sink SELECT ... starts a continuous query. Running the same command again
-    /// resumes where the last run stopped.
+    /// resumes where the last run stopped. Ctrl-C or SIGTERM stops after the batch in flight.
     Run {
         /// The SQL script.
         file: PathBuf,
@@ -238,14 +238,17 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
     let queries = Arc::new(queries);
     let stopper = Arc::clone(&queries);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("weir: stopping after the batch in flight (Ctrl-C again to abort)");
+        // Ctrl-C and SIGTERM (an orchestrator's stop) alike: stop after the batch in flight,
+        // so no batch is left half-written; the same signal again aborts.
+        let mut stops = StopSignals::new();
+        if let Some(signal) = stops.next().await {
+            eprintln!("weir: {signal}: stopping after the batch in flight ({signal} again to abort)");
             for q in stopper.iter() {
                 q.stop();
             }
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("weir: aborted; the next run resumes from the checkpoint");
-                std::process::exit(130);
+            if let Some(signal) = stops.next().await {
+                eprintln!("weir: {signal}: aborted; the next run resumes from the checkpoint");
+                std::process::exit(if signal == "SIGTERM" { 143 } else { 130 });
             }
         }
     });
@@ -259,6 +262,31 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
         }
     }
     code
+}
+
+/// The signals that ask `weir run` to stop: Ctrl-C (SIGINT) and SIGTERM.
+struct StopSignals {
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        Self { terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok() }
+    }
+
+    /// The next stop signal's name; `None` if signals cannot be received.
+    async fn next(&mut self) -> Option<&'static str> {
+        let terminate = async {
+            match self.terminate.as_mut() {
+                Some(t) => t.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| "Ctrl-C"),
+            r = terminate => r.map(|()| "SIGTERM"),
+        }
+    }
 }
 
 /// `file:line: message` for errors about a statement, the message alone otherwise.

@@ -80,6 +80,35 @@ fn ctrl_c_stops_after_the_batch_in_flight() {
     assert_eq!(DeltaView::read(&dir.join("out/clean")).rows(), expected_rows(0..10));
 }
 
+/// SIGTERM (an orchestrator's stop) in the middle of a batch: the batch completes, the
+/// process exits 0, and the next run runs nothing again.
+#[test]
+fn sigterm_mid_batch_stops_after_the_batch() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    // Big enough for the batch to take a while in a debug build.
+    write_file(&dir.join("in/events"), "001.json", &events(0..400_000));
+    let child = weir(&dir).args(["run", "p.sql", "--trigger", "0s"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let cp = dir.join(".weir/checkpoints/clean");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cp.join("offsets/0.json").exists() {
+        assert!(Instant::now() < deadline, "batch 0 never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(!cp.join("commits/0.json").exists(), "the signal landed while batch 0 ran");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "SIGTERM stops cleanly, exit 0:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGTERM: stopping after the batch in flight"), "{}", stderr(&out));
+    assert!(cp.join("commits/0.json").exists(), "the batch in flight completed");
+    assert!(!cp.join("offsets/1.json").exists(), "no batch after it");
+    let again = run(&dir, "p.sql", &[]);
+    assert_ok(&again);
+    assert!(!stderr(&again).contains("batch 0:"), "batch 0 is not run again:\n{}", stderr(&again));
+    assert_eq!(DeltaView::read_columns(&dir.join("out/clean"), &["id"]).rows().len(), 200_000);
+}
+
 #[test]
 fn malformed_json_names_file_and_line_and_commits_nothing() {
     let (_tmp, dir) = scratch();
