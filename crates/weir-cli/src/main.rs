@@ -54,6 +54,14 @@ enum Command {
         /// same with any number.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
+        /// a free one), with /healthz and /readyz for an orchestrator's probes.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// /readyz fails for a query whose last batch, or trigger that found nothing new,
+        /// ended longer ago than this.
+        #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+        ready_within: std::time::Duration,
     },
     /// An interactive SQL shell: preview streams live, run pipelines, query Delta tables.
     ///
@@ -92,6 +100,10 @@ fn parse_trigger(s: &str) -> Result<Trigger, String> {
 
 fn parse_policy(s: &str) -> Result<WatermarkPolicy, String> {
     s.parse()
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    weir_sql::interval::parse_duration(s).map_err(|_| format!("'{s}' is not a duration: write e.g. 30s, 5m or 1 hour"))
 }
 
 /// Prints progress to stderr.
@@ -175,10 +187,12 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { file, checkpoint, trigger, progress, watermark_policy, threads } => {
-            let Some((config, runtime)) = session_and_runtime(threads) else {
+        Command::Run { file, checkpoint, trigger, progress, watermark_policy, threads, metrics_addr, ready_within } => {
+            let Some((mut config, runtime)) = session_and_runtime(threads) else {
                 return ExitCode::FAILURE;
             };
+            config.metrics_addr = metrics_addr;
+            config.ready_within = ready_within;
             let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy, starting_offsets: None };
             runtime.block_on(run(file, config, options, progress))
         }
@@ -201,6 +215,11 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
     };
     let mut session = Session::new(config);
     session.add_listener(Arc::new(Printer { format: progress }));
+    match session.serve_metrics().await {
+        Ok(Some(addr)) => eprintln!("weir: metrics at http://{addr}/metrics (health: /healthz, /readyz)"),
+        Ok(None) => {}
+        Err(e) => return fail(e),
+    }
     let statements = match weir_sql::parse_script(&script) {
         Ok(s) => s,
         Err(e) => return fail(e.into()),

@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod error;
 mod failpoint;
+pub mod metrics;
 mod operators;
 pub mod preview;
 pub mod progress;
@@ -23,6 +24,7 @@ mod static_tables;
 
 pub use catalog::TableDescription;
 pub use error::{Result, WeirError};
+pub use metrics::Metrics;
 pub use preview::Preview;
 pub use weir_connectors::channel::PreviewBatch;
 pub use progress::{QueryListener, QueryProgress};

@@ -118,6 +118,12 @@ pub struct SessionConfig {
     /// (`WEIR_CHECKPOINT_LEASE_SECONDS`, default 30): after a crash on another host, the
     /// next runner waits at most this long.
     pub checkpoint_lease: std::time::Duration,
+    /// Where [`Session::serve_metrics`] serves `/metrics`, `/healthz` and `/readyz`
+    /// (`weir run --metrics-addr`); `None`: nowhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `/readyz` answers 503 for a query whose last batch (or trigger that found nothing
+    /// new) ended longer ago than this (default 5 minutes).
+    pub ready_within: std::time::Duration,
 }
 
 /// The prefix of `SET` keys and variables that hold the checkpoint's store settings.
@@ -140,6 +146,8 @@ impl Default for SessionConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             checkpoint_storage,
             checkpoint_lease,
+            metrics_addr: None,
+            ready_within: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -208,6 +216,20 @@ impl Session {
     /// Registers a listener for every query started from now on.
     pub fn add_listener(&mut self, listener: Arc<dyn QueryListener>) {
         self.listeners.push(listener);
+    }
+
+    /// Serves Prometheus metrics of the queries started from now on, with health and
+    /// readiness, at [`SessionConfig::metrics_addr`] (see [`crate::metrics`]); returns the
+    /// address bound, or `None` when none is configured.
+    pub async fn serve_metrics(&mut self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(addr) = self.config.metrics_addr else { return Ok(None) };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let bound = metrics
+            .serve(addr, self.config.ready_within)
+            .await
+            .map_err(|e| WeirError::Config(format!("cannot serve metrics at {addr}: {e} (option --metrics-addr)")))?;
+        self.add_listener(metrics);
+        Ok(Some(bound))
     }
 
     /// The declared tables.

@@ -16,6 +16,7 @@ mod determinism;
 mod file_source;
 mod kafka;
 mod kafka_restart;
+mod metrics;
 mod object_store;
 mod pipeline;
 mod session_api;
