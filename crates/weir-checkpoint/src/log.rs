@@ -257,6 +257,19 @@ impl Checkpoint {
         self.location.allow_unsafe_rename
     }
 
+    /// Opens the checkpoint at `location` (with `options`, the store's settings) to read it
+    /// only, while a runner may be at work on it: no lock, no lease, nothing created. Fails
+    /// when there is no such directory.
+    pub fn read_only(location: &str, options: &StorageOptions) -> Result<Self> {
+        let location = Location::resolve_with(location, false, options).map_err(|e| match e {
+            CheckpointError::Location { location, message } => {
+                CheckpointError::Location { location: format!("checkpoint {location}"), message }
+            }
+            other => other,
+        })?;
+        Ok(Self { location, lock: None, lease: None, disk: None })
+    }
+
     /// Opens the checkpoint at a resolved `location` (an object store the caller built, say)
     /// and, on local disk, takes its lock. No lease is taken.
     pub fn at(location: Location) -> Result<Self> {

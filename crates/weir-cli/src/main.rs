@@ -63,6 +63,11 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
         ready_within: std::time::Duration,
     },
+    /// Look into a query's checkpoint. Read-only and safe while the query runs.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
     /// An interactive SQL shell: preview streams live, run pipelines, query Delta tables.
     ///
     /// Declare tables with CREATE TABLE; SELECT ... FROM a source shows its rows as batches
@@ -81,6 +86,20 @@ enum Command {
         /// Threads that run queries [default: the cores available].
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// The query, its sources, the newest batch with its offsets and watermark and whether
+    /// it committed (if not, the next run replays it), and the state operators with their
+    /// files. An object store's settings come from WEIR_CHECKPOINT_STORAGE_<KEY>.
+    Show {
+        /// The checkpoint directory or URL (.weir/checkpoints/<sink table> by default).
+        dir: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -197,6 +216,25 @@ fn main() -> ExitCode {
             runtime.block_on(run(file, config, options, progress))
         }
         Command::Shell { command, yes, threads } => shell::main(shell::ShellArgs { command, yes, threads }),
+        Command::Checkpoint { command: CheckpointCommand::Show { dir, json } } => {
+            let Some((config, runtime)) = session_and_runtime(Some(1)) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(weir_runtime::inspect::show_checkpoint(&dir, &config.checkpoint_storage)) {
+                Ok(report) if json => {
+                    println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

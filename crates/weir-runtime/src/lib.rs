@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod error;
 mod failpoint;
+pub mod inspect;
 pub mod metrics;
 mod operators;
 pub mod preview;

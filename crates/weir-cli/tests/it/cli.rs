@@ -604,3 +604,50 @@ fn a_window_writes_its_late_pairs_to_the_late_rows_table() {
     expected.sort();
     assert_eq!(counts, expected);
 }
+
+/// `weir checkpoint show`: the query, the newest batch and whether it committed, the state
+/// operator and its files; read without the lock, so it also works while a run holds it.
+#[test]
+fn checkpoint_show_tells_what_a_checkpoint_holds() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE events (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1);
+         CREATE TABLE out WITH (connector = 'delta', path = 'out');
+         INSERT INTO out SELECT DISTINCT ON (id) id, ts FROM events ORDER BY id, ts;",
+    )
+    .unwrap();
+    for f in 0..2 {
+        write_file(&dir.join("in"), &format!("{f}.json"), &[format!(r#"{{"id": {f}, "ts": "2024-01-02T00:00:00Z"}}"#)]);
+    }
+    crash_at(&dir, "after_offsets", 1, Duration::from_secs(60));
+    let cp = dir.join(".weir/checkpoints/out");
+    let show = |extra: &[&str]| {
+        let out = weir(&dir).args(["checkpoint", "show"]).arg(&cp).args(extra).output().unwrap();
+        assert_ok(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = show(&[]);
+    assert!(text.contains("last batch   1 (planned, not committed: the next run replays it)"), "{text}");
+    assert!(text.contains("state        dedup: "), "{text}");
+    assert!(text.contains(&format!("query id     {}", query_id(&cp))), "{text}");
+    // While a run holds the checkpoint, and after it committed.
+    let mut child = weir(&dir).args(["run", "p.sql", "--trigger", "1s"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cp.join("commits/1.json").exists() {
+        assert!(Instant::now() < deadline, "batch 1 never committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let json: serde_json::Value = serde_json::from_str(&show(&["--json"])).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(json["lastBatch"]["batchId"], 1, "{json}");
+    assert_eq!(json["lastBatch"]["committed"], true, "{json}");
+    assert_eq!(json["lastBatch"]["outputRows"], 1, "{json}");
+    assert_eq!(json["stateOperators"][0]["id"], "dedup", "{json}");
+    assert!(json["stateOperators"][0]["files"].as_u64().unwrap() >= 2, "{json}");
+    let missing = weir(&dir).args(["checkpoint", "show", "nowhere"]).output().unwrap();
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));
+}
