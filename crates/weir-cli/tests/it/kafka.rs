@@ -706,6 +706,22 @@ fn kafka_secret_properties_are_never_shown() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains(&format!("127.0.0.1:{port}")), "{}", stderr(&out));
     assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+
+    // A one-letter secret does not mangle the message: secrets are kept out by field, not
+    // searched for in the text.
+    std::fs::write(dir.join("u.sql"), std::fs::read_to_string(dir.join("q.sql")).unwrap().replace("'hunter2-user'", "'u'").replace("out2", "out3")).unwrap();
+    let out = run_within(&dir, "u.sql", &[], LIMIT);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("(option 'connect_timeout')"), "{}", stderr(&out));
+
+    // A secret setting librdkafka refuses (this build has no OAUTHBEARER OIDC) is named, its
+    // value not shown.
+    let refused = events_script(&broker, "t", "", ", properties.sasl.oauthbearer.client.secret = 'hunter2-oauth'", "out4", "INSERT INTO out4 SELECT * FROM events;");
+    std::fs::write(dir.join("r.sql"), refused).unwrap();
+    let out = run_within(&dir, "r.sql", &[], LIMIT);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("librdkafka refused 'properties.sasl.oauthbearer.client.secret' (a secret: its value is not shown)"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
 }
 
 /// The JSON source `events` on topic `t` from its start, with `options`, into Delta table `sink`.

@@ -144,8 +144,6 @@ pub(crate) struct KafkaConsumer {
     patience: Duration,
     /// How long EOF must hold before a gap at the end of a range is believed (see `read`).
     eof_grace: Duration,
-    /// Values of secret properties, scrubbed from every message.
-    secrets: Vec<String>,
 }
 
 impl KafkaConsumer {
@@ -187,21 +185,13 @@ impl KafkaConsumer {
         for (k, v) in &config.properties {
             c.set(k, v);
         }
-        let secrets: Vec<String> = config
-            .properties
-            .iter()
-            .filter(|(k, v)| weir_sql::config::is_secret_property(k) && !v.is_empty())
-            .map(|(_, v)| v.clone())
-            .collect();
         let fetch_wait = config
             .properties
             .iter()
             .find(|(k, _)| k == "fetch.wait.max.ms")
             .and_then(|(_, v)| v.parse::<u64>().ok())
             .unwrap_or(100);
-        let consumer: BaseConsumer<Context> = c.create_with_context(Context::default()).map_err(|e| {
-            ConnectorError::Config(redact(&format!("kafka source '{source}': bad consumer settings: {e}"), &secrets))
-        })?;
+        let consumer: BaseConsumer<Context> = c.create_with_context(Context::default()).map_err(|e| config_error(source, e))?;
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
         let (serving, stopped) = (Arc::clone(&consumer), Arc::clone(&stop));
@@ -225,13 +215,7 @@ impl KafkaConsumer {
             fail_on_data_loss: config.fail_on_data_loss,
             patience: config.connect_timeout,
             eof_grace: Duration::from_millis(fetch_wait * 2 + 50),
-            secrets,
         })
-    }
-
-    /// `message` with every secret value replaced.
-    pub fn redact(&self, message: &str) -> String {
-        redact(message, &self.secrets)
     }
 
     fn last_error(&self) -> String {
@@ -241,12 +225,12 @@ impl KafkaConsumer {
     fn unavailable(&self, what: &str) -> ConnectorError {
         // librdkafka's error events (connection refused, all brokers down) say why.
         self.serve();
-        ConnectorError::Unavailable(self.redact(&format!(
+        ConnectorError::Unavailable(format!(
             "cannot reach the Kafka broker at {} within {:?} (option 'connect_timeout') {what}: {}",
             self.servers,
             self.patience,
             self.last_error()
-        )))
+        ))
     }
 
     /// The partitions of `topic`. A missing topic is an error of its own; an unreachable
@@ -255,7 +239,7 @@ impl KafkaConsumer {
         let metadata = match self.consumer.fetch_metadata(Some(topic), timeout) {
             Ok(m) => m,
             Err(KafkaError::MetadataFetch(code)) if !is_transport(&code) => {
-                return Err(ConnectorError::Config(self.redact(&format!("kafka: metadata of topic '{topic}' on {}: {code}", self.servers))));
+                return Err(ConnectorError::Config(format!("kafka: metadata of topic '{topic}' on {}: {code}", self.servers)));
             }
             Err(_) => return Err(self.unavailable(&format!("to read the metadata of topic '{topic}'"))),
         };
@@ -268,11 +252,7 @@ impl KafkaConsumer {
                 return Err(self.missing_topic(topic));
             }
             Some(e) => {
-                return Err(ConnectorError::Unavailable(self.redact(&format!(
-                    "kafka: topic '{topic}' on {}: {}",
-                    self.servers,
-                    RDKafkaErrorCode::from(e)
-                ))));
+                return Err(ConnectorError::Unavailable(format!("kafka: topic '{topic}' on {}: {}", self.servers, RDKafkaErrorCode::from(e))));
             }
         }
         if t.partitions().is_empty() {
@@ -319,7 +299,7 @@ impl KafkaConsumer {
                 .map_err(|e| ConnectorError::Config(format!("kafka: cannot assign {}: {e}", tp_name(tp))))?;
         }
         assigned.clear();
-        self.consumer.assign(&tpl).map_err(|e| ConnectorError::Unavailable(self.redact(&format!("kafka: assign failed: {e}"))))?;
+        self.consumer.assign(&tpl).map_err(|e| ConnectorError::Unavailable(format!("kafka: assign failed: {e}")))?;
         for (tp, offset) in at {
             let queue = self
                 .consumer
@@ -593,13 +573,21 @@ fn is_transport(code: &RDKafkaErrorCode) -> bool {
     )
 }
 
-/// `message` with every secret replaced by `***`.
-pub(crate) fn redact(message: &str, secrets: &[String]) -> String {
-    let mut out = message.to_string();
-    for s in secrets {
-        out = out.replace(s.as_str(), "***");
-    }
-    out
+/// The error of a consumer librdkafka refused to create. Secrets are kept out by field:
+/// librdkafka's message about a setting may quote its value, so for a secret setting only
+/// its name is given. No other message weir writes holds a setting's value, so none is
+/// searched for secrets (which mangled messages that happened to contain a short secret).
+fn config_error(source: &str, e: rdkafka::error::KafkaError) -> ConnectorError {
+    let message = match &e {
+        rdkafka::error::KafkaError::ClientConfig(_, _, key, _) if weir_sql::config::is_secret_property(key) => {
+            format!("kafka source '{source}': librdkafka refused 'properties.{key}' (a secret: its value is not shown)")
+        }
+        rdkafka::error::KafkaError::ClientConfig(_, description, key, _) => {
+            format!("kafka source '{source}': librdkafka refused 'properties.{key}': {description}")
+        }
+        other => format!("kafka source '{source}': bad consumer settings: {other}"),
+    };
+    ConnectorError::Config(message)
 }
 
 #[cfg(test)]
