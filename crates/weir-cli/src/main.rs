@@ -220,15 +220,20 @@ fn main() -> ExitCode {
             let Some((config, runtime)) = session_and_runtime(Some(1)) else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(weir_runtime::inspect::show_checkpoint(&dir, &config.checkpoint_storage)) {
-                Ok(report) if json => {
-                    println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
-                    ExitCode::SUCCESS
-                }
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
+            use std::io::Write;
+            let shown = match runtime.block_on(weir_runtime::inspect::show_checkpoint(&dir, &config.checkpoint_storage)) {
+                Ok(report) if json => Ok(serde_json::to_string_pretty(&report).expect("a report serializes") + "\n"),
+                Ok(report) => Ok(report.to_string()),
+                Err(e) => Err(e),
+            };
+            match shown {
+                Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: cannot write to stdout: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
