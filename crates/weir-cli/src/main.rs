@@ -4,6 +4,7 @@
 //! statements, prints progress and stops cleanly on Ctrl-C or SIGTERM; `weir shell` (in `shell/`) takes
 //! statements interactively.
 
+mod log;
 mod shell;
 
 use std::path::PathBuf;
@@ -62,6 +63,15 @@ enum Command {
         /// ended longer ago than this.
         #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
         ready_within: std::time::Duration,
+        /// Log lines on stderr: human (`weir: ...`) or json (one object per line, with the
+        /// query, its id and the batch id as fields).
+        #[arg(long, value_enum, default_value_t = log::LogFormat::Human)]
+        log_format: log::LogFormat,
+        /// What to log: a level (error, warn, info, debug, trace) or per target
+        /// (warn,weir_connectors=debug) [default: RUST_LOG, else info for weir and warn for
+        /// the libraries it uses].
+        #[arg(long, value_name = "LEVEL")]
+        log_level: Option<String>,
     },
     /// Look into a query's checkpoint. Read-only and safe while the query runs.
     Checkpoint {
@@ -133,10 +143,10 @@ struct Printer {
 impl QueryListener for Printer {
     fn on_query_started(&self, e: &QueryStartedEvent) {
         if !matches!(self.format, ProgressFormat::None) {
-            eprintln!("weir: query '{}' (id {}) started; checkpoint {}", e.name, e.id, e.checkpoint);
+            tracing::info!(query = %e.name, query_id = %e.id, checkpoint = %e.checkpoint, "query '{}' (id {}) started; checkpoint {}", e.name, e.id, e.checkpoint);
         }
         for w in &e.warnings {
-            eprintln!("weir: warning: {w}");
+            tracing::warn!(query = %e.name, query_id = %e.id, "{w}");
         }
     }
 
@@ -167,9 +177,18 @@ impl QueryListener for Printer {
                     })
                     .collect();
                 let watermark = p.event_time.as_ref().map(|e| format!(", watermark {}", e.watermark)).unwrap_or_default();
-                eprintln!(
-                    "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{no_data}{replay}",
-                    p.batch_id, p.num_input_rows, p.sink.num_output_rows, p.duration_ms.trigger_execution
+                tracing::info!(
+                    query = %p.name,
+                    query_id = %p.id,
+                    batch_id = p.batch_id,
+                    rows_in = p.num_input_rows,
+                    rows_out = p.sink.num_output_rows,
+                    duration_ms = p.duration_ms.trigger_execution,
+                    "batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{no_data}{replay}",
+                    p.batch_id,
+                    p.num_input_rows,
+                    p.sink.num_output_rows,
+                    p.duration_ms.trigger_execution
                 );
             }
             ProgressFormat::Json => eprintln!("{}", p.to_json()),
@@ -180,7 +199,7 @@ impl QueryListener for Printer {
     fn on_query_idle(&self, _e: &QueryIdleEvent) {}
 
     fn on_query_warning(&self, e: &QueryWarningEvent) {
-        eprintln!("weir: warning: {}", e.message);
+        tracing::warn!(query_id = %e.id, "{}", e.message);
     }
 
     fn on_query_terminated(&self, _e: &QueryTerminatedEvent) {}
@@ -206,7 +225,11 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { file, checkpoint, trigger, progress, watermark_policy, threads, metrics_addr, ready_within } => {
+        Command::Run { file, checkpoint, trigger, progress, watermark_policy, threads, metrics_addr, ready_within, log_format, log_level } => {
+            if let Err(e) = log::init(log_format, log_level.as_deref()) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let Some((mut config, runtime)) = session_and_runtime(threads) else {
                 return ExitCode::FAILURE;
             };
@@ -246,20 +269,20 @@ fn main() -> ExitCode {
 async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progress: ProgressFormat) -> ExitCode {
     let shown = file.display().to_string();
     let fail = |e: WeirError| {
-        eprintln!("error: {}", with_file(&shown, &e));
+        tracing::error!("{}", with_file(&shown, &e));
         ExitCode::FAILURE
     };
     let script = match std::fs::read_to_string(&file) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot read {shown}: {e}");
+            tracing::error!("cannot read {shown}: {e}");
             return ExitCode::FAILURE;
         }
     };
     let mut session = Session::new(config);
     session.add_listener(Arc::new(Printer { format: progress }));
     match session.serve_metrics().await {
-        Ok(Some(addr)) => eprintln!("weir: metrics at http://{addr}/metrics (health: /healthz, /readyz)"),
+        Ok(Some(addr)) => tracing::info!(address = %addr, "metrics at http://{addr}/metrics (health: /healthz, /readyz)"),
         Ok(None) => {}
         Err(e) => return fail(e),
     }
@@ -268,19 +291,19 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
         Err(e) => return fail(e.into()),
     };
     if let Some(other) = statements.iter().find(|s| !matches!(s, weir_sql::Statement::CreateTable(_) | weir_sql::Statement::Insert(_))) {
-        eprintln!(
-            "error: {shown}:{}: a pipeline script holds CREATE TABLE and INSERT INTO statements; SELECT, SHOW, DESCRIBE and DROP are for `weir shell`",
+        tracing::error!(
+            "{shown}:{}: a pipeline script holds CREATE TABLE and INSERT INTO statements; SELECT, SHOW, DESCRIBE and DROP are for `weir shell`",
             other.line()
         );
         return ExitCode::FAILURE;
     }
     let inserts = statements.iter().filter(|s| matches!(s, weir_sql::Statement::Insert(_))).count();
     if inserts == 0 {
-        eprintln!("error: {shown} starts no query: add INSERT INTO <sink> SELECT ... FROM <source>");
+        tracing::error!("{shown} starts no query: add INSERT INTO <sink> SELECT ... FROM <source>");
         return ExitCode::FAILURE;
     }
     if inserts > 1 && options.checkpoint.is_some() {
-        eprintln!("error: {shown} has {inserts} INSERT statements, and each query needs its own checkpoint: drop --checkpoint to use .weir/checkpoints/<sink table>");
+        tracing::error!("{shown} has {inserts} INSERT statements, and each query needs its own checkpoint: drop --checkpoint to use .weir/checkpoints/<sink table>");
         return ExitCode::FAILURE;
     }
     let mut queries = Vec::new();
@@ -304,12 +327,12 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
         // so no batch is left half-written; the same signal again aborts.
         let mut stops = StopSignals::new();
         if let Some(signal) = stops.next().await {
-            eprintln!("weir: {signal}: stopping after the batch in flight ({signal} again to abort)");
+            tracing::info!("{signal}: stopping after the batch in flight ({signal} again to abort)");
             for q in stopper.iter() {
                 q.stop();
             }
             if let Some(signal) = stops.next().await {
-                eprintln!("weir: {signal}: aborted; the next run resumes from the checkpoint");
+                tracing::info!("{signal}: aborted; the next run resumes from the checkpoint");
                 std::process::exit(if signal == "SIGTERM" { 143 } else { 130 });
             }
         }

@@ -651,3 +651,31 @@ fn checkpoint_show_tells_what_a_checkpoint_holds() {
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));
 }
+
+/// `--log-format json`: every stderr line a JSON object; batch lines carry the query, its id
+/// and the batch id as fields. `--log-level warn` leaves the info lines out.
+#[test]
+fn logs_are_json_lines_with_query_and_batch_fields() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    write_file(&dir.join("in/events"), "001.json", &events(0..10));
+    let out = run(&dir, "p.sql", &["--log-format", "json"]);
+    assert_ok(&out);
+    let lines: Vec<Value> = stderr(&out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let batch = lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("batch 0:"))).expect("a line for batch 0");
+    assert_eq!(batch["level"], "INFO", "{batch}");
+    assert_eq!(batch["query"], "clean", "{batch}");
+    assert_eq!(batch["batch_id"], 0, "{batch}");
+    assert_eq!(batch["query_id"].as_str(), Some(query_id(&dir.join(".weir/checkpoints/clean")).as_str()), "{batch}");
+    assert_eq!(batch["rows_in"], 10, "{batch}");
+    assert!(batch["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{batch}");
+
+    write_file(&dir.join("in/events"), "002.json", &events(10..20));
+    let out = run(&dir, "p.sql", &["--log-level", "warn"]);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("batch 1:"), "info lines are left out:\n{}", stderr(&out));
+    assert_eq!(DeltaView::read(&dir.join("out/clean")).rows(), expected_rows(0..20));
+    let bad = weir(&dir).args(["run", "p.sql", "--log-level", "loud"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("log level 'loud'"), "{}", stderr(&bad));
+}
