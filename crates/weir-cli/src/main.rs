@@ -96,6 +96,10 @@ enum Command {
         /// Threads that run queries [default: the cores available].
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Serve Prometheus metrics of the queries the shell starts at http://ADDR/metrics,
+        /// with /healthz and /readyz.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
 }
 
@@ -238,7 +242,7 @@ fn main() -> ExitCode {
             let options = QueryOptions { checkpoint, trigger, name: None, watermark_policy, starting_offsets: None };
             runtime.block_on(run(file, config, options, progress))
         }
-        Command::Shell { command, yes, threads } => shell::main(shell::ShellArgs { command, yes, threads }),
+        Command::Shell { command, yes, threads, metrics_addr } => shell::main(shell::ShellArgs { command, yes, threads, metrics_addr }),
         Command::Checkpoint { command: CheckpointCommand::Show { dir, json } } => {
             let Some((config, runtime)) = session_and_runtime(Some(1)) else {
                 return ExitCode::FAILURE;

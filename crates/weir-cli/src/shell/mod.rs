@@ -41,6 +41,8 @@ pub struct ShellArgs {
     pub yes: bool,
     /// `--threads`.
     pub threads: Option<u16>,
+    /// `--metrics-addr`: where to serve the metrics of the queries started in the shell.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where the text being run came from: it decides how errors name their place.
@@ -63,9 +65,10 @@ enum Flow {
 
 /// Runs `weir shell`.
 pub fn main(args: ShellArgs) -> ExitCode {
-    let Some((config, runtime)) = crate::session_and_runtime(args.threads) else {
+    let Some((mut config, runtime)) = crate::session_and_runtime(args.threads) else {
         return ExitCode::FAILURE;
     };
+    config.metrics_addr = args.metrics_addr;
     // From here on Ctrl-C stops a preview (or a wait) instead of killing the shell.
     let interrupts = match runtime.block_on(async { signal(SignalKind::interrupt()) }) {
         Ok(s) => s,
@@ -80,6 +83,14 @@ pub fn main(args: ShellArgs) -> ExitCode {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let mut session = Session::new(config);
     session.add_listener(Arc::new(Notices(Arc::clone(&notices))));
+    match runtime.block_on(session.serve_metrics()) {
+        Ok(Some(addr)) => eprintln!("metrics at http://{addr}/metrics (health: /healthz, /readyz)"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut shell = Shell {
         session,
         runtime,
