@@ -22,6 +22,8 @@ use crate::runtime::{on_query_thread, wait};
 #[pyclass(frozen, module = "weir._internal", name = "Session")]
 pub struct PySession {
     inner: Arc<Mutex<Session>>,
+    /// Where the metrics are served, when `metrics_addr` was given.
+    metrics_address: Option<String>,
 }
 
 /// `trigger=` and `checkpoint=` as the library takes them.
@@ -142,16 +144,28 @@ fn read(path: &PathBuf) -> PyResult<String> {
 #[pymethods]
 impl PySession {
     #[new]
-    #[pyo3(signature = (checkpoint_root=None, threads=None, retain_batches=None))]
-    fn new(checkpoint_root: Option<PathBuf>, threads: Option<usize>, retain_batches: Option<u64>) -> Self {
+    #[pyo3(signature = (checkpoint_root=None, threads=None, retain_batches=None, metrics_addr=None))]
+    fn new(py: Python<'_>, checkpoint_root: Option<PathBuf>, threads: Option<usize>, retain_batches: Option<u64>, metrics_addr: Option<String>) -> PyResult<Self> {
         let defaults = SessionConfig::default();
+        let metrics_addr = metrics_addr
+            .map(|a| a.parse::<std::net::SocketAddr>().map_err(|e| ConfigError::new_err(format!("metrics_addr='{a}': {e}; write host:port, e.g. 127.0.0.1:9464"))))
+            .transpose()?;
         let config = SessionConfig {
             checkpoint_root: checkpoint_root.unwrap_or(defaults.checkpoint_root),
             threads: threads.unwrap_or(defaults.threads).max(1),
             retain_batches: retain_batches.unwrap_or(defaults.retain_batches),
+            metrics_addr,
             ..defaults
         };
-        Self { inner: Arc::new(Mutex::new(Session::new(config))) }
+        let mut session = Session::new(config);
+        let bound = py.detach(|| crate::runtime::runtime().block_on(session.serve_metrics())).map_err(|e| to_py(py, &e, None))?;
+        Ok(Self { inner: Arc::new(Mutex::new(session)), metrics_address: bound.map(|a| a.to_string()) })
+    }
+
+    /// `host:port` where the metrics are served (`metrics_addr`, its port chosen when 0).
+    #[getter]
+    fn metrics_address(&self) -> Option<String> {
+        self.metrics_address.clone()
     }
 
     /// Runs `text` (one statement or a script); returns what its last statement gives.

@@ -120,3 +120,26 @@ def test_rows_cross_the_boundary_without_copies() -> None:
     for chunk in out.column(0).chunks:  # DataFusion slices the batch; slices share the buffer
         assert chunk.buffers()[1].address + 8 * chunk.offset == base + 8 * start
         start += len(chunk)
+
+
+def test_metrics_served_for_the_session(scratch: Path) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    write_events(scratch / "in", "1.json", range(0, 12))
+    session = weir.Session(metrics_addr="127.0.0.1:0")
+    address = session.metrics_address
+    assert address is not None and address.startswith("127.0.0.1:") and not address.endswith(":0")
+    session.sql(source_sql(scratch / "in"))
+    session.sql(f"CREATE TABLE out WITH (connector = 'delta', path = '{scratch / 'out'}')")
+    query = start(session, "INSERT INTO out SELECT * FROM events WHERE id % 3 = 0", trigger="available-now")
+    query.await_termination()
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {
+        (s.name, s.labels.get("query")): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
+    assert samples[("weir_input_rows_total", "out")] == 12
+    assert samples[("weir_output_rows_total", "out")] == read_delta(scratch / "out").num_rows == 4
+    assert samples[("weir_query_up", "out")] == 0

@@ -112,7 +112,9 @@ class Session:
     ``checkpoint_root`` is where a query's checkpoint goes when ``checkpoint=`` is not given
     (``<checkpoint_root>/<sink table>``; default ``.weir/checkpoints``); ``threads`` how many
     partitions a plan runs on (default: the cores); ``retain_batches`` how many batches a
-    checkpoint keeps (default 100).
+    checkpoint keeps (default 100); ``metrics_addr`` (``"127.0.0.1:9464"``; port 0 picks a
+    free one, see :attr:`metrics_address`) serves Prometheus metrics of the session's queries
+    at ``/metrics``, with ``/healthz`` and ``/readyz``, as ``weir run --metrics-addr`` does.
     """
 
     def __init__(
@@ -121,11 +123,17 @@ class Session:
         *,
         threads: int | None = None,
         retain_batches: int | None = None,
+        metrics_addr: str | None = None,
     ) -> None:
         root = os.fspath(checkpoint_root) if checkpoint_root is not None else None
-        self._session = _InternalSession(root, threads, retain_batches)
+        self._session = _InternalSession(root, threads, retain_batches, metrics_addr)
         self.streams = StreamingQueryManager(self._session)
         """The session's queries: ``session.streams.active``."""
+
+    @property
+    def metrics_address(self) -> str | None:
+        """``host:port`` where the metrics are served, when ``metrics_addr`` was given."""
+        return self._session.metrics_address
 
     def sql(
         self,

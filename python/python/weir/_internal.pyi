@@ -112,8 +112,14 @@ class Session:
     """The raw session ``weir.Session`` wraps."""
 
     def __new__(
-        cls, checkpoint_root: str | None = None, threads: int | None = None, retain_batches: int | None = None
+        cls,
+        checkpoint_root: str | None = None,
+        threads: int | None = None,
+        retain_batches: int | None = None,
+        metrics_addr: str | None = None,
     ) -> Self: ...
+    @property
+    def metrics_address(self) -> str | None: ...
     def sql(
         self, text: str, trigger: str | None = None, checkpoint: str | None = None, name: str | None = None
     ) -> StreamingQuery | Preview | pa.Table | None: ...
