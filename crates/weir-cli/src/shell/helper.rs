@@ -52,7 +52,13 @@ pub const CONNECTOR_OPTIONS: &[(&str, &[&str])] = &[
         &["path", "format", "max_files_per_trigger", "header", "delimiter", "on_bad_row", "dead_letter_path", "max_row_bytes", "late_rows", "late_rows_path", "storage."],
     ),
     ("datagen", &["seed", "rows_per_second", "total_rows", "max_rows_per_trigger", "start_time", "late_rows", "late_rows_path", "fields.", "storage."]),
-    ("delta", &["path", "partition_by", "target_file_size", "storage."]),
+    (
+        "delta",
+        &[
+            "path", "partition_by", "target_file_size", "merge_schema", "auto_compact", "auto_compact_min_files", "starting_version",
+            "starting_timestamp", "skip_change_commits", "max_files_per_trigger", "max_bytes_per_trigger", "delta.", "storage.",
+        ],
+    ),
     ("parquet", &["path", "storage."]),
     ("memory", &[]),
     ("console", &["max_rows"]),
