@@ -42,6 +42,7 @@ use url::Url;
 use weir_checkpoint::{Checkpoint, LocalDisk, Location};
 use weir_sql::config::DeltaConfig;
 
+use crate::delta_guard::RemoveOnce;
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
 use crate::error::{ConnectorError, Result};
 use crate::{AppId, Sink, SinkCommit};
@@ -161,18 +162,20 @@ impl DeltaSink {
     }
 
     /// A handle on the table. A local table is `file:///` over a store rooted at its
-    /// directory (see the module's notes), writing through the journal.
+    /// directory (see the module's notes), writing through the journal. Either kind writes
+    /// its log through the guard that keeps a file from being removed twice
+    /// (`delta_guard.rs`), which compactions need.
     fn builder(&self) -> deltalake::DeltaResult<DeltaTableBuilder> {
         match &self.local {
             Some((_, store, disk)) => {
                 let root = Url::parse("file:///").expect("a valid URL");
                 let store = JournaledStore::new(Arc::clone(store), self.journal.clone(), Arc::clone(disk));
-                Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(Arc::new(store), root))
+                Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(RemoveOnce::wrap(Arc::new(store)), root))
             }
             None => {
                 let builder = DeltaTableBuilder::from_url(self.url.clone())?;
                 Ok(match &self.remote {
-                    Some(store) => builder.with_storage_backend(Arc::clone(store), self.url.clone()),
+                    Some(store) => builder.with_storage_backend(RemoveOnce::wrap(Arc::clone(store)), self.url.clone()),
                     None => builder,
                 })
             }
@@ -410,17 +413,10 @@ impl Sink for DeltaSink {
             Ok(s) => s.metadata().partition_columns().to_vec(),
             Err(_) => self.config.partition_by.clone(),
         };
-        // Row groups of at most 256Ki rows (parquet-rs defaults to 1Mi; DuckDB writes 122,880):
-        // the writer holds a row group in memory until it is complete.
-        let properties = WriterProperties::builder()
-            .set_created_by(format!("weir {} (delta-rs)", env!("CARGO_PKG_VERSION")))
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
         let config = WriterConfig::new(
             schema,
             partition_columns,
-            Some(properties),
+            Some(writer_properties()),
             self.config.target_file_size.and_then(NonZeroU64::new),
             None,
             Default::default(),
@@ -546,6 +542,17 @@ impl Sink for DeltaSink {
         self.recorded = Some(version);
         Ok(SinkCommit { rows, written: true, version: current_version(&self.table) })
     }
+}
+
+/// How weir writes Parquet, a batch's files and compacted ones alike: snappy, statistics, and
+/// row groups of at most 256Ki rows (parquet-rs defaults to 1Mi; DuckDB writes 122,880), since
+/// the writer holds a row group in memory until it is complete.
+pub(crate) fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_created_by(format!("weir {} (delta-rs)", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
 }
 
 /// The names and Delta types of `columns`, in order, nullability aside (the sink checks NOT
