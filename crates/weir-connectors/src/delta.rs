@@ -16,12 +16,20 @@
 //! lists the log through URLs built from raw paths and decodes a `%` in the table's own path
 //! a second time (`c d%20é/` becomes `c d é/`): a table there could not be opened again
 //! after its first commit. Relative paths hold only what delta-rs names itself.
+//!
+//! With `merge_schema = true` the query's output is matched to an existing table by column
+//! name, as Spark's `mergeSchema` does: columns the table lacks are added to it (nullable) by
+//! a `metaData` action in the commit of the first batch that writes them, so the batch's
+//! files, the new schema and its `txn` land at once; table columns the query does not produce
+//! are written as NULL. `delta.*` options are the table's properties when the sink creates
+//! it.
 
 use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -44,6 +52,7 @@ use weir_sql::config::DeltaConfig;
 
 use crate::delta_guard::RemoveOnce;
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
+use crate::delta_schema::{check_table_properties, merge_columns, merged_metadata};
 use crate::error::{ConnectorError, Result};
 use crate::{AppId, Sink, SinkCommit};
 
@@ -69,12 +78,19 @@ pub struct DeltaSink {
     /// handed to delta-rs with the table's URL.
     remote: Option<Arc<dyn ObjectStore>>,
     journal: Journal,
-    /// The query's output schema, set by `open`.
+    /// The schema of the files written, set by `open`: the query's output, or with
+    /// `merge_schema` the table's columns followed by the output's new ones.
     schema: Option<SchemaRef>,
-    /// Columns the table declares NOT NULL: (index in the output, name).
+    /// With `merge_schema`, where each written column comes from: the output column of that
+    /// name, or `None`, a column the query does not produce, written as NULL. `None` when
+    /// the output is written as it is.
+    placement: Option<Vec<Option<usize>>>,
+    /// Columns the table declares NOT NULL: (index in the written schema, name).
     required: Vec<(usize, String)>,
     /// The batch being written.
     pending: Option<Pending>,
+    /// Things the user should know that did not stop the query (a property not applied).
+    warnings: Vec<String>,
 }
 
 /// Commits between two clean-ups of expired Delta log entries (delta-rs's default
@@ -129,8 +145,10 @@ impl Drop for FileWriter {
 }
 
 impl DeltaSink {
-    /// A sink for the table at `config.path` (created on first write if absent).
+    /// A sink for the table at `config.path` (created on first write if absent). Its
+    /// `delta.*` table properties are checked here, before anything runs.
     pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
+        check_table_properties(name, &config.sink.properties)?;
         let location = Location::resolve_with(&config.path, true, &config.storage)
             .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
         let remote = location.is_object_store().then(|| Arc::clone(&location.store));
@@ -156,8 +174,10 @@ impl DeltaSink {
             remote,
             journal: Journal::default(),
             schema: None,
+            placement: None,
             required: Vec::new(),
             pending: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -267,20 +287,23 @@ impl DeltaSink {
     }
 
     /// Commits `adds` with `txn(query id, version)` in one Delta commit: an append to an
-    /// existing table, or the table's creation (protocol, metadata and the files at once).
+    /// existing table (with the schema the files need, when `merge_schema` adds columns), or
+    /// the table's creation (protocol, metadata with the `delta.*` properties, and the files
+    /// at once).
     async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<DeltaTable> {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let properties =
             CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms)));
-        let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
         let log_store = table.log_store();
+        let schema = self.schema.clone().expect("begin checked");
+        let columns: StructType = schema.as_ref().try_into_kernel()?;
         let Ok(snapshot) = table.snapshot() else {
-            let schema = self.schema.clone().expect("begin checked");
-            let columns: StructType = schema.as_ref().try_into_kernel()?;
             return CreateBuilder::new()
                 .with_log_store(log_store)
                 .with_columns(columns.fields().cloned())
                 .with_partition_columns(self.config.partition_by.clone())
+                .with_configuration(self.config.sink.properties.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
                 .with_actions(actions)
                 // Never retried by delta-rs: when another writer made version 0 first, its
                 // retry would commit this table's protocol and metadata again at a later
@@ -295,6 +318,9 @@ impl DeltaSink {
         // default), so cleaning once per 100 commits removes the same files.
         let next = snapshot.version() + 1;
         let properties = properties.with_cleanup_expired_logs(Some(next % LOG_CLEANUP_EVERY == LOG_CLEANUP_EVERY - 1));
+        if let Some(metadata) = merged_metadata(snapshot.metadata(), snapshot.schema().as_ref(), &columns)? {
+            actions.push(Action::Metadata(metadata));
+        }
         let partition_by = snapshot.metadata().partition_columns().to_vec();
         let operation =
             DeltaOperation::Write { mode: SaveMode::Append, partition_by: (!partition_by.is_empty()).then_some(partition_by), predicate: None };
@@ -337,6 +363,10 @@ impl Sink for DeltaSink {
         if !self.load().await? {
             return Ok(self.declared.clone());
         }
+        // Matched by name when the sink opens, not by position.
+        if self.config.sink.merge_schema {
+            return Ok(None);
+        }
         let table = self.table.as_ref().expect("loaded");
         let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
         Ok(Some(snapshot.snapshot().arrow_schema()))
@@ -360,14 +390,33 @@ impl Sink for DeltaSink {
                         existing.join(",")
                     )));
                 }
-                let wanted_columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err("cannot write", e))?;
-                if columns_shape(snapshot.schema().as_ref()) != columns_shape(&wanted_columns) {
-                    return Err(ConnectorError::Config(format!(
-                        "the existing Delta table at {} has the columns ({}), but '{name}' writes ({}); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
-                        self.url,
-                        describe_columns(&snapshot.snapshot().arrow_schema()),
-                        describe_columns(schema)
-                    )));
+                let table_schema = snapshot.snapshot().arrow_schema();
+                let configuration = snapshot.metadata().configuration().clone();
+                if self.config.sink.merge_schema {
+                    let (written, placement) = merge_columns(&name, &self.url, &table_schema, schema)?;
+                    self.schema = Some(written);
+                    self.placement = Some(placement);
+                } else {
+                    let wanted_columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err("cannot write", e))?;
+                    if columns_shape(snapshot.schema().as_ref()) != columns_shape(&wanted_columns) {
+                        return Err(ConnectorError::Config(format!(
+                            "the existing Delta table at {} has the columns ({}), but '{name}' writes ({}); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
+                            self.url,
+                            describe_columns(&table_schema),
+                            describe_columns(schema)
+                        )));
+                    }
+                }
+                // Properties are set when the sink creates a table, never changed after.
+                for (key, value) in &self.config.sink.properties {
+                    let existing = configuration.get(key);
+                    if existing != Some(value) {
+                        self.warnings.push(format!(
+                            "table '{name}': option '{key}' = '{value}' is not applied: the existing Delta table at {} has {}, and weir sets table properties only when it creates a table",
+                            self.url,
+                            existing.map_or_else(|| "it unset".to_string(), |v| format!("'{v}'"))
+                        ));
+                    }
                 }
                 self.refresh_recorded().await?;
             }
@@ -385,14 +434,14 @@ impl Sink for DeltaSink {
                 }
             }
         }
+        let written = Arc::clone(self.schema.get_or_insert_with(|| Arc::clone(schema)));
         // Columns the table (or its declaration) holds NOT NULL, checked in every batch.
         let table_schema = self.table.as_ref().and_then(|t| t.snapshot().ok()).map(|s| s.snapshot().arrow_schema()).or_else(|| self.declared.clone());
         self.required = table_schema
             .map(|ts| {
-                ts.fields().iter().filter(|f| !f.is_nullable()).filter_map(|f| Some((schema.index_of(f.name()).ok()?, f.name().clone()))).collect()
+                ts.fields().iter().filter(|f| !f.is_nullable()).filter_map(|f| Some((written.index_of(f.name()).ok()?, f.name().clone()))).collect()
             })
             .unwrap_or_default();
-        self.schema = Some(Arc::clone(schema));
         self.remove_orphans(checkpoint, &journal_dir).await?;
         self.journal.attach(checkpoint, journal_dir);
         Ok(())
@@ -447,17 +496,33 @@ impl Sink for DeltaSink {
             return Ok(());
         }
         let failed = || format!("batch {batch_id} was not committed");
+        let schema = self.schema.as_ref().expect("begin checked");
+        let columns: Vec<ArrayRef> = match &self.placement {
+            None => batch.columns().to_vec(),
+            // The table's columns by name, NULL where the query has none, cast where the
+            // query's type is narrower.
+            Some(placement) => {
+                let mut columns = Vec::with_capacity(placement.len());
+                for (field, from) in schema.fields().iter().zip(placement) {
+                    columns.push(match from {
+                        Some(i) if batch.column(*i).data_type() == field.data_type() => Arc::clone(batch.column(*i)),
+                        Some(i) => arrow::compute::cast(batch.column(*i), field.data_type())
+                            .map_err(|e| self.err(&failed(), format!("column '{}': {e}", field.name())))?,
+                        None => new_null_array(field.data_type(), batch.num_rows()),
+                    });
+                }
+                columns
+            }
+        };
         for (i, column) in &self.required {
-            if batch.column(*i).null_count() > 0 {
+            if columns[*i].null_count() > 0 {
                 return Err(self.err(&failed(), format!("column '{column}' is NOT NULL in the table, and the query wrote a NULL to it")));
             }
         }
-        let schema = self.schema.as_ref().expect("begin checked");
-        let batch = if batch.schema() == *schema {
-            batch
-        } else {
-            // Same columns; the plan may label nullability or metadata differently.
-            RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| self.err(&failed(), e))?
+        let batch = match self.placement.is_none() && batch.schema() == *schema {
+            true => batch,
+            // The plan may label nullability or metadata differently.
+            false => RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| self.err(&failed(), e))?,
         };
         let pending = self.pending.as_mut().expect("checked");
         pending.rows += batch.num_rows() as u64;
@@ -542,6 +607,10 @@ impl Sink for DeltaSink {
         self.recorded = Some(version);
         Ok(SinkCommit { rows, written: true, version: current_version(&self.table) })
     }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
 }
 
 /// How weir writes Parquet, a batch's files and compacted ones alike: snappy, statistics, and
@@ -557,7 +626,7 @@ pub(crate) fn writer_properties() -> WriterProperties {
 
 /// The names and Delta types of `columns`, in order, nullability aside (the sink checks NOT
 /// NULL columns in every batch): two schemas with the same shape fit each other.
-fn columns_shape(columns: &StructType) -> Vec<(String, String)> {
+pub(crate) fn columns_shape(columns: &StructType) -> Vec<(String, String)> {
     fn shape(t: &DeltaType) -> String {
         match t {
             DeltaType::Array(a) => format!("array<{}>", shape(a.element_type())),
@@ -591,114 +660,4 @@ fn current_version(table: &Option<DeltaTable>) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("p", DataType::Utf8, true)]))
-    }
-
-    fn rows(ids: &[i64], parts: &[&str]) -> RecordBatch {
-        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(parts.to_vec()))]).unwrap()
-    }
-
-    fn sink(path: &std::path::Path) -> DeltaSink {
-        let config = DeltaConfig { partition_by: vec!["p".into()], ..DeltaConfig::at(path.display().to_string(), Default::default()) };
-        DeltaSink::new("t", config, None).unwrap()
-    }
-
-    /// Every `.parquet` file under `dir`, relative to it, as the file system names it.
-    fn parquet_files(dir: &std::path::Path) -> Vec<String> {
-        fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(root, &path, out);
-                } else if path.extension().is_some_and(|e| e == "parquet") {
-                    out.push(path.strip_prefix(root).unwrap().to_str().unwrap().to_string());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(dir, dir, &mut out);
-        out.sort();
-        out
-    }
-
-    /// Records left behind for committed files (in partition folders whose names delta-rs
-    /// escapes, under a table path that URLs encode) are cleared, and the files kept; a
-    /// recorded file no version references is removed; an old-style record (absolute path)
-    /// is understood too.
-    #[tokio::test]
-    async fn the_sweep_keeps_committed_files_and_removes_orphans() {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
-        let table = base.join("table");
-        let cp = Arc::new(Checkpoint::open(base.join("cp").to_str().unwrap()).unwrap());
-        let mut first = sink(&table);
-        first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
-        first.commit(0, vec![rows(&[1, 2, 3], &["a b", "c%20d", "é#1/x"])]).await.unwrap();
-        let committed = parquet_files(&table);
-        assert_eq!(committed.len(), 3, "{committed:?}");
-
-        // A crash between the commit and clearing the records would leave these.
-        for (n, file) in committed.iter().enumerate() {
-            cp.put_json_new(&format!("sinks/t/pending/0-a-{n}.json"), &PendingFile { file: Some(file.clone()), path: None }).await.unwrap();
-        }
-        let old_style = format!("{}/{}", table.display(), committed[0]);
-        let old_style = PendingFile { file: None, path: Some(old_style.trim_start_matches('/').to_string()) };
-        cp.put_json_new("sinks/t/pending/0-b-1.json", &old_style).await.unwrap();
-        // A batch that crashed before its commit.
-        std::fs::create_dir_all(table.join("p=zz")).unwrap();
-        std::fs::write(table.join("p=zz/part-orphan.parquet"), b"x").unwrap();
-        cp.put_json_new("sinks/t/pending/1-c-1.json", &PendingFile { file: Some("p=zz/part-orphan.parquet".into()), path: None }).await.unwrap();
-        drop(first);
-
-        let mut second = sink(&table);
-        second.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
-        assert_eq!(parquet_files(&table), committed, "the committed files stay, the orphan goes");
-        assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "every record is cleared");
-        second.commit(1, vec![rows(&[4], &["a b"])]).await.unwrap();
-        let state = second.table.as_ref().unwrap().snapshot().unwrap();
-        let files: Vec<_> = state.snapshot().file_views(second.table.as_ref().unwrap().log_store().as_ref(), None).try_collect().await.unwrap();
-        assert_eq!(files.len(), 4, "the table reopens at its path and references all its files");
-        for f in &files {
-            assert!(table.join(f.path().as_ref()).exists(), "{} is gone", f.path());
-        }
-    }
-
-    /// On an object store the checkpoint has no lock, and a second runner cannot tell the
-    /// files the runner holding the query is writing from orphans: its sink removes nothing.
-    #[tokio::test]
-    async fn a_runner_without_the_lock_removes_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let table = tmp.path().join("table");
-        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-        let location = || Location {
-            store: Arc::clone(&store),
-            root: Path::from("bucket/cp"),
-            url: Url::parse("memory:///bucket/cp/").unwrap(),
-            local_dir: None,
-            options: Default::default(),
-            allow_unsafe_rename: false,
-        };
-        let (holder, second) = (Arc::new(Checkpoint::at(location()).unwrap()), Arc::new(Checkpoint::at(location()).unwrap()));
-        assert!(!holder.holds_lock() && !second.holds_lock());
-        let mut first = sink(&table);
-        first.open(&schema(), &AppId::sink("q"), &holder).await.unwrap();
-        first.commit(0, vec![rows(&[1], &["a"])]).await.unwrap();
-        // The holder is writing batch 1: its file is recorded and on disk, not committed yet.
-        std::fs::create_dir_all(table.join("p=b")).unwrap();
-        std::fs::write(table.join("p=b/part-in-flight.parquet"), b"x").unwrap();
-        let record = PendingFile { file: Some("p=b/part-in-flight.parquet".into()), path: None };
-        holder.put_json_new("sinks/t/pending/1-a-1.json", &record).await.unwrap();
-
-        let mut late_comer = sink(&table);
-        late_comer.open(&schema(), &AppId::sink("q"), &second).await.unwrap();
-        assert!(table.join("p=b/part-in-flight.parquet").exists(), "the holder's file is left alone");
-        assert_eq!(second.file_names("sinks/t/pending").await.unwrap(), ["1-a-1.json"], "and so is its record");
-    }
-}
+mod tests;

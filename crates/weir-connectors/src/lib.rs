@@ -13,6 +13,7 @@ pub mod datagen;
 pub mod delta;
 mod delta_guard;
 mod delta_journal;
+mod delta_schema;
 pub mod delta_upkeep;
 pub mod error;
 pub mod failpoint;
@@ -209,6 +210,12 @@ pub trait Sink: Send + Sync {
 
     /// Commits the rows of the batch begun last in one atomic step.
     async fn finish(&mut self) -> Result<SinkCommit>;
+
+    /// Things the user should know that did not stop the query (a compaction skipped, a
+    /// table property not applied), since the last call.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Commits batch `batch_id`'s rows in one atomic step, or skips it if already committed.
     async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {

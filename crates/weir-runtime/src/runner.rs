@@ -398,6 +398,9 @@ impl Runner {
         // A runner that lost its lease to another stops here, before its commit.
         self.checkpoint.check_lease().await?;
         let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
+        for w in self.sink.take_warnings() {
+            warn(&self.shared, &self.id, &self.run_id, w);
+        }
         failpoint::hit("after_sink_commit", batch_id);
         // The bad and late rows' tables commit after the sink, each with its own txn, so a
         // replay skips what they committed before.
