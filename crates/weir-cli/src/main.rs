@@ -194,8 +194,16 @@ impl QueryListener for Printer {
                     })
                     .collect();
                 let watermark = p.event_time.as_ref().map(|e| format!(", watermark {}", e.watermark)).unwrap_or_default();
+                // The Delta sink's auto_compact, after the batch's commit.
+                let compacted = match (p.sink.metrics.get("compactionRemovedFiles"), p.sink.metrics.get("compactionAddedFiles")) {
+                    (Some(removed), Some(added)) => {
+                        let version = p.sink.metrics.get("compactionVersion").map(|v| format!(" (table version {v})")).unwrap_or_default();
+                        format!(", compacted {removed} small files into {added}{version}")
+                    }
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{no_data}{replay}",
+                    "weir: batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{compacted}{no_data}{replay}",
                     p.batch_id, p.num_input_rows, p.sink.num_output_rows, p.duration_ms.trigger_execution
                 );
             }

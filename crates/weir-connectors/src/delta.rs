@@ -21,8 +21,9 @@
 //! name, as Spark's `mergeSchema` does: columns the table lacks are added to it (nullable) by
 //! a `metaData` action in the commit of the first batch that writes them, so the batch's
 //! files, the new schema and its `txn` land at once; table columns the query does not produce
-//! are written as NULL. `delta.*` options are the table's properties when the sink creates
-//! it.
+//! are written as NULL. With `auto_compact = true` the sink compacts the table's small files
+//! after a batch's commit (`delta_upkeep.rs`), in a commit of its own without a `txn`.
+//! `delta.*` options are the table's properties when the sink creates it.
 
 use std::collections::HashSet;
 use std::num::NonZeroU64;
@@ -53,8 +54,9 @@ use weir_sql::config::DeltaConfig;
 use crate::delta_guard::RemoveOnce;
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
 use crate::delta_schema::{check_table_properties, merge_columns, merged_metadata};
+use crate::delta_upkeep;
 use crate::error::{ConnectorError, Result};
-use crate::{AppId, Sink, SinkCommit};
+use crate::{AppId, Compaction, Sink, SinkCommit};
 
 /// How many times a batch's commit is tried when other writers' commits conflict with it.
 const MAX_COMMIT_ATTEMPTS: u32 = 10;
@@ -89,7 +91,7 @@ pub struct DeltaSink {
     required: Vec<(usize, String)>,
     /// The batch being written.
     pending: Option<Pending>,
-    /// Things the user should know that did not stop the query (a property not applied).
+    /// Things the user should know that did not stop the query (a compaction skipped).
     warnings: Vec<String>,
 }
 
@@ -544,7 +546,7 @@ impl Sink for DeltaSink {
             return Err(self.err("cannot commit", "no batch was begun"));
         };
         let Some(writer) = writer else {
-            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
         };
         let failed = format!("batch {batch_id} was not committed");
         let adds = match writer.close().await {
@@ -554,7 +556,7 @@ impl Sink for DeltaSink {
         };
         if adds.is_empty() {
             self.journal.finish().await;
-            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
         }
         let version = batch_id as i64;
         // Another writer may commit between our read of the table and our commit (Delta's
@@ -595,7 +597,7 @@ impl Sink for DeltaSink {
                         // another runner of this query, whose files are then the table's and
                         // these orphans (the journal keeps them for the sweep, on local disk;
                         // VACUUM removes them on an object store).
-                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
                     }
                 }
                 Err(e) => return Err(self.err(&failed, e)),
@@ -605,11 +607,71 @@ impl Sink for DeltaSink {
         crate::failpoint::hit("after_delta_commit", batch_id);
         self.journal.finish().await;
         self.recorded = Some(version);
-        Ok(SinkCommit { rows, written: true, version: current_version(&self.table) })
+        let committed = current_version(&self.table);
+        let compaction = match self.config.sink.auto_compact {
+            true => self.auto_compact(batch_id).await,
+            false => None,
+        };
+        Ok(SinkCommit { rows, written: true, version: committed, compaction })
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+}
+
+impl DeltaSink {
+    /// After batch `batch_id`'s commit: compacts the table's small files when there are at
+    /// least `auto_compact_min_files` of them (in partitions holding two or more), in a
+    /// commit of its own, without a `txn`, with `dataChange = false` on its actions.
+    ///
+    /// The batch is committed already, with its `txn`, so whatever happens here cannot undo
+    /// or repeat it: a compaction that fails, or that conflicts with another writer's (a
+    /// `weir optimize`, another query's compaction; see `delta_guard.rs`), commits nothing
+    /// and is skipped with a warning, and the next batch tries again. Its files are recorded
+    /// in the journal like a batch's, so those of a compaction that never committed are
+    /// removed at the next start. The table is reloaded afterwards either way.
+    async fn auto_compact(&mut self, batch_id: u64) -> Option<Compaction> {
+        let table = self.table.as_ref()?;
+        let state = table.snapshot().ok()?;
+        let target = delta_upkeep::target_size(self.config.target_file_size, state);
+        let small = delta_upkeep::small_files(state, target);
+        if small < self.config.sink.auto_compact_min_files.unwrap_or(delta_upkeep::DEFAULT_MIN_FILES) {
+            return None;
+        }
+        self.journal.begin_compaction();
+        let done = match delta_upkeep::compact(table, target).await {
+            Ok((table, metrics)) if metrics.num_files_removed > 0 => {
+                self.journal.finish().await;
+                Some(Compaction {
+                    files_removed: metrics.num_files_removed,
+                    files_added: metrics.num_files_added,
+                    version: table.version().map(|v| v as i64),
+                })
+            }
+            Ok(_) => {
+                self.journal.finish().await;
+                None
+            }
+            Err(e) => {
+                // Its records stay: files it wrote are orphans the next start removes.
+                self.journal.abandon();
+                self.warnings.push(format!(
+                    "table '{}': compaction after batch {batch_id} skipped, nothing of it was committed (the next batch tries again): {}",
+                    self.name,
+                    self.err("optimize", e)
+                ));
+                None
+            }
+        };
+        // The sink's handle is the table as it was before: bring it up to date.
+        if let Some(table) = self.table.as_mut()
+            && let Err(e) = table.update_incremental(None).await
+        {
+            self.warnings.push(format!("table '{}': cannot reload the table after compacting it ({e}); the next batch opens it again", self.name));
+            self.table = None;
+        }
+        done
     }
 }
 

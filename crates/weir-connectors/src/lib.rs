@@ -155,7 +155,22 @@ pub struct SinkCommit {
     pub rows: u64,
     /// False when the batch had been committed before (a replay) or had no rows.
     pub written: bool,
-    /// The sink's version after the batch, when it has versions (Delta).
+    /// The sink's version after the batch, when it has versions (Delta): the version that
+    /// holds the batch.
+    pub version: Option<i64>,
+    /// The compaction the sink ran after the batch's commit (Delta's `auto_compact`).
+    pub compaction: Option<Compaction>,
+}
+
+/// A compaction of a Delta table's small files that a sink ran after a batch's commit, in a
+/// commit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compaction {
+    /// Small files removed from the table.
+    pub files_removed: u64,
+    /// Files written in their place.
+    pub files_added: u64,
+    /// The table's version after it.
     pub version: Option<i64>,
 }
 

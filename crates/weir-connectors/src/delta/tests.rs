@@ -235,3 +235,48 @@ async fn merge_schema_adds_columns_in_the_batch_commit() {
     let e = typed.open(&other, &AppId::sink("q"), &cp).await.unwrap_err().to_string();
     assert!(e.contains("the query writes column 'id' as STRING, and the existing Delta table at") && e.contains("holds it as BIGINT"), "{e}");
 }
+
+/// With auto_compact, once enough small files are there the sink compacts them after the
+/// batch's commit, in a commit of its own: the batch's version and txn stay, the rows stay,
+/// the files go down.
+#[tokio::test]
+async fn auto_compact_runs_after_the_commit_and_keeps_the_txn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let config = with_sink_options(&table, |c| {
+        c.sink.auto_compact = true;
+        c.sink.auto_compact_min_files = Some(6);
+    });
+    let mut sink = DeltaSink::new("t", config, None).unwrap();
+    sink.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    let mut compactions = Vec::new();
+    for b in 0..7u64 {
+        let id = b as i64 * 2;
+        let commit = sink.commit(b, vec![rows(&[id, id + 1], &["a", "b"])]).await.unwrap();
+        assert!(commit.written);
+        let batch_entry = log_entry(&table, commit.version.unwrap());
+        assert!(batch_entry.iter().any(|a| a["txn"]["version"] == b), "version {:?} holds batch {b}", commit.version);
+        if let Some(c) = commit.compaction {
+            assert_eq!(c.version, commit.version.map(|v| v + 1), "the compaction commits right after the batch");
+            let entry = log_entry(&table, c.version.unwrap());
+            assert!(entry.iter().all(|a| a.get("txn").is_none()), "a compaction carries no txn");
+            compactions.push((b, c.files_removed, c.files_added));
+        }
+    }
+    // Two files per batch; three batches make six small files, then one per partition is
+    // left after each compaction, plus two per batch.
+    assert_eq!(compactions, [(2, 6, 2), (4, 6, 2), (6, 6, 2)]);
+    assert!(sink.take_warnings().is_empty());
+    let state = sink.table.as_ref().unwrap().snapshot().unwrap();
+    assert_eq!(state.log_data().num_files(), 2);
+    assert_eq!(state.transaction_version(sink.table.as_ref().unwrap().log_store().as_ref(), "q").await.unwrap(), Some(6));
+    let listed = table_rows(&table, "id").await;
+    for id in 0..14 {
+        assert_eq!(listed.matches(&format!("| {id} ")).count(), 1, "{id} once:\n{listed}");
+    }
+    assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "the compactions' records are cleared");
+    // A replayed batch after compactions is still found committed.
+    let replay = sink.commit(6, vec![rows(&[12, 13], &["a", "b"])]).await.unwrap();
+    assert!(!replay.written);
+}
