@@ -4,13 +4,15 @@
 //! and windowed runs (chaos), deterministic deduplication and windows whatever the threads,
 //! pieces and crashes, and
 //! the Kafka source against a real broker, including one killed and started again mid-run,
-//! and joins of a stream with static Delta and Parquet tables.
+//! joins of a stream with static Delta and Parquet tables, and the upkeep of the tables
+//! pipelines write (compaction, vacuum, schema evolution, table properties).
 
 mod bad_input;
 mod chaos;
 mod cli;
 mod conformance;
 mod crash;
+mod delta_upkeep;
 mod determinism;
 mod file_source;
 mod kafka;
