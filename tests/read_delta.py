@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Reads a Delta table with an engine other than weir, for weir's tests.
 
-Prints one JSON document: the table's rows (read by the `deltalake` Python package), and
-its commits as written in `_delta_log/` (txn actions, added files, partition values),
+Prints one JSON document: the table's rows, properties and number of files (read by the
+`deltalake` Python package), and its commits as written in `_delta_log/` (txn actions,
+added and removed files with their dataChange flags, partition values),
 so tests can check exactly-once without trusting weir's own code.
 
 Usage: read_delta.py TABLE_DIR_OR_S3_URL [--columns COL,COL...]
@@ -133,6 +134,8 @@ def report(path, table, data, files):
             "version": int(name[:20]),
             "txns": [a["txn"] for a in actions if "txn" in a],
             "adds": [a["add"]["path"] for a in actions if "add" in a],
+            "removes": [a["remove"]["path"] for a in actions if "remove" in a],
+            "dataChange": [a[k]["dataChange"] for a in actions for k in ("add", "remove") if k in a],
             "partitionValues": [a["add"].get("partitionValues", {}) for a in actions if "add" in a],
             "operation": next((a["commitInfo"].get("operation") for a in actions if "commitInfo" in a), None),
         })
@@ -141,6 +144,8 @@ def report(path, table, data, files):
         "version": table.version(),
         "columns": data.column_names,
         "partitionColumns": table.metadata().partition_columns,
+        "configuration": table.metadata().configuration,
+        "activeFiles": len(table.file_uris()),
         "rows": [plain(r) for r in data.to_pylist()],
         "commits": commits,
         "dataFilesOnDisk": on_disk,

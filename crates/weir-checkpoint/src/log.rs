@@ -312,6 +312,15 @@ impl Checkpoint {
         self.put_json_new("metadata.json", metadata).await
     }
 
+    /// Rewrites `metadata.json`: a query whose Delta sink took new columns with
+    /// `merge_schema` records its widened columns. The store replaces the entry at once
+    /// (on local disk a staging file renamed into place).
+    pub async fn replace_metadata(&self, metadata: &Metadata) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(metadata).expect("checkpoint entries serialize");
+        bytes.push(b'\n');
+        self.put_bytes("metadata.json", bytes.into()).await
+    }
+
     /// The newest `offsets/N` and whether `commits/N` exists for it.
     pub async fn latest(&self) -> Result<Option<(OffsetsEntry, Option<CommitEntry>)>> {
         let Some(n) = self.max_id("offsets").await? else { return Ok(None) };

@@ -1,17 +1,21 @@
 //! `weir`: run continuous SQL pipelines exactly once into Delta tables.
 //!
 //! A thin layer over `weir_runtime::Session`: `weir run` reads a script, executes its
-//! statements, prints progress and stops cleanly on Ctrl-C or SIGTERM; `weir shell` (in `shell/`) takes
-//! statements interactively.
+//! statements, prints progress and stops cleanly on Ctrl-C or SIGTERM; `weir shell` (in
+//! `shell/`) takes statements interactively; `weir optimize` and `weir vacuum` (in
+//! `upkeep.rs`) look after the Delta tables pipelines write; `weir checkpoint show` looks
+//! into a checkpoint.
 
 mod log;
 mod shell;
+mod upkeep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use weir_runtime::delta_upkeep::{OptimizeOptions, VacuumOptions};
 use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent, QueryWarningEvent};
 use weir_runtime::{
     Executed, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, Trigger, WatermarkPolicy, WeirError,
@@ -72,6 +76,61 @@ enum Command {
         /// the libraries it uses].
         #[arg(long, value_name = "LEVEL")]
         log_level: Option<String>,
+    },
+    /// Compact the small files of a Delta table into bigger ones (delta-rs's OPTIMIZE).
+    ///
+    /// The rows stay the same: one commit removes the small files and adds the compacted
+    /// ones, both with dataChange = false and without a txn, so it can run while a pipeline
+    /// appends to the table. The removed files stay for older versions until `weir vacuum`.
+    /// Prints the files and bytes removed and added.
+    Optimize {
+        /// The table: a local path, or a file://, s3://, gs://, az:// or abfss:// URL.
+        table: String,
+        /// Size of the files written; files this big or bigger are left alone [default: the
+        /// table's delta.targetFileSize, else 128MB].
+        #[arg(long, value_name = "SIZE", value_parser = upkeep::parse_size)]
+        target_size: Option<u64>,
+        /// Only the partitions this predicate selects: partition columns compared with
+        /// values, joined by AND, e.g. "day = '2024-01-01' AND region IN ('eu', 'us')".
+        #[arg(long = "where", value_name = "PREDICATE")]
+        partition_filter: Option<String>,
+        /// Z-order the files of each partition by these columns (comma-separated) instead of
+        /// compacting them.
+        #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+        zorder_by: Vec<String>,
+        /// A setting of the table's object store, as a sink's storage.<key> options
+        /// (aws_region=eu-west-1); repeatable. Without it the cloud's standard variables apply.
+        #[arg(long = "storage", value_name = "KEY=VALUE", value_parser = upkeep::parse_key_value)]
+        storage: Vec<(String, String)>,
+    },
+    /// Delete the files a Delta table removed longer ago than the retention (delta-rs's
+    /// VACUUM).
+    ///
+    /// Versions older than the retention can no longer be read afterwards. A retention below
+    /// the table's delta.deletedFileRetentionDuration (7 days unless set) is refused unless
+    /// --force. Prints the files deleted, or with --dry-run those that would be.
+    Vacuum {
+        /// The table: a local path, or a file://, s3://, gs://, az:// or abfss:// URL.
+        table: String,
+        /// Delete the files removed longer ago than this, e.g. 7d or 36h [default: the
+        /// table's delta.deletedFileRetentionDuration].
+        #[arg(long, value_name = "DURATION", value_parser = upkeep::parse_duration)]
+        retain: Option<std::time::Duration>,
+        /// List the files that would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a retention below the table's delta.deletedFileRetentionDuration: readers of
+        /// older versions, and writers still committing, may then miss files.
+        #[arg(long)]
+        force: bool,
+        /// Also delete files that no version of the table references (writes that never
+        /// committed), when older than the retention, as Spark's VACUUM does.
+        #[arg(long)]
+        full: bool,
+        /// A setting of the table's object store, as a sink's storage.<key> options
+        /// (aws_region=eu-west-1); repeatable. Without it the cloud's standard variables apply.
+        #[arg(long = "storage", value_name = "KEY=VALUE", value_parser = upkeep::parse_key_value)]
+        storage: Vec<(String, String)>,
     },
     /// Look into a query's checkpoint. Read-only and safe while the query runs.
     Checkpoint {
@@ -181,6 +240,14 @@ impl QueryListener for Printer {
                     })
                     .collect();
                 let watermark = p.event_time.as_ref().map(|e| format!(", watermark {}", e.watermark)).unwrap_or_default();
+                // The Delta sink's auto_compact, after the batch's commit.
+                let compacted = match (p.sink.metrics.get("compactionRemovedFiles"), p.sink.metrics.get("compactionAddedFiles")) {
+                    (Some(removed), Some(added)) => {
+                        let version = p.sink.metrics.get("compactionVersion").map(|v| format!(" (table version {v})")).unwrap_or_default();
+                        format!(", compacted {removed} small files into {added}{version}")
+                    }
+                    _ => String::new(),
+                };
                 tracing::info!(
                     query = %p.name,
                     query_id = %p.id,
@@ -188,7 +255,7 @@ impl QueryListener for Printer {
                     rows_in = p.num_input_rows,
                     rows_out = p.sink.num_output_rows,
                     duration_ms = p.duration_ms.trigger_execution,
-                    "batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{no_data}{replay}",
+                    "batch {}: {} rows in, {} rows out, {} ms{version}{watermark}{state}{compacted}{no_data}{replay}",
                     p.batch_id,
                     p.num_input_rows,
                     p.sink.num_output_rows,
@@ -266,6 +333,12 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Optimize { table, target_size, partition_filter, zorder_by, storage } => {
+            upkeep::optimize(&table, storage, OptimizeOptions { target_size, partition_filter, zorder_by })
+        }
+        Command::Vacuum { table, retain, dry_run, force, full, storage } => {
+            upkeep::vacuum(&table, storage, VacuumOptions { retain, dry_run, force, full })
         }
     }
 }

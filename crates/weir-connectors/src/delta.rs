@@ -16,12 +16,21 @@
 //! lists the log through URLs built from raw paths and decodes a `%` in the table's own path
 //! a second time (`c d%20é/` becomes `c d é/`): a table there could not be opened again
 //! after its first commit. Relative paths hold only what delta-rs names itself.
+//!
+//! With `merge_schema = true` the query's output is matched to an existing table by column
+//! name, as Spark's `mergeSchema` does: columns the table lacks are added to it (nullable) by
+//! a `metaData` action in the commit of the first batch that writes them, so the batch's
+//! files, the new schema and its `txn` land at once; table columns the query does not produce
+//! are written as NULL. With `auto_compact = true` the sink compacts the table's small files
+//! after a batch's commit (`delta_upkeep.rs`), in a commit of its own without a `txn`.
+//! `delta.*` options are the table's properties when the sink creates it.
 
 use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -42,9 +51,12 @@ use url::Url;
 use weir_checkpoint::{Checkpoint, LocalDisk, Location};
 use weir_sql::config::DeltaConfig;
 
+use crate::delta_guard::RemoveOnce;
 use crate::delta_journal::{Journal, JournaledStore, PendingFile};
+use crate::delta_schema::{check_table_properties, merge_columns, merged_metadata};
+use crate::delta_upkeep;
 use crate::error::{ConnectorError, Result};
-use crate::{AppId, Sink, SinkCommit};
+use crate::{AppId, Compaction, Sink, SinkCommit};
 
 /// How many times a batch's commit is tried when other writers' commits conflict with it.
 const MAX_COMMIT_ATTEMPTS: u32 = 10;
@@ -68,12 +80,19 @@ pub struct DeltaSink {
     /// handed to delta-rs with the table's URL.
     remote: Option<Arc<dyn ObjectStore>>,
     journal: Journal,
-    /// The query's output schema, set by `open`.
+    /// The schema of the files written, set by `open`: the query's output, or with
+    /// `merge_schema` the table's columns followed by the output's new ones.
     schema: Option<SchemaRef>,
-    /// Columns the table declares NOT NULL: (index in the output, name).
+    /// With `merge_schema`, where each written column comes from: the output column of that
+    /// name, or `None`, a column the query does not produce, written as NULL. `None` when
+    /// the output is written as it is.
+    placement: Option<Vec<Option<usize>>>,
+    /// Columns the table declares NOT NULL: (index in the written schema, name).
     required: Vec<(usize, String)>,
     /// The batch being written.
     pending: Option<Pending>,
+    /// Things the user should know that did not stop the query (a compaction skipped).
+    warnings: Vec<String>,
 }
 
 /// Commits between two clean-ups of expired Delta log entries (delta-rs's default
@@ -128,8 +147,10 @@ impl Drop for FileWriter {
 }
 
 impl DeltaSink {
-    /// A sink for the table at `config.path` (created on first write if absent).
+    /// A sink for the table at `config.path` (created on first write if absent). Its
+    /// `delta.*` table properties are checked here, before anything runs.
     pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
+        check_table_properties(name, &config.sink.properties)?;
         let location = Location::resolve_with(&config.path, true, &config.storage)
             .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
         let remote = location.is_object_store().then(|| Arc::clone(&location.store));
@@ -155,24 +176,28 @@ impl DeltaSink {
             remote,
             journal: Journal::default(),
             schema: None,
+            placement: None,
             required: Vec::new(),
             pending: None,
+            warnings: Vec::new(),
         })
     }
 
     /// A handle on the table. A local table is `file:///` over a store rooted at its
-    /// directory (see the module's notes), writing through the journal.
+    /// directory (see the module's notes), writing through the journal. Either kind writes
+    /// its log through the guard that keeps a file from being removed twice
+    /// (`delta_guard.rs`), which compactions need.
     fn builder(&self) -> deltalake::DeltaResult<DeltaTableBuilder> {
         match &self.local {
             Some((_, store, disk)) => {
                 let root = Url::parse("file:///").expect("a valid URL");
                 let store = JournaledStore::new(Arc::clone(store), self.journal.clone(), Arc::clone(disk));
-                Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(Arc::new(store), root))
+                Ok(DeltaTableBuilder::from_url(root.clone())?.with_storage_backend(RemoveOnce::wrap(Arc::new(store)), root))
             }
             None => {
                 let builder = DeltaTableBuilder::from_url(self.url.clone())?;
                 Ok(match &self.remote {
-                    Some(store) => builder.with_storage_backend(Arc::clone(store), self.url.clone()),
+                    Some(store) => builder.with_storage_backend(RemoveOnce::wrap(Arc::clone(store)), self.url.clone()),
                     None => builder,
                 })
             }
@@ -264,20 +289,23 @@ impl DeltaSink {
     }
 
     /// Commits `adds` with `txn(query id, version)` in one Delta commit: an append to an
-    /// existing table, or the table's creation (protocol, metadata and the files at once).
+    /// existing table (with the schema the files need, when `merge_schema` adds columns), or
+    /// the table's creation (protocol, metadata with the `delta.*` properties, and the files
+    /// at once).
     async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<DeltaTable> {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let properties =
             CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms)));
-        let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
         let log_store = table.log_store();
+        let schema = self.schema.clone().expect("begin checked");
+        let columns: StructType = schema.as_ref().try_into_kernel()?;
         let Ok(snapshot) = table.snapshot() else {
-            let schema = self.schema.clone().expect("begin checked");
-            let columns: StructType = schema.as_ref().try_into_kernel()?;
             return CreateBuilder::new()
                 .with_log_store(log_store)
                 .with_columns(columns.fields().cloned())
                 .with_partition_columns(self.config.partition_by.clone())
+                .with_configuration(self.config.sink.properties.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
                 .with_actions(actions)
                 // Never retried by delta-rs: when another writer made version 0 first, its
                 // retry would commit this table's protocol and metadata again at a later
@@ -292,6 +320,9 @@ impl DeltaSink {
         // default), so cleaning once per 100 commits removes the same files.
         let next = snapshot.version() + 1;
         let properties = properties.with_cleanup_expired_logs(Some(next % LOG_CLEANUP_EVERY == LOG_CLEANUP_EVERY - 1));
+        if let Some(metadata) = merged_metadata(snapshot.metadata(), snapshot.schema().as_ref(), &columns)? {
+            actions.push(Action::Metadata(metadata));
+        }
         let partition_by = snapshot.metadata().partition_columns().to_vec();
         let operation =
             DeltaOperation::Write { mode: SaveMode::Append, partition_by: (!partition_by.is_empty()).then_some(partition_by), predicate: None };
@@ -334,6 +365,10 @@ impl Sink for DeltaSink {
         if !self.load().await? {
             return Ok(self.declared.clone());
         }
+        // Matched by name when the sink opens, not by position.
+        if self.config.sink.merge_schema {
+            return Ok(None);
+        }
         let table = self.table.as_ref().expect("loaded");
         let snapshot = table.snapshot().map_err(|e| self.err("cannot read the table state", e))?;
         Ok(Some(snapshot.snapshot().arrow_schema()))
@@ -357,14 +392,33 @@ impl Sink for DeltaSink {
                         existing.join(",")
                     )));
                 }
-                let wanted_columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err("cannot write", e))?;
-                if columns_shape(snapshot.schema().as_ref()) != columns_shape(&wanted_columns) {
-                    return Err(ConnectorError::Config(format!(
-                        "the existing Delta table at {} has the columns ({}), but '{name}' writes ({}); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
-                        self.url,
-                        describe_columns(&snapshot.snapshot().arrow_schema()),
-                        describe_columns(schema)
-                    )));
+                let table_schema = snapshot.snapshot().arrow_schema();
+                let configuration = snapshot.metadata().configuration().clone();
+                if self.config.sink.merge_schema {
+                    let (written, placement) = merge_columns(&name, &self.url, &table_schema, schema)?;
+                    self.schema = Some(written);
+                    self.placement = Some(placement);
+                } else {
+                    let wanted_columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err("cannot write", e))?;
+                    if columns_shape(snapshot.schema().as_ref()) != columns_shape(&wanted_columns) {
+                        return Err(ConnectorError::Config(format!(
+                            "the existing Delta table at {} has the columns ({}), but '{name}' writes ({}); weir writes nothing into a table of other columns: point it at a new path, or move the table away",
+                            self.url,
+                            describe_columns(&table_schema),
+                            describe_columns(schema)
+                        )));
+                    }
+                }
+                // Properties are set when the sink creates a table, never changed after.
+                for (key, value) in &self.config.sink.properties {
+                    let existing = configuration.get(key);
+                    if existing != Some(value) {
+                        self.warnings.push(format!(
+                            "table '{name}': option '{key}' = '{value}' is not applied: the existing Delta table at {} has {}, and weir sets table properties only when it creates a table",
+                            self.url,
+                            existing.map_or_else(|| "it unset".to_string(), |v| format!("'{v}'"))
+                        ));
+                    }
                 }
                 self.refresh_recorded().await?;
             }
@@ -382,14 +436,14 @@ impl Sink for DeltaSink {
                 }
             }
         }
+        let written = Arc::clone(self.schema.get_or_insert_with(|| Arc::clone(schema)));
         // Columns the table (or its declaration) holds NOT NULL, checked in every batch.
         let table_schema = self.table.as_ref().and_then(|t| t.snapshot().ok()).map(|s| s.snapshot().arrow_schema()).or_else(|| self.declared.clone());
         self.required = table_schema
             .map(|ts| {
-                ts.fields().iter().filter(|f| !f.is_nullable()).filter_map(|f| Some((schema.index_of(f.name()).ok()?, f.name().clone()))).collect()
+                ts.fields().iter().filter(|f| !f.is_nullable()).filter_map(|f| Some((written.index_of(f.name()).ok()?, f.name().clone()))).collect()
             })
             .unwrap_or_default();
-        self.schema = Some(Arc::clone(schema));
         self.remove_orphans(checkpoint, &journal_dir).await?;
         self.journal.attach(checkpoint, journal_dir);
         Ok(())
@@ -410,17 +464,10 @@ impl Sink for DeltaSink {
             Ok(s) => s.metadata().partition_columns().to_vec(),
             Err(_) => self.config.partition_by.clone(),
         };
-        // Row groups of at most 256Ki rows (parquet-rs defaults to 1Mi; DuckDB writes 122,880):
-        // the writer holds a row group in memory until it is complete.
-        let properties = WriterProperties::builder()
-            .set_created_by(format!("weir {} (delta-rs)", env!("CARGO_PKG_VERSION")))
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
         let config = WriterConfig::new(
             schema,
             partition_columns,
-            Some(properties),
+            Some(writer_properties()),
             self.config.target_file_size.and_then(NonZeroU64::new),
             None,
             Default::default(),
@@ -451,17 +498,33 @@ impl Sink for DeltaSink {
             return Ok(());
         }
         let failed = || format!("batch {batch_id} was not committed");
+        let schema = self.schema.as_ref().expect("begin checked");
+        let columns: Vec<ArrayRef> = match &self.placement {
+            None => batch.columns().to_vec(),
+            // The table's columns by name, NULL where the query has none, cast where the
+            // query's type is narrower.
+            Some(placement) => {
+                let mut columns = Vec::with_capacity(placement.len());
+                for (field, from) in schema.fields().iter().zip(placement) {
+                    columns.push(match from {
+                        Some(i) if batch.column(*i).data_type() == field.data_type() => Arc::clone(batch.column(*i)),
+                        Some(i) => arrow::compute::cast(batch.column(*i), field.data_type())
+                            .map_err(|e| self.err(&failed(), format!("column '{}': {e}", field.name())))?,
+                        None => new_null_array(field.data_type(), batch.num_rows()),
+                    });
+                }
+                columns
+            }
+        };
         for (i, column) in &self.required {
-            if batch.column(*i).null_count() > 0 {
+            if columns[*i].null_count() > 0 {
                 return Err(self.err(&failed(), format!("column '{column}' is NOT NULL in the table, and the query wrote a NULL to it")));
             }
         }
-        let schema = self.schema.as_ref().expect("begin checked");
-        let batch = if batch.schema() == *schema {
-            batch
-        } else {
-            // Same columns; the plan may label nullability or metadata differently.
-            RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| self.err(&failed(), e))?
+        let batch = match self.placement.is_none() && batch.schema() == *schema {
+            true => batch,
+            // The plan may label nullability or metadata differently.
+            false => RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| self.err(&failed(), e))?,
         };
         let pending = self.pending.as_mut().expect("checked");
         pending.rows += batch.num_rows() as u64;
@@ -483,7 +546,7 @@ impl Sink for DeltaSink {
             return Err(self.err("cannot commit", "no batch was begun"));
         };
         let Some(writer) = writer else {
-            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
         };
         let failed = format!("batch {batch_id} was not committed");
         let adds = match writer.close().await {
@@ -493,7 +556,7 @@ impl Sink for DeltaSink {
         };
         if adds.is_empty() {
             self.journal.finish().await;
-            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
         }
         let version = batch_id as i64;
         // Another writer may commit between our read of the table and our commit (Delta's
@@ -534,7 +597,7 @@ impl Sink for DeltaSink {
                         // another runner of this query, whose files are then the table's and
                         // these orphans (the journal keeps them for the sweep, on local disk;
                         // VACUUM removes them on an object store).
-                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table) });
+                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
                     }
                 }
                 Err(e) => return Err(self.err(&failed, e)),
@@ -544,13 +607,88 @@ impl Sink for DeltaSink {
         crate::failpoint::hit("after_delta_commit", batch_id);
         self.journal.finish().await;
         self.recorded = Some(version);
-        Ok(SinkCommit { rows, written: true, version: current_version(&self.table) })
+        let committed = current_version(&self.table);
+        let compaction = match self.config.sink.auto_compact {
+            true => self.auto_compact(batch_id).await,
+            false => None,
+        };
+        Ok(SinkCommit { rows, written: true, version: committed, compaction })
     }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+}
+
+impl DeltaSink {
+    /// After batch `batch_id`'s commit: compacts the table's small files when there are at
+    /// least `auto_compact_min_files` of them (in partitions holding two or more), in a
+    /// commit of its own, without a `txn`, with `dataChange = false` on its actions.
+    ///
+    /// The batch is committed already, with its `txn`, so whatever happens here cannot undo
+    /// or repeat it: a compaction that fails, or that conflicts with another writer's (a
+    /// `weir optimize`, another query's compaction; see `delta_guard.rs`), commits nothing
+    /// and is skipped with a warning, and the next batch tries again. Its files are recorded
+    /// in the journal like a batch's, so those of a compaction that never committed are
+    /// removed at the next start. The table is reloaded afterwards either way.
+    async fn auto_compact(&mut self, batch_id: u64) -> Option<Compaction> {
+        let table = self.table.as_ref()?;
+        let state = table.snapshot().ok()?;
+        let target = delta_upkeep::target_size(self.config.target_file_size, state);
+        let small = delta_upkeep::small_files(state, target);
+        if small < self.config.sink.auto_compact_min_files.unwrap_or(delta_upkeep::DEFAULT_MIN_FILES) {
+            return None;
+        }
+        self.journal.begin_compaction();
+        let done = match delta_upkeep::compact(table, target).await {
+            Ok((table, metrics)) if metrics.num_files_removed > 0 => {
+                self.journal.finish().await;
+                Some(Compaction {
+                    files_removed: metrics.num_files_removed,
+                    files_added: metrics.num_files_added,
+                    version: table.version().map(|v| v as i64),
+                })
+            }
+            Ok(_) => {
+                self.journal.finish().await;
+                None
+            }
+            Err(e) => {
+                // Its records stay: files it wrote are orphans the next start removes.
+                self.journal.abandon();
+                self.warnings.push(format!(
+                    "table '{}': compaction after batch {batch_id} skipped, nothing of it was committed (the next batch tries again): {}",
+                    self.name,
+                    self.err("optimize", e)
+                ));
+                None
+            }
+        };
+        // The sink's handle is the table as it was before: bring it up to date.
+        if let Some(table) = self.table.as_mut()
+            && let Err(e) = table.update_incremental(None).await
+        {
+            self.warnings.push(format!("table '{}': cannot reload the table after compacting it ({e}); the next batch opens it again", self.name));
+            self.table = None;
+        }
+        done
+    }
+}
+
+/// How weir writes Parquet, a batch's files and compacted ones alike: snappy, statistics, and
+/// row groups of at most 256Ki rows (parquet-rs defaults to 1Mi; DuckDB writes 122,880), since
+/// the writer holds a row group in memory until it is complete.
+pub(crate) fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_created_by(format!("weir {} (delta-rs)", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
 }
 
 /// The names and Delta types of `columns`, in order, nullability aside (the sink checks NOT
 /// NULL columns in every batch): two schemas with the same shape fit each other.
-fn columns_shape(columns: &StructType) -> Vec<(String, String)> {
+pub(crate) fn columns_shape(columns: &StructType) -> Vec<(String, String)> {
     fn shape(t: &DeltaType) -> String {
         match t {
             DeltaType::Array(a) => format!("array<{}>", shape(a.element_type())),
@@ -584,114 +722,4 @@ fn current_version(table: &Option<DeltaTable>) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("p", DataType::Utf8, true)]))
-    }
-
-    fn rows(ids: &[i64], parts: &[&str]) -> RecordBatch {
-        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(parts.to_vec()))]).unwrap()
-    }
-
-    fn sink(path: &std::path::Path) -> DeltaSink {
-        let config = DeltaConfig { partition_by: vec!["p".into()], ..DeltaConfig::at(path.display().to_string(), Default::default()) };
-        DeltaSink::new("t", config, None).unwrap()
-    }
-
-    /// Every `.parquet` file under `dir`, relative to it, as the file system names it.
-    fn parquet_files(dir: &std::path::Path) -> Vec<String> {
-        fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(root, &path, out);
-                } else if path.extension().is_some_and(|e| e == "parquet") {
-                    out.push(path.strip_prefix(root).unwrap().to_str().unwrap().to_string());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(dir, dir, &mut out);
-        out.sort();
-        out
-    }
-
-    /// Records left behind for committed files (in partition folders whose names delta-rs
-    /// escapes, under a table path that URLs encode) are cleared, and the files kept; a
-    /// recorded file no version references is removed; an old-style record (absolute path)
-    /// is understood too.
-    #[tokio::test]
-    async fn the_sweep_keeps_committed_files_and_removes_orphans() {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
-        let table = base.join("table");
-        let cp = Arc::new(Checkpoint::open(base.join("cp").to_str().unwrap()).unwrap());
-        let mut first = sink(&table);
-        first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
-        first.commit(0, vec![rows(&[1, 2, 3], &["a b", "c%20d", "é#1/x"])]).await.unwrap();
-        let committed = parquet_files(&table);
-        assert_eq!(committed.len(), 3, "{committed:?}");
-
-        // A crash between the commit and clearing the records would leave these.
-        for (n, file) in committed.iter().enumerate() {
-            cp.put_json_new(&format!("sinks/t/pending/0-a-{n}.json"), &PendingFile { file: Some(file.clone()), path: None }).await.unwrap();
-        }
-        let old_style = format!("{}/{}", table.display(), committed[0]);
-        let old_style = PendingFile { file: None, path: Some(old_style.trim_start_matches('/').to_string()) };
-        cp.put_json_new("sinks/t/pending/0-b-1.json", &old_style).await.unwrap();
-        // A batch that crashed before its commit.
-        std::fs::create_dir_all(table.join("p=zz")).unwrap();
-        std::fs::write(table.join("p=zz/part-orphan.parquet"), b"x").unwrap();
-        cp.put_json_new("sinks/t/pending/1-c-1.json", &PendingFile { file: Some("p=zz/part-orphan.parquet".into()), path: None }).await.unwrap();
-        drop(first);
-
-        let mut second = sink(&table);
-        second.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
-        assert_eq!(parquet_files(&table), committed, "the committed files stay, the orphan goes");
-        assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "every record is cleared");
-        second.commit(1, vec![rows(&[4], &["a b"])]).await.unwrap();
-        let state = second.table.as_ref().unwrap().snapshot().unwrap();
-        let files: Vec<_> = state.snapshot().file_views(second.table.as_ref().unwrap().log_store().as_ref(), None).try_collect().await.unwrap();
-        assert_eq!(files.len(), 4, "the table reopens at its path and references all its files");
-        for f in &files {
-            assert!(table.join(f.path().as_ref()).exists(), "{} is gone", f.path());
-        }
-    }
-
-    /// On an object store the checkpoint has no lock, and a second runner cannot tell the
-    /// files the runner holding the query is writing from orphans: its sink removes nothing.
-    #[tokio::test]
-    async fn a_runner_without_the_lock_removes_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let table = tmp.path().join("table");
-        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-        let location = || Location {
-            store: Arc::clone(&store),
-            root: Path::from("bucket/cp"),
-            url: Url::parse("memory:///bucket/cp/").unwrap(),
-            local_dir: None,
-            options: Default::default(),
-            allow_unsafe_rename: false,
-        };
-        let (holder, second) = (Arc::new(Checkpoint::at(location()).unwrap()), Arc::new(Checkpoint::at(location()).unwrap()));
-        assert!(!holder.holds_lock() && !second.holds_lock());
-        let mut first = sink(&table);
-        first.open(&schema(), &AppId::sink("q"), &holder).await.unwrap();
-        first.commit(0, vec![rows(&[1], &["a"])]).await.unwrap();
-        // The holder is writing batch 1: its file is recorded and on disk, not committed yet.
-        std::fs::create_dir_all(table.join("p=b")).unwrap();
-        std::fs::write(table.join("p=b/part-in-flight.parquet"), b"x").unwrap();
-        let record = PendingFile { file: Some("p=b/part-in-flight.parquet".into()), path: None };
-        holder.put_json_new("sinks/t/pending/1-a-1.json", &record).await.unwrap();
-
-        let mut late_comer = sink(&table);
-        late_comer.open(&schema(), &AppId::sink("q"), &second).await.unwrap();
-        assert!(table.join("p=b/part-in-flight.parquet").exists(), "the holder's file is left alone");
-        assert_eq!(second.file_names("sinks/t/pending").await.unwrap(), ["1-a-1.json"], "and so is its record");
-    }
-}
+mod tests;

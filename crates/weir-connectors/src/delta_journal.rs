@@ -94,6 +94,23 @@ impl Journal {
         t.records.clear();
     }
 
+    /// Data files written from now on belong to a compaction (`compact-<uuid>`): swept like
+    /// a batch's when it never commits.
+    pub fn begin_compaction(&self) {
+        let mut t = self.target.lock().expect("not poisoned");
+        t.attempt = Some(format!("compact-{}", uuid::Uuid::new_v4().simple()));
+        t.written = 0;
+        t.records.clear();
+    }
+
+    /// The attempt failed: its records stay in the checkpoint for the next start's sweep,
+    /// and nothing more is recorded under it.
+    pub fn abandon(&self) {
+        let mut t = self.target.lock().expect("not poisoned");
+        t.attempt = None;
+        t.records.clear();
+    }
+
     /// The batch being written, if any.
     fn batch(&self) -> Option<u64> {
         let t = self.target.lock().expect("not poisoned");

@@ -12,7 +12,10 @@ pub mod console;
 pub mod datagen;
 pub mod delta;
 pub mod delta_source;
+mod delta_guard;
 mod delta_journal;
+mod delta_schema;
+pub mod delta_upkeep;
 pub mod error;
 pub mod failpoint;
 pub mod file;
@@ -153,7 +156,22 @@ pub struct SinkCommit {
     pub rows: u64,
     /// False when the batch had been committed before (a replay) or had no rows.
     pub written: bool,
-    /// The sink's version after the batch, when it has versions (Delta).
+    /// The sink's version after the batch, when it has versions (Delta): the version that
+    /// holds the batch.
+    pub version: Option<i64>,
+    /// The compaction the sink ran after the batch's commit (Delta's `auto_compact`).
+    pub compaction: Option<Compaction>,
+}
+
+/// A compaction of a Delta table's small files that a sink ran after a batch's commit, in a
+/// commit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compaction {
+    /// Small files removed from the table.
+    pub files_removed: u64,
+    /// Files written in their place.
+    pub files_added: u64,
+    /// The table's version after it.
     pub version: Option<i64>,
 }
 
@@ -208,6 +226,12 @@ pub trait Sink: Send + Sync {
 
     /// Commits the rows of the batch begun last in one atomic step.
     async fn finish(&mut self) -> Result<SinkCommit>;
+
+    /// Things the user should know that did not stop the query (a compaction skipped, a
+    /// table property not applied), since the last call.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Commits batch `batch_id`'s rows in one atomic step, or skips it if already committed.
     async fn commit(&mut self, batch_id: u64, batches: Vec<RecordBatch>) -> Result<SinkCommit> {

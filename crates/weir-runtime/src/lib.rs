@@ -28,6 +28,8 @@ pub use error::{Result, WeirError};
 pub use metrics::Metrics;
 pub use preview::Preview;
 pub use weir_connectors::channel::PreviewBatch;
+/// Upkeep of Delta tables: compaction and VACUUM (`weir optimize`, `weir vacuum`).
+pub use weir_connectors::delta_upkeep;
 pub use progress::{QueryListener, QueryProgress};
 pub use query::{QueryStatus, StreamingQuery};
 pub use weir_connectors::foreach_batch::BatchFunction;

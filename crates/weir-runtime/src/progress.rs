@@ -79,6 +79,10 @@ pub struct SinkProgress {
     /// Sink version after the batch (Delta table version), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// Sink-specific numbers, as Spark's `sink.metrics`: a Delta sink's compaction after
+    /// the batch (`compactionRemovedFiles`, `compactionAddedFiles`, `compactionVersion`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, Value>,
 }
 
 /// The progress of one batch (Spark's `StreamingQueryProgress`).

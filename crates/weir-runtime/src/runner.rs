@@ -398,6 +398,9 @@ impl Runner {
         // A runner that lost its lease to another stops here, before its commit.
         self.checkpoint.check_lease().await?;
         let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
+        for w in self.sink.take_warnings() {
+            warn(&self.shared, &self.id, &self.run_id, w);
+        }
         failpoint::hit("after_sink_commit", batch_id);
         // The bad and late rows' tables commit after the sink, each with its own txn, so a
         // replay skips what they committed before.
@@ -499,7 +502,12 @@ impl Runner {
             // Spark lists the operators from the sink down.
             state_operators: self.operators.iter().zip(&state_metrics).rev().map(|(c, m)| state_operator_json(c.op.name(), m)).collect(),
             sources,
-            sink: SinkProgress { description: self.sink.description(), num_output_rows, version: sink_commit.version },
+            sink: SinkProgress {
+                description: self.sink.description(),
+                num_output_rows,
+                version: sink_commit.version,
+                metrics: sink_commit.compaction.map(compaction_metrics).unwrap_or_default(),
+            },
             observed_metrics: BTreeMap::new(),
         };
         self.shared.push_progress(progress);
@@ -650,6 +658,18 @@ fn bad_rows_err(batch_id: u64, source: &str, e: impl std::fmt::Display) -> WeirE
 
 fn late_rows_err(batch_id: u64, e: impl std::fmt::Display) -> WeirError {
     batch_err(batch_id, format!("late rows: {e}"))
+}
+
+/// A sink's compaction after a batch, as progress shows it.
+fn compaction_metrics(c: weir_connectors::Compaction) -> BTreeMap<String, Value> {
+    let mut metrics = BTreeMap::from([
+        ("compactionRemovedFiles".to_string(), c.files_removed.into()),
+        ("compactionAddedFiles".to_string(), c.files_added.into()),
+    ]);
+    if let Some(v) = c.version {
+        metrics.insert("compactionVersion".to_string(), v.into());
+    }
+    metrics
 }
 
 /// Tells listeners about something that did not stop the query.

@@ -417,6 +417,12 @@ impl Session {
         }
         let sink_name = output.name().to_string();
         let sink_table = matches!(output, Output::Table(_)).then(|| sink_name.clone());
+        // A Delta sink with merge_schema takes the query's columns by name and adds new ones
+        // to its table; any other sink takes them by position, as they are.
+        let merge_schema = match sink_table.as_ref().and_then(|t| self.tables.get(t)).map(|d| &d.config) {
+            Some(ConnectorConfig::Delta(d)) => Some(d.sink.merge_schema),
+            _ => None,
+        };
         let mut sink: Box<dyn weir_connectors::Sink> = match output {
             Output::Table(table) => {
                 let sink_def = self.tables.get(table).ok_or_else(|| {
@@ -463,7 +469,18 @@ impl Session {
         let compiled = compile(query, &defs, &static_defs, target, self.config.threads).await.map_err(|e| {
             // The planner knows the sink's columns, not where it is: name it.
             let m = e.to_string();
-            if m.contains("the sink table") { WeirError::at(line, format!("{m} (the sink table is {})", sink.description())) } else { WeirError::at(line, m) }
+            match m.contains("the sink table") {
+                // An existing Delta table takes other columns by name with merge_schema.
+                true if merge_schema == Some(false) && m.starts_with("the query produces") => WeirError::at(
+                    line,
+                    format!(
+                        "{m} (the sink table is {}); set merge_schema = true on '{sink_name}' to write the query's columns into the table by name, adding its new ones",
+                        sink.description()
+                    ),
+                ),
+                true => WeirError::at(line, format!("{m} (the sink table is {})", sink.description())),
+                false => WeirError::at(line, m),
+            }
         })?;
         statics.retain(compiled.static_tables());
         let used: Vec<String> = compiled.sources().map(str::to_string).collect();
@@ -518,18 +535,24 @@ impl Session {
             .collect::<Vec<_>>()
             .join(", ");
         let mut watermark_policy = options.watermark_policy;
+        // With merge_schema, a run whose output has other columns than the checkpoint recorded
+        // (a query changed to emit one more) writes them by name: recorded once the sink opens.
+        let mut widened = None;
         let id = match checkpoint.metadata().await? {
             Some(meta) => {
                 if let Some(before) = &meta.sink_columns
                     && *before != sink_columns
                 {
-                    return Err(WeirError::at(
-                        line,
-                        format!(
-                            "the sink {} changed since this query last wrote to it: its columns were ({before}) and are now ({sink_columns}); weir writes nothing into a table whose columns someone else changed. Restore the table, or start over with a new --checkpoint",
-                            identity_sink
-                        ),
-                    ));
+                    if merge_schema != Some(true) {
+                        return Err(WeirError::at(
+                            line,
+                            format!(
+                                "the sink {} changed since this query last wrote to it: its columns were ({before}) and are now ({sink_columns}); weir writes nothing into a table whose columns someone else changed. Restore the table, start over with a new --checkpoint, or set merge_schema = true on '{sink_name}' to write the query's columns into the table by name",
+                                identity_sink
+                            ),
+                        ));
+                    }
+                    widened = Some(Metadata { sink_columns: Some(sink_columns.clone()), ..meta.clone() });
                 }
                 if let Some(before) = &meta.state_operators
                     && *before != state_operators
@@ -581,6 +604,10 @@ impl Session {
         // Each table has its own txn app id: two tables sharing one would take each other's
         // commits of a batch for their own.
         sink.open(&output_schema, &AppId::sink(&id), &checkpoint).await.map_err(|e| WeirError::at(line, e))?;
+        warnings.extend(sink.take_warnings());
+        if let Some(meta) = widened {
+            checkpoint.replace_metadata(&meta).await?;
+        }
         for (c, late) in operators.iter_mut().zip(&late_tables) {
             if let (Some(late_sink), Some(late)) = (c.late_sink.as_mut(), late) {
                 let app_id = AppId::side_table(&id, &format!("{sink_name}_late_rows"));

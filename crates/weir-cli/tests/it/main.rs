@@ -4,7 +4,8 @@
 //! and windowed runs (chaos), deterministic deduplication and windows whatever the threads,
 //! pieces and crashes, and
 //! the Kafka source against a real broker, including one killed and started again mid-run,
-//! joins of a stream with static Delta and Parquet tables, and Delta tables read as streams.
+//! joins of a stream with static Delta and Parquet tables, Delta tables read as streams, and the
+//! upkeep of the tables pipelines write (compaction, vacuum, schema evolution, table properties).
 
 mod bad_input;
 mod chaos;
@@ -12,6 +13,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod delta_source;
+mod delta_upkeep;
 mod determinism;
 mod file_source;
 mod kafka;

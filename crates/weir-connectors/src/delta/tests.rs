@@ -1,0 +1,282 @@
+use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use super::*;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("p", DataType::Utf8, true)]))
+}
+
+fn rows(ids: &[i64], parts: &[&str]) -> RecordBatch {
+    RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(parts.to_vec()))]).unwrap()
+}
+
+fn sink(path: &std::path::Path) -> DeltaSink {
+    let config = DeltaConfig { partition_by: vec!["p".into()], ..DeltaConfig::at(path.display().to_string(), Default::default()) };
+    DeltaSink::new("t", config, None).unwrap()
+}
+
+/// Every `.parquet` file under `dir`, relative to it, as the file system names it.
+fn parquet_files(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path.strip_prefix(root).unwrap().to_str().unwrap().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Records left behind for committed files (in partition folders whose names delta-rs
+/// escapes, under a table path that URLs encode) are cleared, and the files kept; a
+/// recorded file no version references is removed; an old-style record (absolute path)
+/// is understood too.
+#[tokio::test]
+async fn the_sweep_keeps_committed_files_and_removes_orphans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
+    let table = base.join("table");
+    let cp = Arc::new(Checkpoint::open(base.join("cp").to_str().unwrap()).unwrap());
+    let mut first = sink(&table);
+    first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    first.commit(0, vec![rows(&[1, 2, 3], &["a b", "c%20d", "é#1/x"])]).await.unwrap();
+    let committed = parquet_files(&table);
+    assert_eq!(committed.len(), 3, "{committed:?}");
+
+    // A crash between the commit and clearing the records would leave these.
+    for (n, file) in committed.iter().enumerate() {
+        cp.put_json_new(&format!("sinks/t/pending/0-a-{n}.json"), &PendingFile { file: Some(file.clone()), path: None }).await.unwrap();
+    }
+    let old_style = format!("{}/{}", table.display(), committed[0]);
+    let old_style = PendingFile { file: None, path: Some(old_style.trim_start_matches('/').to_string()) };
+    cp.put_json_new("sinks/t/pending/0-b-1.json", &old_style).await.unwrap();
+    // A batch that crashed before its commit.
+    std::fs::create_dir_all(table.join("p=zz")).unwrap();
+    std::fs::write(table.join("p=zz/part-orphan.parquet"), b"x").unwrap();
+    cp.put_json_new("sinks/t/pending/1-c-1.json", &PendingFile { file: Some("p=zz/part-orphan.parquet".into()), path: None }).await.unwrap();
+    drop(first);
+
+    let mut second = sink(&table);
+    second.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    assert_eq!(parquet_files(&table), committed, "the committed files stay, the orphan goes");
+    assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "every record is cleared");
+    second.commit(1, vec![rows(&[4], &["a b"])]).await.unwrap();
+    let state = second.table.as_ref().unwrap().snapshot().unwrap();
+    let files: Vec<_> = state.snapshot().file_views(second.table.as_ref().unwrap().log_store().as_ref(), None).try_collect().await.unwrap();
+    assert_eq!(files.len(), 4, "the table reopens at its path and references all its files");
+    for f in &files {
+        assert!(table.join(f.path().as_ref()).exists(), "{} is gone", f.path());
+    }
+}
+
+/// On an object store the checkpoint has no lock, and a second runner cannot tell the
+/// files the runner holding the query is writing from orphans: its sink removes nothing.
+#[tokio::test]
+async fn a_runner_without_the_lock_removes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let location = || Location {
+        store: Arc::clone(&store),
+        root: Path::from("bucket/cp"),
+        url: Url::parse("memory:///bucket/cp/").unwrap(),
+        local_dir: None,
+        options: Default::default(),
+        allow_unsafe_rename: false,
+    };
+    let (holder, second) = (Arc::new(Checkpoint::at(location()).unwrap()), Arc::new(Checkpoint::at(location()).unwrap()));
+    assert!(!holder.holds_lock() && !second.holds_lock());
+    let mut first = sink(&table);
+    first.open(&schema(), &AppId::sink("q"), &holder).await.unwrap();
+    first.commit(0, vec![rows(&[1], &["a"])]).await.unwrap();
+    // The holder is writing batch 1: its file is recorded and on disk, not committed yet.
+    std::fs::create_dir_all(table.join("p=b")).unwrap();
+    std::fs::write(table.join("p=b/part-in-flight.parquet"), b"x").unwrap();
+    let record = PendingFile { file: Some("p=b/part-in-flight.parquet".into()), path: None };
+    holder.put_json_new("sinks/t/pending/1-a-1.json", &record).await.unwrap();
+
+    let mut late_comer = sink(&table);
+    late_comer.open(&schema(), &AppId::sink("q"), &second).await.unwrap();
+    assert!(table.join("p=b/part-in-flight.parquet").exists(), "the holder's file is left alone");
+    assert_eq!(second.file_names("sinks/t/pending").await.unwrap(), ["1-a-1.json"], "and so is its record");
+}
+
+/// The rows of the table at `path`, as DataFusion prints `SELECT <columns> ... ORDER BY id`.
+async fn table_rows(path: &std::path::Path, columns: &str) -> String {
+    let location = Location::resolve(path.to_str().unwrap(), false).unwrap();
+    let table = crate::delta_upkeep::builder(&location, None).unwrap().load().await.unwrap();
+    let ctx = datafusion::prelude::SessionContext::new_with_state(crate::delta_upkeep::session_for(&table).as_ref().clone());
+    ctx.register_table("t", table.table_provider().await.unwrap()).unwrap();
+    let rows = ctx.sql(&format!("SELECT {columns} FROM t ORDER BY id")).await.unwrap().collect().await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&rows).unwrap().to_string()
+}
+
+/// The actions of log entry `version` of the table at `path`.
+fn log_entry(path: &std::path::Path, version: i64) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path.join(format!("_delta_log/{version:020}.json"))).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn with_sink_options(path: &std::path::Path, f: impl FnOnce(&mut DeltaConfig)) -> DeltaConfig {
+    let mut config = DeltaConfig { partition_by: vec!["p".into()], ..DeltaConfig::at(path.display().to_string(), Default::default()) };
+    f(&mut config);
+    config
+}
+
+#[tokio::test]
+async fn table_properties_are_checked_at_start_and_set_at_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let refused = |properties: &[(&str, &str)]| {
+        let config = with_sink_options(&table, |c| c.sink.properties = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        DeltaSink::new("t", config, None).unwrap_err().to_string()
+    };
+    let e = refused(&[("delta.appendOnlyy", "true")]);
+    assert!(e.contains("table 't': unknown Delta table property 'delta.appendOnlyy'; did you mean 'delta.appendOnly'?"), "{e}");
+    let e = refused(&[("delta.checkpointInterval", "often")]);
+    assert_eq!(e, "table 't': option 'delta.checkpointInterval' = 'often' is not a positive whole number");
+    let e = refused(&[("delta.logRetentionDuration", "30 days")]);
+    assert!(e.contains("is not an interval such as 'interval 7 days'"), "{e}");
+    let e = refused(&[("delta.appendOnly", "yes")]);
+    assert!(e.contains("is not 'true' or 'false'"), "{e}");
+    let e = refused(&[("delta.minWriterVersion", "9")]);
+    assert!(e.contains("is not a writer version from 2 to 7"), "{e}");
+    let e = refused(&[("delta.columnMapping.mode", "name")]);
+    assert!(e.contains("cannot create a column-mapped table"), "{e}");
+    assert!(!tmp.path().join("table/_delta_log").exists(), "nothing was written");
+
+    let properties = [("delta.appendOnly", "true"), ("delta.checkpointInterval", "5"), ("delta.logRetentionDuration", "interval 2 days")];
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let config = with_sink_options(&table, |c| c.sink.properties = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let mut first = DeltaSink::new("t", config, None).unwrap();
+    first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    first.commit(0, vec![rows(&[1], &["a"])]).await.unwrap();
+    let metadata = log_entry(&table, 0).into_iter().find_map(|a| a.get("metaData").cloned()).unwrap();
+    for (k, v) in properties {
+        assert_eq!(metadata["configuration"][k], v, "{metadata}");
+    }
+    assert!(first.take_warnings().is_empty());
+
+    // An existing table keeps its properties: a differing option only warns.
+    let config = with_sink_options(&table, |c| c.sink.properties = vec![("delta.checkpointInterval".into(), "7".into())]);
+    let mut second = DeltaSink::new("t", config, None).unwrap();
+    second.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    let warnings = second.take_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("option 'delta.checkpointInterval' = '7' is not applied: the existing Delta table at") && warnings[0].contains("has '5'"), "{warnings:?}");
+}
+
+/// A query emitting one more column into a table with merge_schema: the column is added by
+/// the batch's own commit (files, metadata and txn in one log entry); the table's old rows
+/// read NULL in it; a table column the query lacks is written as NULL; narrower types are
+/// cast. Without merge_schema the wider table is refused.
+#[tokio::test]
+async fn merge_schema_adds_columns_in_the_batch_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let mut first = sink(&table);
+    first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    first.commit(0, vec![rows(&[1, 2], &["a", "b"])]).await.unwrap();
+
+    let wider = Arc::new(Schema::new(vec![
+        Field::new("extra", DataType::Utf8, true),
+        Field::new("id", DataType::Int32, true),
+        Field::new("p", DataType::Utf8, true),
+    ]));
+    let merging = with_sink_options(&table, |c| c.sink.merge_schema = true);
+    let mut second = DeltaSink::new("t", merging.clone(), None).unwrap();
+    assert_eq!(second.target_schema().await.unwrap(), None, "matched by name at open, not by position");
+    second.open(&wider, &AppId::sink("q"), &cp).await.unwrap();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&wider),
+        vec![
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(arrow::array::Int32Array::from(vec![3])),
+            Arc::new(StringArray::from(vec!["a"])),
+        ],
+    )
+    .unwrap();
+    let commit = second.commit(1, vec![batch]).await.unwrap();
+    assert_eq!(commit.version, Some(1));
+    let entry = log_entry(&table, 1);
+    let kinds: Vec<&str> = entry.iter().flat_map(|a| a.as_object().unwrap().keys()).map(String::as_str).collect();
+    for kind in ["metaData", "add", "txn", "commitInfo"] {
+        assert!(kinds.contains(&kind), "{kind} in the batch's commit: {kinds:?}");
+    }
+    assert_eq!(
+        table_rows(&table, "id, p, extra").await,
+        ["+----+---+-------+", "| id | p | extra |", "+----+---+-------+", "| 1  | a |       |", "| 2  | b |       |", "| 3  | a | x     |", "+----+---+-------+"].join("\n")
+    );
+
+    // The old query again: its missing column is NULL.
+    let mut third = DeltaSink::new("t", merging.clone(), None).unwrap();
+    third.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    third.commit(2, vec![rows(&[4], &["b"])]).await.unwrap();
+    assert!(log_entry(&table, 2).iter().all(|a| a.get("metaData").is_none()), "no new column, no metadata");
+    assert!(table_rows(&table, "id, p, extra").await.contains("| 4  | b |       |"));
+
+    // Without merge_schema, a table of other columns is refused (the planner refuses a query
+    // of other columns before, naming the option).
+    let mut plain = sink(&table);
+    assert_eq!(plain.target_schema().await.unwrap().map(|s| s.fields().len()), Some(3), "the planner is held to the table's columns");
+    let e = plain.open(&schema(), &AppId::sink("q"), &cp).await.unwrap_err().to_string();
+    assert!(e.contains("has the columns (id BIGINT, p STRING, extra STRING), but 't' writes (id BIGINT, p STRING)"), "{e}");
+    // merge_schema adds columns, it changes no type.
+    let other = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true)]));
+    let mut typed = DeltaSink::new("t", merging, None).unwrap();
+    let e = typed.open(&other, &AppId::sink("q"), &cp).await.unwrap_err().to_string();
+    assert!(e.contains("the query writes column 'id' as STRING, and the existing Delta table at") && e.contains("holds it as BIGINT"), "{e}");
+}
+
+/// With auto_compact, once enough small files are there the sink compacts them after the
+/// batch's commit, in a commit of its own: the batch's version and txn stay, the rows stay,
+/// the files go down.
+#[tokio::test]
+async fn auto_compact_runs_after_the_commit_and_keeps_the_txn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let config = with_sink_options(&table, |c| {
+        c.sink.auto_compact = true;
+        c.sink.auto_compact_min_files = Some(6);
+    });
+    let mut sink = DeltaSink::new("t", config, None).unwrap();
+    sink.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    let mut compactions = Vec::new();
+    for b in 0..7u64 {
+        let id = b as i64 * 2;
+        let commit = sink.commit(b, vec![rows(&[id, id + 1], &["a", "b"])]).await.unwrap();
+        assert!(commit.written);
+        let batch_entry = log_entry(&table, commit.version.unwrap());
+        assert!(batch_entry.iter().any(|a| a["txn"]["version"] == b), "version {:?} holds batch {b}", commit.version);
+        if let Some(c) = commit.compaction {
+            assert_eq!(c.version, commit.version.map(|v| v + 1), "the compaction commits right after the batch");
+            let entry = log_entry(&table, c.version.unwrap());
+            assert!(entry.iter().all(|a| a.get("txn").is_none()), "a compaction carries no txn");
+            compactions.push((b, c.files_removed, c.files_added));
+        }
+    }
+    // Two files per batch; three batches make six small files, then one per partition is
+    // left after each compaction, plus two per batch.
+    assert_eq!(compactions, [(2, 6, 2), (4, 6, 2), (6, 6, 2)]);
+    assert!(sink.take_warnings().is_empty());
+    let state = sink.table.as_ref().unwrap().snapshot().unwrap();
+    assert_eq!(state.log_data().num_files(), 2);
+    assert_eq!(state.transaction_version(sink.table.as_ref().unwrap().log_store().as_ref(), "q").await.unwrap(), Some(6));
+    let listed = table_rows(&table, "id").await;
+    for id in 0..14 {
+        assert_eq!(listed.matches(&format!("| {id} ")).count(), 1, "{id} once:\n{listed}");
+    }
+    assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "the compactions' records are cleared");
+    // A replayed batch after compactions is still found committed.
+    let replay = sink.commit(6, vec![rows(&[12, 13], &["a", "b"])]).await.unwrap();
+    assert!(!replay.written);
+}
