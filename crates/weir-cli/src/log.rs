@@ -60,7 +60,11 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
         None => for_level("info"),
     };
     let filter: Targets = directives.parse().map_err(|e| bad(&e))?;
-    tracing_subscriber::registry().with(Lines { format }.with_filter(filter)).try_init().map_err(|e| e.to_string())
+    // The filter is global (a layer of its own), not a per-layer filter: a per-layer
+    // filter's state is cleared only when the event it judged is dispatched, and a `log`
+    // record it turned down (delta-rs's debug lines) left it set, so that the next event on
+    // that thread, a batch's line, was dropped.
+    tracing_subscriber::registry().with(filter).with(Lines { format }).try_init().map_err(|e| e.to_string())
 }
 
 /// Writes each event as a line on stderr.
