@@ -59,6 +59,7 @@ pub struct Metrics {
     last_batch: Family<Labels, FloatGauge>,
     source_rows: Family<Labels, Counter>,
     kafka_lag: Family<Labels, Gauge>,
+    files_pending: Family<Labels, Gauge>,
     sink_version: Family<Labels, Gauge>,
     up: Family<Labels, Gauge>,
     process_rss: Gauge,
@@ -111,6 +112,7 @@ impl Metrics {
             last_batch: Family::default(),
             source_rows: Family::default(),
             kafka_lag: Family::default(),
+            files_pending: Family::default(),
             sink_version: Family::default(),
             up: Family::default(),
             process_rss: Gauge::default(),
@@ -126,7 +128,7 @@ impl Metrics {
         registry.register("replayed_batches", "Batches run again after a restart", m.replayed_batches.clone());
         registry.register(
             "dropped_rows",
-            "Rows a stateful operator dropped: reason=duplicate (deduplication), late (at or below the watermark)",
+            "Rows dropped: reason=duplicate (deduplication), late (at or below the watermark), bad (failed to decode, sent to the dead-letter table)",
             m.dropped_rows.clone(),
         );
         registry.register("warnings", "Warnings the query reported (source retries, skipped data)", m.warnings.clone());
@@ -143,6 +145,7 @@ impl Metrics {
         registry.register("last_batch_timestamp_seconds", "When the query's last batch ended (seconds since the epoch)", m.last_batch.clone());
         registry.register("source_input_rows", "Rows read from one source", m.source_rows.clone());
         registry.register("kafka_lag_offsets", "Offsets of a Kafka partition not yet read, after the last batch", m.kafka_lag.clone());
+        registry.register("source_files_pending", "Files a file source found and no batch has taken yet, at the last batch", m.files_pending.clone());
         registry.register("sink_version", "The Delta table's version after the last batch", m.sink_version.clone());
         registry.register("query_up", "1 while the query runs, 0 once it stopped or failed", m.up.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the weir process", m.process_rss.clone());
@@ -322,6 +325,12 @@ impl QueryListener for Metrics {
         }
         for s in &p.sources {
             self.source_rows.get_or_create(&with(base.clone(), &[("source", &s.description)])).inc_by(s.num_input_rows);
+            if let Some(bad) = s.metrics.get("numBadRows").and_then(Value::as_u64) {
+                self.dropped_rows.get_or_create(&with(base.clone(), &[("reason", "bad")])).inc_by(bad);
+            }
+            if let Some(pending) = s.metrics.get("numFilesOutstanding").and_then(Value::as_i64) {
+                self.files_pending.get_or_create(&with(base.clone(), &[("source", &s.description)])).set(pending);
+            }
             if let Some(Value::Object(topics)) = s.metrics.get("offsetsBehindLatest") {
                 for (topic, partitions) in topics {
                     let Value::Object(partitions) = partitions else { continue };

@@ -279,6 +279,8 @@ impl Runner {
         let mut get_batch = Duration::ZERO;
         let add_started = Instant::now();
         let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
+        // Rows that failed to decode, sent to a source's dead-letter table.
+        let mut bad_by_source: BTreeMap<String, u64> = BTreeMap::new();
         let mut stats = EventStats::default();
         let mut num_output_rows = 0u64;
         self.sink.begin(batch_id).await.map_err(|e| batch_err(batch_id, e))?;
@@ -331,6 +333,7 @@ impl Runner {
                 done += 1;
                 let ReadOutput { batches, bad_rows, place } = chunk;
                 *rows_by_source.get_mut(&s.name).expect("inserted") += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                *bad_by_source.entry(s.name.clone()).or_default() += bad_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 if let Some(bad_sink) = s.bad_sink.as_mut() {
                     for bad in bad_rows.iter().filter(|b| b.num_rows() > 0) {
                         if !bad_begun[source_index] {
@@ -476,7 +479,13 @@ impl Runner {
                 num_input_rows: rows,
                 input_rows_per_second: per_sec(rows, since_last),
                 processed_rows_per_second: per_sec(rows, total.as_secs_f64()),
-                metrics: s.source.metrics(),
+                metrics: {
+                    let mut metrics = s.source.metrics();
+                    if s.bad_sink.is_some() {
+                        metrics.insert("numBadRows".to_string(), bad_by_source.get(&s.name).copied().unwrap_or(0).into());
+                    }
+                    metrics
+                },
             });
         }
         let progress = QueryProgress {

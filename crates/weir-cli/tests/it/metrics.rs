@@ -11,7 +11,8 @@ use crate::support::*;
 
 const PIPELINE: &str = "
 CREATE TABLE events (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
-WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1);
+WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1,
+      on_bad_row = 'dead_letter', dead_letter_path = 'bad');
 CREATE TABLE out WITH (connector = 'delta', path = 'out');
 INSERT INTO out SELECT DISTINCT ON (id) id, ts FROM events ORDER BY id, ts;
 ";
@@ -68,7 +69,10 @@ fn metrics_add_up_to_the_rows_written() {
     // Three files of 100 events; the second and third repeat 20 ids of the one before.
     for f in 0..3i64 {
         let ids = (f * 100..f * 100 + 100).chain((f * 100 - 20..f * 100).filter(|i| *i >= 0));
-        let lines: Vec<String> = ids.map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-02T00:00:{:02}Z"}}"#, i % 60)).collect();
+        let mut lines: Vec<String> = ids.map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-02T00:00:{:02}Z"}}"#, i % 60)).collect();
+        if f == 1 {
+            lines.push(r#"{"id": "not a number", "ts": "2024-01-02T00:00:00Z"}"#.to_string());
+        }
         write_file(&dir.join("in"), &format!("{f}.json"), &lines);
     }
     let addr = format!("127.0.0.1:{}", free_port());
@@ -96,6 +100,9 @@ fn metrics_add_up_to_the_rows_written() {
     let table = DeltaView::read_columns(&dir.join("out"), &["id"]).rows().len() as f64;
     assert_eq!(rows_out, table, "output rows are the table's rows");
     assert_eq!(rows_in - dups, rows_out);
+    assert_eq!(sample(&scraped, "weir_dropped_rows_total", &[q, "reason=bad"]), 1.0, "the bad line, in the dead-letter table");
+    assert_eq!(DeltaView::read_columns(&dir.join("bad"), &["line"]).rows().len(), 1);
+    assert_eq!(sample(&scraped, "weir_source_files_pending", &[q]), 0.0, "every file taken");
     assert!(sample(&scraped, "weir_batches_total", &[q]) >= 3.0);
     assert!(sample(&scraped, "weir_batch_duration_seconds_count", &[q]) >= 3.0);
     assert!(sample(&scraped, "weir_batch_phase_duration_seconds_count", &[q, "phase=add_batch"]) >= 3.0);

@@ -62,6 +62,8 @@ pub struct FileSource {
     may_find_planned_list: bool,
     /// For the user, from reads (a file that grew after it was listed).
     warnings: Mutex<Vec<String>>,
+    /// New files the last listing found that no batch has taken yet (progress metrics).
+    outstanding: Option<usize>,
 }
 
 impl FileSource {
@@ -99,6 +101,7 @@ impl FileSource {
             compacted_through: None,
             may_find_planned_list: true,
             warnings: Mutex::default(),
+            outstanding: None,
         })
     }
 
@@ -305,9 +308,11 @@ impl Source for FileSource {
                     .filter(|f| !self.seen.contains(&f.path))
                     .filter(|f| self.frozen.as_ref().is_none_or(|frozen| frozen.contains(&f.path)))
                     .collect();
+                let found = new.len();
                 if let Some(max) = self.config.max_files_per_trigger {
                     new.truncate(max);
                 }
+                self.outstanding = Some(found - new.len());
                 if new.is_empty() {
                     return Ok(None);
                 }
@@ -442,6 +447,14 @@ impl Source for FileSource {
 
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *lock(&self.warnings))
+    }
+
+    /// `numFilesOutstanding`: new files the last listing found and no batch has taken yet.
+    fn metrics(&self) -> BTreeMap<String, serde_json::Value> {
+        match self.outstanding {
+            Some(n) => BTreeMap::from([("numFilesOutstanding".to_string(), json!(n))]),
+            None => BTreeMap::new(),
+        }
     }
 
     fn dead_letter(&self) -> Option<(String, SchemaRef)> {
