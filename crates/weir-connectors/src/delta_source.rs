@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 use weir_checkpoint::{Checkpoint, Location};
-use weir_sql::config::{DeltaConfig, FileFormat};
+use weir_sql::config::{DeltaConfig, FileFormat, StartingVersion};
 
 use crate::error::{ConnectorError, Result};
 use crate::file::read::{self, Body, Cut};
@@ -70,6 +70,9 @@ pub struct DeltaSource {
     table_id: Mutex<Option<String>>,
     /// The newest version a run with trigger `available-now` reads.
     frozen: Option<u64>,
+    /// With `starting_version = 'latest'`: the first version after the one current when the
+    /// query started (0 for a table created later).
+    latest_start: Mutex<Option<u64>>,
     /// The open table (its log), once it exists.
     table: tokio::sync::Mutex<Option<DeltaTable>>,
     /// Where data files are read from, once the table exists.
@@ -186,6 +189,7 @@ impl DeltaSource {
             shape: Mutex::new(Shape { columns: declared.clone().unwrap_or_else(|| Arc::new(Schema::empty())), partition_columns: Vec::new() }),
             table_id: Mutex::new(None),
             frozen: None,
+            latest_start: Mutex::new(None),
             table: tokio::sync::Mutex::new(None),
             location: Mutex::new(None),
             commits: Mutex::new(BTreeMap::new()),
@@ -206,7 +210,8 @@ impl DeltaSource {
                     source.shown
                 )));
             }
-            None => {}
+            // Created after the query started: every commit is new.
+            None => *lock(&source.latest_start) = Some(0),
         }
         Ok(source)
     }
@@ -218,6 +223,7 @@ impl DeltaSource {
         let metadata = snapshot.metadata();
         self.check_configuration(metadata.configuration().iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))), None)?;
         let shape = Shape { columns: self.arrow_schema(metadata.schema_string(), None)?, partition_columns: metadata.partition_columns().to_vec() };
+        lock(&self.latest_start).get_or_insert(table.version().map_or(0, |v| v + 1));
         if self.declared {
             self.check_declared(&shape.columns)?;
         }
@@ -471,7 +477,12 @@ impl DeltaSource {
     /// Where a stream with no recorded offset starts: the snapshot of the newest version, or
     /// the commit of `starting_version` / `starting_timestamp`.
     async fn initial(&self, table: &DeltaTable, latest: u64) -> Result<Position> {
-        if let Some(v) = self.config.source.starting_version {
+        let starting_version = match self.config.source.starting_version {
+            Some(StartingVersion::Version(v)) => Some(v),
+            Some(StartingVersion::Latest) => Some(lock(&self.latest_start).unwrap_or(0)),
+            None => None,
+        };
+        if let Some(v) = starting_version {
             if v > latest + 1 {
                 return Err(ConnectorError::Config(format!(
                     "table '{}': starting_version = {v}, but the Delta table at {} is at version {latest}",

@@ -158,7 +158,10 @@ fn storage_options(r: &mut OptionReader) -> StorageOptions {
 
 /// Reads the options of a Delta table read as a stream.
 fn delta_source_options(r: &mut OptionReader) -> Result<DeltaSourceOptions> {
-    let starting_version = r.u64("starting_version")?;
+    let starting_version = match r.string_if("starting_version", |v| v.eq_ignore_ascii_case("latest")) {
+        Some(_) => Some(StartingVersion::Latest),
+        None => r.u64("starting_version")?.map(StartingVersion::Version),
+    };
     let starting_timestamp = r.timestamp("starting_timestamp")?;
     if starting_version.is_some() && starting_timestamp.is_some() {
         return Err(r.conflict("starting_version", "starting_timestamp", "a stream starts at one place: give one of them"));
@@ -486,9 +489,10 @@ impl DeltaConfig {
 /// The options of a Delta table read as a stream, after Spark's Delta source.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeltaSourceOptions {
-    /// `starting_version`: read the commits from this version on, instead of the table's
-    /// current snapshot and the commits after it.
-    pub starting_version: Option<u64>,
+    /// `starting_version`: read the commits from this version on (or, `latest`, only the
+    /// commits after the query starts), instead of the table's current snapshot and the
+    /// commits after it.
+    pub starting_version: Option<StartingVersion>,
     /// `starting_timestamp` (milliseconds since the epoch, UTC): read the commits made at or
     /// after this moment.
     pub starting_timestamp: Option<i64>,
@@ -500,6 +504,15 @@ pub struct DeltaSourceOptions {
     /// `max_bytes_per_trigger`: bytes of data files per batch, a soft limit (at least one
     /// file is read).
     pub max_bytes_per_trigger: Option<u64>,
+}
+
+/// Where a Delta stream starts (`starting_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingVersion {
+    /// The commit of this version and those after it.
+    Version(u64),
+    /// The commits made after the query starts (Spark's `startingVersion = "latest"`).
+    Latest,
 }
 
 /// The options of a Delta table a query writes.
@@ -787,7 +800,8 @@ mod tests {
         let d = delta("").unwrap();
         assert_eq!(d, DeltaConfig::at("p", StorageOptions::new()));
         let d = delta(", startingVersion = 3, skipChangeCommits = true, maxFilesPerTrigger = 2, max_bytes_per_trigger = '1MB', target_file_size = '64MB'").unwrap();
-        assert_eq!(d.source.starting_version, Some(3));
+        assert_eq!(d.source.starting_version, Some(StartingVersion::Version(3)));
+        assert_eq!(delta(", starting_version = 'LATEST'").unwrap().source.starting_version, Some(StartingVersion::Latest));
         assert!(d.source.skip_change_commits);
         assert_eq!((d.source.max_files_per_trigger, d.source.max_bytes_per_trigger), (Some(2), Some(1 << 20)));
         assert_eq!(d.target_file_size, Some(64 << 20));

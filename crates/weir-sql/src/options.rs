@@ -118,6 +118,14 @@ impl OptionReader {
         self.take(key).map(|v| v.value)
     }
 
+    /// A string option taken only when its value satisfies `accept` (otherwise left for
+    /// another reader of the same key).
+    pub fn string_if(&mut self, key: &'static str, accept: impl Fn(&str) -> bool) -> Option<String> {
+        let pos = self.remaining.iter().position(|(k, v)| k == key && accept(&v.value))?;
+        self.known.push(key);
+        Some(self.remaining.remove(pos).1.value)
+    }
+
     /// A string option that must be present.
     pub fn required_string(&mut self, key: &'static str) -> Result<String> {
         match self.string(key) {

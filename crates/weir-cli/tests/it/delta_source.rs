@@ -344,3 +344,37 @@ fn one_script_runs_every_hop() {
     child.wait().unwrap();
     assert_eq!(ids(&dir.join("silver")), span(0..15), "each id once");
 }
+
+/// `starting_version = 'latest'` (Spark's `startingVersion = "latest"`): only the commits
+/// made after the query started, also when they come before its first batch with data.
+#[test]
+fn starting_version_latest_reads_only_new_commits() {
+    let (_tmp, dir) = scratch();
+    append(&dir, 0..5);
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE bronze WITH (connector = 'delta', path = 'bronze', starting_version = 'latest');
+         CREATE TABLE silver WITH (connector = 'delta', path = 'silver');
+         INSERT INTO silver SELECT id FROM bronze;",
+    )
+    .unwrap();
+    let mut child = weir(&dir).args(["run", "p.sql", "--trigger", "100ms"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Let the query start and find nothing new, then commit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !dir.join(".weir/checkpoints/silver/metadata.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "the query never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    append(&dir, 5..8);
+    while !dir.join("silver/_delta_log/00000000000000000000.json").exists() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the new commit was never read:\n{}", stderr(&child.wait_with_output().unwrap()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(ids(&dir.join("silver")), span(5..8), "only the commit after the start");
+}
