@@ -128,6 +128,12 @@ struct DeltaOffset {
     reservoir_version: u64,
     index: i64,
     is_starting_version: bool,
+    /// In the first batch's end offset, when the stream starts with a commit rather than the
+    /// snapshot: that commit's version (`starting_version`, `'latest'` or
+    /// `starting_timestamp` as resolved then), so that a replay of the first batch after a
+    /// restart starts where it did, not where the options would point now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    starting_from: Option<u64>,
 }
 
 impl DeltaOffset {
@@ -578,7 +584,7 @@ impl DeltaSource {
         }
     }
 
-    fn offset(&self, position: &Position) -> Result<Value> {
+    fn offset(&self, position: &Position, starting_from: Option<u64>) -> Result<Value> {
         let id = lock(&self.table_id).clone().unwrap_or_default();
         let offset = DeltaOffset {
             source_version: 1,
@@ -586,6 +592,7 @@ impl DeltaSource {
             reservoir_version: position.version,
             index: position.index,
             is_starting_version: position.snapshot,
+            starting_from,
         };
         serde_json::to_value(offset).map_err(|e| ConnectorError::Io(e.to_string()))
     }
@@ -606,7 +613,8 @@ impl DeltaSource {
 
     /// The files of the batch `(start, end]`.
     async fn batch_files(&self, start: Option<&Value>, end: &Value) -> Result<Vec<DataFile>> {
-        let end = self.parse_offset(end)?.position();
+        let end_offset = self.parse_offset(end)?;
+        let end = end_offset.position();
         let guard = self.table.lock().await;
         let guard = match guard.as_ref() {
             Some(_) => guard,
@@ -618,12 +626,11 @@ impl DeltaSource {
         let table = guard.as_ref().expect("present");
         let from = match start {
             Some(s) => self.parse_offset(s)?.position(),
-            None => match end.snapshot {
-                true => Position { version: end.version, index: -1, snapshot: true },
-                false => {
-                    let latest = end.version;
-                    self.initial(table, latest).await?
-                }
+            None => match (end.snapshot, end_offset.starting_from) {
+                (true, _) => Position { version: end.version, index: -1, snapshot: true },
+                (false, Some(v)) => Position { version: v, index: -1, snapshot: false },
+                // Not recorded: the options, resolved again.
+                (false, None) => self.initial(table, end.version).await?,
             },
         };
         let (files, _) = self
@@ -786,7 +793,8 @@ impl Source for DeltaSource {
             }
             return Ok(None);
         };
-        let end = self.offset(last)?;
+        let starting_from = (start.is_none() && !from.snapshot).then_some(from.version);
+        let end = self.offset(last, starting_from)?;
         drop(guard);
         Ok(Some(end))
     }

@@ -378,3 +378,34 @@ fn starting_version_latest_reads_only_new_commits() {
     child.wait().unwrap();
     assert_eq!(ids(&dir.join("silver")), span(5..8), "only the commit after the start");
 }
+
+/// The first batch of a stream that starts with a commit (`'latest'` here) is replayed after
+/// a crash from where it started, not from where `'latest'` points at the restart.
+#[test]
+fn a_replayed_first_batch_starts_where_it_did() {
+    use std::os::unix::process::ExitStatusExt;
+    let (_tmp, dir) = scratch();
+    append(&dir, 0..5);
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE bronze WITH (connector = 'delta', path = 'bronze', starting_version = 'latest');
+         CREATE TABLE silver WITH (connector = 'delta', path = 'silver');
+         INSERT INTO silver SELECT id FROM bronze;",
+    )
+    .unwrap();
+    let mut cmd = weir(&dir);
+    cmd.args(["run", "p.sql", "--trigger", "100ms"]).env("WEIR_FAILPOINT", "after_offsets:0").stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !dir.join(".weir/checkpoints/silver/metadata.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "the query never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    append(&dir, 5..8);
+    let out = output_within_child(child, Duration::from_secs(60));
+    assert_eq!(out.status.signal(), Some(6), "the failpoint aborts batch 0 after its offsets:\n{}", stderr(&out));
+    // A commit after the crash: 'latest' would now point past both.
+    append(&dir, 8..10);
+    assert_ok(&run(&dir, "p.sql", &[]));
+    assert_eq!(ids(&dir.join("silver")), span(5..10));
+}
