@@ -118,24 +118,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// `2024-01-02T00:00:00Z`, the start of round 0. Late rows of round 1 go back to 2024-01-01.
 const T0_MS: i64 = EPOCH_2024_MS + 86_400_000;
 
-/// SplitMix64: small, seedable and good enough to pick data and kill moments.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One input row: `{"event_id", "v", "ts"}`. `v` says what the row is: `orig` (the first
 /// copy of an on-time event), `dup` (a later copy within the delay) or `late`. `source` is
 /// the index of the source it goes to, in declaration order (0 with one source).

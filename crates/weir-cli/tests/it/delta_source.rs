@@ -11,9 +11,13 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// Appends rows `ids` (`{"id", "p": "p<id % 3> a%b", "ts"}`) to the Delta table `bronze` in
-/// `dir` as one commit, partitioned by `p`, with the table's schema widened by `extra` columns
-/// (a Python dict literal of name to pyarrow array) when given.
+/// `dir` as one commit, partitioned by `p`.
 fn append(dir: &Path, ids: std::ops::Range<i64>) {
+    append_to(dir, "bronze", ids);
+}
+
+/// [`append`] to the table `table`.
+fn append_to(dir: &Path, table: &str, ids: std::ops::Range<i64>) {
     let ids: Vec<i64> = ids.collect();
     python_in(
         dir,
@@ -21,7 +25,7 @@ fn append(dir: &Path, ids: std::ops::Range<i64>) {
             "import pyarrow as pa, datetime\nfrom deltalake import write_deltalake\nids = {ids:?}\n\
              t = pa.table({{'id': pa.array(ids, pa.int64()), 'p': pa.array([f'p{{i % 3}} a%b' for i in ids]), \
              'ts': pa.array([datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=i) for i in ids], pa.timestamp('us', tz='UTC'))}})\n\
-             write_deltalake('bronze', t, mode='append', partition_by=['p'])"
+             write_deltalake('{table}', t, mode='append', partition_by=['p'])"
         ),
     );
 }
@@ -155,13 +159,9 @@ fn a_schema_change_stops_the_query_and_a_restart_reads_on() {
     .unwrap();
     let mut cmd = weir(&dir);
     cmd.args(["run", "p.sql", "--trigger", "100ms"]).stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     // Wait for the first batch, then widen the table.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !dir.join("silver/_delta_log/00000000000000000000.json").exists() {
-        assert!(std::time::Instant::now() < deadline, "the first batch never committed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_path(&mut child, &dir.join("silver/_delta_log/00000000000000000000.json"), "the first batch");
     python_in(
         &dir,
         "import pyarrow as pa, datetime\nfrom deltalake import write_deltalake\n\
@@ -332,14 +332,7 @@ fn one_script_runs_every_hop() {
     let mut cmd = weir(&dir);
     cmd.args(["run", "p.sql", "--trigger", "100ms"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !dir.join("silver/_delta_log/00000000000000000000.json").exists() {
-        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!("silver was never written:\n{}", stderr(&child.wait_with_output().unwrap()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_path(&mut child, &dir.join("silver/_delta_log/00000000000000000000.json"), "silver's first commit");
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(ids(&dir.join("silver")), span(0..15), "each id once");
@@ -360,20 +353,10 @@ fn starting_version_latest_reads_only_new_commits() {
     .unwrap();
     let mut child = weir(&dir).args(["run", "p.sql", "--trigger", "100ms"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // Let the query start and find nothing new, then commit.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !dir.join(".weir/checkpoints/silver/metadata.json").exists() {
-        assert!(std::time::Instant::now() < deadline, "the query never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&mut child, &dir.join(".weir/checkpoints/silver/metadata.json"), "the query's start");
     std::thread::sleep(Duration::from_millis(300));
     append(&dir, 5..8);
-    while !dir.join("silver/_delta_log/00000000000000000000.json").exists() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the new commit was never read:\n{}", stderr(&child.wait_with_output().unwrap()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&mut child, &dir.join("silver/_delta_log/00000000000000000000.json"), "the read of the new commit");
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(ids(&dir.join("silver")), span(5..8), "only the commit after the start");
@@ -395,12 +378,8 @@ fn a_replayed_first_batch_starts_where_it_did() {
     .unwrap();
     let mut cmd = weir(&dir);
     cmd.args(["run", "p.sql", "--trigger", "100ms"]).env("WEIR_FAILPOINT", "after_offsets:0").stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !dir.join(".weir/checkpoints/silver/metadata.json").exists() {
-        assert!(std::time::Instant::now() < deadline, "the query never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = cmd.spawn().unwrap();
+    wait_for_path(&mut child, &dir.join(".weir/checkpoints/silver/metadata.json"), "the query's start");
     append(&dir, 5..8);
     let out = output_within_child(child, Duration::from_secs(60));
     assert_eq!(out.status.signal(), Some(6), "the failpoint aborts batch 0 after its offsets:\n{}", stderr(&out));
@@ -408,4 +387,32 @@ fn a_replayed_first_batch_starts_where_it_did() {
     append(&dir, 8..10);
     assert_ok(&run(&dir, "p.sql", &[]));
     assert_eq!(ids(&dir.join("silver")), span(5..10));
+}
+
+/// Two Delta streams in one query (UNION ALL, then a deduplication), each with commits
+/// holding ids the other also has: a run killed after batch 1's offsets and restarted
+/// writes the same rows as a run that was not, each id once.
+#[test]
+fn two_delta_streams_deduplicated_survive_a_crash() {
+    let script = "CREATE TABLE a WITH (connector = 'delta', path = 'a', max_files_per_trigger = 2);
+         CREATE TABLE b WITH (connector = 'delta', path = 'b', max_files_per_trigger = 2);
+         CREATE TABLE out WITH (connector = 'delta', path = 'out');
+         INSERT INTO out SELECT DISTINCT ON (id) id, p FROM (SELECT id, p, ts FROM a UNION ALL SELECT id, p, ts FROM b) ORDER BY id, ts;";
+    let tables = |dir: &Path| {
+        for i in 0..3 {
+            append_to(dir, "a", i * 20..i * 20 + 30);
+            append_to(dir, "b", i * 20 + 10..i * 20 + 40);
+        }
+        std::fs::write(dir.join("p.sql"), script).unwrap();
+    };
+    let (_tmp, plain) = scratch();
+    tables(&plain);
+    assert_ok(&run(&plain, "p.sql", &[]));
+    let want = DeltaView::read(&plain.join("out")).rows();
+    assert_eq!(ids(&plain.join("out")), span(0..80), "each id once");
+    let (_tmp2, crashed) = scratch();
+    tables(&crashed);
+    crash_at(&crashed, "after_offsets", 1, Duration::from_secs(60));
+    assert_ok(&run(&crashed, "p.sql", &[]));
+    assert_eq!(DeltaView::read(&crashed.join("out")).rows(), want, "the same rows after a crash and a replay");
 }

@@ -43,23 +43,6 @@ struct Event {
     seq: u64,
 }
 
-/// A small deterministic generator (splitmix64), so the data is the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The files, in name order: each batch (two files) draws keys from a window that overlaps
 /// the last batch's, with event times spread over 40 minutes and shuffled, so that a key's
 /// rows come in an order unrelated to their times; later batches move on in event time, so
