@@ -11,7 +11,6 @@
 //! Messages never hold a setting's value, so no secret reaches the log.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use clap::ValueEnum;
 use serde_json::{Map, Value};
@@ -149,6 +148,6 @@ impl<S: Subscriber> Layer<S> for Lines {
                 Value::Object(object).to_string()
             }
         };
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        crate::bar::write_line(&line);
     }
 }

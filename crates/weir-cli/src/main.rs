@@ -6,17 +6,19 @@
 //! `upkeep.rs`) look after the Delta tables pipelines write; `weir checkpoint show` looks
 //! into a checkpoint.
 
+mod bar;
 mod log;
 mod shell;
 mod upkeep;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use weir_runtime::delta_upkeep::{OptimizeOptions, VacuumOptions};
-use weir_runtime::progress::{QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent, QueryWarningEvent};
+use weir_runtime::progress::{QueryBacklogEvent, QueryIdleEvent, QueryStartedEvent, QueryTerminatedEvent, QueryWarningEvent};
 use weir_runtime::{
     Executed, QueryListener, QueryOptions, QueryProgress, Session, SessionConfig, Trigger, WatermarkPolicy, WeirError,
 };
@@ -48,8 +50,9 @@ enum Command {
         /// data arrives).
         #[arg(long, default_value = "0s", value_parser = parse_trigger)]
         trigger: Trigger,
-        /// Progress output on stderr, one line per batch.
-        #[arg(long, value_enum, default_value_t = ProgressFormat::Human)]
+        /// Progress output on stderr: auto is a progress bar on a terminal with --trigger
+        /// available-now, else a line per batch (human).
+        #[arg(long, value_enum, default_value_t = ProgressFormat::Auto)]
         progress: ProgressFormat,
         /// With several watermarked sources, the query's watermark is the minimum of theirs
         /// (no source's on-time rows are late) or the maximum (smaller state).
@@ -178,6 +181,8 @@ enum CheckpointCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ProgressFormat {
+    /// A progress bar on a terminal with --trigger available-now, else human.
+    Auto,
     /// A short line per batch: rows in, rows out, duration.
     Human,
     /// Spark-compatible StreamingQueryProgress JSON, one object per line.
@@ -201,6 +206,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 /// Prints progress to stderr.
 struct Printer {
     format: ProgressFormat,
+    /// The progress bars, when shown: a query with a bar has no batch lines.
+    bars: Option<bar::Bars>,
 }
 
 impl QueryListener for Printer {
@@ -214,8 +221,12 @@ impl QueryListener for Printer {
     }
 
     fn on_query_progress(&self, p: &QueryProgress) {
+        if let Some(bars) = self.bars.as_ref().filter(|b| b.shows(&p.id)) {
+            bars.progress(p);
+            return;
+        }
         match self.format {
-            ProgressFormat::Human => {
+            ProgressFormat::Human | ProgressFormat::Auto => {
                 let version = p.sink.version.map(|v| format!(", table version {v}")).unwrap_or_default();
                 let replay = if p.is_replay { " (replayed after a restart)" } else { "" };
                 let no_data = if p.sources.iter().all(|s| s.start_offset.as_ref() == s.end_offset.as_ref()) {
@@ -269,11 +280,21 @@ impl QueryListener for Printer {
 
     fn on_query_idle(&self, _e: &QueryIdleEvent) {}
 
+    fn on_query_backlog(&self, e: &QueryBacklogEvent) {
+        if let Some(bars) = &self.bars {
+            bars.backlog(e);
+        }
+    }
+
     fn on_query_warning(&self, e: &QueryWarningEvent) {
         tracing::warn!(query_id = %e.id, "{}", e.message);
     }
 
-    fn on_query_terminated(&self, _e: &QueryTerminatedEvent) {}
+    fn on_query_terminated(&self, e: &QueryTerminatedEvent) {
+        if let Some(bars) = &self.bars {
+            bars.finish(&e.id, if e.exception.is_some() { "failed" } else { "done" });
+        }
+    }
 }
 
 /// The session configuration (`--threads`) and a runtime with that many worker threads, as
@@ -357,7 +378,10 @@ async fn run(file: PathBuf, config: SessionConfig, options: QueryOptions, progre
         }
     };
     let mut session = Session::new(config);
-    session.add_listener(Arc::new(Printer { format: progress }));
+    // The bar needs a person watching and an end to measure against.
+    let bars = (matches!(progress, ProgressFormat::Auto) && options.trigger == Trigger::AvailableNow && std::io::stderr().is_terminal())
+        .then(bar::Bars::new);
+    session.add_listener(Arc::new(Printer { format: progress, bars }));
     match session.serve_metrics().await {
         Ok(Some(addr)) => tracing::info!(address = %addr, "metrics at http://{addr}/metrics (health: /healthz, /readyz)"),
         Ok(None) => {}

@@ -19,7 +19,7 @@ use weir_checkpoint::Checkpoint;
 use weir_sql::config::{DatagenConfig, FieldKind, FieldSpec};
 
 use crate::error::{ConnectorError, Result};
-use crate::{ReadOutput, Source};
+use crate::{Backlog, ReadOutput, Source};
 
 const CHUNK: u64 = 8192;
 
@@ -227,6 +227,11 @@ impl Source for DatagenSource {
     async fn freeze_available(&mut self) -> Result<()> {
         self.frozen = Some(self.available());
         Ok(())
+    }
+
+    async fn backlog(&self, position: Option<&Value>) -> Result<Option<Backlog>> {
+        let start = position.map(rows).transpose()?.unwrap_or(0);
+        Ok(self.frozen.filter(|&f| f != u64::MAX).map(|f| Backlog { amount: f.saturating_sub(start), unit: "rows" }))
     }
 
     async fn plan_batch(&mut self, _checkpoint: &Arc<Checkpoint>, _batch_id: u64, start: Option<&Value>) -> Result<Option<Value>> {

@@ -42,7 +42,7 @@ use weir_sql::config::{DeltaConfig, FileFormat, StartingVersion};
 
 use crate::error::{ConnectorError, Result};
 use crate::file::read::{self, Body, Cut};
-use crate::{ChunkPlace, ReadOutput, Source};
+use crate::{Backlog, ChunkPlace, ReadOutput, Source};
 
 /// Files per batch when the table sets no limit (Spark's `maxFilesPerTrigger` default).
 const DEFAULT_MAX_FILES: usize = 1000;
@@ -763,6 +763,18 @@ impl Source for DeltaSource {
         let frozen = self.refresh().await?.and_then(|guard| guard.as_ref().and_then(DeltaTable::version));
         self.frozen = frozen;
         Ok(())
+    }
+
+    async fn backlog(&self, position: Option<&Value>) -> Result<Option<Backlog>> {
+        let Some(frozen) = self.frozen else { return Ok(None) };
+        let Some(guard) = self.refresh().await? else { return Ok(None) };
+        let table = guard.as_ref().expect("refreshed");
+        let from = match position {
+            Some(s) => self.parse_offset(s)?.position(),
+            None => self.initial(table, frozen).await?,
+        };
+        let (files, _) = self.walk(table, from, frozen, |_, _| Walk::Take).await?;
+        Ok(Some(Backlog { amount: files.len() as u64, unit: "files" }))
     }
 
     async fn plan_batch(&mut self, _checkpoint: &Arc<Checkpoint>, _batch_id: u64, start: Option<&Value>) -> Result<Option<Value>> {

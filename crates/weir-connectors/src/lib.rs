@@ -89,6 +89,14 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// What is left of an `available-now` run after `position` (the end of the source's
+    /// last batch; `None` before its first): the files, offsets or rows between there and
+    /// the end [`Source::freeze_available`] fixed. `None` when the run is not frozen or the
+    /// source cannot count (an unbounded generator). For progress only.
+    async fn backlog(&self, _position: Option<&Value>) -> Result<Option<Backlog>> {
+        Ok(None)
+    }
+
     /// Reads the records in `(start, end]` of the offsets (`start` exclusive end of the batch
     /// before), exactly as the first time.
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput>;
@@ -104,6 +112,15 @@ pub trait Source: Send + Sync {
     ) -> BoxStream<'a, Result<ReadOutput>> {
         futures::stream::once(self.read(checkpoint, start, end)).boxed()
     }
+}
+
+/// Work left in a source, in its own unit ([`Source::backlog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// How much.
+    pub amount: u64,
+    /// Of what: `files`, `offsets` or `rows`.
+    pub unit: &'static str,
 }
 
 /// What a source read for a batch.

@@ -147,6 +147,35 @@ pub struct QueryStartedEvent {
     pub warnings: Vec<String>,
 }
 
+/// weir's own: in an `available-now` run, the work each source had when the run started and
+/// what is left of it. Sent once before the run's first batch and again after each batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryBacklogEvent {
+    /// Stable query id.
+    pub id: String,
+    /// Id of this run.
+    pub run_id: String,
+    /// Query name.
+    pub name: String,
+    /// The sources that can count their work, by name.
+    pub sources: Vec<SourceBacklog>,
+}
+
+/// One source's work in an `available-now` run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceBacklog {
+    /// The source table.
+    pub source: String,
+    /// What is counted: `files`, `offsets` or `rows`.
+    pub unit: String,
+    /// The work there was when the run started.
+    pub total: u64,
+    /// What is left.
+    pub remaining: u64,
+}
+
 /// `onQueryIdle`: a trigger found no new data.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -195,6 +224,8 @@ pub trait QueryListener: Send + Sync {
     fn on_query_progress(&self, _progress: &QueryProgress) {}
     /// A trigger found nothing new.
     fn on_query_idle(&self, _event: &QueryIdleEvent) {}
+    /// In an `available-now` run: the work known at its start and what is left of it.
+    fn on_query_backlog(&self, _event: &QueryBacklogEvent) {}
     /// Something worth a warning happened; the query goes on.
     fn on_query_warning(&self, _event: &QueryWarningEvent) {}
     /// The query stopped or failed.

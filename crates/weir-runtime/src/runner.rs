@@ -28,7 +28,7 @@ use weir_state::{OperatorMetrics, Place, StateFiles, StatefulOperator};
 use crate::error::{Result, WeirError};
 use crate::failpoint;
 use crate::progress::{
-    DurationMs, EventTime, QueryIdleEvent, QueryProgress, QueryWarningEvent, SinkProgress, SourceProgress, iso_millis,
+    DurationMs, EventTime, QueryBacklogEvent, QueryIdleEvent, QueryProgress, QueryWarningEvent, SinkProgress, SourceBacklog, SourceProgress, iso_millis,
     now_millis,
 };
 use crate::query::Shared;
@@ -158,10 +158,13 @@ impl Runner {
                 }
             }
         }
+        // An available-now run's work, per source: (unit, total) when the run started.
+        let mut backlog = BTreeMap::new();
         if self.trigger == Trigger::AvailableNow {
             for s in &mut self.sources {
                 s.source.freeze_available().await?;
             }
+            self.report_backlog(&pos, &mut backlog).await;
         }
         let mut idle_reported = false;
         loop {
@@ -246,6 +249,9 @@ impl Runner {
             self.run_batch(&entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
             if self.trigger == Trigger::Once {
                 return Ok(());
+            }
+            if self.trigger == Trigger::AvailableNow {
+                self.report_backlog(&pos, &mut backlog).await;
             }
             if let Trigger::ProcessingTime(interval) = self.trigger {
                 let elapsed = started.elapsed();
@@ -530,6 +536,33 @@ impl Runner {
             pos.ends.insert(name.clone(), o.end.clone());
         }
         Ok(())
+    }
+
+    /// Tells listeners what is left of an available-now run (`totals`: each source's unit
+    /// and work at the start, filled on the first call). A source that cannot count is left
+    /// out; one whose count fails is too, since progress must never stop a query.
+    async fn report_backlog(&mut self, pos: &Position, totals: &mut BTreeMap<String, (&'static str, u64)>) {
+        let first = totals.is_empty();
+        let mut sources = Vec::new();
+        for s in &self.sources {
+            let left = match s.source.backlog(pos.ends.get(&s.name)).await {
+                Ok(Some(b)) => b,
+                // The batch itself says what went wrong with the source, if anything did.
+                Ok(None) | Err(_) => continue,
+            };
+            if first {
+                totals.insert(s.name.clone(), (left.unit, left.amount));
+            }
+            let Some(&(unit, total)) = totals.get(&s.name) else { continue };
+            sources.push(SourceBacklog { source: s.name.clone(), unit: unit.to_string(), total, remaining: left.amount.min(total) });
+        }
+        if sources.is_empty() {
+            return;
+        }
+        let event = QueryBacklogEvent { id: self.id.clone(), run_id: self.run_id.clone(), name: self.name.clone(), sources };
+        for l in &self.shared.listeners {
+            l.on_query_backlog(&event);
+        }
     }
 
     /// Whether a stateful operator's state moves with the watermark.

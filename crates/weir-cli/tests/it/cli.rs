@@ -109,6 +109,37 @@ fn sigterm_mid_batch_stops_after_the_batch() {
     assert_eq!(DeltaView::read_columns(&dir.join("out/clean"), &["id"]).rows().len(), 200_000);
 }
 
+/// `--trigger available-now` on a terminal draws a progress bar over the files there were
+/// at the start, instead of a line per batch; a warning is written above it. The rows land
+/// as with lines, and a pipe (every other test here) still gets a line per batch.
+#[test]
+fn available_now_on_a_terminal_shows_a_progress_bar() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    for n in 0..12u64 {
+        write_file(&dir.join("in/events"), &format!("{n:03}.json"), &events(n * 1000..(n + 1) * 1000));
+    }
+    let mut cmd = weir(&dir);
+    cmd.args(["run", "p.sql", "--trigger", "available-now"]).env("TERM", "xterm").env("NO_COLOR", "1");
+    let mut p = rexpect::session::spawn_command(cmd, Some(120_000)).expect("weir runs on a pseudo-terminal");
+    let screen = p.exp_eof().expect("weir ends");
+    // The bar's last state: every file, the rows, the outcome.
+    assert!(screen.contains("=] 12/12 files (100%) 12,000 rows, "), "a full bar at the end:\n{screen}");
+    assert!(screen.contains("[===>"), "a bar part way:\n{screen}");
+    assert!(screen.contains("weir: query 'clean': 12,000 rows in 12 batches, "), "{screen}");
+    assert!(!screen.contains("batch 0:"), "no batch lines under a bar:\n{screen}");
+    // Log lines still come, above the bar.
+    assert!(screen.contains("weir: query 'clean'"), "{screen}");
+    assert_eq!(DeltaView::read_columns(&dir.join("out/clean"), &["id"]).rows().len(), 6_000);
+
+    // A second run finds nothing to do, and draws no bar.
+    let mut cmd = weir(&dir);
+    cmd.args(["run", "p.sql", "--trigger", "available-now"]).env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(120_000)).expect("weir runs on a pseudo-terminal");
+    let screen = p.exp_eof().expect("weir ends");
+    assert!(!screen.contains(" files ("), "{screen}");
+}
+
 #[test]
 fn malformed_json_names_file_and_line_and_commits_nothing() {
     let (_tmp, dir) = scratch();

@@ -24,7 +24,7 @@ use weir_checkpoint::{Checkpoint, Location};
 use weir_sql::config::{BadRows, FileConfig, FileFormat};
 
 use crate::error::{ConnectorError, Result};
-use crate::{ReadOutput, Source};
+use crate::{Backlog, ReadOutput, Source};
 use read::{Cut, ListedFile, LoggedFile};
 
 /// `sources/<table>/<N>.json`: the files batch N reads. Version 2 describes each file
@@ -284,6 +284,11 @@ impl Source for FileSource {
     async fn freeze_available(&mut self) -> Result<()> {
         self.frozen = Some(list_files(&self.location).await?.into_iter().map(|f| f.path).collect());
         Ok(())
+    }
+
+    async fn backlog(&self, _position: Option<&Value>) -> Result<Option<Backlog>> {
+        // Every planned file is in `seen`, so what is left is the frozen files not in it.
+        Ok(self.frozen.as_ref().map(|frozen| Backlog { amount: frozen.iter().filter(|f| !self.seen.contains(*f)).count() as u64, unit: "files" }))
     }
 
     async fn plan_batch(&mut self, checkpoint: &Arc<Checkpoint>, batch_id: u64, _start: Option<&Value>) -> Result<Option<Value>> {

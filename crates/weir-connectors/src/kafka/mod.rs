@@ -28,7 +28,7 @@ use weir_sql::config::{BadRows, KafkaConfig, StartingOffsets};
 use self::consumer::{KafkaConsumer, Tp, tp_name};
 use self::records::{Chunk, Decoder};
 use crate::error::{ConnectorError, Result};
-use crate::{ReadOutput, Source};
+use crate::{Backlog, ReadOutput, Source};
 
 /// Next offset to read, per topic and partition.
 type Offsets = BTreeMap<Tp, i64>;
@@ -293,6 +293,16 @@ impl Source for KafkaSource {
         .await?;
         self.frozen = Some(frozen);
         Ok(())
+    }
+
+    async fn backlog(&self, position: Option<&Value>) -> Result<Option<Backlog>> {
+        let Some(frozen) = &self.frozen else { return Ok(None) };
+        let starts = match position {
+            Some(v) => self.parse(v)?,
+            None => self.initial.clone().unwrap_or_default(),
+        };
+        let amount = frozen.iter().map(|(tp, &end)| u64::try_from(end - starts.get(tp).copied().unwrap_or(0)).unwrap_or(0)).sum();
+        Ok(Some(Backlog { amount, unit: "offsets" }))
     }
 
     async fn plan_batch(&mut self, _checkpoint: &Arc<Checkpoint>, _batch_id: u64, start: Option<&Value>) -> Result<Option<Value>> {
