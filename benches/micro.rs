@@ -296,7 +296,7 @@ fn checkpoint(c: &mut Criterion) {
         static_versions: None,
         run_id: None,
     };
-    let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1), source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])), run_id: None };
+    let commit = CommitEntry { version: FORMAT_VERSION, next_batch_watermark_ms: FIRST_EVENT_MS, num_output_rows: 100_000, sink_version: Some(1), source_watermarks_ms: Some(BTreeMap::from([("events".to_string(), FIRST_EVENT_MS)])), run_id: None, state_sizes: None };
     let mut group = c.benchmark_group("checkpoint");
     group.sample_size(20);
     let mut next = 0;

@@ -11,5 +11,5 @@ pub mod storage;
 
 pub use durable::LocalDisk;
 pub use error::{CheckpointError, Result};
-pub use log::{Checkpoint, CommitEntry, EntryWriter, FORMAT_VERSION, Metadata, OffsetsEntry, SourceOffsets, StateOperatorSpec};
+pub use log::{Checkpoint, CommitEntry, EntryWriter, FORMAT_VERSION, Metadata, OffsetsEntry, SourceOffsets, StateOperatorSpec, StateSize};
 pub use storage::{ALLOW_UNSAFE_RENAME, Location, StorageOptions};

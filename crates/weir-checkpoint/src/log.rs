@@ -178,6 +178,20 @@ pub struct CommitEntry {
     /// The run that wrote the entry (absent in checkpoints of older weir).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// Each stateful operator's state after the batch, from the sources up (absent without
+    /// operators, and in checkpoints of older weir): for `weir checkpoint show`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_sizes: Option<Vec<StateSize>>,
+}
+
+/// The size of one operator's state after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateSize {
+    /// Rows (keys, groups) in state.
+    pub rows: u64,
+    /// Bytes they take in memory.
+    pub memory_bytes: u64,
 }
 
 /// An open checkpoint. On local disk it holds an exclusive lock for as long as it lives; on
@@ -626,7 +640,7 @@ mod tests {
         let err = cp.write_offsets(&other).await.unwrap_err();
         assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
         cp.write_offsets(&entry(3)).await.unwrap();
-        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None }).await.unwrap();
+        cp.write_commit(11, &CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None, state_sizes: None }).await.unwrap();
         let (latest, commit) = cp.latest().await.unwrap().unwrap();
         assert_eq!(latest.batch_id, 11);
         assert!(commit.is_some());
@@ -728,7 +742,7 @@ mod awkward_paths {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap().join("c d%20é #1");
         let cp = Checkpoint::open(dir.to_str().unwrap()).unwrap();
-        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None };
+        let entry = CommitEntry { version: 1, next_batch_watermark_ms: 0, num_output_rows: 1, sink_version: None, source_watermarks_ms: None, run_id: None, state_sizes: None };
         cp.write_commit(3, &entry).await.unwrap();
         assert!(dir.join("commits/3.json").is_file());
         assert_eq!(cp.commit(3).await.unwrap(), Some(entry));

@@ -7,6 +7,7 @@
 //! into a checkpoint.
 
 mod bar;
+mod checkpoint;
 mod log;
 mod shell;
 mod upkeep;
@@ -168,12 +169,43 @@ enum Command {
 #[derive(Subcommand)]
 enum CheckpointCommand {
     /// The query, its sources, the newest batch with its offsets and watermark and whether
-    /// it committed (if not, the next run replays it), and the state operators with their
-    /// files. An object store's settings come from WEIR_CHECKPOINT_STORAGE_<KEY>.
+    /// it committed (if not, the next run replays it), the state operators with their rows
+    /// and files, and each Kafka source's lag now. An object store's settings come from
+    /// WEIR_CHECKPOINT_STORAGE_<KEY>. Read-only: safe while the query runs.
     Show {
         /// The checkpoint directory or URL (.weir/checkpoints/<sink table> by default).
         dir: String,
         /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// The Kafka sources' broker (the checkpoint does not keep it): with it, each Kafka
+        /// source's lag now, behind the last committed batch.
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap_servers: Option<String>,
+        /// A librdkafka setting for that broker (security.protocol=SASL_SSL); repeatable.
+        #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = checkpoint::parse_property, requires = "bootstrap_servers")]
+        kafka_properties: Vec<(String, String)>,
+    },
+    /// The rows of a stateful operator's state as of a committed batch, as the query would
+    /// restore them: a deduplication's keys with when each expires, or a window
+    /// aggregation's open groups with their partial aggregates. Read-only.
+    State {
+        /// The checkpoint directory or URL.
+        dir: String,
+        /// The operator, as `weir checkpoint show` names it (dedup, window-1) [default: the
+        /// only one].
+        #[arg(long)]
+        operator: Option<String>,
+        /// Only rows whose COLUMN shows as VALUE (e.g. event_id=e-42); repeatable.
+        #[arg(long = "key", value_name = "COLUMN=VALUE", value_parser = checkpoint::parse_key)]
+        keys: Vec<(String, String)>,
+        /// The state as of this committed batch [default: the last committed].
+        #[arg(long)]
+        batch: Option<u64>,
+        /// At most this many rows (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -331,29 +363,17 @@ fn main() -> ExitCode {
             runtime.block_on(run(file, config, options, progress))
         }
         Command::Shell { command, yes, threads, metrics_addr } => shell::main(shell::ShellArgs { command, yes, threads, metrics_addr }),
-        Command::Checkpoint { command: CheckpointCommand::Show { dir, json } } => {
-            let Some((config, runtime)) = session_and_runtime(Some(1)) else {
-                return ExitCode::FAILURE;
-            };
-            use std::io::Write;
-            let shown = match runtime.block_on(weir_runtime::inspect::show_checkpoint(&dir, &config.checkpoint_storage)) {
-                Ok(report) if json => Ok(serde_json::to_string_pretty(&report).expect("a report serializes") + "\n"),
-                Ok(report) => Ok(report.to_string()),
-                Err(e) => Err(e),
-            };
-            match shown {
-                Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("error: cannot write to stdout: {e}");
-                        ExitCode::FAILURE
-                    }
-                },
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Checkpoint { command: CheckpointCommand::Show { dir, json, bootstrap_servers, kafka_properties } } => {
+            let kafka = bootstrap_servers.map(|bootstrap_servers| weir_runtime::inspect::KafkaLagOptions {
+                bootstrap_servers,
+                properties: kafka_properties,
+                timeout: std::time::Duration::from_secs(10),
+            });
+            checkpoint::show(&dir, json, kafka.as_ref())
+        }
+        Command::Checkpoint { command: CheckpointCommand::State { dir, operator, keys, batch, limit, json } } => {
+            let query = weir_runtime::inspect::StateQuery { operator, batch, keys, limit: (limit > 0).then_some(limit) };
+            checkpoint::state(&dir, &query, json)
         }
         Command::Optimize { table, target_size, partition_filter, zorder_by, storage } => {
             upkeep::optimize(&table, storage, OptimizeOptions { target_size, partition_filter, zorder_by })

@@ -18,7 +18,7 @@ use arrow::compute::kernels::aggregate;
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
-use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, SourceOffsets};
+use weir_checkpoint::{Checkpoint, CommitEntry, FORMAT_VERSION, OffsetsEntry, SourceOffsets, StateSize};
 use futures::StreamExt;
 use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
@@ -448,6 +448,8 @@ impl Runner {
             sink_version: sink_commit.version,
             source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
             run_id: Some(self.run_id.clone()),
+            state_sizes: (!state_metrics.is_empty())
+                .then(|| state_metrics.iter().map(|m| StateSize { rows: m.num_rows_total, memory_bytes: m.memory_used_bytes }).collect()),
         };
         self.checkpoint.write_commit(batch_id, &commit).await?;
         failpoint::hit("after_commit_log", batch_id);

@@ -14,6 +14,7 @@ use arrow::datatypes::{
     Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
+use datafusion::scalar::ScalarValue;
 
 /// Inline capacity: with the length and the variant tag a `Key` is 24 bytes.
 const INLINE: usize = 22;
@@ -181,6 +182,70 @@ pub fn encode_column(column: &ArrayRef, out: &mut [Vec<u8>]) {
     }
 }
 
+/// The values of an encoded key ([`encode_column`] of each column of `types`, in order): for
+/// reading state back (`weir checkpoint state`). Fails on bytes that are not such a key.
+pub fn decode_key(types: &[DataType], key: &[u8]) -> Result<Vec<ScalarValue>, String> {
+    let mut rest = key;
+    let short = || format!("a key of {} bytes is too short for its columns ({types:?})", key.len());
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let (head, tail) = rest.split_at_checked(n).ok_or_else(short)?;
+        rest = tail;
+        Ok(head)
+    };
+    macro_rules! fixed {
+        ($t:ty) => {
+            <$t>::from_le_bytes(take(std::mem::size_of::<$t>())?.try_into().expect("the size taken"))
+        };
+    }
+    let mut out = Vec::with_capacity(types.len());
+    for t in types {
+        let flag = take(1)?[0];
+        if flag == 0 {
+            out.push(ScalarValue::try_from(t).map_err(|e| e.to_string())?);
+            continue;
+        }
+        let value = match t {
+            DataType::Boolean => ScalarValue::Boolean(Some(flag == 2)),
+            DataType::Int8 => ScalarValue::Int8(Some(fixed!(i8))),
+            DataType::Int16 => ScalarValue::Int16(Some(fixed!(i16))),
+            DataType::Int32 => ScalarValue::Int32(Some(fixed!(i32))),
+            DataType::Int64 => ScalarValue::Int64(Some(fixed!(i64))),
+            DataType::UInt8 => ScalarValue::UInt8(Some(fixed!(u8))),
+            DataType::UInt16 => ScalarValue::UInt16(Some(fixed!(u16))),
+            DataType::UInt32 => ScalarValue::UInt32(Some(fixed!(u32))),
+            DataType::UInt64 => ScalarValue::UInt64(Some(fixed!(u64))),
+            DataType::Float32 => ScalarValue::Float32(Some(f32::from_bits(fixed!(u32)))),
+            DataType::Float64 => ScalarValue::Float64(Some(f64::from_bits(fixed!(u64)))),
+            DataType::Decimal128(p, s) => ScalarValue::Decimal128(Some(fixed!(i128)), *p, *s),
+            DataType::Date32 => ScalarValue::Date32(Some(fixed!(i32))),
+            DataType::Date64 => ScalarValue::Date64(Some(fixed!(i64))),
+            DataType::Timestamp(unit, tz) => {
+                let v = Some(fixed!(i64));
+                match unit {
+                    TimeUnit::Second => ScalarValue::TimestampSecond(v, tz.clone()),
+                    TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(v, tz.clone()),
+                    TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(v, tz.clone()),
+                    TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(v, tz.clone()),
+                }
+            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                let len = fixed!(u32) as usize;
+                let bytes = take(len)?;
+                match t {
+                    DataType::Binary | DataType::LargeBinary | DataType::BinaryView => ScalarValue::Binary(Some(bytes.to_vec())),
+                    _ => ScalarValue::Utf8(Some(String::from_utf8(bytes.to_vec()).map_err(|_| "a string key that is not UTF-8".to_string())?)),
+                }
+            }
+            other => return Err(format!("keys of type {other} cannot be read back")),
+        };
+        out.push(value);
+    }
+    if !rest.is_empty() {
+        return Err(format!("a key of {} bytes is longer than its columns ({types:?})", key.len()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -202,8 +267,41 @@ mod tests {
                 assert_eq!(keys[i] == keys[j], i == j, "{i} {j}");
             }
         }
+        // Each key reads back as its values.
+        let types = [DataType::Int64, DataType::Utf8];
+        let read: Vec<Vec<ScalarValue>> = bufs.iter().map(|b| decode_key(&types, b).unwrap()).collect();
+        assert_eq!(read[0], vec![ScalarValue::Int64(Some(1)), ScalarValue::Utf8(Some("a".into()))]);
+        assert_eq!(read[1], vec![ScalarValue::Int64(None), ScalarValue::Utf8(Some("a".into()))]);
+        assert_eq!(read[2], vec![ScalarValue::Int64(Some(1)), ScalarValue::Utf8(None)]);
+        assert_eq!(read[3], vec![ScalarValue::Int64(Some(1)), ScalarValue::Utf8(Some(String::new()))]);
+        assert!(decode_key(&types, &bufs[0][..bufs[0].len() - 1]).is_err(), "a cut key is refused");
+        assert!(decode_key(&[DataType::Int64], &bufs[0]).is_err(), "so is one with bytes left over");
         assert!(matches!(Key::new(&[7; 40]), Key::Heap(_)));
         assert!(matches!(Key::new(&[7; 22]), Key::Inline { .. }));
         assert_eq!(std::mem::size_of::<Key>(), 24);
+    }
+
+    #[test]
+    fn every_key_type_reads_back() {
+        let columns: Vec<ScalarValue> = vec![
+            ScalarValue::Boolean(Some(true)),
+            ScalarValue::Boolean(Some(false)),
+            ScalarValue::Int8(Some(-3)),
+            ScalarValue::UInt32(Some(7)),
+            ScalarValue::Float64(Some(-2.5)),
+            ScalarValue::Float32(None),
+            ScalarValue::Decimal128(Some(-12345), 10, 2),
+            ScalarValue::Date32(Some(19_000)),
+            ScalarValue::TimestampMicrosecond(Some(1_700_000_000_000_000), Some("UTC".into())),
+            ScalarValue::Binary(Some(vec![0, 255, 3])),
+            ScalarValue::Utf8(Some("é ü".into())),
+        ];
+        let mut bufs = vec![Vec::new()];
+        let mut types = Vec::new();
+        for v in &columns {
+            encode_column(&v.to_array().unwrap(), &mut bufs);
+            types.push(v.data_type());
+        }
+        assert_eq!(decode_key(&types, &bufs[0]).unwrap(), columns);
     }
 }

@@ -637,7 +637,8 @@ fn a_window_writes_its_late_pairs_to_the_late_rows_table() {
 }
 
 /// `weir checkpoint show`: the query, the newest batch and whether it committed, the state
-/// operator and its files; read without the lock, so it also works while a run holds it.
+/// operator with its rows and files; `weir checkpoint state`: the state's keys. Both read
+/// without the lock, so they also work while a run holds it.
 #[test]
 fn checkpoint_show_tells_what_a_checkpoint_holds() {
     let (_tmp, dir) = scratch();
@@ -661,8 +662,28 @@ fn checkpoint_show_tells_what_a_checkpoint_holds() {
     };
     let text = show(&[]);
     assert!(text.contains("last batch   1 (planned, not committed: the next run replays it)"), "{text}");
-    assert!(text.contains("state        dedup: "), "{text}");
+    // The state as of the last committed batch: batch 0's key.
+    assert!(text.contains("state        dedup: 1 rows ("), "{text}");
     assert!(text.contains(&format!("query id     {}", query_id(&cp))), "{text}");
+    // The state's rows, as the next run restores them: id 0, kept until the watermark
+    // passes its time plus the delay.
+    let state = |extra: &[&str]| weir(&dir).args(["checkpoint", "state"]).arg(&cp).args(extra).output().unwrap();
+    let out = state(&[]);
+    assert_ok(&out);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("| id | expires_at           |") && table.contains("| 0  | 2024-01-02T00:10:00Z |"), "{table}");
+    assert!(table.contains("1 rows: state of operator dedup (dedupe"), "{table}");
+    let out = state(&["--key", "id=1"]);
+    assert_ok(&out);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("0 rows: "), "a key not in state");
+    for (args, message) in [
+        (&["--key", "user=1"][..], "the state has no column 'user'; its columns: id, expires_at"),
+        (&["--operator", "window-1"][..], "has no operator 'window-1'; its operators: dedup"),
+        (&["--batch", "1"][..], "batch 1 is not committed"),
+    ] {
+        let out = state(args);
+        assert!(!out.status.success() && stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
     // While a run holds the checkpoint, and after it committed.
     let mut child = weir(&dir).args(["run", "p.sql", "--trigger", "1s"]).stderr(std::process::Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -678,9 +699,45 @@ fn checkpoint_show_tells_what_a_checkpoint_holds() {
     assert_eq!(json["lastBatch"]["outputRows"], 1, "{json}");
     assert_eq!(json["stateOperators"][0]["id"], "dedup", "{json}");
     assert!(json["stateOperators"][0]["files"].as_u64().unwrap() >= 2, "{json}");
+    assert_eq!(json["stateOperators"][0]["rows"], 2, "{json}");
+    // Both keys now, as JSON lines; one by its key.
+    let out = state(&["--json", "--key", "id=1"]);
+    assert_ok(&out);
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines, vec![serde_json::json!({"id": 1, "expires_at": "2024-01-02T00:10:00Z"})]);
+    assert_eq!(String::from_utf8(state(&["--json"]).stdout).unwrap().lines().count(), 2);
     let missing = weir(&dir).args(["checkpoint", "show", "nowhere"]).output().unwrap();
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));
+}
+
+/// `weir checkpoint state` on a window aggregation: its open groups, with a row of partial
+/// aggregates for each batch that touched a group (merged, they are the group's state).
+#[test]
+fn checkpoint_state_shows_open_window_groups() {
+    let (_tmp, dir) = scratch();
+    std::fs::write(
+        dir.join("p.sql"),
+        "CREATE TABLE events (user STRING, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'file', path = 'in', format = 'json', max_files_per_trigger = 1);
+         CREATE TABLE out WITH (connector = 'delta', path = 'out');
+         INSERT INTO out SELECT window_start, user, count(*) AS n FROM TUMBLE(events, ts, INTERVAL '10' MINUTE) GROUP BY window_start, user;",
+    )
+    .unwrap();
+    let event = |user: &str, minute: u32| format!(r#"{{"user": "{user}", "ts": "2024-01-02T00:{minute:02}:00Z"}}"#);
+    write_file(&dir.join("in"), "0.json", &[event("u1", 1), event("u1", 2), event("u2", 3)]);
+    write_file(&dir.join("in"), "1.json", &[event("u1", 5)]);
+    assert_ok(&run(&dir, "p.sql", &[]));
+    let cp = dir.join(".weir/checkpoints/out");
+    let out = weir(&dir).args(["checkpoint", "state"]).arg(&cp).args(["--json"]).output().unwrap();
+    assert_ok(&out);
+    let rows: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert!(rows.iter().all(|r| r["closes_at"] == "2024-01-02T00:10:00Z" && r["window_start"] == "2024-01-02T00:00:00Z"), "{rows:#?}");
+    let count = |user: &str| -> u64 { rows.iter().filter(|r| r["user"] == user).map(|r| r["count(1) (partial)"].as_u64().unwrap()).sum() };
+    assert_eq!((count("u1"), count("u2")), (3, 1), "{rows:#?}");
+    let show = weir(&dir).args(["checkpoint", "show"]).arg(&cp).output().unwrap();
+    assert!(String::from_utf8(show.stdout).unwrap().contains("2 rows ("), "two groups in state");
 }
 
 /// `--log-format json`: every stderr line a JSON object; batch lines carry the query, its id

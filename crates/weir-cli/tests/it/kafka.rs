@@ -86,8 +86,16 @@ fn kafka_available_now_batches_and_exactly_once() {
     let checkpoint = dir.join(".weir/checkpoints/out");
     assert_eq!(assert_consecutive_txns(&table, &checkpoint), first.len(), "one Delta commit per batch");
 
-    // New messages are taken by the next run, and only they.
+    // New messages are taken by the next run, and only they. Before it runs, `weir
+    // checkpoint show` tells the lag: the new messages, across the partitions.
     broker.send("events", event_messages(200_000..300_000));
+    let show = weir(&dir).args(["checkpoint", "show"]).arg(&checkpoint).args(["--json", "--bootstrap-servers", &broker.bootstrap()]).output().unwrap();
+    assert_ok(&show);
+    let report: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(report["kafkaLag"]["events"]["total"], 100_000, "{report}");
+    assert_eq!(report["kafkaLag"]["events"]["partitions"].as_array().unwrap().len(), EVENT_PARTITIONS as usize, "{report}");
+    let text = weir(&dir).args(["checkpoint", "show"]).arg(&checkpoint).args(["--bootstrap-servers", &broker.bootstrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("kafka lag    events: 100000 (events-0 "), "{}", stderr(&text));
     let out = run_within(&dir, "p.sql", &["--progress", "json"], Duration::from_secs(300));
     assert_ok(&out);
     let second = progress(&out);

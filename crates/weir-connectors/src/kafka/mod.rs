@@ -187,6 +187,63 @@ fn parse_offsets(value: &Value) -> std::result::Result<Offsets, String> {
     Ok(out)
 }
 
+/// One partition's lag: how far the broker's log is past a position (`weir checkpoint show`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionLag {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The position (the next offset the query reads).
+    pub offset: i64,
+    /// The broker's high watermark (the offset after the last record).
+    pub end: i64,
+    /// `end - offset`, at least 0.
+    pub lag: i64,
+}
+
+/// How far the broker at `servers` (librdkafka `properties` besides) is past `offsets`
+/// (`{topic: {partition: offset}}`, a Kafka source's offsets in a checkpoint), now. The ends
+/// come from fetch responses, as the source's own do (a ListOffsets answer is not always the
+/// high watermark). For monitoring: nothing is committed, and the records fetched are
+/// dropped.
+pub async fn lag_now(servers: &str, properties: &[(String, String)], offsets: &Value, timeout: Duration) -> Result<Vec<PartitionLag>> {
+    let offsets = parse_offsets(offsets).map_err(|m| ConnectorError::Config(format!("not Kafka offsets ({m}): {offsets}")))?;
+    let mut all = vec![("isolation.level".to_string(), "read_uncommitted".to_string())];
+    all.extend(properties.iter().cloned());
+    let config = KafkaConfig {
+        bootstrap_servers: servers.to_string(),
+        topics: Vec::new(),
+        format: weir_sql::config::KafkaFormat::Raw,
+        starting_offsets: StartingOffsets::Earliest,
+        max_offsets_per_trigger: None,
+        fail_on_data_loss: false,
+        group_id: Some("weir-checkpoint-show".to_string()),
+        connect_timeout: timeout,
+        delimiter: b',',
+        bad_rows: BadRows::default(),
+        properties: all,
+        late_rows: Default::default(),
+        max_row_bytes: None,
+        event_time: None,
+        storage: Default::default(),
+    };
+    blocking(move || {
+        let consumer = KafkaConsumer::new("lag", &config)?;
+        consumer.assign(&offsets)?;
+        let tps: Vec<Tp> = offsets.keys().cloned().collect();
+        let ends = consumer.ends(&tps, timeout)?;
+        Ok(offsets
+            .into_iter()
+            .map(|((topic, partition), offset)| {
+                let end = ends.get(&(topic.clone(), partition)).map_or(offset, |e| e.high);
+                PartitionLag { topic, partition, offset, end, lag: (end - offset).max(0) }
+            })
+            .collect())
+    })
+    .await
+}
+
 fn to_json(offsets: &Offsets) -> Value {
     let mut topics: Map<String, Value> = Map::new();
     for ((topic, p), o) in offsets {
