@@ -2,6 +2,7 @@
 them as a Markdown table, with the largest symbols of each.
 
     perf report -i perf.data --no-children --sort dso,sym --stdio -g none --percent-limit 0 | perf_buckets.py
+    perf report -i perf.data --no-children --sort pid --stdio -g none | perf_buckets.py --threads
 
 A symbol goes to the first bucket whose pattern matches "dso [k or .] symbol". The patterns
 name crates and functions, so a bucket is what that code costs itself, not what it calls:
@@ -11,8 +12,10 @@ import re
 import sys
 
 BUCKETS = [
-    ("JSON decode (arrow-json tape, numbers, timestamps with their time-zone lookup, line splitting)",
-     r"arrow_json|weir_connectors::file::decode|arrow_cast::parse|chrono|TimestampParser|string_to_datetime|lexical|memchr|simd_json|sonic_rs"),
+    ("timestamp parsing (arrow-cast's parser, chrono, a chrono-tz lookup per value)",
+     r"arrow_cast::parse|chrono|TimestampParser|string_to_datetime|timestamp_array"),
+    ("JSON decode (arrow-json tape, numbers, strings, splitting lines)",
+     r"arrow_json|weir_connectors::file::decode|lexical|memchr|simd_json|sonic_rs"),
     ("dedup: key, hash, state (weir_state, hashbrown, hashers, arrow row format)",
      r"weir_state|hashbrown|foldhash|ahash|xxhash|arrow_row|RowConverter"),
     ("Parquet encode: dictionary, encoders, snappy",
@@ -26,6 +29,18 @@ BUCKETS = [
     ("arrow compute (filter, take, concat, casts)", r"arrow_select|arrow_array|arrow_buffer|arrow_data|arrow_cast|arrow_ord"),
 ]
 OTHER = "other (Delta, DataFusion, tokio, the rest)"
+
+if sys.argv[1:] == ["--threads"]:
+    # With --threads: self time per thread, the busy ones by name and the rest together.
+    rows = [re.match(r"^\s*([\d.]+)%\s+(\d+):(.*?)\s*$", l) for l in sys.stdin]
+    rows = [(float(m[1]), f"{m[3]} {m[2]}") for m in rows if m]
+    busy = [r for r in rows if r[0] >= 5.0]
+    rest = [r for r in rows if r[0] < 5.0]
+    parts = [f"{name} {pct:.1f}%" for pct, name in busy]
+    if rest:
+        parts.append(f"{len(rest)} other threads {sum(p for p, _ in rest):.1f}% (at most {max(p for p, _ in rest):.1f}% each)")
+    print("Self time by thread: " + "; ".join(parts))
+    sys.exit(0)
 
 line_re = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*?)\s*$")
 totals, symbols = {}, {}

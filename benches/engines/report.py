@@ -18,6 +18,7 @@ events, threads = int(events), int(threads)
 results = []
 for run in runs:
     number, engine = run.split("-", 1)
+    job_key = engine.split("-")[0]
     m = json.load(open(f"{work}/{run}/measure.json"))
     if engine.startswith("weir"):
         batches = [json.loads(l) for l in open(f"{work}/{run}/stderr") if l.startswith("{")]
@@ -28,7 +29,7 @@ for run in runs:
         version = ""
     else:
         job = json.loads(open(f"{work}/{run}/stdout").read())
-        query_s, version = job["query_s"], job.get(engine, "")
+        query_s, version = job["query_s"], job.get(job_key, "")
     cpu = m["user_s"] + m["sys_s"]
     results.append({
         "run": int(number[1:]), "engine": engine, "version": version,
@@ -48,6 +49,7 @@ def name(engine):
     version = by[engine][0]["version"]
     return {
         "duckdb": f"DuckDB {version} `DISTINCT ON` -> Parquet",
+        "duckdb-auto": f"DuckDB {version} `DISTINCT ON` -> Parquet, columns inferred",
         "polars": f"Polars {version} `unique` -> Parquet",
         "weir-20": "weir, 20 files per trigger, whole process",
         "weir-1": "weir, 1 file per trigger, whole process",
@@ -81,7 +83,7 @@ for e in engines:
 
 print()
 for weir in (e for e in engines if e.startswith("weir")):
-    for other in (e for e in ("duckdb", "polars") if e in by):
+    for other in (e for e in ("duckdb", "duckdb-auto", "polars") if e in by):
         pairs = {r["run"]: r["rows_per_s"] for r in by[other]}
         ratios = [r["rows_per_s"] / pairs[r["run"]] for r in by[weir] if r["run"] in pairs]
         print(f"- {weir} / {other} rows/s, run by run: {', '.join(f'{x:.2f}' for x in ratios)}; "
