@@ -72,14 +72,29 @@ for r in results:
           f"{r['cores_busy']:.2f} | {r['cpu_s_per_m_rows']:.2f} | {r['peak_rss_mb']:.0f} MB | {mega(r['rows_per_s_query'])} | "
           f"{r['others_cores']:.2f} | {r['load1_before']:.2f} |")
 
+def table(title, runs_by):
+    print(f"\n| engine ({title}) | rows/s, range | median | cores busy, median | CPU s per M rows, median | peak RSS, median | rows/s in the query alone, median |")
+    print("|---|---|---|---|---|---|---|")
+    for e in engines:
+        if not runs_by.get(e):
+            continue
+        m = lambda key: statistics.median(r[key] for r in runs_by[e])
+        rates = [r["rows_per_s"] for r in runs_by[e]]
+        print(f"| {name(e)} | {min(rates) / 1e6:.2f}-{mega(max(rates))} | {mega(m('rows_per_s'))} | "
+              f"{m('cores_busy'):.2f} | {m('cpu_s_per_m_rows'):.2f} s | {m('peak_rss_mb'):.0f} MB | "
+              f"{mega(m('rows_per_s_query'))} |")
+
+
 runs_each = min(len(v) for v in by.values())
-print(f"\n| engine ({runs_each} run{'s' if runs_each > 1 else ''} each, alternating) | rows/s, range | median | cores busy, median | CPU s per M rows, median | peak RSS, median | rows/s in the query alone, median |")
-print("|---|---|---|---|---|---|---|")
-for e in engines:
-    rates = [r["rows_per_s"] for r in by[e]]
-    print(f"| {name(e)} | {min(rates) / 1e6:.2f}-{mega(max(rates))} | {mega(med(e, 'rows_per_s'))} | "
-          f"{med(e, 'cores_busy'):.2f} | {med(e, 'cpu_s_per_m_rows'):.2f} s | {med(e, 'peak_rss_mb'):.0f} MB | "
-          f"{mega(med(e, 'rows_per_s_query'))} |")
+table(f"{runs_each} run{'s' if runs_each > 1 else ''} each, alternating", by)
+# On a shared machine another process can take a core during a run; the wall time (not so much
+# the CPU time) then says more about the neighbour than about the engine. The same table over
+# the runs that had the machine to themselves, when some did not:
+QUIET = 0.25
+quiet = {e: [r for r in v if r["others_cores"] < QUIET] for e, v in by.items()}
+if any(len(quiet[e]) < len(by[e]) for e in engines) and any(quiet.values()):
+    counts = ", ".join(f"{e} {len(quiet[e])}" for e in engines)
+    table(f"only runs with others' cores busy < {QUIET}: {counts}", quiet)
 
 print()
 for weir in (e for e in engines if e.startswith("weir")):
