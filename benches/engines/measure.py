@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Runs one command and writes what it cost as a JSON object: wall time, the CPU time of the
+process and the children it waited for (user, sys), its peak RSS, and how busy the rest of
+the machine was meanwhile (the machine's busy time from /proc/stat less the command's own).
+
+    measure.py OUT.json STDOUT STDERR -- COMMAND...
+
+Exits with the command's exit code. The CPU and RSS figures are the kernel's (wait4's
+rusage), so the command needs no wrapper that would add its own cost.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def busy_seconds():
+    """Seconds of CPU time the whole machine spent busy since boot (all cores, every process)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+out, stdout, stderr, sep, *command = sys.argv[1:]
+assert sep == "--" and command, __doc__
+with open("/proc/loadavg") as fh:
+    load = float(fh.read().split()[0])
+with open(stdout, "wb") as so, open(stderr, "wb") as se:
+    busy0, start = busy_seconds(), time.monotonic()
+    child = subprocess.Popen(command, stdout=so, stderr=se)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.monotonic() - start
+    busy1 = busy_seconds()
+child.returncode = os.waitstatus_to_exitcode(status)  # reaped above; keep Popen from waiting again
+cpu = usage.ru_utime + usage.ru_stime
+result = {
+    "wall_s": wall,
+    "user_s": usage.ru_utime,
+    "sys_s": usage.ru_stime,
+    "peak_rss_kib": usage.ru_maxrss,
+    # Cores the rest of the machine kept busy during the run (other processes, the kernel):
+    # the noise beside the figure. Clock ticks are 10 ms, so this is rough for short runs.
+    "others_cores": max(0.0, (busy1 - busy0 - cpu) / wall),
+    "load1_before": load,
+    "exit_code": child.returncode,
+}
+with open(out, "w") as fh:
+    json.dump(result, fh)
+sys.exit(child.returncode)
