@@ -62,6 +62,6 @@ impl Sink for ChannelSink {
         let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
         // A closed receiver: the preview was closed and its query is stopping.
         let written = self.tx.send(PreviewBatch { batch_id, rows }).await.is_ok();
-        Ok(SinkCommit { rows: if written { n } else { 0 }, written, version: None, compaction: None })
+        Ok(SinkCommit { rows: if written { n } else { 0 }, written, version: None, compaction: None, commit_retries: 0 })
     }
 }

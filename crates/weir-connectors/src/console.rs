@@ -67,6 +67,6 @@ impl Sink for ConsoleSink {
         if rows as usize > self.config.max_rows {
             println!("only showing top {} of {rows} rows", self.config.max_rows);
         }
-        Ok(SinkCommit { rows, written: true, version: None, compaction: None })
+        Ok(SinkCommit { rows, written: true, version: None, compaction: None, commit_retries: 0 })
     }
 }

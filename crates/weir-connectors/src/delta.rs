@@ -292,7 +292,9 @@ impl DeltaSink {
     /// existing table (with the schema the files need, when `merge_schema` adds columns), or
     /// the table's creation (protocol, metadata with the `delta.*` properties, and the files
     /// at once).
-    async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<DeltaTable> {
+    /// Commits `adds` as batch `version` of this query; the table after, and how many times
+    /// delta-rs retried the commit past other writers' commits.
+    async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<(DeltaTable, u64)> {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let properties =
             CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms)));
@@ -301,7 +303,7 @@ impl DeltaSink {
         let schema = self.schema.clone().expect("begin checked");
         let columns: StructType = schema.as_ref().try_into_kernel()?;
         let Ok(snapshot) = table.snapshot() else {
-            return CreateBuilder::new()
+            return Ok((CreateBuilder::new()
                 .with_log_store(log_store)
                 .with_columns(columns.fields().cloned())
                 .with_partition_columns(self.config.partition_by.clone())
@@ -313,7 +315,7 @@ impl DeltaSink {
                 // changed since last commit". The caller reloads and appends instead.
                 .with_commit_properties(properties.with_max_retries(0))
                 .with_save_mode(SaveMode::ErrorIfExists)
-                .await;
+                .await?, 0));
         };
         // delta-rs cleans up expired log entries after every commit by default, listing the
         // whole log each time. Entries only expire past a checkpoint (every 100 commits by
@@ -326,12 +328,13 @@ impl DeltaSink {
         let partition_by = snapshot.metadata().partition_columns().to_vec();
         let operation =
             DeltaOperation::Write { mode: SaveMode::Append, partition_by: (!partition_by.is_empty()).then_some(partition_by), predicate: None };
-        let committed = CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), log_store, operation).await?.version();
+        let finalized = CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), log_store, operation).await?;
+        let committed = finalized.version();
         // Reloaded rather than taken from the commit: the commit's snapshot keeps replaying
         // every log entry since the table was opened, and gets slower with each commit.
         let mut table = table;
         table.update_incremental(Some(committed)).await?;
-        Ok(table)
+        Ok((table, finalized.metrics.num_retries))
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> ConnectorError {
@@ -546,7 +549,7 @@ impl Sink for DeltaSink {
             return Err(self.err("cannot commit", "no batch was begun"));
         };
         let Some(writer) = writer else {
-            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None, commit_retries: 0 });
         };
         let failed = format!("batch {batch_id} was not committed");
         let adds = match writer.close().await {
@@ -556,7 +559,7 @@ impl Sink for DeltaSink {
         };
         if adds.is_empty() {
             self.journal.finish().await;
-            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
+            return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None, commit_retries: 0 });
         }
         let version = batch_id as i64;
         // Another writer may commit between our read of the table and our commit (Delta's
@@ -566,14 +569,15 @@ impl Sink for DeltaSink {
         // committed this query's txn, say), reload, check the batch is still ours to write,
         // and commit the same files again.
         let mut attempt = 0;
-        loop {
+        let commit_retries = loop {
             attempt += 1;
             let table = self.table.take().expect("begin opened the table");
             let creating = table.snapshot().is_err();
             match self.commit_files(table, version, &adds).await {
-                Ok(table) => {
+                Ok((table, retried)) => {
                     self.table = Some(table);
-                    break;
+                    // delta-rs's own retries, and ours.
+                    break retried + u64::from(attempt - 1);
                 }
                 Err(e) if attempt < MAX_COMMIT_ATTEMPTS => {
                     // A conflict is retried at once; another failure (the store's answer
@@ -597,12 +601,12 @@ impl Sink for DeltaSink {
                         // another runner of this query, whose files are then the table's and
                         // these orphans (the journal keeps them for the sweep, on local disk;
                         // VACUUM removes them on an object store).
-                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None });
+                        return Ok(SinkCommit { rows: 0, written: false, version: current_version(&self.table), compaction: None, commit_retries: 0 });
                     }
                 }
                 Err(e) => return Err(self.err(&failed, e)),
             }
-        }
+        };
         // The commit is in the log; its files' records are not cleared yet.
         crate::failpoint::hit("after_delta_commit", batch_id);
         self.journal.finish().await;
@@ -612,7 +616,7 @@ impl Sink for DeltaSink {
             true => self.auto_compact(batch_id).await,
             false => None,
         };
-        Ok(SinkCommit { rows, written: true, version: committed, compaction })
+        Ok(SinkCommit { rows, written: true, version: committed, compaction, commit_retries })
     }
 
     fn take_warnings(&mut self) -> Vec<String> {

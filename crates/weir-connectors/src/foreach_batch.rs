@@ -78,7 +78,7 @@ impl Sink for ForeachBatchSink {
         let function = Arc::clone(&self.function);
         let called = tokio::task::spawn_blocking(move || function.call(batch_id, &schema, rows)).await;
         match called {
-            Ok(Ok(())) => Ok(SinkCommit { rows: n, written: true, version: None, compaction: None }),
+            Ok(Ok(())) => Ok(SinkCommit { rows: n, written: true, version: None, compaction: None, commit_retries: 0 }),
             Ok(Err(message)) => Err(ConnectorError::Io(format!("the foreach_batch function of table '{}' failed: {message}", self.name))),
             Err(e) => Err(ConnectorError::Io(format!("the foreach_batch function of table '{}' panicked: {e}", self.name))),
         }
@@ -123,7 +123,7 @@ mod tests {
         sink.open(&rows(0).schema(), &crate::AppId::sink("q"), &checkpoint).await.unwrap();
         sink.commit(0, vec![rows(2), rows(3)]).await.unwrap();
         let replay = sink.commit(0, vec![rows(2), rows(3)]).await.unwrap();
-        assert_eq!(replay, SinkCommit { rows: 5, written: true, version: None, compaction: None });
+        assert_eq!(replay, SinkCommit { rows: 5, written: true, version: None, compaction: None, commit_retries: 0 });
         sink.commit(1, vec![]).await.unwrap();
         assert_eq!(*calls.0.lock().unwrap(), vec![(0, 5), (0, 5), (1, 0)]);
         let err = sink.commit(2, vec![rows(13)]).await.unwrap_err().to_string();

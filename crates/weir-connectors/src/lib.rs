@@ -132,6 +132,9 @@ pub struct ReadOutput {
     pub bad_rows: Vec<RecordBatch>,
     /// Where these rows sit in the batch's input (for a chunk of [`Source::read_chunks`]).
     pub place: ChunkPlace,
+    /// The bytes they were decoded from (a file's text or Parquet row groups, Kafka keys
+    /// and values), for monitoring.
+    pub bytes: u64,
 }
 
 /// Where a chunk sits in its source's input of a batch: the part it comes from (a file of
@@ -155,6 +158,7 @@ impl ReadOutput {
             let chunk = chunk?;
             out.batches.extend(chunk.batches);
             out.bad_rows.extend(chunk.bad_rows);
+            out.bytes += chunk.bytes;
         }
         Ok(out)
     }
@@ -162,7 +166,7 @@ impl ReadOutput {
 
 impl From<Vec<RecordBatch>> for ReadOutput {
     fn from(batches: Vec<RecordBatch>) -> Self {
-        Self { batches, bad_rows: Vec::new(), place: ChunkPlace::default() }
+        Self { batches, bad_rows: Vec::new(), place: ChunkPlace::default(), bytes: 0 }
     }
 }
 
@@ -178,6 +182,9 @@ pub struct SinkCommit {
     pub version: Option<i64>,
     /// The compaction the sink ran after the batch's commit (Delta's `auto_compact`).
     pub compaction: Option<Compaction>,
+    /// How many times the commit was tried again (another writer committed first, an
+    /// answer was lost).
+    pub commit_retries: u64,
 }
 
 /// A compaction of a Delta table's small files that a sink ran after a batch's commit, in a

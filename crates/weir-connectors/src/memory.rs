@@ -72,6 +72,6 @@ impl Sink for MemorySink {
         }
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         table.batches.push((batch_id, batches));
-        Ok(SinkCommit { rows, written: true, version: None, compaction: None })
+        Ok(SinkCommit { rows, written: true, version: None, compaction: None, commit_retries: 0 })
     }
 }

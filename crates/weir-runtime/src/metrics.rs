@@ -45,6 +45,10 @@ fn seconds_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     input_rows: Family<Labels, Counter>,
+    input_bytes: Family<Labels, Counter>,
+    source_retries: Family<Labels, Counter>,
+    source_unavailable: Family<Labels, Counter<f64, AtomicU64>>,
+    commit_retries: Family<Labels, Counter>,
     output_rows: Family<Labels, Counter>,
     batches: Family<Labels, Counter>,
     replayed_batches: Family<Labels, Counter>,
@@ -98,6 +102,10 @@ impl Metrics {
         let histograms = || Histograms::new_with_constructor(seconds_histogram as fn() -> Histogram);
         let m = Self {
             input_rows: Family::default(),
+            input_bytes: Family::default(),
+            source_retries: Family::default(),
+            source_unavailable: Family::default(),
+            commit_retries: Family::default(),
             output_rows: Family::default(),
             batches: Family::default(),
             replayed_batches: Family::default(),
@@ -123,7 +131,11 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("input_rows", "Rows read from the query's sources", m.input_rows.clone());
+        registry.register("input_bytes", "Bytes the query's sources decoded (file text or Parquet row groups, Kafka keys and values)", m.input_bytes.clone());
         registry.register("output_rows", "Rows the query wrote to its sink", m.output_rows.clone());
+        registry.register("source_retries", "Attempts made again to reach an unavailable source", m.source_retries.clone());
+        registry.register("source_unavailable_seconds", "Time a source was unavailable: from a failed attempt to the next that worked", m.source_unavailable.clone());
+        registry.register("sink_commit_retries", "Delta commits tried again (another writer committed first, an answer was lost)", m.commit_retries.clone());
         registry.register("batches", "Batches run (replays of an unfinished batch included)", m.batches.clone());
         registry.register("replayed_batches", "Batches run again after a restart", m.replayed_batches.clone());
         registry.register(
@@ -135,7 +147,7 @@ impl Metrics {
         registry.register("batch_duration_seconds", "Wall-clock time of a batch, start to commit", m.batch_seconds.clone());
         registry.register(
             "batch_phase_duration_seconds",
-            "Time of each phase of a batch (Spark's durationMs: latest_offset, wal_commit, get_batch, query_planning, add_batch, commit_offsets)",
+            "Time of each phase of a batch: plan (offsets and their log entry), read (waiting for the sources), execute (the plan, the operators, encoding), commit (the sink's commit and the commit log), state (state files)",
             m.phase_seconds.clone(),
         );
         registry.register("state_rows", "Rows a stateful operator holds", m.state_rows.clone());
@@ -281,6 +293,9 @@ impl QueryListener for Metrics {
         self.query_seen(&p.id, Some(&p.name), |q| q.last_seen_ms = now_millis());
         let base = labels(&p.name, &p.id);
         self.input_rows.get_or_create(&base).inc_by(p.num_input_rows);
+        let bytes: u64 = p.sources.iter().filter_map(|s| s.metrics.get("numInputBytes").and_then(Value::as_u64)).sum();
+        self.input_bytes.get_or_create(&base).inc_by(bytes);
+        self.commit_retries.get_or_create(&base).inc_by(p.sink.metrics.get("numCommitRetries").and_then(Value::as_u64).unwrap_or(0));
         self.output_rows.get_or_create(&base).inc_by(p.sink.num_output_rows);
         self.batches.get_or_create(&base).inc();
         if p.is_replay {
@@ -288,13 +303,13 @@ impl QueryListener for Metrics {
         }
         let d = &p.duration_ms;
         self.batch_seconds.get_or_create(&base).observe(d.trigger_execution as f64 / 1000.0);
+        // Spark's phases regrouped: addBatch holds the sink's and the state's commits.
         for (phase, ms) in [
-            ("latest_offset", d.latest_offset),
-            ("wal_commit", d.wal_commit),
-            ("get_batch", d.get_batch),
-            ("query_planning", d.query_planning),
-            ("add_batch", d.add_batch),
-            ("commit_offsets", d.commit_offsets),
+            ("plan", d.latest_offset + d.wal_commit + d.query_planning),
+            ("read", d.get_batch),
+            ("execute", d.add_batch.saturating_sub(d.sink_commit + d.state_commit)),
+            ("commit", d.sink_commit + d.commit_offsets),
+            ("state", d.state_commit),
         ] {
             self.phase_seconds.get_or_create(&with(base.clone(), &[("phase", phase)])).observe(ms as f64 / 1000.0);
         }
@@ -324,7 +339,11 @@ impl QueryListener for Metrics {
             }
         }
         for s in &p.sources {
-            self.source_rows.get_or_create(&with(base.clone(), &[("source", &s.description)])).inc_by(s.num_input_rows);
+            let source = with(base.clone(), &[("source", &s.description)]);
+            self.source_rows.get_or_create(&source).inc_by(s.num_input_rows);
+            self.source_retries.get_or_create(&source).inc_by(s.metrics.get("numRetries").and_then(Value::as_u64).unwrap_or(0));
+            let unavailable_ms = s.metrics.get("unavailableMs").and_then(Value::as_u64).unwrap_or(0);
+            self.source_unavailable.get_or_create(&source).inc_by(unavailable_ms as f64 / 1000.0);
             if let Some(bad) = s.metrics.get("numBadRows").and_then(Value::as_u64) {
                 self.dropped_rows.get_or_create(&with(base.clone(), &[("reason", "bad")])).inc_by(bad);
             }

@@ -24,6 +24,10 @@ pub struct DurationMs {
     pub commit_offsets: u64,
     /// The whole batch.
     pub trigger_execution: u64,
+    /// weir's own, part of `addBatch`: the sink's commit (a Delta commit).
+    pub sink_commit: u64,
+    /// weir's own, part of `addBatch`: writing the state's delta and snapshot files.
+    pub state_commit: u64,
 }
 
 /// Event-time statistics of the batch (ISO-8601 UTC strings, as Spark's).

@@ -95,6 +95,9 @@ struct Position {
     /// checkpoint), for the sources that have had data.
     source_watermarks: BTreeMap<String, i64>,
     last_trigger: Option<Instant>,
+    /// Per source, since the last progress: attempts made again while it was unavailable,
+    /// and the time from the first failure to the next success.
+    outages: BTreeMap<String, (u64, Duration)>,
 }
 
 impl Runner {
@@ -117,6 +120,7 @@ impl Runner {
             needs_no_data_batch: false,
             source_watermarks: BTreeMap::new(),
             last_trigger: None,
+            outages: BTreeMap::new(),
         };
         let latest = self.checkpoint.latest().await?;
         // State as of the last committed batch: the one before a batch to re-run.
@@ -180,15 +184,24 @@ impl Runner {
             for s in &mut self.sources {
                 let start = pos.ends.get(&s.name).cloned();
                 let mut attempt = 0;
+                let mut failed_at = None;
                 let planned = loop {
+                    // An outage counts from the start of the first attempt that failed.
+                    let tried = Instant::now();
                     match s.source.plan_batch(&self.checkpoint, batch_id, start.as_ref()).await {
                         Err(ConnectorError::Unavailable(m)) if !self.shared.stop_requested() => {
                             attempt += 1;
+                            failed_at.get_or_insert(tried);
                             wait_for_source(&self.shared, &self.id, &self.run_id, &s.name, &m, attempt).await;
                         }
                         other => break other,
                     }
                 };
+                if let Some(t) = failed_at {
+                    let outage = pos.outages.entry(s.name.clone()).or_default();
+                    outage.0 += u64::from(attempt);
+                    outage.1 += t.elapsed();
+                }
                 if attempt > 0 && planned.is_ok() {
                     warn(&self.shared, &self.id, &self.run_id, format!("source '{}' is reachable again; the query goes on", s.name));
                 }
@@ -285,6 +298,7 @@ impl Runner {
         let mut get_batch = Duration::ZERO;
         let add_started = Instant::now();
         let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
+        let mut bytes_by_source: BTreeMap<String, u64> = BTreeMap::new();
         // Rows that failed to decode, sent to a source's dead-letter table.
         let mut bad_by_source: BTreeMap<String, u64> = BTreeMap::new();
         let mut stats = EventStats::default();
@@ -306,6 +320,7 @@ impl Runner {
             }
             rows_by_source.insert(s.name.clone(), 0);
             let mut attempt = 0;
+            let mut failed_at: Option<Instant> = None;
             let mut chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
             // Chunks done, and chunks to pass over after a restarted read.
             let (mut done, mut skip) = (0usize, 0usize);
@@ -321,6 +336,8 @@ impl Runner {
                     // over the chunks this batch has used.
                     Some(Err(ConnectorError::Unavailable(m))) if !self.shared.stop_requested() => {
                         attempt += 1;
+                        failed_at.get_or_insert(waited);
+                        pos.outages.entry(s.name.clone()).or_default().0 += 1;
                         wait_for_source(&self.shared, &self.id, &self.run_id, &s.name, &m, attempt).await;
                         chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
                         skip = done;
@@ -330,6 +347,9 @@ impl Runner {
                 };
                 if attempt > 0 {
                     attempt = 0;
+                    if let Some(t) = failed_at.take() {
+                        pos.outages.entry(s.name.clone()).or_default().1 += t.elapsed();
+                    }
                     warn(&self.shared, &self.id, &self.run_id, format!("source '{}' is reachable again; the query goes on", s.name));
                 }
                 if skip > 0 {
@@ -337,7 +357,8 @@ impl Runner {
                     continue;
                 }
                 done += 1;
-                let ReadOutput { batches, bad_rows, place } = chunk;
+                let ReadOutput { batches, bad_rows, place, bytes } = chunk;
+                *bytes_by_source.entry(s.name.clone()).or_default() += bytes;
                 *rows_by_source.get_mut(&s.name).expect("inserted") += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 *bad_by_source.entry(s.name.clone()).or_default() += bad_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 if let Some(bad_sink) = s.bad_sink.as_mut() {
@@ -406,7 +427,9 @@ impl Runner {
         // The batch's output counts also when a replay finds it committed and writes nothing.
         // A runner that lost its lease to another stops here, before its commit.
         self.checkpoint.check_lease().await?;
+        let sink_started = Instant::now();
         let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
+        let sink_commit_ms = sink_started.elapsed().as_millis() as u64;
         for w in self.sink.take_warnings() {
             warn(&self.shared, &self.id, &self.run_id, w);
         }
@@ -423,6 +446,7 @@ impl Runner {
                 late_sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
             }
         }
+        let state_started = Instant::now();
         if !self.operators.is_empty() {
             for (c, delta) in self.operators.iter_mut().zip(deltas) {
                 delta.finish().await.map_err(|e| batch_err(batch_id, e))?;
@@ -436,6 +460,7 @@ impl Runner {
             }
             failpoint::hit("after_state_commit", batch_id);
         }
+        let state_commit_ms = state_started.elapsed().as_millis() as u64;
         let get_batch_ms = get_batch.as_millis() as u64;
         let add_batch_ms = add_started.elapsed().saturating_sub(get_batch).as_millis() as u64;
 
@@ -492,6 +517,12 @@ impl Runner {
                     if s.bad_sink.is_some() {
                         metrics.insert("numBadRows".to_string(), bad_by_source.get(&s.name).copied().unwrap_or(0).into());
                     }
+                    // weir's own: bytes read, and the outages since the last progress.
+                    metrics.insert("numInputBytes".to_string(), bytes_by_source.get(&s.name).copied().unwrap_or(0).into());
+                    if let Some((retries, unavailable)) = pos.outages.remove(&s.name) {
+                        metrics.insert("numRetries".to_string(), retries.into());
+                        metrics.insert("unavailableMs".to_string(), (unavailable.as_millis() as u64).into());
+                    }
                     metrics
                 },
             });
@@ -514,6 +545,8 @@ impl Runner {
                 add_batch: add_batch_ms,
                 commit_offsets: commit_ms,
                 trigger_execution: total.as_millis() as u64,
+                sink_commit: sink_commit_ms,
+                state_commit: state_commit_ms,
             },
             event_time,
             // Spark lists the operators from the sink down.
@@ -523,7 +556,13 @@ impl Runner {
                 description: self.sink.description(),
                 num_output_rows,
                 version: sink_commit.version,
-                metrics: sink_commit.compaction.map(compaction_metrics).unwrap_or_default(),
+                metrics: {
+                    let mut metrics = sink_commit.compaction.map(compaction_metrics).unwrap_or_default();
+                    if sink_commit.commit_retries > 0 {
+                        metrics.insert("numCommitRetries".to_string(), sink_commit.commit_retries.into());
+                    }
+                    metrics
+                },
             },
             observed_metrics: BTreeMap::new(),
         };

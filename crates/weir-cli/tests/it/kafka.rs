@@ -622,8 +622,9 @@ fn kafka_broker_pause_is_retried_and_the_query_goes_on() {
     let script = events_script(&broker, "t", "", ", starting_offsets = 'earliest'", "out", "INSERT INTO out SELECT * FROM events;");
     std::fs::write(dir.join("p.sql"), script.replace("connect_timeout = '5s'", "connect_timeout = '1s'")).unwrap();
     let log = dir.join("weir.stderr");
+    let addr = format!("127.0.0.1:{}", free_port());
     let mut child = weir(&dir)
-        .args(["run", "p.sql", "--trigger", "0s"])
+        .args(["run", "p.sql", "--trigger", "0s", "--metrics-addr", &addr])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -650,8 +651,12 @@ fn kafka_broker_pause_is_retried_and_the_query_goes_on() {
         assert!(Instant::now() < deadline, "the new messages never landed:\n{}", std::fs::read_to_string(&log).unwrap());
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The outage in the metrics: attempts made again, and the time it lasted.
+    let scraped = crate::metrics::scrape(&addr);
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(crate::metrics::sample(&scraped, "weir_source_retries_total", &["query=out"]) >= 1.0, "{scraped}");
+    assert!(crate::metrics::sample(&scraped, "weir_source_unavailable_seconds_total", &["query=out"]) > 0.5, "{scraped}");
     assert_each_once(string_column(&dir.join("out"), "event_id"), ids(0..150), "after the pause");
 }
 

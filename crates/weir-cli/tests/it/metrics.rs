@@ -19,7 +19,7 @@ INSERT INTO out SELECT DISTINCT ON (id) id, ts FROM events ORDER BY id, ts;
 
 /// Fetches `/healthz`, `/readyz` and `/metrics` at `addr`; the metrics' samples as
 /// `{"name{label=value,...}": value}` (labels sorted), and each endpoint's status.
-fn scrape(addr: &str) -> Value {
+pub fn scrape(addr: &str) -> Value {
     let code = format!(
         r#"
 import json, urllib.request, urllib.error
@@ -51,7 +51,7 @@ print(json.dumps(out))
 }
 
 /// The value of the one sample named `name` whose labels include `labels`.
-fn sample(scraped: &Value, name: &str, labels: &[&str]) -> f64 {
+pub fn sample(scraped: &Value, name: &str, labels: &[&str]) -> f64 {
     let samples = scraped["samples"].as_object().unwrap();
     let found: Vec<f64> = samples
         .iter()
@@ -105,7 +105,15 @@ fn metrics_add_up_to_the_rows_written() {
     assert_eq!(sample(&scraped, "weir_source_files_pending", &[q]), 0.0, "every file taken");
     assert!(sample(&scraped, "weir_batches_total", &[q]) >= 3.0);
     assert!(sample(&scraped, "weir_batch_duration_seconds_count", &[q]) >= 3.0);
-    assert!(sample(&scraped, "weir_batch_phase_duration_seconds_count", &[q, "phase=add_batch"]) >= 3.0);
+    for phase in ["plan", "read", "execute", "commit", "state"] {
+        assert!(sample(&scraped, "weir_batch_phase_duration_seconds_count", &[q, &format!("phase={phase}")]) >= 3.0, "{phase}");
+    }
+    // Every byte of the three files was decoded once.
+    let file_bytes: u64 = (0..3).map(|f| std::fs::metadata(dir.join(format!("in/{f}.json"))).unwrap().len()).sum();
+    assert_eq!(sample(&scraped, "weir_input_bytes_total", &[q]), file_bytes as f64);
+    assert_eq!(sample(&scraped, "weir_source_retries_total", &[q]), 0.0);
+    assert_eq!(sample(&scraped, "weir_source_unavailable_seconds_total", &[q]), 0.0);
+    assert_eq!(sample(&scraped, "weir_sink_commit_retries_total", &[q]), 0.0);
     assert_eq!(sample(&scraped, "weir_state_rows", &[q]), 300.0, "the ids held");
     assert_eq!(sample(&scraped, "weir_query_up", &[q]), 1.0);
     assert!(sample(&scraped, "weir_process_resident_memory_bytes", &[]) > 1e6);

@@ -400,17 +400,21 @@ impl Source for FileSource {
                 async move {
                     let read::Piece { shown, file_index, index, body } = piece;
                     let name = shown.clone();
+                    let size = match &body {
+                        read::Body::Text { bytes, .. } => bytes.len() as u64,
+                        read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
+                    };
                     let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &name, body))
                         .await
                         .map_err(|e| (ConnectorError::Io(format!("decoding task failed: {e}")), false))?
                         .map_err(|e| (e, true))?;
-                    Ok(((file_index, index), shown, d))
+                    Ok(((file_index, index), shown, d, size))
                 }
             })
             .try_buffered(parallelism)
             // In file order again: number bad lines in their file.
             .scan((None, 0u64), move |(last, lines_before), piece| {
-                let out = piece.and_then(|((file, index), name, d)| {
+                let out = piece.and_then(|((file, index), name, d, size)| {
                     // Chunks of a file come in file order, files in list order.
                     debug_assert!(match *last {
                         Some((f, i)) => (file, index) == (f, i + 1) || (file > f && index == 0),
@@ -428,7 +432,7 @@ impl Source for FileSource {
                         part: place_number(file).map_err(|e| (e, false))?,
                         seq: place_number(index).map_err(|e| (e, false))?,
                     };
-                    Ok(ReadOutput { batches: d.batches, bad_rows, place })
+                    Ok(ReadOutput { batches: d.batches, bad_rows, place, bytes: size })
                 });
                 futures::future::ready(Some(out))
             })

@@ -115,6 +115,8 @@ pub(crate) struct ReadReport {
     pub lost: u64,
     /// What to tell the user about it.
     pub warnings: Vec<String>,
+    /// Bytes of the keys and values read.
+    pub bytes: u64,
 }
 
 /// Where a partition's log ends, as of the newest fetch responses.

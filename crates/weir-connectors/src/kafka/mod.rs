@@ -90,7 +90,7 @@ impl KafkaSource {
             self.warn(w);
         }
         self.lost.fetch_add(report.lost, std::sync::atomic::Ordering::Relaxed);
-        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect(), place }
+        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect(), place, bytes: report.bytes }
     }
 
     fn initial_path(&self) -> String {
@@ -515,7 +515,8 @@ impl Source for KafkaSource {
                         while at < end {
                             let to = at.saturating_add(CHUNK_MESSAGES).min(end);
                             let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
-                            let result = consumer.read(&tp, at, to, &mut chunk).and_then(|report| {
+                            let result = consumer.read(&tp, at, to, &mut chunk).and_then(|mut report| {
+                                report.bytes = (chunk.values.len() + chunk.keys.values_slice().len()) as u64;
                                 Ok((decoder.decode(&chunk, collect_bad).map_err(ConnectorError::BadData)?, report))
                             });
                             let failed = result.is_err();
