@@ -467,23 +467,23 @@ impl Sink for DeltaSink {
             Ok(s) => s.metadata().partition_columns().to_vec(),
             Err(_) => self.config.partition_by.clone(),
         };
-        let config = WriterConfig::new(
-            schema,
-            partition_columns,
-            Some(writer_properties()),
-            self.config.target_file_size.and_then(NonZeroU64::new),
-            None,
-            Default::default(),
-            None,
-        );
+        let target_file_size = self.config.target_file_size.and_then(NonZeroU64::new);
         let store = table.object_store();
         self.table = Some(table);
         self.journal.begin(batch_id);
-        // Parquet encoding runs in its own task, beside the query making the next rows.
+        // Parquet encoding runs in its own task, beside the query making the next rows. Its
+        // writer is made when the first rows come, which choose the columns' encodings.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
         let task = tokio::spawn(async move {
+            let Some(first) = rx.recv().await else { return Ok(Vec::new()) };
+            let properties = writer_properties_for(&first);
+            let config = WriterConfig::new(schema, partition_columns, Some(properties), target_file_size, None, Default::default(), None);
             let mut writer = DeltaWriter::new(store, config);
-            while let Some(batch) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(batch) = match next.take() {
+                Some(batch) => Some(batch),
+                None => rx.recv().await,
+            } {
                 if let Err(e) = writer.write(&batch).await {
                     let _ = writer.abort().await;
                     return Err(e);
@@ -683,11 +683,63 @@ impl DeltaSink {
 /// row groups of at most 256Ki rows (parquet-rs defaults to 1Mi; DuckDB writes 122,880), since
 /// the writer holds a row group in memory until it is complete.
 pub(crate) fn writer_properties() -> WriterProperties {
+    properties_builder().build()
+}
+
+fn properties_builder() -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_created_by(format!("weir {} (delta-rs)", env!("CARGO_PKG_VERSION")))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+}
+
+/// Rows of a batch's first rows looked at to choose its columns' encodings.
+const ENCODING_SAMPLE_ROWS: usize = 8192;
+
+/// [`writer_properties`] with each column's encoding chosen from `first`, the first rows of a
+/// batch: a column whose sampled values are nearly all distinct (event ids, amounts,
+/// timestamps to the microsecond) is written plain. Parquet's default dictionary encoding
+/// interns every value, which costs a hash and a probe per value and, for such a column,
+/// only grows a dictionary the writer gives up on when it outgrows its page. The other
+/// columns keep the dictionary. Only the files' encodings depend on the sample, never the
+/// rows they hold.
+pub(crate) fn writer_properties_for(first: &RecordBatch) -> WriterProperties {
+    let rows = first.num_rows().min(ENCODING_SAMPLE_ROWS);
+    let mut builder = properties_builder();
+    // A few rows tell nothing of a column's values.
+    if rows >= 1024 {
+        for (field, column) in first.schema().fields().iter().zip(first.columns()) {
+            if mostly_distinct(&column.slice(0, rows)) {
+                builder = builder.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+    }
+    builder.build()
+}
+
+/// Whether at least 90% of `column`'s values are distinct (primitive, string and binary
+/// columns; others are left to the dictionary).
+fn mostly_distinct(column: &arrow::array::ArrayRef) -> bool {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType as A;
+    let rows = column.len();
+    let mut seen: std::collections::HashSet<Option<&[u8]>> = std::collections::HashSet::with_capacity(rows);
+    let data = column.to_data();
+    let distinct = match column.data_type() {
+        t if t.is_primitive() => {
+            let Some(width) = t.primitive_width() else { return false };
+            let values = &data.buffers()[0].as_slice()[data.offset() * width..(data.offset() + rows) * width];
+            values.chunks_exact(width).filter(|v| seen.insert(Some(*v))).count()
+        }
+        A::Utf8 => column.as_string::<i32>().iter().filter(|v| seen.insert(v.map(str::as_bytes))).count(),
+        A::LargeUtf8 => column.as_string::<i64>().iter().filter(|v| seen.insert(v.map(str::as_bytes))).count(),
+        A::Utf8View => column.as_string_view().iter().filter(|v| seen.insert(v.map(str::as_bytes))).count(),
+        A::Binary => column.as_binary::<i32>().iter().filter(|v| seen.insert(*v)).count(),
+        A::LargeBinary => column.as_binary::<i64>().iter().filter(|v| seen.insert(*v)).count(),
+        A::BinaryView => column.as_binary_view().iter().filter(|v| seen.insert(*v)).count(),
+        _ => return false,
+    };
+    distinct * 10 >= rows * 9
 }
 
 /// The names and Delta types of `columns`, in order, nullability aside (the sink checks NOT

@@ -280,3 +280,38 @@ async fn auto_compact_runs_after_the_commit_and_keeps_the_txn() {
     let replay = sink.commit(6, vec![rows(&[12, 13], &["a", "b"])]).await.unwrap();
     assert!(!replay.written);
 }
+
+/// A column of nearly all distinct values (ids) is written plain; a column of few values
+/// keeps its dictionary; a handful of rows tells nothing, so everything keeps it. The files
+/// a sink writes carry the choice, and the rows read back the same.
+#[tokio::test]
+async fn unique_columns_are_written_without_a_dictionary() {
+    use parquet::schema::types::ColumnPath;
+    let ids: Vec<i64> = (0..5000).collect();
+    let parts: Vec<&str> = (0..5000).map(|i| ["x", "y"][i % 2]).collect();
+    let first = rows(&ids, &parts);
+    let properties = writer_properties_for(&first);
+    assert!(!properties.dictionary_enabled(&ColumnPath::from("id")), "unique ids: plain");
+    assert!(properties.dictionary_enabled(&ColumnPath::from("p")), "two values: a dictionary");
+    let small = writer_properties_for(&rows(&[1, 2, 3], &["a", "b", "c"]));
+    assert!(small.dictionary_enabled(&ColumnPath::from("id")) && small.dictionary_enabled(&ColumnPath::from("p")));
+
+    // Through the sink: the id column's pages are plain, not dictionary-encoded.
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let config = DeltaConfig::at(table.display().to_string(), Default::default());
+    let mut s = DeltaSink::new("t", config, None).unwrap();
+    s.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    s.commit(0, vec![first]).await.unwrap();
+    let files = parquet_files(&table);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = std::fs::File::open(table.join(&files[0])).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader as _;
+    let group = reader.metadata().row_group(0);
+    let encodings = |c: usize| group.column(c).encodings().collect::<Vec<_>>();
+    assert!(!encodings(0).iter().any(|e| matches!(e, parquet::basic::Encoding::RLE_DICTIONARY | parquet::basic::Encoding::PLAIN_DICTIONARY)), "{:?}", encodings(0));
+    assert!(encodings(1).iter().any(|e| matches!(e, parquet::basic::Encoding::RLE_DICTIONARY)), "{:?}", encodings(1));
+    assert_eq!(group.num_rows(), 5000);
+}
