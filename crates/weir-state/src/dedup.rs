@@ -402,12 +402,29 @@ struct SettleState {
     candidates: CandidateReader,
     next_candidate: u64,
     settled: u64,
+    /// For each candidate, the pending key whose best row it is, or `u32::MAX`: a candidate a
+    /// later row of its key replaced. Known from the pending keys alone, so no candidate
+    /// needs its key looked up to know whether it won.
+    winners: Vec<u32>,
+    /// Whether the state's pending keys were settled all at once, at the start.
+    swept: bool,
 }
 
 impl SettleState {
     fn start(op: &mut Deduplicate) -> Result<Self> {
+        let total = usize::try_from(op.batch.candidates.rows).map_err(|_| StateError::Data("too many candidates for this machine".into()))?;
         let candidates = std::mem::take(&mut op.batch.candidates).into_reader()?;
-        Ok(Self { candidates, next_candidate: 0, settled: 0 })
+        let mut winners = vec![u32::MAX; total];
+        for (index, p) in op.batch.pending.iter().enumerate() {
+            winners[p.candidate as usize] = index as u32;
+        }
+        // Many new keys among the slots: walk the tables once instead of a lookup per key.
+        let swept = op.state.pending() * 8 >= op.state.buckets();
+        if swept {
+            let (pending, delay) = (&op.batch.pending, op.spec.event_time.map(|(_, d)| d));
+            op.state.settle_all(|index| expiry(pending[index as usize].event_time, delay));
+        }
+        Ok(Self { candidates, next_candidate: 0, settled: 0, winners, swept })
     }
 
     fn next_batch(&mut self, op: &mut Deduplicate) -> Result<Option<RecordBatch>> {
@@ -421,21 +438,15 @@ impl SettleState {
             let mut keep = Vec::with_capacity(batch.num_rows());
             for key in keys.iter() {
                 let key = key.expect("keys are not null");
-                let candidate = self.next_candidate;
+                let candidate = self.next_candidate as usize;
                 self.next_candidate += 1;
-                let pending = &op.batch.pending;
-                let mut expires = 0;
-                let won = op.state.settle(key, |index| {
-                    let best = pending[index as usize];
-                    (best.candidate == candidate).then(|| {
-                        expires = match delay {
-                            Some(delay) => best.event_time.saturating_add(delay),
-                            None => i64::MAX,
-                        };
-                        expires
-                    })
-                });
+                let index = self.winners.get(candidate).copied().ok_or_else(|| StateError::Data("internal: more candidates read back than written".into()))?;
+                let won = index != u32::MAX;
                 if won {
+                    let expires = expiry(op.batch.pending[index as usize].event_time, delay);
+                    if !self.swept && !op.state.settle(key, |_| Some(expires)) {
+                        return Err(StateError::Data("internal: a winning key was not pending".into()));
+                    }
                     op.added.push((Key::new(key), expires));
                     self.settled += 1;
                 }
@@ -459,6 +470,15 @@ impl SettleState {
         op.batch = Batch::default();
         op.batch.candidates.limit = op.candidate_limit;
         Ok(())
+    }
+}
+
+/// The expiry of a key whose kept row has `event_time`: the time plus the watermark delay, or
+/// never without a watermark.
+fn expiry(event_time: i64, delay: Option<i64>) -> i64 {
+    match delay {
+        Some(delay) => event_time.saturating_add(delay),
+        None => i64::MAX,
     }
 }
 

@@ -267,6 +267,26 @@ impl DedupMap {
         true
     }
 
+    /// Settles every pending key at once, walking the tables in memory order rather than
+    /// looking each key up: `expires_for` gives a pending index its key's expiry. Cheaper than
+    /// [`Self::settle`] per key once the pending keys are a good part of the slots (a walk
+    /// touches every slot once, in order; a lookup per key misses the cache). Returns how
+    /// many keys it settled.
+    pub fn settle_all(&mut self, mut expires_for: impl FnMut(u32) -> i64) -> usize {
+        let mut settled = 0;
+        for shard in &mut self.shards {
+            for (slot, value) in shard.iter_mut() {
+                if slot.is_pending() {
+                    slot.set_pending(false);
+                    *value = expires_for(*value as u32);
+                    settled += 1;
+                }
+            }
+        }
+        self.pending -= settled;
+        settled
+    }
+
     /// Keys inserted pending and not settled yet.
     pub fn pending(&self) -> usize {
         self.pending
