@@ -142,6 +142,8 @@ impl Deduplicate {
     pub fn new(spec: DedupSpec, state: DedupMap) -> Self {
         let orders_by_bytes = spec.order.is_some_and(|(col, _)| spec.event_time.is_none_or(|(t, _)| t != col));
         let mut fields: Vec<Arc<Field>> = spec.output_schema.fields().iter().cloned().collect();
+        // Each candidate's expiry, were it to win, and its key.
+        fields.push(Arc::new(Field::new("__weir_expires", DataType::Int64, false)));
         fields.push(Arc::new(Field::new("__weir_key", DataType::Binary, false)));
         let candidate_schema = Arc::new(Schema::new(fields));
         Self {
@@ -204,6 +206,8 @@ impl Deduplicate {
             let mut keep = Vec::with_capacity(rows);
             let mut late = Vec::new();
             let mut keys = BinaryBuilder::new();
+            let mut expiries = arrow::array::Int64Builder::new();
+            let delay = self.spec.event_time.map(|(_, d)| d);
             for (row, buf) in bufs.iter().enumerate() {
                 let event_time = match &times {
                     Some((t, _)) => {
@@ -266,6 +270,7 @@ impl Deduplicate {
                 if better {
                     self.batch.candidates.rows += 1;
                     keys.append_value(buf);
+                    expiries.append_value(expiry(event_time, delay));
                 }
             }
             if let Some((columns, schema)) = &self.spec.late
@@ -280,6 +285,7 @@ impl Deduplicate {
             if !keys.is_empty() {
                 let rows = filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| StateError::Data(e.to_string()))?;
                 let mut columns: Vec<ArrayRef> = self.spec.output_columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
+                columns.push(Arc::new(expiries.finish()));
                 columns.push(Arc::new(keys));
                 kept.push(RecordBatch::try_new(Arc::clone(&self.candidate_schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
             }
@@ -402,10 +408,9 @@ struct SettleState {
     candidates: CandidateReader,
     next_candidate: u64,
     settled: u64,
-    /// For each candidate, the pending key whose best row it is, or `u32::MAX`: a candidate a
-    /// later row of its key replaced. Known from the pending keys alone, so no candidate
-    /// needs its key looked up to know whether it won.
-    winners: Vec<u32>,
+    /// A bit per candidate: set when it is its key's best row, the one kept. Known from the
+    /// pending keys alone, so no candidate needs its key looked up to know whether it won.
+    winners: Vec<u64>,
     /// Whether the state's pending keys were settled all at once, at the start.
     swept: bool,
 }
@@ -414,9 +419,9 @@ impl SettleState {
     fn start(op: &mut Deduplicate) -> Result<Self> {
         let total = usize::try_from(op.batch.candidates.rows).map_err(|_| StateError::Data("too many candidates for this machine".into()))?;
         let candidates = std::mem::take(&mut op.batch.candidates).into_reader()?;
-        let mut winners = vec![u32::MAX; total];
-        for (index, p) in op.batch.pending.iter().enumerate() {
-            winners[p.candidate as usize] = index as u32;
+        let mut winners = vec![0u64; total.div_ceil(64)];
+        for p in &op.batch.pending {
+            winners[(p.candidate / 64) as usize] |= 1 << (p.candidate % 64);
         }
         // Many new keys among the slots: walk the tables once instead of a lookup per key.
         let swept = op.state.pending() * 8 >= op.state.buckets();
@@ -433,17 +438,18 @@ impl SettleState {
                 self.finish(op)?;
                 return Ok(None);
             };
-            let keys = batch.column(batch.num_columns() - 1).as_any().downcast_ref::<BinaryArray>().expect("the key column");
-            let delay = op.spec.event_time.map(|(_, d)| d);
+            let n = batch.num_columns();
+            let keys = batch.column(n - 1).as_any().downcast_ref::<BinaryArray>().expect("the key column");
+            let expiries = batch.column(n - 2).as_any().downcast_ref::<Int64Array>().expect("the expiry column");
             let mut keep = Vec::with_capacity(batch.num_rows());
-            for key in keys.iter() {
+            for (row, key) in keys.iter().enumerate() {
                 let key = key.expect("keys are not null");
-                let candidate = self.next_candidate as usize;
+                let candidate = self.next_candidate;
                 self.next_candidate += 1;
-                let index = self.winners.get(candidate).copied().ok_or_else(|| StateError::Data("internal: more candidates read back than written".into()))?;
-                let won = index != u32::MAX;
+                let word = self.winners.get((candidate / 64) as usize).ok_or_else(|| StateError::Data("internal: more candidates read back than written".into()))?;
+                let won = word & (1 << (candidate % 64)) != 0;
                 if won {
-                    let expires = expiry(op.batch.pending[index as usize].event_time, delay);
+                    let expires = expiries.value(row);
                     if !self.swept && !op.state.settle(key, |_| Some(expires)) {
                         return Err(StateError::Data("internal: a winning key was not pending".into()));
                     }
@@ -456,7 +462,7 @@ impl SettleState {
             if kept.num_rows() == 0 {
                 continue;
             }
-            let columns = kept.columns()[..kept.num_columns() - 1].to_vec();
+            let columns = kept.columns()[..n - 2].to_vec();
             return RecordBatch::try_new(Arc::clone(&op.spec.output_schema), columns).map(Some).map_err(|e| StateError::Data(e.to_string()));
         }
     }
