@@ -9,18 +9,17 @@ use weir_runtime::{Result, SessionConfig};
 
 /// `COLUMN=VALUE` of `--key`.
 pub fn parse_key(text: &str) -> std::result::Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("'{text}' is not COLUMN=VALUE (a key column and the value it shows, such as event_id=e-42)")),
-    }
+    split_pair(text).ok_or_else(|| format!("'{text}' is not COLUMN=VALUE (a key column and the value it shows, such as event_id=e-42)"))
+}
+
+/// `NAME=VALUE`: the name trimmed, the value as written.
+fn split_pair(text: &str) -> Option<(String, String)> {
+    text.split_once('=').filter(|(k, _)| !k.trim().is_empty()).map(|(k, v)| (k.trim().to_string(), v.to_string()))
 }
 
 /// `KEY=VALUE` of `--kafka-property`.
 pub fn parse_property(text: &str) -> std::result::Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("'{text}' is not KEY=VALUE (a librdkafka setting such as security.protocol=SASL_SSL)")),
-    }
+    split_pair(text).ok_or_else(|| format!("'{text}' is not KEY=VALUE (a librdkafka setting such as security.protocol=SASL_SSL)"))
 }
 
 /// `weir checkpoint show DIR [--json] [--bootstrap-servers HOST:PORT [--kafka-property KEY=VALUE]...]`.

@@ -123,12 +123,7 @@ pub struct OperatorReport {
 
 /// Reads the checkpoint at `location` (object store settings `storage`).
 pub async fn show_checkpoint(location: &str, storage: &StorageOptions, kafka: Option<&KafkaLagOptions>) -> Result<CheckpointReport> {
-    let checkpoint = Checkpoint::read_only(location, storage)?;
-    let shown = checkpoint.display();
-    let meta = checkpoint
-        .metadata()
-        .await?
-        .ok_or_else(|| WeirError::Config(format!("{shown} is not a weir checkpoint: it has no metadata.json")))?;
+    let (checkpoint, shown, meta) = open_read_only(location, storage).await?;
     let latest = checkpoint.latest().await?;
     // State sizes as of the last committed batch: the newest one, or the one before it.
     let last_committed = match &latest {
@@ -208,6 +203,18 @@ pub async fn show_checkpoint(location: &str, storage: &StorageOptions, kafka: Op
     })
 }
 
+/// The checkpoint at `location` opened without its lock, how to show it, and its metadata;
+/// an error when it is not a weir checkpoint.
+async fn open_read_only(location: &str, storage: &StorageOptions) -> Result<(Checkpoint, String, weir_checkpoint::Metadata)> {
+    let checkpoint = Checkpoint::read_only(location, storage)?;
+    let shown = checkpoint.display();
+    let meta = checkpoint
+        .metadata()
+        .await?
+        .ok_or_else(|| WeirError::Config(format!("{shown} is not a weir checkpoint: it has no metadata.json")))?;
+    Ok((checkpoint, shown, meta))
+}
+
 /// The operators' directories under `state/`: files, bytes and newest snapshot of each.
 async fn state_dirs(checkpoint: &Checkpoint) -> Result<BTreeMap<String, (usize, u64, Option<u64>)>> {
     let location = checkpoint.location();
@@ -268,12 +275,7 @@ pub struct StateRows {
 /// Reads the state of one operator of the checkpoint at `location`: its snapshot and deltas
 /// up to a committed batch, put together as the query would restore them.
 pub async fn read_state(location: &str, storage: &StorageOptions, query: &StateQuery) -> Result<StateRows> {
-    let checkpoint = Checkpoint::read_only(location, storage)?;
-    let shown = checkpoint.display();
-    let meta = checkpoint
-        .metadata()
-        .await?
-        .ok_or_else(|| WeirError::Config(format!("{shown} is not a weir checkpoint: it has no metadata.json")))?;
+    let (checkpoint, shown, meta) = open_read_only(location, storage).await?;
     let dirs = state_dirs(&checkpoint).await?;
     let known = || dirs.keys().cloned().collect::<Vec<_>>().join(", ");
     let operator = match &query.operator {
