@@ -212,6 +212,9 @@ pub(crate) fn piece_bytes() -> u64 {
 /// Pieces read ahead of the one being decoded.
 const READ_AHEAD: usize = 2;
 
+/// Pieces decoded ahead of the one the batch loop works on (besides those being decoded).
+const DECODE_AHEAD: usize = 2;
+
 /// `stream`, polled in a task of its own up to `ahead` items ahead of its reader. The task
 /// ends when the returned stream is dropped.
 pub(crate) fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, ahead: usize) -> BoxStream<'static, T> {
@@ -381,6 +384,7 @@ impl Source for FileSource {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
         let location = self.location.clone();
+        let (config, schema) = (self.config.clone(), Arc::clone(&self.schema));
         // Errors carry whether the listed bytes failed to decode (see `read::Failure`).
         futures::stream::once(files)
             .map_err(|e| (e, false))
@@ -390,28 +394,31 @@ impl Source for FileSource {
                 let location = location.clone();
                 let pieces = futures::stream::iter(files.into_iter().enumerate())
                     .flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, location.child(&file.path), size, cut));
-                read_ahead(pieces.boxed(), READ_AHEAD)
+                let (config, schema) = (config.clone(), Arc::clone(&schema));
+                // Pieces decode on all cores, in order, in a task of their own that keeps
+                // going while the batch loop works on the pieces before: driven by the batch
+                // loop's polls alone, a decode would start only when a piece was taken.
+                let decoded = read_ahead(pieces.boxed(), READ_AHEAD)
+                    .map_ok(move |piece| {
+                        let (config, schema) = (config.clone(), Arc::clone(&schema));
+                        async move {
+                            let read::Piece { shown, file_index, index, body } = piece;
+                            let name = shown.clone();
+                            let size = match &body {
+                                read::Body::Text { bytes, .. } => bytes.len() as u64,
+                                read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
+                            };
+                            let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &name, body))
+                                .await
+                                .map_err(|e| (ConnectorError::Io(format!("decoding task failed: {e}")), false))?
+                                .map_err(|e| (e, true))?;
+                            Ok(((file_index, index), shown, d, size))
+                        }
+                    })
+                    .try_buffered(parallelism);
+                read_ahead(decoded.boxed(), DECODE_AHEAD)
             })
             .try_flatten()
-            // Pieces decode on all cores while the batch loop works on the pieces before.
-            .map_ok(move |piece| {
-                let config = self.config.clone();
-                let schema = Arc::clone(&self.schema);
-                async move {
-                    let read::Piece { shown, file_index, index, body } = piece;
-                    let name = shown.clone();
-                    let size = match &body {
-                        read::Body::Text { bytes, .. } => bytes.len() as u64,
-                        read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
-                    };
-                    let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &name, body))
-                        .await
-                        .map_err(|e| (ConnectorError::Io(format!("decoding task failed: {e}")), false))?
-                        .map_err(|e| (e, true))?;
-                    Ok(((file_index, index), shown, d, size))
-                }
-            })
-            .try_buffered(parallelism)
             // In file order again: number bad lines in their file.
             .scan((None, 0u64), move |(last, lines_before), piece| {
                 let out = piece.and_then(|((file, index), name, d, size)| {
