@@ -251,6 +251,12 @@ pub trait Sink: Send + Sync {
     /// Commits the rows of the batch begun last in one atomic step.
     async fn finish(&mut self) -> Result<SinkCommit>;
 
+    /// Ends the sink's work when the query stops: waits for what it does in the background
+    /// (a Delta checkpoint). Nothing of a batch waits for this.
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Things the user should know that did not stop the query (a compaction skipped, a
     /// table property not applied), since the last call.
     fn take_warnings(&mut self) -> Vec<String> {

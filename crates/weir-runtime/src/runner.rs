@@ -103,6 +103,20 @@ struct Position {
 impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
         let outcome = self.run_batches().await;
+        // The sinks' background work (a Delta checkpoint) ends with the query; a failure of
+        // it is a warning: every batch was committed.
+        let mut sinks: Vec<&mut Box<dyn Sink>> = vec![&mut self.sink];
+        sinks.extend(self.sources.iter_mut().filter_map(|s| s.bad_sink.as_mut()));
+        sinks.extend(self.operators.iter_mut().filter_map(|c| c.late_sink.as_mut()));
+        let mut failed = Vec::new();
+        for sink in sinks {
+            if let Err(e) = sink.close().await {
+                failed.push(e.to_string());
+            }
+        }
+        for e in failed {
+            warn(&self.shared, &self.id, &self.run_id, e);
+        }
         let active_msg = match &outcome {
             Ok(()) => "Stopped",
             Err(_) => "Terminated with exception",

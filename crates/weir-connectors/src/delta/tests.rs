@@ -68,8 +68,12 @@ async fn the_sweep_keeps_committed_files_and_removes_orphans() {
     assert_eq!(parquet_files(&table), committed, "the committed files stay, the orphan goes");
     assert!(cp.file_names("sinks/t/pending").await.unwrap().is_empty(), "every record is cleared");
     second.commit(1, vec![rows(&[4], &["a b"])]).await.unwrap();
-    let state = second.table.as_ref().unwrap().snapshot().unwrap();
-    let files: Vec<_> = state.snapshot().file_views(second.table.as_ref().unwrap().log_store().as_ref(), None).try_collect().await.unwrap();
+    // The sink's own state stays at the version it loaded while it appends: read the table
+    // as it is now.
+    let mut reread = second.table.take().unwrap();
+    reread.update_incremental(None).await.unwrap();
+    let state = reread.snapshot().unwrap();
+    let files: Vec<_> = state.snapshot().file_views(reread.log_store().as_ref(), None).try_collect().await.unwrap();
     assert_eq!(files.len(), 4, "the table reopens at its path and references all its files");
     for f in &files {
         assert!(table.join(f.path().as_ref()).exists(), "{} is gone", f.path());
@@ -314,4 +318,57 @@ async fn unique_columns_are_written_without_a_dictionary() {
     assert!(!encodings(0).iter().any(|e| matches!(e, parquet::basic::Encoding::RLE_DICTIONARY | parquet::basic::Encoding::PLAIN_DICTIONARY)), "{:?}", encodings(0));
     assert!(encodings(1).iter().any(|e| matches!(e, parquet::basic::Encoding::RLE_DICTIONARY)), "{:?}", encodings(1));
     assert_eq!(group.num_rows(), 5000);
+}
+
+/// An append writes its log entry alone, and checkpoints are written beside the batches:
+/// two queries take turns on one table with `delta.checkpointInterval = 4`, so each finds
+/// its next version taken by the other now and then and commits past it; every batch is one
+/// version, the checkpoints are there once the sinks are closed, and an independent reader
+/// sees every row from the last checkpoint on. A replayed batch writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_commit_past_another_writer_and_checkpoint_in_the_background() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let config = || with_sink_options(&table, |c| c.sink.properties = vec![("delta.checkpointInterval".into(), "4".into())]);
+    let (mut a, mut b) = (DeltaSink::new("t", config(), None).unwrap(), DeltaSink::new("t", config(), None).unwrap());
+    a.open(&schema(), &AppId::sink("a"), &cp).await.unwrap();
+    a.commit(0, vec![rows(&[0], &["x"])]).await.unwrap();
+    b.open(&schema(), &AppId::sink("b"), &cp).await.unwrap();
+    let mut versions = Vec::new();
+    for batch in 1..=10u64 {
+        let id = batch as i64;
+        let committed = a.commit(batch, vec![rows(&[id], &["x"])]).await.unwrap();
+        versions.push(committed.version.unwrap());
+        // b's first append finds the version it expects taken by a's.
+        let committed = b.commit(batch, vec![rows(&[100 + id], &["y"])]).await.unwrap();
+        versions.push(committed.version.unwrap());
+    }
+    assert_eq!(versions, (1..=20).collect::<Vec<i64>>(), "each batch one version, as the sinks report them");
+    let replay = a.commit(10, vec![rows(&[10], &["x"])]).await.unwrap();
+    assert!(!replay.written, "a replayed batch writes nothing");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    assert!(a.take_warnings().is_empty() && b.take_warnings().is_empty());
+    let checkpoints: Vec<String> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".checkpoint."))
+        .collect();
+    // Each sink writes the checkpoint of a version it committed: 3, 7, 11, 15 and 19.
+    for version in [3, 7, 11, 15, 19] {
+        assert!(checkpoints.contains(&format!("{version:020}.checkpoint.parquet")), "checkpoint {version} in {checkpoints:?}");
+    }
+    let last = std::fs::read_to_string(table.join("_delta_log/_last_checkpoint")).unwrap();
+    assert!(last.contains("\"version\":19") || last.contains("\"version\":15"), "{last}");
+    let ids = table_rows(&table, "id").await;
+    let expected: Vec<i64> = (0..=10).chain(101..=110).collect();
+    for id in &expected {
+        assert!(ids.contains(&format!("| {id} ")), "row {id} in\n{ids}");
+    }
+    assert_eq!(ids.lines().filter(|l| l.starts_with("| ")).count(), expected.len() + 1, "{ids}");
+    // A sink opened afresh finds what both recorded.
+    let mut c = DeltaSink::new("t", config(), None).unwrap();
+    c.open(&schema(), &AppId::sink("b"), &cp).await.unwrap();
+    assert!(!c.commit(10, vec![rows(&[110], &["y"])]).await.unwrap().written);
 }
