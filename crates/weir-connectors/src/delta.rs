@@ -296,7 +296,8 @@ impl DeltaSink {
     /// Commits `adds` with `txn(query id, version)` in one Delta commit: an append to an
     /// existing table (with the schema the files need, when `merge_schema` adds columns), or
     /// the table's creation (protocol, metadata with the `delta.*` properties, and the files
-    /// at once). Returns the table after, the version committed, and how many times delta-rs
+    /// at once). Returns the table after, the version committed (`None`: the batch was found
+    /// committed by an earlier attempt whose answer was lost), and how many times delta-rs
     /// retried the commit past other writers' commits.
     ///
     /// A plain append writes its log entry and nothing else: the bytes delta-rs's
@@ -312,7 +313,7 @@ impl DeltaSink {
     /// own ([`spawn_checkpoint`]). A commit with a schema change, a table's creation, and
     /// every commit of a sink that compacts (which counts the table's small files) go
     /// through `CommitBuilder` and keep the state current.
-    async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<(DeltaTable, i64, u64)> {
+    async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<(DeltaTable, Option<i64>, u64)> {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let txn = Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms));
         // Checkpoints and log clean-up are weir's, off the batch's path.
@@ -338,7 +339,7 @@ impl DeltaSink {
                 .with_commit_properties(properties.with_max_retries(0))
                 .with_save_mode(SaveMode::ErrorIfExists)
                 .await?;
-            return Ok((table, 0, 0));
+            return Ok((table, Some(0), 0));
         }
         let operation = |snapshot: &deltalake::table::state::DeltaTableState| {
             let partition_by = snapshot.metadata().partition_columns().to_vec();
@@ -353,10 +354,18 @@ impl DeltaSink {
             PROTOCOL.can_commit(snapshot, &actions, &operation)?;
             let bytes = CommitData::new(actions.clone(), operation, Default::default(), vec![txn]).get_bytes()?;
             match log_store.write_commit_entry(next as u64, CommitOrBytes::LogBytes(bytes), uuid::Uuid::new_v4()).await {
-                Ok(()) => return Ok((table, next, 0)),
-                // Another writer's commit: the state is brought up to it and the commit goes
-                // through the conflict checks.
-                Err(TransactionError::VersionAlreadyExists(_)) => table.update_incremental(None).await?,
+                Ok(()) => return Ok((table, Some(next), 0)),
+                // The version is taken: by this very commit, when the store lost the answer
+                // to the put and its client tried again, or by another writer. The state is
+                // brought up to date; with this batch's txn in it the batch is done, else
+                // the commit goes through the conflict checks.
+                Err(TransactionError::VersionAlreadyExists(_)) => {
+                    table.update_incremental(None).await?;
+                    let state = table.snapshot()?;
+                    if state.transaction_version(log_store.as_ref(), &self.app_id.id).await?.is_some_and(|v| v >= version) {
+                        return Ok((table, None, 0));
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -369,7 +378,7 @@ impl DeltaSink {
         // Reloaded rather than taken from the commit: the commit's snapshot is never rebuilt
         // from a newer Delta checkpoint, and gets slower with each commit.
         table.update_incremental(Some(committed)).await?;
-        Ok((table, committed as i64, finalized.metrics.num_retries))
+        Ok((table, Some(committed as i64), finalized.metrics.num_retries))
     }
 
     /// The newest version of the table this sink knows.
@@ -640,7 +649,13 @@ impl Sink for DeltaSink {
             let table = self.table.take().expect("begin opened the table");
             let creating = table.snapshot().is_err();
             match self.commit_files(table, version, &adds).await {
-                Ok((table, committed, retried)) => {
+                Ok((table, None, _)) => {
+                    // Committed already, by an attempt whose answer was lost: as below.
+                    self.table = Some(table);
+                    self.recorded = Some(version);
+                    return Ok(SinkCommit { rows: 0, written: false, version: self.version(), compaction: None, commit_retries: 0 });
+                }
+                Ok((table, Some(committed), retried)) => {
                     self.table = Some(table);
                     self.head = self.head.max(Some(committed));
                     // delta-rs's own retries, and ours.

@@ -372,3 +372,80 @@ async fn appends_commit_past_another_writer_and_checkpoint_in_the_background() {
     c.open(&schema(), &AppId::sink("b"), &cp).await.unwrap();
     assert!(!c.commit(10, vec![rows(&[110], &["y"])]).await.unwrap().written);
 }
+
+/// A store that puts log entry `lose` and then answers as a client whose retry of that put
+/// found the entry there: `AlreadyExists`, the answer to the put that landed lost.
+#[derive(Debug)]
+struct LosesAnswer {
+    inner: Arc<dyn ObjectStore>,
+    lose: Path,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for LosesAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LosesAnswer({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LosesAnswer {
+    async fn put_opts(&self, location: &Path, payload: object_store::PutPayload, opts: object_store::PutOptions) -> object_store::Result<object_store::PutResult> {
+        let put = self.inner.put_opts(location, payload, opts).await?;
+        if *location == self.lose && !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(object_store::Error::AlreadyExists { path: location.to_string(), source: "the retried put found it".into() });
+        }
+        Ok(put)
+    }
+    async fn put_multipart_opts(&self, location: &Path, opts: object_store::PutMultipartOptions) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &Path, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(&self, locations: futures::stream::BoxStream<'static, object_store::Result<Path>>) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, options: object_store::CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// An append whose log entry landed but whose answer was lost (the store's client retried
+/// the put and found the entry there) is not committed again: the batch is found recorded,
+/// its txn is in the table once, and the next batch takes the next version.
+#[tokio::test]
+async fn an_append_whose_answer_was_lost_is_not_committed_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let mut s = sink(&table);
+    let (dir, store, disk) = s.local.take().unwrap();
+    let lose = Path::from("_delta_log/00000000000000000002.json");
+    let lossy: Arc<dyn ObjectStore> = Arc::new(LosesAnswer { inner: store, lose, lost: Default::default() });
+    s.local = Some((dir, lossy, disk));
+    s.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    for batch in 0..4u64 {
+        s.commit(batch, vec![rows(&[batch as i64], &["a"])]).await.unwrap();
+    }
+    let txns: Vec<i64> = (0..4).flat_map(|v| log_entry(&table, v)).filter_map(|a| a.get("txn").map(|t| t["version"].as_i64().unwrap())).collect();
+    assert_eq!(txns, [0, 1, 2, 3], "each batch once, in its own version");
+    assert!(!table.join("_delta_log/00000000000000000004.json").exists());
+    let ids = table_rows(&table, "id").await;
+    assert_eq!(ids.lines().filter(|l| l.starts_with("| ")).count(), 5, "{ids}");
+}
