@@ -104,7 +104,7 @@ impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
         let outcome = self.run_batches().await;
         // The sinks' background work (a Delta checkpoint) ends with the query; a failure of
-        // it is a warning: every batch was committed.
+        // it is a warning: the batches' commits never wait for it.
         let mut sinks: Vec<&mut Box<dyn Sink>> = vec![&mut self.sink];
         sinks.extend(self.sources.iter_mut().filter_map(|s| s.bad_sink.as_mut()));
         sinks.extend(self.operators.iter_mut().filter_map(|c| c.late_sink.as_mut()));
