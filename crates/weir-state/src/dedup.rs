@@ -411,8 +411,11 @@ struct SettleState {
     /// A bit per candidate: set when it is its key's best row, the one kept. Known from the
     /// pending keys alone, so no candidate needs its key looked up to know whether it won.
     winners: Vec<u64>,
-    /// Whether the state's pending keys were settled all at once, at the start.
+    /// Whether the state's pending keys are settled all at once, by a walk of the tables.
     swept: bool,
+    /// That walk, on a thread of its own while the candidates are read back (which needs no
+    /// lookup once it is decided): it hands the state back when done.
+    sweeping: Option<std::thread::JoinHandle<DedupMap>>,
 }
 
 impl SettleState {
@@ -423,13 +426,21 @@ impl SettleState {
         for p in &op.batch.pending {
             winners[(p.candidate / 64) as usize] |= 1 << (p.candidate % 64);
         }
-        // Many new keys among the slots: walk the tables once instead of a lookup per key.
+        // Many new keys among the slots: walk the tables once instead of a lookup per key,
+        // on another core while the kept rows go on to the sink.
         let swept = op.state.pending() * 8 >= op.state.buckets();
-        if swept {
-            let (pending, delay) = (&op.batch.pending, op.spec.event_time.map(|(_, d)| d));
-            op.state.settle_all(|index| expiry(pending[index as usize].event_time, delay));
-        }
-        Ok(Self { candidates, next_candidate: 0, settled: 0, winners, swept })
+        let sweeping = match swept {
+            true => {
+                let (mut state, pending, delay) = (std::mem::take(&mut op.state), std::mem::take(&mut op.batch.pending), op.spec.event_time.map(|(_, d)| d));
+                let walk = move || {
+                    state.settle_all(|index| expiry(pending[index as usize].event_time, delay));
+                    state
+                };
+                Some(std::thread::Builder::new().name("weir-settle".into()).spawn(walk).map_err(|e| StateError::Data(format!("cannot start a thread: {e}")))?)
+            }
+            false => None,
+        };
+        Ok(Self { candidates, next_candidate: 0, settled: 0, winners, swept, sweeping })
     }
 
     fn next_batch(&mut self, op: &mut Deduplicate) -> Result<Option<RecordBatch>> {
@@ -468,6 +479,9 @@ impl SettleState {
     }
 
     fn finish(&mut self, op: &mut Deduplicate) -> Result<()> {
+        if let Some(sweeping) = self.sweeping.take() {
+            op.state = sweeping.join().map_err(|_| StateError::Data("internal: the walk settling the batch's keys failed".into()))?;
+        }
         if op.state.pending() != 0 {
             return Err(StateError::Data(format!("internal: {} keys of the batch were not settled", op.state.pending())));
         }
