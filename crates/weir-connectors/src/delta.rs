@@ -314,8 +314,7 @@ impl DeltaSink {
     /// every commit of a sink that compacts (which counts the table's small files) go
     /// through `CommitBuilder` and keep the state current.
     async fn commit_files(&self, table: DeltaTable, version: i64, adds: &[Add]) -> deltalake::DeltaResult<(DeltaTable, Option<i64>, u64)> {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let txn = Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms));
+        let txn = Transaction::new_with_last_update(&self.app_id.id, version, Some(now_ms()));
         // Checkpoints and log clean-up are weir's, off the batch's path.
         let properties = CommitProperties::default()
             .with_application_transaction(txn.clone())
@@ -405,10 +404,7 @@ impl DeltaSink {
         if !due || self.checkpointing.is_some() {
             return;
         }
-        let cleanup_before_ms = config.enable_expired_log_cleanup().then(|| {
-            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            now_ms - config.log_retention_duration().as_millis() as i64
-        });
+        let cleanup_before_ms = config.enable_expired_log_cleanup().then(|| now_ms() - config.log_retention_duration().as_millis() as i64);
         self.checkpointing = Some(spawn_checkpoint(table.log_store(), version as u64, cleanup_before_ms));
     }
 
@@ -888,6 +884,11 @@ fn spawn_checkpoint(log_store: LogStoreRef, version: u64, cleanup_before_ms: Opt
         };
         run.await.err().map(|e| e.to_string())
     })
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The table's version, when it exists.

@@ -817,9 +817,8 @@ impl Source for DeltaSource {
     }
 
     /// Chunks in the batch's file order, each file's row groups in order: read ahead, and
-    /// decoded as many at a time as there are cores.
+    /// decoded as many at a time as there are cores, ahead of the batch loop.
     fn read_chunks<'a>(&'a self, _checkpoint: &'a Arc<Checkpoint>, start: Option<&'a Value>, end: &'a Value) -> BoxStream<'a, Result<ReadOutput>> {
-        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cut = Cut { format: FileFormat::Parquet, delimiter: b',', header: false, piece_bytes: crate::file::piece_bytes() };
         let decoder = self.decoder();
         futures::stream::once(async move {
@@ -829,18 +828,11 @@ impl Source for DeltaSource {
                 let values = Arc::new(file.partition_values);
                 read::read_pieces(location.clone(), i, data_path(&location, &file.path), file.size, cut).map(move |piece| piece.map(|p| (p, Arc::clone(&values))))
             });
-            Ok::<_, ConnectorError>(crate::file::read_ahead(pieces.boxed(), READ_AHEAD).map_err(|(e, _)| e))
+            let pieces = crate::file::read_ahead(pieces.boxed(), READ_AHEAD).map_err(|(e, _)| e).boxed();
+            let decode = move |(piece, values): (read::Piece, Arc<_>)| decoder.decode(piece, &values);
+            Ok::<_, ConnectorError>(crate::file::decode_ahead(pieces, decode, ConnectorError::Io))
         })
         .try_flatten()
-        .map_ok(move |(piece, values)| {
-            let decoder = decoder.clone();
-            async move {
-                tokio::task::spawn_blocking(move || decoder.decode(piece, &values))
-                    .await
-                    .map_err(|e| ConnectorError::Io(format!("decoding task failed: {e}")))?
-            }
-        })
-        .try_buffered(parallelism)
         .boxed()
     }
 }

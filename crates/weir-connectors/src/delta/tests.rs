@@ -11,6 +11,14 @@ fn rows(ids: &[i64], parts: &[&str]) -> RecordBatch {
     RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(parts.to_vec()))]).unwrap()
 }
 
+/// A temporary directory (kept while the handle lives) with a table path and a checkpoint in it.
+fn workdir() -> (tempfile::TempDir, std::path::PathBuf, Arc<Checkpoint>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    (tmp, table, cp)
+}
+
 fn sink(path: &std::path::Path) -> DeltaSink {
     let config = DeltaConfig { partition_by: vec!["p".into()], ..DeltaConfig::at(path.display().to_string(), Default::default()) };
     DeltaSink::new("t", config, None).unwrap()
@@ -183,9 +191,7 @@ async fn table_properties_are_checked_at_start_and_set_at_creation() {
 /// cast. Without merge_schema the wider table is refused.
 #[tokio::test]
 async fn merge_schema_adds_columns_in_the_batch_commit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let table = tmp.path().join("table");
-    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let (_tmp, table, cp) = workdir();
     let mut first = sink(&table);
     first.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
     first.commit(0, vec![rows(&[1, 2], &["a", "b"])]).await.unwrap();
@@ -245,9 +251,7 @@ async fn merge_schema_adds_columns_in_the_batch_commit() {
 /// the files go down.
 #[tokio::test]
 async fn auto_compact_runs_after_the_commit_and_keeps_the_txn() {
-    let tmp = tempfile::tempdir().unwrap();
-    let table = tmp.path().join("table");
-    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let (_tmp, table, cp) = workdir();
     let config = with_sink_options(&table, |c| {
         c.sink.auto_compact = true;
         c.sink.auto_compact_min_files = Some(6);
@@ -327,9 +331,7 @@ async fn unique_columns_are_written_without_a_dictionary() {
 /// sees every row from the last checkpoint on. A replayed batch writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_commit_past_another_writer_and_checkpoint_in_the_background() {
-    let tmp = tempfile::tempdir().unwrap();
-    let table = tmp.path().join("table");
-    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let (_tmp, table, cp) = workdir();
     let config = || with_sink_options(&table, |c| c.sink.properties = vec![("delta.checkpointInterval".into(), "4".into())]);
     let (mut a, mut b) = (DeltaSink::new("t", config(), None).unwrap(), DeltaSink::new("t", config(), None).unwrap());
     a.open(&schema(), &AppId::sink("a"), &cp).await.unwrap();
@@ -431,9 +433,7 @@ impl ObjectStore for LosesAnswer {
 /// its txn is in the table once, and the next batch takes the next version.
 #[tokio::test]
 async fn an_append_whose_answer_was_lost_is_not_committed_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let table = tmp.path().join("table");
-    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let (_tmp, table, cp) = workdir();
     let mut s = sink(&table);
     let (dir, store, disk) = s.local.take().unwrap();
     let lose = Path::from("_delta_log/00000000000000000002.json");

@@ -215,6 +215,28 @@ const READ_AHEAD: usize = 2;
 /// Pieces decoded ahead of the one the batch loop works on (besides those being decoded).
 const DECODE_AHEAD: usize = 2;
 
+/// `pieces` decoded by `decode` on the blocking pool, as many at a time as there are cores,
+/// in order, in a task of their own that keeps [`DECODE_AHEAD`] decoded pieces ahead of the
+/// reader: driven by the reader's polls alone, a decode would start only when the reader took
+/// the piece before it, and the batch loop waited for decoding (280-350 ms of a 1.3 s batch
+/// of 2M JSON rows). `failed` makes the error of a decoding task that did not finish.
+pub(crate) fn decode_ahead<P, T, E, F>(pieces: BoxStream<'static, std::result::Result<P, E>>, decode: F, failed: fn(String) -> E) -> BoxStream<'static, std::result::Result<T, E>>
+where
+    P: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Fn(P) -> std::result::Result<T, E> + Clone + Send + 'static,
+{
+    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let decoded = pieces
+        .map_ok(move |piece| {
+            let decode = decode.clone();
+            async move { tokio::task::spawn_blocking(move || decode(piece)).await.map_err(|e| failed(format!("decoding task failed: {e}")))? }
+        })
+        .try_buffered(parallelism);
+    read_ahead(decoded.boxed(), DECODE_AHEAD)
+}
+
 /// `stream`, polled in a task of its own up to `ahead` items ahead of its reader. The task
 /// ends when the returned stream is dropped.
 pub(crate) fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, ahead: usize) -> BoxStream<'static, T> {
@@ -381,7 +403,6 @@ impl Source for FileSource {
             }
             Ok::<_, ConnectorError>(files)
         };
-        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
         let location = self.location.clone();
         let (config, schema) = (self.config.clone(), Arc::clone(&self.schema));
@@ -395,28 +416,17 @@ impl Source for FileSource {
                 let pieces = futures::stream::iter(files.into_iter().enumerate())
                     .flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, location.child(&file.path), size, cut));
                 let (config, schema) = (config.clone(), Arc::clone(&schema));
-                // Pieces decode on all cores, in order, in a task of their own that keeps
-                // going while the batch loop works on the pieces before: driven by the batch
-                // loop's polls alone, a decode would start only when a piece was taken.
-                let decoded = read_ahead(pieces.boxed(), READ_AHEAD)
-                    .map_ok(move |piece| {
-                        let (config, schema) = (config.clone(), Arc::clone(&schema));
-                        async move {
-                            let read::Piece { shown, file_index, index, body } = piece;
-                            let name = shown.clone();
-                            let size = match &body {
-                                read::Body::Text { bytes, .. } => bytes.len() as u64,
-                                read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
-                            };
-                            let d = tokio::task::spawn_blocking(move || decode::decode_piece(&config, &schema, &name, body))
-                                .await
-                                .map_err(|e| (ConnectorError::Io(format!("decoding task failed: {e}")), false))?
-                                .map_err(|e| (e, true))?;
-                            Ok(((file_index, index), shown, d, size))
-                        }
-                    })
-                    .try_buffered(parallelism);
-                read_ahead(decoded.boxed(), DECODE_AHEAD)
+                let decode = move |piece: read::Piece| {
+                    let read::Piece { shown, file_index, index, body } = piece;
+                    let size = match &body {
+                        read::Body::Text { bytes, .. } => bytes.len() as u64,
+                        read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
+                    };
+                    let d = decode::decode_piece(&config, &schema, &shown, body).map_err(|e| (e, true))?;
+                    Ok(((file_index, index), shown, d, size))
+                };
+                // Pieces decode on all cores, ahead of the batch loop.
+                decode_ahead(read_ahead(pieces.boxed(), READ_AHEAD), decode, |m| (ConnectorError::Io(m), false))
             })
             .try_flatten()
             // In file order again: number bad lines in their file.
