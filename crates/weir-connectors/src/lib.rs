@@ -20,6 +20,7 @@ pub mod error;
 pub mod failpoint;
 pub mod file;
 pub mod foreach_batch;
+mod json_flat;
 pub mod kafka;
 pub mod memory;
 pub mod static_table;

@@ -14,6 +14,7 @@ use weir_sql::config::{FileConfig, FileFormat};
 
 use super::read::{Body, FileRange};
 use crate::error::{ConnectorError, Result};
+use crate::json_flat::FlatJson;
 
 /// Rows per decoded batch.
 pub const BATCH_SIZE: usize = 8192;
@@ -291,7 +292,12 @@ fn check_parquet_event_time(config: &FileConfig, name: &str, first_row: u64, bat
     Ok(FileDecoded { batches, bad: Vec::new() })
 }
 
+/// Decodes newline-delimited JSON: through [`FlatJson`] when it takes the text (flat
+/// objects of plain values), else through arrow-json, whose errors the caller reports.
 fn decode_json_fast(schema: &SchemaRef, mut buf: &[u8]) -> std::result::Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    if let Some(batches) = FlatJson::new(schema, BATCH_SIZE).and_then(|flat| flat.decode_text(buf)) {
+        return Ok(batches);
+    }
     let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema)).with_batch_size(BATCH_SIZE).build_decoder()?;
     let mut out = Vec::new();
     loop {

@@ -14,6 +14,8 @@ use rdkafka::message::{Message, Timestamp};
 use weir_sql::config::KafkaFormat;
 use weir_sql::ddl::METADATA_KEY;
 
+use crate::json_flat::FlatJson;
+
 /// Rows per decoded batch.
 const BATCH_SIZE: usize = 8192;
 
@@ -304,14 +306,23 @@ impl Decoder {
     }
 
     fn decode_json(&self, chunk: &Chunk, indices: &[usize]) -> Result<Vec<RecordBatch>, String> {
+        // A NULL or blank value (a tombstone) is a row of NULLs.
+        let value = |i: usize| chunk.value(i).filter(|v| !v.iter().all(u8::is_ascii_whitespace)).unwrap_or(b"{}");
+        // Flat objects of plain values straight into the columns; anything else (and every
+        // error) through arrow-json, one value at a time.
+        if let Some(mut flat) = FlatJson::new(&self.value_schema, BATCH_SIZE)
+            && indices.iter().all(|&i| flat.push_value(value(i)).is_some())
+            && let Some(batches) = flat.finish()
+        {
+            return Ok(batches);
+        }
         let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(&self.value_schema))
             .with_batch_size(BATCH_SIZE)
             .build_decoder()
             .map_err(|e| clean(&e))?;
         let mut out = Vec::new();
         for &i in indices {
-            // A NULL or blank value (a tombstone) is a row of NULLs.
-            let value = chunk.value(i).filter(|v| !v.iter().all(u8::is_ascii_whitespace)).unwrap_or(b"{}");
+            let value = value(i);
             if std::str::from_utf8(value).is_err() {
                 return Err("invalid UTF-8".into());
             }
