@@ -632,18 +632,40 @@ impl EvictState {
         }
         self.done = op.state.remove_expired(&mut self.walk, self.watermark_ms, max, |k| keys.push(Key::new(k)));
         op.metrics.num_rows_removed += keys.len() as u64;
-        // Evictions leave the tables emptier (and tombstones that make them grow on the next
-        // inserts). Rebuild them once they are less than half as full as they may be, so that
-        // memory follows the live keys.
-        if self.done && op.state.capacity() > op.state.len().max(1024) * 2 {
-            op.state.shrink_to_fit();
+        if self.done {
+            shrink_after_eviction(&mut op.state);
         }
         keys
+    }
+
+    /// Evicts every expired key in one walk, without handing the keys out; returns how many
+    /// went.
+    fn run_all(&mut self, op: &mut Deduplicate) -> usize {
+        if self.done {
+            return 0;
+        }
+        let mut n = 0;
+        self.done = op.state.remove_expired(&mut self.walk, self.watermark_ms, usize::MAX, |_| n += 1);
+        op.metrics.num_rows_removed += n as u64;
+        shrink_after_eviction(&mut op.state);
+        n
+    }
+}
+
+/// Evictions leave the tables emptier (and tombstones that make them grow on the next
+/// inserts). Rebuild them once they are less than half as full as they may be, so that
+/// memory follows the live keys.
+fn shrink_after_eviction(state: &mut DedupMap) {
+    if state.capacity() > state.len().max(1024) * 2 {
+        state.shrink_to_fit();
     }
 }
 
 /// The columns of deduplication state files: `key` (the encoded key), `expires` (its expiry,
-/// or NULL: the key was removed).
+/// or NULL: the key was removed). A row with an empty key and an expiry is an eviction:
+/// every key held then with an expiry at or below it was removed (no encoded key is empty:
+/// each key column gives at least its null flag; an operator without key columns writes
+/// its removed key instead).
 pub fn state_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("key", DataType::Binary, false), Field::new("expires", DataType::Int64, true)]))
 }
@@ -660,8 +682,9 @@ fn encode_entries<K: AsRef<[u8]>>(entries: impl Iterator<Item = (K, Option<i64>)
 }
 
 /// [`Deduplicate`] as a link of a query's chain ([`StatefulOperator`]): its state files hold
-/// keys and expiries ([`state_schema`]); a batch's delta holds the keys it added, then the
-/// keys it evicted.
+/// keys and expiries ([`state_schema`]); a batch's delta holds the keys it added, then its
+/// eviction as one row (the watermark it evicted at), which a restore replays at that point.
+/// A batch that evicts a million keys writes a few bytes for them, not the keys.
 #[derive(Debug)]
 pub struct DedupOperator {
     op: Deduplicate,
@@ -683,6 +706,12 @@ impl DedupOperator {
     pub fn new(op: Deduplicate, name: &str) -> Self {
         Self { op, name: name.to_string(), phase: Phase::Input }
     }
+
+    /// Whether a delta records an eviction as its watermark (see [`state_schema`]): when
+    /// no key can be empty.
+    fn evicts_by_watermark(&self) -> bool {
+        !self.op.spec.key_columns.is_empty()
+    }
 }
 
 impl StatefulOperator for DedupOperator {
@@ -698,7 +727,9 @@ impl StatefulOperator for DedupOperator {
         let keys = batch.column(0).as_any().downcast_ref::<BinaryArray>().ok_or_else(|| StateError::Data("bad key column".into()))?;
         let expires = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| StateError::Data("bad expires column".into()))?;
         for i in 0..batch.num_rows() {
-            if expires.is_null(i) {
+            if keys.value(i).is_empty() && !expires.is_null(i) && self.evicts_by_watermark() {
+                EvictState { watermark_ms: expires.value(i), walk: Walk::default(), done: false }.run_all(&mut self.op);
+            } else if expires.is_null(i) {
                 self.op.state.remove(keys.value(i));
             } else {
                 self.op.state.insert(keys.value(i), expires.value(i));
@@ -749,7 +780,14 @@ impl StatefulOperator for DedupOperator {
         if !all {
             return Ok(None);
         }
+        let evicts_by_watermark = self.evicts_by_watermark();
         let Phase::Evicting(eviction) = &mut self.phase else { return Ok(None) };
+        if evicts_by_watermark {
+            let watermark_ms = eviction.watermark_ms;
+            let removed = eviction.run_all(&mut self.op);
+            self.phase = Phase::Done;
+            return if removed == 0 { Ok(None) } else { encode_entries(std::iter::once((&[][..], Some(watermark_ms)))).map(Some) };
+        }
         let keys = eviction.next_keys(&mut self.op, max_rows);
         if keys.is_empty() {
             self.phase = Phase::Done;
@@ -792,7 +830,7 @@ fn event_time_ms(batch: &RecordBatch, col: usize) -> Result<Int64Array> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::array::{AsArray, Int64Array, StringArray, TimestampMillisecondArray};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -886,6 +924,70 @@ mod tests {
         // and d (27) remain, as in Spark.
         assert_eq!(op.evict(23_000).run(), 2);
         assert_eq!(op.state().len(), 2);
+    }
+
+    /// Runs one batch through the [`StatefulOperator`] interface as the runner does, with
+    /// deltas of at most `max_rows`; returns the rows kept and the batch's delta.
+    fn run_operator(op: &mut DedupOperator, input: &[(&str, i64, Option<i64>)], late_wm: i64, wm: i64, max_rows: usize) -> (Vec<String>, Vec<RecordBatch>) {
+        if !input.is_empty() {
+            op.process(&[batch(input)], Place::default(), late_wm).unwrap();
+        }
+        let (mut out, mut delta) = (Vec::new(), Vec::new());
+        while let Some(b) = op.next_output(wm).unwrap() {
+            out.push(b);
+            while let Some(d) = op.next_delta(max_rows, false).unwrap() {
+                delta.push(d);
+            }
+        }
+        while let Some(d) = op.next_delta(max_rows, true).unwrap() {
+            delta.push(d);
+        }
+        let mut keys: Vec<String> = rows(&out).into_iter().map(|r| r.0).collect();
+        keys.sort();
+        (keys, delta)
+    }
+
+    /// A batch's eviction reaches its delta as one row, whatever it removed, and a restore
+    /// that replays the deltas in order ends with the state the running operator has: keys
+    /// added before an eviction go, keys added after it stay.
+    #[test]
+    fn an_eviction_is_one_delta_row_that_a_restore_replays() {
+        let mut live = DedupOperator::new(Deduplicate::new(spec(Some(2000), Some(1)), DedupMap::default()), "dedupeWithinWatermark");
+        let many: Vec<(String, i64, Option<i64>)> = (0..5000).map(|i| (format!("k{i}"), 10 + i % 7, None)).collect();
+        let many: Vec<(&str, i64, Option<i64>)> = many.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect();
+        type Step<'a> = (&'a [(&'a str, i64, Option<i64>)], i64, i64);
+        let steps: &[Step<'_>] = &[
+            (&many, 0, 0),
+            (&[("x", 30, None), ("k1", 30, None)], 0, 12_000), // evicts the keys of 10 s (expiry 12 s)
+            (&[], 12_000, 14_000),                             // a no-data batch: 11 s and 12 s go
+            (&[("k2", 31, None)], 14_000, 14_000),             // k2 went at 14 s, so it is new again
+        ];
+        let mut deltas = Vec::new();
+        for (input, late_wm, wm) in steps {
+            let (_, delta) = run_operator(&mut live, input, *late_wm, *wm, 1000);
+            deltas.push(delta);
+        }
+        let evictions: Vec<usize> = deltas.iter().map(|d| d.iter().map(|b| (0..b.num_rows()).filter(|&i| b.column(0).as_binary::<i32>().value(i).is_empty()).count()).sum()).collect();
+        assert_eq!(evictions, [0, 1, 1, 0]);
+        assert_eq!(deltas[2].iter().map(RecordBatch::num_rows).sum::<usize>(), 1, "a no-data batch's delta is its eviction alone");
+        assert!(live.op.state().len() < 5000 && live.op.state().get(&key_of("k2")).is_some() && live.op.state().get(&key_of("k0")).is_none());
+
+        let mut restored = DedupOperator::new(Deduplicate::new(spec(Some(2000), Some(1)), DedupMap::default()), "dedupeWithinWatermark");
+        for b in deltas.iter().flatten() {
+            restored.restore(b).unwrap();
+        }
+        assert!(restored.op.state() == live.op.state());
+        // A restore that stops before the last eviction still holds what it removed.
+        let mut earlier = DedupOperator::new(Deduplicate::new(spec(Some(2000), Some(1)), DedupMap::default()), "dedupeWithinWatermark");
+        for b in deltas[..2].iter().flatten() {
+            earlier.restore(b).unwrap();
+        }
+        assert!(earlier.op.state().len() > restored.op.state().len());
+        // Both go on alike: k5 (15 s, expires at 17 s) is still held, k4 (14 s) is late.
+        let next = [("fresh", 40, None), ("k5", 40, None), ("k4", 14, None)];
+        let (out_live, _) = run_operator(&mut live, &next, 14_000, 14_000, 1000);
+        let (out_restored, _) = run_operator(&mut restored, &next, 14_000, 14_000, 1000);
+        assert_eq!((out_live, out_restored), (vec!["fresh".to_string()], vec!["fresh".to_string()]));
     }
 
     /// Within a batch the row kept is the first by event time, ties broken by place; the
