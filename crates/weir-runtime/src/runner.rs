@@ -441,9 +441,25 @@ impl Runner {
         // The batch's output counts also when a replay finds it committed and writes nothing.
         // A runner that lost its lease to another stops here, before its commit.
         self.checkpoint.check_lease().await?;
-        let sink_started = Instant::now();
-        let sink_commit = self.sink.finish().await.map_err(|e| batch_err(batch_id, e))?;
-        let sink_commit_ms = sink_started.elapsed().as_millis() as u64;
+        // The sink commits while the state's deltas complete: a state version counts only
+        // once `commits/N` is written (a restart loads the last committed batch's, and a
+        // re-run batch writes its delta again), so the delta may land before the sink's
+        // commit as well as after it.
+        let sink_commit = async {
+            let started = Instant::now();
+            self.sink.finish().await.map(|commit| (commit, started.elapsed()))
+        };
+        let state_deltas = async {
+            let started = Instant::now();
+            for delta in deltas {
+                delta.finish().await?;
+            }
+            Ok::<_, weir_state::StateError>(started.elapsed())
+        };
+        let (sink_commit, state_deltas) = tokio::join!(sink_commit, state_deltas);
+        let (sink_commit, sink_commit_time) = sink_commit.map_err(|e| batch_err(batch_id, e))?;
+        let state_deltas_time = state_deltas.map_err(|e| batch_err(batch_id, e))?;
+        let sink_commit_ms = sink_commit_time.as_millis() as u64;
         for w in self.sink.take_warnings() {
             warn(&self.shared, &self.id, &self.run_id, w);
         }
@@ -462,8 +478,7 @@ impl Runner {
         }
         let state_started = Instant::now();
         if !self.operators.is_empty() {
-            for (c, delta) in self.operators.iter_mut().zip(deltas) {
-                delta.finish().await.map_err(|e| batch_err(batch_id, e))?;
+            for c in &mut self.operators {
                 if c.files.snapshot_due(batch_id) {
                     let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
                     for b in c.op.snapshot(STATE_WRITE_ROWS) {
@@ -474,7 +489,7 @@ impl Runner {
             }
             failpoint::hit("after_state_commit", batch_id);
         }
-        let state_commit_ms = state_started.elapsed().as_millis() as u64;
+        let state_commit_ms = (state_deltas_time + state_started.elapsed()).as_millis() as u64;
         let get_batch_ms = get_batch.as_millis() as u64;
         let add_batch_ms = add_started.elapsed().saturating_sub(get_batch).as_millis() as u64;
 
