@@ -70,6 +70,10 @@ pub struct Place {
     pub seq: u32,
 }
 
+/// How many rows ahead of its lookup a row's bucket is prefetched: enough lookups for the
+/// fetches to overlap, few enough that the fetched lines are still in the cache.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Bytes of candidate rows a batch keeps in memory before it spills them to a file.
 pub const CANDIDATES_IN_MEMORY: usize = 16 << 20;
 
@@ -126,8 +130,9 @@ pub struct Deduplicate {
     added: Vec<(Key, i64)>,
     late_rows: Vec<RecordBatch>,
     metrics: DedupMetrics,
-    /// Scratch: the encoded key of each row of the batch at hand.
+    /// Scratch: the encoded key of each row of the batch at hand, and its hash.
     key_bufs: Vec<Vec<u8>>,
+    key_hashes: Vec<u64>,
     batch: Batch,
     /// Whether rows are ordered by a column other than the event time, whose values are
     /// compared in Arrow's row format; the converter is made from the first chunk's column.
@@ -153,6 +158,7 @@ impl Deduplicate {
             late_rows: Vec::new(),
             metrics: DedupMetrics::default(),
             key_bufs: Vec::new(),
+            key_hashes: Vec::new(),
             batch: Batch::default(),
             orders_by_bytes,
             order_rows: None,
@@ -203,12 +209,21 @@ impl Deduplicate {
             for &c in &self.spec.key_columns {
                 encode_column(batch.column(c), &mut bufs);
             }
+            // Each row's key is looked up with its table's memory fetched some rows ahead
+            // (`DedupMap::prefetch`): the lookups of a big state miss the cache.
+            let mut hashes = std::mem::take(&mut self.key_hashes);
+            hashes.clear();
+            hashes.extend(bufs.iter().map(|b| self.state.hash(b)));
+            hashes.iter().take(PREFETCH_AHEAD).for_each(|&h| self.state.prefetch(h));
             let mut keep = Vec::with_capacity(rows);
             let mut late = Vec::new();
             let mut keys = BinaryBuilder::new();
             let mut expiries = arrow::array::Int64Builder::new();
             let delay = self.spec.event_time.map(|(_, d)| d);
             for (row, buf) in bufs.iter().enumerate() {
+                if let Some(&h) = hashes.get(row + PREFETCH_AHEAD) {
+                    self.state.prefetch(h);
+                }
                 let event_time = match &times {
                     Some((t, _)) => {
                         if t.is_null(row) || t.value(row) <= late_watermark_ms {
@@ -230,7 +245,7 @@ impl Deduplicate {
                 let order = orders.as_ref().map(|o| o.row(row));
                 let index = u32::try_from(self.batch.pending.len())
                     .map_err(|_| StateError::Data("a batch with more than 4 billion new keys".into()))?;
-                let better = match self.state.insert_pending(buf, index) {
+                let better = match self.state.insert_pending_hashed(buf, hashes[row], index) {
                     Probe::Held(_) => false,
                     Probe::Inserted => {
                         self.batch.pending.push(PendingKey { event_time, candidate, chunk: at.0, row: at.1 });
@@ -281,6 +296,7 @@ impl Deduplicate {
                 let columns = columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
                 self.late_rows.push(RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
             }
+            self.key_hashes = hashes;
             let keys = keys.finish();
             if !keys.is_empty() {
                 let rows = filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| StateError::Data(e.to_string()))?;

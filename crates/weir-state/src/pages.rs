@@ -7,11 +7,15 @@
 //! 2M-event batch peaked at twice its live heap. Tables of a megabyte or more are mapped and
 //! unmapped here instead, so malloc never sees them, and their memory goes back to the
 //! kernel the moment a table is replaced or shrunk.
+//!
+//! [`TrackedPages`] also remembers where a table's block is, so that a lookup can have the
+//! CPU fetch the table's memory ahead ([`prefetch`]).
 
 #![allow(unsafe_code)]
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 
@@ -66,6 +70,63 @@ unsafe impl Allocator for TablePages {
             libc::munmap(ptr.as_ptr().cast(), layout.size());
         }
     }
+}
+
+/// [`TablePages`] for one hash table, which also remembers the block it allocated last: the
+/// table's memory, since a table that grows or shrinks allocates its new block before it
+/// frees the old one. A lookup then knows where its bucket is before it probes, and can
+/// have the CPU fetch it ahead ([`prefetch`]) while it works on other keys.
+#[derive(Debug, Default)]
+pub struct TrackedPages {
+    addr: AtomicUsize,
+    len: AtomicUsize,
+}
+
+/// A clone serves the clone of a table, whose blocks are its own.
+impl Clone for TrackedPages {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl TrackedPages {
+    /// The address of the block allocated last, if it is `len` bytes long and still held.
+    pub fn block(&self, len: usize) -> Option<usize> {
+        let addr = self.addr.load(Ordering::Relaxed);
+        (addr != 0 && self.len.load(Ordering::Relaxed) == len).then_some(addr)
+    }
+}
+
+// SAFETY: every block is `TablePages`'s, allocated and freed by it with the same layout;
+// the addresses remembered are never dereferenced here.
+unsafe impl Allocator for TrackedPages {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = TablePages.allocate(layout)?;
+        self.addr.store(block.cast::<u8>().as_ptr() as usize, Ordering::Relaxed);
+        self.len.store(layout.size(), Ordering::Relaxed);
+        Ok(block)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if self.addr.load(Ordering::Relaxed) == ptr.as_ptr() as usize {
+            self.addr.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: the caller passes a block this allocator gave with `layout`: TablePages's.
+        unsafe { TablePages.deallocate(ptr, layout) };
+    }
+}
+
+/// Asks the CPU to bring the cache line holding `addr` in, without waiting for it. Only a
+/// hint: no memory is read as far as the program goes, and any address will do.
+#[inline]
+pub fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults nor reads memory the program sees, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::key::Key;
-use crate::pages::TablePages;
+use crate::pages::{TablePages, TrackedPages};
 
 /// Shares of the hash space by shard, as upper bounds of a 32-bit slice of the hash:
 /// cumulative 2^(i/4) / (1 + 2^(1/4) + 2^(2/4) + 2^(3/4)).
@@ -169,12 +169,39 @@ pub enum Probe {
 /// Key -> expiry (event time in ms; `i64::MAX` without a watermark).
 #[derive(Clone, Default)]
 pub struct DedupMap {
-    shards: [HashTable<(Slot, i64), TablePages>; 4],
+    shards: [HashTable<(Slot, i64), TrackedPages>; 4],
     long: LongKeys,
     hasher: foldhash::fast::RandomState,
     /// Keys inserted pending and not settled yet.
     pending: usize,
 }
+
+/// Bytes hashbrown allocates for a table of `buckets` buckets of entries: the entries,
+/// rounded up to the control bytes' alignment, then a control byte per bucket and a group's
+/// worth more (`TableLayout::calculate_layout_for`).
+/// `tests::prefetch_finds_the_slots_hashbrown_uses` checks it against hashbrown.
+fn table_bytes(buckets: usize) -> usize {
+    let align = std::mem::align_of::<(Slot, i64)>().max(GROUP);
+    (buckets * std::mem::size_of::<(Slot, i64)>()).next_multiple_of(align) + buckets + GROUP
+}
+
+/// Bytes of a control group in hashbrown: 16 with SSE2, 8 with the generic or NEON
+/// implementation.
+const GROUP: usize = if cfg!(all(target_arch = "x86_64", target_feature = "sse2")) { 16 } else { 8 };
+
+/// The address of `table`'s control bytes, where its allocation holds them (see
+/// [`table_bytes`]); `None` when the table holds no block of its own.
+fn control_bytes(table: &HashTable<(Slot, i64), TrackedPages>) -> Option<usize> {
+    let buckets = table.num_buckets();
+    let bytes = table_bytes(buckets);
+    Some(table.allocator().block(bytes)? + bytes - buckets - GROUP)
+}
+
+/// Tables of fewer buckets fit in the CPU's caches: no prefetching.
+const PREFETCH_FROM: usize = 1 << 15;
+
+/// Slots prefetched from a probe's first bucket on.
+const PREFETCH_SLOTS: usize = 4;
 
 /// The hash of an entry's key, for a table that moves its entries (growth, shrinking).
 fn entry_hash<'a>(hasher: &'a foldhash::fast::RandomState, long: &'a LongKeys) -> impl Fn(&(Slot, i64)) -> u64 + 'a {
@@ -182,8 +209,36 @@ fn entry_hash<'a>(hasher: &'a foldhash::fast::RandomState, long: &'a LongKeys) -
 }
 
 impl DedupMap {
-    fn hash(&self, key: &[u8]) -> u64 {
+    /// The hash of `key`, for [`Self::prefetch`] and [`Self::insert_pending_hashed`].
+    pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
+    }
+
+    /// Has the CPU fetch the memory a lookup of the key hashed `hash` starts with: its
+    /// control group and its first slots, where hashbrown puts them (`RawTableInner`: the
+    /// probe starts at bucket `hash & (buckets - 1)`, the control bytes follow the slots,
+    /// and bucket `i`'s slot ends `i` slots before them). A lookup of a table of millions
+    /// of keys misses the cache twice; issued some keys ahead, the misses overlap with
+    /// the work on those keys. A wrong guess costs a wasted fetch, never a wrong answer.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let table = &self.shards[shard(hash)];
+        let buckets = table.num_buckets();
+        if buckets < PREFETCH_FROM {
+            return;
+        }
+        let Some(ctrl) = control_bytes(table) else { return };
+        let pos = hash as usize & (buckets - 1);
+        crate::pages::prefetch(ctrl + pos);
+        // The slots of buckets `pos` to `pos + 3`, where nine keys in ten are (an insert
+        // takes the first free bucket from `pos` on), 128 bytes that end where bucket
+        // `pos`'s slot does: a higher bucket's slot comes first in memory.
+        let size = std::mem::size_of::<(Slot, i64)>();
+        let end = ctrl - pos * size;
+        let start = end.wrapping_sub(PREFETCH_SLOTS * size);
+        crate::pages::prefetch(start);
+        crate::pages::prefetch(start.wrapping_add(64));
+        crate::pages::prefetch(end - 1);
     }
 
     /// Keys held.
@@ -234,7 +289,12 @@ impl DedupMap {
 
     /// Inserts `key` as pending with `index` unless it is held; says what it found.
     pub fn insert_pending(&mut self, key: &[u8], index: u32) -> Probe {
-        let hash = self.hash(key);
+        self.insert_pending_hashed(key, self.hash(key), index)
+    }
+
+    /// [`Self::insert_pending`] of a key whose [`Self::hash`] is `hash`.
+    pub fn insert_pending_hashed(&mut self, key: &[u8], hash: u64, index: u32) -> Probe {
+        debug_assert_eq!(hash, self.hash(key));
         let long = &self.long;
         match self.shards[shard(hash)].entry(hash, |(k, _)| k.bytes(long) == key, entry_hash(&self.hasher, long)) {
             Entry::Occupied(o) => {
@@ -424,6 +484,47 @@ mod tests {
             let ratio = w[1] as f64 / w[0] as f64;
             assert!((ratio - 2f64.powf(0.25)).abs() < 0.03, "{counts:?}");
         }
+    }
+
+    /// `prefetch` fetches where hashbrown keeps a key: the slot of the bucket a lookup
+    /// finds it in is where `control_bytes` says, and nine keys in ten sit in the first
+    /// buckets of their probe, whose slots are prefetched.
+    #[test]
+    fn prefetch_finds_the_slots_hashbrown_uses() {
+        /// How many of `keys` sit in the slots their prefetch fetches; panics at a key whose
+        /// slot is not where `control_bytes` says.
+        fn prefetched(map: &DedupMap, keys: std::ops::Range<u64>) -> u64 {
+            let mut home = 0;
+            for i in keys {
+                let key = i.to_le_bytes();
+                let hash = map.hash(&key);
+                let table = &map.shards[shard(hash)];
+                let long = &map.long;
+                let bucket = table.find_bucket_index(hash, |(k, _)| k.bytes(long) == key).expect("held");
+                let entry = table.find(hash, |(k, _)| k.bytes(long) == key).expect("held");
+                let ctrl = control_bytes(table).expect("a block of its own");
+                assert_eq!(ctrl - (bucket + 1) * std::mem::size_of::<(Slot, i64)>(), std::ptr::from_ref(entry) as usize);
+                let pos = hash as usize & (table.num_buckets() - 1);
+                if (bucket.wrapping_sub(pos) & (table.num_buckets() - 1)) < PREFETCH_SLOTS {
+                    home += 1;
+                }
+            }
+            home
+        }
+        let mut map = DedupMap::default();
+        let n = 300_000u64;
+        for i in 0..n {
+            map.insert(&i.to_le_bytes(), i as i64);
+        }
+        let home = prefetched(&map, 0..n);
+        assert!(home * 10 > n * 9, "{home} of {n} keys in the slots prefetched");
+        // A clone's tables are blocks of their own; a shrunk table is its new block.
+        assert_eq!(prefetched(&map.clone(), 0..n), home);
+        let before = map.buckets();
+        map.remove_expired(&mut Walk::default(), (n - n / 8) as i64, usize::MAX, |_| ());
+        map.shrink_to_fit();
+        assert!(map.buckets() < before / 4);
+        prefetched(&map, n - n / 8 + 1..n);
     }
 
     /// A slot (key, expiry, control byte) is 33 bytes; one table costs up to 75.4 bytes per
