@@ -212,26 +212,10 @@ impl Column {
                 values.append(value);
                 end
             }
-            Values::Int32(values) => {
-                let (n, end) = number(text, at)?;
-                values.push(lexical_core::parse(n).ok()?);
-                end
-            }
-            Values::Int64(values) => {
-                let (n, end) = number(text, at)?;
-                values.push(lexical_core::parse(n).ok()?);
-                end
-            }
-            Values::Float32(values) => {
-                let (n, end) = number(text, at)?;
-                values.push(lexical_core::parse(n).ok()?);
-                end
-            }
-            Values::Float64(values) => {
-                let (n, end) = number(text, at)?;
-                values.push(lexical_core::parse(n).ok()?);
-                end
-            }
+            Values::Int32(values) => push_number(values, text, at)?,
+            Values::Int64(values) => push_number(values, text, at)?,
+            Values::Float32(values) => push_number(values, text, at)?,
+            Values::Float64(values) => push_number(values, text, at)?,
             Values::Timestamp { values, unit, .. } => {
                 let (s, end) = string(text, at)?;
                 values.push(timestamp(s, *unit)?);
@@ -320,6 +304,13 @@ fn number(text: &[u8], at: usize) -> Option<(&[u8], usize)> {
     }
     let len = text[at..].iter().position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(text.len() - at);
     Some((&text[at..at + len], at + len))
+}
+
+/// Parses the number at `text[at]` (see [`number`]) onto `values`; returns where it ends.
+fn push_number<T: lexical_core::FromLexical>(values: &mut Vec<T>, text: &[u8], at: usize) -> Option<usize> {
+    let (n, end) = number(text, at)?;
+    values.push(lexical_core::parse(n).ok()?);
+    Some(end)
 }
 
 /// Where the literal `word` at `text[at]` ends.
