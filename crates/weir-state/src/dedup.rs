@@ -127,7 +127,9 @@ struct Batch {
 pub struct Deduplicate {
     spec: DedupSpec,
     state: DedupMap,
-    added: Vec<(Key, i64)>,
+    /// The keys the batch added, with their expiries, as rows of its delta
+    /// ([`state_schema`]): the kept rows' key and expiry columns, as they come.
+    added: Added,
     late_rows: Vec<RecordBatch>,
     metrics: DedupMetrics,
     /// Scratch: the encoded key of each row of the batch at hand, and its hash.
@@ -140,6 +142,8 @@ pub struct Deduplicate {
     order_rows: Option<RowConverter>,
     candidate_schema: SchemaRef,
     candidate_limit: usize,
+    /// [`state_schema`], made once.
+    delta_schema: SchemaRef,
 }
 
 impl Deduplicate {
@@ -154,7 +158,7 @@ impl Deduplicate {
         Self {
             spec,
             state,
-            added: Vec::new(),
+            added: Added::default(),
             late_rows: Vec::new(),
             metrics: DedupMetrics::default(),
             key_bufs: Vec::new(),
@@ -164,6 +168,7 @@ impl Deduplicate {
             order_rows: None,
             candidate_schema,
             candidate_limit: CANDIDATES_IN_MEMORY,
+            delta_schema: state_schema(),
         }
     }
 
@@ -340,7 +345,7 @@ impl Deduplicate {
     /// holds them all. Take the batch's added keys first ([`Self::take_added`]): a key added
     /// and evicted by one batch must reach the delta in that order.
     pub fn evict(&mut self, watermark_ms: i64) -> Eviction<'_> {
-        debug_assert!(self.added.is_empty(), "added keys go to the delta before evicted ones");
+        debug_assert!(self.added.rows == 0, "added keys go to the delta before evicted ones");
         let state = EvictState::start(self, watermark_ms);
         Eviction { op: self, state }
     }
@@ -360,13 +365,13 @@ impl Deduplicate {
 
     /// How many keys were added since they were last taken.
     pub fn added_len(&self) -> usize {
-        self.added.len()
+        self.added.rows
     }
 
-    /// The keys added since the last call (part of this version's delta), so that a big
-    /// batch can write them out as it goes.
-    pub fn take_added(&mut self) -> Vec<(Key, i64)> {
-        std::mem::take(&mut self.added)
+    /// The keys added since the last call with their expiries, as rows of this version's
+    /// delta ([`state_schema`]), so that a big batch can write them out as it goes.
+    pub fn take_added(&mut self) -> Vec<RecordBatch> {
+        self.added.take_all()
     }
 
     /// The whole state, for snapshots.
@@ -402,13 +407,13 @@ pub struct Settle<'a> {
 impl Settle<'_> {
     /// How many keys were settled since they were last taken.
     pub fn added_len(&self) -> usize {
-        self.op.added.len()
+        self.op.added.rows
     }
 
     /// The keys settled since the last call, with their expiries (see
     /// [`Deduplicate::take_added`]).
-    pub fn take_added(&mut self) -> Vec<(Key, i64)> {
-        std::mem::take(&mut self.op.added)
+    pub fn take_added(&mut self) -> Vec<RecordBatch> {
+        self.op.added.take_all()
     }
 
     /// The kept rows of the next buffered chunk, in the operator's output schema; `None`
@@ -469,19 +474,16 @@ impl SettleState {
             let keys = batch.column(n - 1).as_any().downcast_ref::<BinaryArray>().expect("the key column");
             let expiries = batch.column(n - 2).as_any().downcast_ref::<Int64Array>().expect("the expiry column");
             let mut keep = Vec::with_capacity(batch.num_rows());
-            for (row, key) in keys.iter().enumerate() {
-                let key = key.expect("keys are not null");
+            for row in 0..batch.num_rows() {
                 let candidate = self.next_candidate;
                 self.next_candidate += 1;
                 let word = self.winners.get((candidate / 64) as usize).ok_or_else(|| StateError::Data("internal: more candidates read back than written".into()))?;
                 let won = word & (1 << (candidate % 64)) != 0;
-                if won {
+                if won && !self.swept {
                     let expires = expiries.value(row);
-                    if !self.swept && !op.state.settle(key, |_| Some(expires)) {
+                    if !op.state.settle(keys.value(row), |_| Some(expires)) {
                         return Err(StateError::Data("internal: a winning key was not pending".into()));
                     }
-                    op.added.push((Key::new(key), expires));
-                    self.settled += 1;
                 }
                 keep.push(won);
             }
@@ -489,6 +491,11 @@ impl SettleState {
             if kept.num_rows() == 0 {
                 continue;
             }
+            self.settled += kept.num_rows() as u64;
+            // The winners' keys and expiries are the delta's rows, as they are.
+            let delta = RecordBatch::try_new(Arc::clone(&op.delta_schema), vec![Arc::clone(kept.column(n - 1)), Arc::clone(kept.column(n - 2))])
+                .map_err(|e| StateError::Data(e.to_string()))?;
+            op.added.push(delta);
             let columns = kept.columns()[..n - 2].to_vec();
             return RecordBatch::try_new(Arc::clone(&op.spec.output_schema), columns).map(Some).map_err(|e| StateError::Data(e.to_string()));
         }
@@ -515,6 +522,39 @@ fn expiry(event_time: i64, delay: Option<i64>) -> i64 {
     match delay {
         Some(delay) => event_time.saturating_add(delay),
         None => i64::MAX,
+    }
+}
+
+/// Rows of a version's delta waiting to be written ([`state_schema`]), in order.
+#[derive(Debug, Default)]
+struct Added {
+    batches: std::collections::VecDeque<RecordBatch>,
+    rows: usize,
+}
+
+impl Added {
+    fn push(&mut self, batch: RecordBatch) {
+        self.rows += batch.num_rows();
+        self.batches.push_back(batch);
+    }
+
+    /// The first rows waiting, at most `max_rows` of them (a slice when a batch holds more).
+    fn next(&mut self, max_rows: usize) -> Option<RecordBatch> {
+        let first = self.batches.pop_front()?;
+        let batch = match first.num_rows() > max_rows {
+            true => {
+                self.batches.push_front(first.slice(max_rows, first.num_rows() - max_rows));
+                first.slice(0, max_rows)
+            }
+            false => first,
+        };
+        self.rows -= batch.num_rows();
+        Some(batch)
+    }
+
+    fn take_all(&mut self) -> Vec<RecordBatch> {
+        self.rows = 0;
+        self.batches.drain(..).collect()
     }
 }
 
@@ -796,10 +836,8 @@ impl StatefulOperator for DedupOperator {
         let max_rows = max_rows.max(1);
         // Added keys come before evicted ones: a key added and evicted by one batch must
         // reach the delta in that order.
-        if self.op.added.len() >= max_rows || (all && !self.op.added.is_empty()) {
-            let n = self.op.added.len().min(max_rows);
-            let added: Vec<(Key, i64)> = self.op.added.drain(..n).collect();
-            return encode_entries(added.iter().map(|(k, e)| (k, Some(*e)))).map(Some);
+        if self.op.added.rows >= max_rows || (all && self.op.added.rows > 0) {
+            return Ok(self.op.added.next(max_rows));
         }
         if !all {
             return Ok(None);
@@ -1109,7 +1147,7 @@ mod tests {
         assert_eq!(a, b);
         // The last row of each key has the earliest time: k0 is row 14000 (19,999 is k5999).
         assert!(a.contains(&("k0".into(), 100_000 - 14_000, Some(14_000))));
-        assert_eq!(spilled.take_added().len(), 7_000);
+        assert_eq!(spilled.take_added().iter().map(RecordBatch::num_rows).sum::<usize>(), 7_000);
         assert_eq!(spilled.state().pending(), 0);
     }
 }
