@@ -701,18 +701,10 @@ impl EvictState {
             return 0;
         }
         self.done = true;
-        let n = evict_all(&mut op.state, self.watermark_ms);
+        let n = op.state.evict(self.watermark_ms);
         op.metrics.num_rows_removed += n as u64;
         n
     }
-}
-
-/// Removes every key whose expiry is at or below `watermark_ms`; returns how many went.
-fn evict_all(state: &mut DedupMap, watermark_ms: i64) -> usize {
-    let mut n = 0;
-    state.remove_expired(&mut Walk::default(), watermark_ms, usize::MAX, |_| n += 1);
-    shrink_after_eviction(state);
-    n
 }
 
 /// Evictions leave the tables emptier (and tombstones that make them grow on the next
@@ -792,7 +784,7 @@ impl StatefulOperator for DedupOperator {
         for i in 0..batch.num_rows() {
             if keys.value(i).is_empty() && !expires.is_null(i) && self.evicts_by_watermark() {
                 // Replayed, not counted: the batch that evicted counted it.
-                evict_all(&mut self.op.state, expires.value(i));
+                self.op.state.evict(expires.value(i));
             } else if expires.is_null(i) {
                 self.op.state.remove(keys.value(i));
             } else {

@@ -147,10 +147,16 @@ impl Slot {
 
     /// Counts the slot's long bytes as dead: its entry was removed.
     fn release(&self, long: &mut LongKeys) {
-        if let Self::Long { len, .. } = self {
-            let len = (*len & !PENDING_LONG) as usize;
-            long.live -= len;
-            long.dead += len;
+        let len = self.long_len();
+        long.live -= len;
+        long.dead += len;
+    }
+
+    /// Bytes the slot's key holds in the map's long keys (0 for a key in place).
+    fn long_len(&self) -> usize {
+        match self {
+            Self::Long { len, .. } => (*len & !PENDING_LONG) as usize,
+            Self::Inline { .. } => 0,
         }
     }
 }
@@ -196,6 +202,9 @@ fn control_bytes(table: &HashTable<(Slot, i64), TrackedPages>) -> Option<usize> 
     let bytes = table_bytes(buckets);
     Some(table.allocator().block(bytes)? + bytes - buckets - GROUP)
 }
+
+/// Buckets from which [`DedupMap::evict`] walks the shards on two threads.
+const PARALLEL_EVICTION_FROM: usize = 1 << 18;
 
 /// Tables of fewer buckets fit in the CPU's caches: no prefetching.
 const PREFETCH_FROM: usize = 1 << 15;
@@ -410,6 +419,59 @@ impl DedupMap {
         done
     }
 
+    /// Removes every entry whose expiry is at or below `expired_at`, and gives a shard left
+    /// less than half full its memory back; returns how many entries went. The shards of a
+    /// big map are walked on two threads: the batch that evicts millions of keys (a no-data
+    /// batch at the end of a stream, say) has nothing else to do meanwhile.
+    pub fn evict(&mut self, expired_at: i64) -> usize {
+        assert_eq!(self.pending, 0, "eviction runs after the batch settled its keys");
+        let parallel = self.buckets() >= PARALLEL_EVICTION_FROM;
+        let (hasher, long) = (&self.hasher, &self.long);
+        // Entries removed, and their keys' bytes among the long keys.
+        let evict_shard = |t: &mut HashTable<(Slot, i64), TrackedPages>| -> (usize, usize) {
+            let (mut removed, mut long_bytes) = (0, 0);
+            t.retain(|(slot, expires)| {
+                let expired = *expires <= expired_at;
+                if expired {
+                    removed += 1;
+                    long_bytes += slot.long_len();
+                }
+                !expired
+            });
+            if t.capacity() > t.len().max(256) * 2 {
+                t.shrink_to_fit(entry_hash(hasher, long));
+            }
+            (removed, long_bytes)
+        };
+        // Shards 0 and 3 on this thread, 1 and 2 on another (51% and 49% of the keys), or
+        // here after the others when there is no thread to be had.
+        let [a, b, c, d] = &mut self.shards;
+        let theirs = std::sync::Mutex::new(Some((b, c)));
+        let evict_theirs = || {
+            let taken = theirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            taken.map(|(b, c)| [evict_shard(b), evict_shard(c)])
+        };
+        let results: [(usize, usize); 4] = std::thread::scope(|scope| {
+            let other = match parallel {
+                true => std::thread::Builder::new().name("weir-evict".into()).spawn_scoped(scope, evict_theirs).ok(),
+                false => None,
+            };
+            let (ra, rd) = (evict_shard(a), evict_shard(d));
+            let done = match other.map(|o| o.join()) {
+                Some(Ok(done)) => done,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => evict_theirs(),
+            };
+            let [rb, rc] = done.expect("shards 1 and 2 are evicted once");
+            [ra, rb, rc, rd]
+        });
+        let (removed, long_bytes) = results.iter().fold((0, 0), |(n, l), (rn, rl)| (n + rn, l + rl));
+        self.long.live -= long_bytes;
+        self.long.dead += long_bytes;
+        self.compact_if_wasteful();
+        removed
+    }
+
     /// Gives memory back down to what `len` keys need.
     pub fn shrink_to_fit(&mut self) {
         for t in &mut self.shards {
@@ -595,6 +657,35 @@ mod tests {
         assert!(removed.iter().all(|k| map.get(k).is_none()));
         assert!(map.iter().all(|(_, e)| e > 2));
         assert!(map.remove_expired(&mut Walk::default(), 2, usize::MAX, |_| unreachable!()));
+    }
+
+    /// An eviction of a big map (its shards on two threads) removes what the walk removes,
+    /// keeps the rest, counts long keys' bytes as dead, and gives the memory back; a small
+    /// map's eviction (one thread) does the same.
+    #[test]
+    fn evict_removes_what_expired() {
+        let key = |i: u64| match i % 3 {
+            0 => format!("{i:036}").into_bytes(),
+            _ => i.to_le_bytes().to_vec(),
+        };
+        for n in [400_000u64, 3_000] {
+            let mut map = DedupMap::default();
+            for i in 0..n {
+                map.insert_new(&key(i), (i % 10) as i64);
+            }
+            let mut walked = map.clone();
+            assert_eq!(map.buckets() >= PARALLEL_EVICTION_FROM, n > 100_000);
+            let (buckets, live) = (map.buckets(), map.long.live);
+            assert_eq!(map.evict(7), (n / 10 * 8) as usize);
+            walked.remove_expired(&mut Walk::default(), 7, usize::MAX, |_| ());
+            assert_eq!(map, walked);
+            assert!(map.iter().all(|(_, e)| e > 7) && map.len() == (n / 10 * 2) as usize);
+            assert!((0..n).all(|i| map.get(&key(i)) == (i % 10 > 7).then_some((i % 10) as i64)));
+            assert_eq!(map.long.live, map.iter().map(|(k, _)| k.len()).filter(|&l| l > INLINE).sum::<usize>());
+            assert!(map.long.live < live / 4);
+            assert!(map.buckets() <= buckets / 4, "{} of {buckets} buckets kept", map.buckets());
+            assert_eq!(map.evict(7), 0);
+        }
     }
 
     /// A key first seen in a batch is pending until settled; pending keys are not held.
