@@ -105,8 +105,13 @@ pub struct DeltaSink {
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-/// Rows in flight to the Parquet writer task; a bounded queue keeps memory bounded.
+/// Rows in flight to each Parquet encoding task; a bounded queue keeps memory bounded.
 const WRITE_QUEUE: usize = 4;
+
+/// Parquet encoding tasks a batch's rows are dealt to, a row group at a time: a batch of more
+/// than one row group is encoded on as many cores, into as many files. A fixed number, so
+/// that the files a batch writes never depend on the machine or the thread count.
+const ENCODERS: usize = 2;
 
 /// The batch between `begin` and `finish`.
 #[derive(Debug)]
@@ -117,31 +122,105 @@ struct Pending {
     writer: Option<FileWriter>,
 }
 
-/// The task that encodes a batch's rows into Parquet files, and the queue to it. Dropped
-/// before `close` (the batch failed), it stops the task: no file of it is completed.
+/// The tasks that encode a batch's rows into Parquet files, and the queues to them. The rows
+/// are dealt out a row group at a time: rows `[k * ROW_GROUP_ROWS, (k + 1) * ROW_GROUP_ROWS)`
+/// go to encoder `k % ENCODERS`, each its own writer and files, so each file holds whole row
+/// groups and which rows land in which file depends on the rows' order alone. An encoder
+/// starts when its first rows come (a batch of one row group writes one file); the first
+/// rows choose every file's column encodings. Dropped before `close` (the batch failed), it
+/// stops the tasks: no file of theirs is completed.
 #[derive(Debug)]
 struct FileWriter {
+    store: deltalake::logstore::ObjectStoreRef,
+    schema: SchemaRef,
+    partition_columns: Vec<String>,
+    target_file_size: Option<NonZeroU64>,
+    properties: Option<WriterProperties>,
+    encoders: Vec<Encoder>,
+    /// Rows dealt so far.
+    rows: u64,
+}
+
+/// One encoding task and the queue to it.
+#[derive(Debug)]
+struct Encoder {
     tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
     task: Option<tokio::task::JoinHandle<deltalake::DeltaResult<Vec<Add>>>>,
 }
 
 impl FileWriter {
-    /// Queues rows; false when the task has stopped (its result says why).
-    async fn send(&self, batch: RecordBatch) -> bool {
-        match &self.tx {
-            Some(tx) => tx.send(batch).await.is_ok(),
-            None => false,
+    /// Deals `batch`'s rows to the encoders; false when one has stopped (`close` says why).
+    async fn send(&mut self, mut batch: RecordBatch) -> bool {
+        let properties = self.properties.get_or_insert_with(|| writer_properties_for(&batch)).clone();
+        while batch.num_rows() > 0 {
+            let group = self.rows / ROW_GROUP_ROWS as u64;
+            let room = (ROW_GROUP_ROWS as u64 - self.rows % ROW_GROUP_ROWS as u64) as usize;
+            let now = match batch.num_rows() > room {
+                true => {
+                    let now = batch.slice(0, room);
+                    batch = batch.slice(room, batch.num_rows() - room);
+                    now
+                }
+                false => {
+                    let empty = batch.slice(0, 0);
+                    std::mem::replace(&mut batch, empty)
+                }
+            };
+            let n = now.num_rows() as u64;
+            let turn = (group % ENCODERS as u64) as usize;
+            if turn == self.encoders.len() {
+                let config = WriterConfig::new(
+                    Arc::clone(&self.schema),
+                    self.partition_columns.clone(),
+                    Some(properties.clone()),
+                    self.target_file_size,
+                    None,
+                    Default::default(),
+                    None,
+                );
+                self.encoders.push(Encoder::spawn(DeltaWriter::new(Arc::clone(&self.store), config)));
+            }
+            let Some(tx) = &self.encoders[turn].tx else { return false };
+            if tx.send(now).await.is_err() {
+                return false;
+            }
+            self.rows += n;
         }
+        true
     }
 
-    /// Ends the queue and waits for the task's files.
+    /// Ends the queues and waits for the tasks' files, in the encoders' order.
     async fn close(mut self) -> std::result::Result<deltalake::DeltaResult<Vec<Add>>, tokio::task::JoinError> {
-        self.tx = None;
-        self.task.take().expect("open until closed").await
+        self.encoders.iter_mut().for_each(|e| e.tx = None);
+        let mut adds = Vec::new();
+        for encoder in &mut self.encoders {
+            match encoder.task.take().expect("open until closed").await? {
+                Ok(files) => adds.extend(files),
+                // The other tasks stop when dropped.
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(adds))
     }
 }
 
-impl Drop for FileWriter {
+impl Encoder {
+    fn spawn(mut writer: DeltaWriter) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                if let Err(e) = writer.write(&batch).await {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            }
+            writer.close().await
+        });
+        Self { tx: Some(tx), task: Some(task) }
+    }
+}
+
+impl Drop for Encoder {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();
@@ -542,27 +621,9 @@ impl Sink for DeltaSink {
         let store = table.object_store();
         self.table = Some(table);
         self.journal.begin(batch_id);
-        // Parquet encoding runs in its own task, beside the query making the next rows. Its
-        // writer is made when the first rows come, which choose the columns' encodings.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
-        let task = tokio::spawn(async move {
-            let Some(first) = rx.recv().await else { return Ok(Vec::new()) };
-            let properties = writer_properties_for(&first);
-            let config = WriterConfig::new(schema, partition_columns, Some(properties), target_file_size, None, Default::default(), None);
-            let mut writer = DeltaWriter::new(store, config);
-            let mut next = Some(first);
-            while let Some(batch) = match next.take() {
-                Some(batch) => Some(batch),
-                None => rx.recv().await,
-            } {
-                if let Err(e) = writer.write(&batch).await {
-                    let _ = writer.abort().await;
-                    return Err(e);
-                }
-            }
-            writer.close().await
-        });
-        self.pending = Some(Pending { batch_id, rows: 0, writer: Some(FileWriter { tx: Some(tx), task: Some(task) }) });
+        // Parquet encoding runs in tasks of its own, beside the query making the next rows.
+        let writer = FileWriter { store, schema, partition_columns, target_file_size, properties: None, encoders: Vec::new(), rows: 0 };
+        self.pending = Some(Pending { batch_id, rows: 0, writer: Some(writer) });
         Ok(())
     }
 

@@ -324,6 +324,50 @@ async fn unique_columns_are_written_without_a_dictionary() {
     assert_eq!(group.num_rows(), 5000);
 }
 
+/// Each file's rows, in file order, and its row groups' sizes.
+fn file_rows(path: &std::path::Path) -> (Vec<i64>, Vec<i64>) {
+    use parquet::file::reader::FileReader as _;
+    let file = std::fs::File::open(path).unwrap();
+    let groups = parquet::file::reader::SerializedFileReader::new(file.try_clone().unwrap()).unwrap().metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 8192).unwrap();
+    let mut ids = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        ids.extend(batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().iter().copied());
+    }
+    (ids, groups)
+}
+
+/// A batch of more than one row group is dealt to two encoders a row group at a time: two
+/// files of whole row groups, each row in one of them, and the same files (rows, order, row
+/// groups) whatever sizes of record batch the rows came in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_batch_is_encoded_into_two_files_of_whole_row_groups() {
+    let total = 2 * ROW_GROUP_ROWS + ROW_GROUP_ROWS / 3;
+    let ids: Vec<i64> = (0..total as i64).map(|i| i * 7919 % total as i64).collect();
+    let mut layouts = Vec::new();
+    for chunk in [total, 100_003, 4_096] {
+        let (_tmp, table, cp) = workdir();
+        let mut s = DeltaSink::new("t", DeltaConfig::at(table.display().to_string(), Default::default()), None).unwrap();
+        s.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+        let batches: Vec<RecordBatch> = ids.chunks(chunk).map(|c| rows(c, &vec!["x"; c.len()])).collect();
+        let commit = s.commit(0, batches).await.unwrap();
+        assert_eq!(commit.rows, total as u64);
+        // Files in the order the log adds them.
+        let adds: Vec<String> = log_entry(&table, 0).iter().filter_map(|a| Some(a.get("add")?.get("path")?.as_str()?.to_string())).collect();
+        assert_eq!(adds.len(), 2, "{adds:?}");
+        let files: Vec<(Vec<i64>, Vec<i64>)> = adds.iter().map(|f| file_rows(&table.join(f))).collect();
+        let g = ROW_GROUP_ROWS;
+        // Row groups 0 and 2 to the first encoder, 1 to the second.
+        assert_eq!(files[0].0, [&ids[..g], &ids[2 * g..]].concat());
+        assert_eq!(files[1].0, ids[g..2 * g]);
+        assert_eq!(files[0].1, [g as i64, (total - 2 * g) as i64]);
+        assert_eq!(files[1].1, [g as i64]);
+        layouts.push(files);
+    }
+    assert!(layouts.windows(2).all(|w| w[0] == w[1]));
+}
+
 /// An append writes its log entry alone, and checkpoints are written beside the batches:
 /// two queries take turns on one table with `delta.checkpointInterval = 4`, so each finds
 /// its next version taken by the other now and then and commits past it; every batch is one
