@@ -151,7 +151,9 @@ struct Encoder {
 impl FileWriter {
     /// Deals `batch`'s rows to the encoders; false when one has stopped (`close` says why).
     async fn send(&mut self, mut batch: RecordBatch) -> bool {
-        let properties = self.properties.get_or_insert_with(|| writer_properties_for(&batch)).clone();
+        if self.properties.is_none() {
+            self.properties = Some(writer_properties_for(&batch));
+        }
         while batch.num_rows() > 0 {
             let group = self.rows / ROW_GROUP_ROWS as u64;
             let room = (ROW_GROUP_ROWS as u64 - self.rows % ROW_GROUP_ROWS as u64) as usize;
@@ -172,7 +174,7 @@ impl FileWriter {
                 let config = WriterConfig::new(
                     Arc::clone(&self.schema),
                     self.partition_columns.clone(),
-                    Some(properties.clone()),
+                    self.properties.clone(),
                     self.target_file_size,
                     None,
                     Default::default(),
