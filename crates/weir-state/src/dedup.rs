@@ -689,7 +689,7 @@ impl EvictState {
         self.done = op.state.remove_expired(&mut self.walk, self.watermark_ms, max, |k| keys.push(Key::new(k)));
         op.metrics.num_rows_removed += keys.len() as u64;
         if self.done {
-            shrink_after_eviction(&mut op.state);
+            op.state.shrink_emptied();
         }
         keys
     }
@@ -704,15 +704,6 @@ impl EvictState {
         let n = op.state.evict(self.watermark_ms);
         op.metrics.num_rows_removed += n as u64;
         n
-    }
-}
-
-/// Evictions leave the tables emptier (and tombstones that make them grow on the next
-/// inserts). Rebuild them once they are less than half as full as they may be, so that
-/// memory follows the live keys.
-fn shrink_after_eviction(state: &mut DedupMap) {
-    if state.capacity() > state.len().max(1024) * 2 {
-        state.shrink_to_fit();
     }
 }
 
