@@ -64,6 +64,35 @@ pub struct FileSource {
     warnings: Mutex<Vec<String>>,
     /// New files the last listing found that no batch has taken yet (progress metrics).
     outstanding: Option<usize>,
+    /// The file the next batch will most likely read first: the first one the last
+    /// listing found and `max_files_per_trigger` left for later.
+    next_guess: Option<ListedFile>,
+    /// That file read and decoded ahead, from when the batch before had read all its rows
+    /// (see [`Ahead`]).
+    ahead: Mutex<Option<Ahead>>,
+    /// Batches that took a file read ahead.
+    ahead_taken: std::sync::atomic::AtomicU64,
+}
+
+/// A batch's decoded pieces, in order: ((file index, piece index), the file as shown, the
+/// rows, the piece's bytes).
+type DecodedPieces = BoxStream<'static, std::result::Result<((usize, usize), String, decode::PieceDecoded, u64), read::Failure>>;
+
+/// The next batch's likely first file, read and decoded ahead while the batch before
+/// settles and commits, when the decoders would otherwise be idle and the next batch's
+/// loop would wait for its first rows. Taken by the next read only if that batch lists the
+/// same file (path, size, modification time, ETag) cut the same way, so the pieces are the
+/// ones it would read; otherwise dropped, which stops its tasks.
+struct Ahead {
+    file: ListedFile,
+    cut: Cut,
+    pieces: DecodedPieces,
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ahead").field("file", &self.file.path).finish_non_exhaustive()
+    }
 }
 
 impl FileSource {
@@ -102,6 +131,9 @@ impl FileSource {
             may_find_planned_list: true,
             warnings: Mutex::default(),
             outstanding: None,
+            next_guess: None,
+            ahead: Mutex::default(),
+            ahead_taken: Default::default(),
         })
     }
 
@@ -329,6 +361,7 @@ impl Source for FileSource {
             None
         };
         self.may_find_planned_list = false;
+        self.next_guess = None;
         let files = match existing {
             Some(entry) => entry.files,
             None => {
@@ -339,6 +372,7 @@ impl Source for FileSource {
                     .filter(|f| self.frozen.as_ref().is_none_or(|frozen| frozen.contains(&f.path)))
                     .collect();
                 let found = new.len();
+                self.next_guess = self.config.max_files_per_trigger.and_then(|max| new.get(max).cloned());
                 if let Some(max) = self.config.max_files_per_trigger {
                     new.truncate(max);
                 }
@@ -410,23 +444,15 @@ impl Source for FileSource {
         futures::stream::once(files)
             .map_err(|e| (e, false))
             .map_ok(move |files| {
-                // Each file comes as pieces, numbered in the file so that a bad line can be
-                // named by its line in the file. Reads run ahead of decoding.
-                let location = location.clone();
-                let pieces = futures::stream::iter(files.into_iter().enumerate())
-                    .flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, location.child(&file.path), size, cut));
-                let (config, schema) = (config.clone(), Arc::clone(&schema));
-                let decode = move |piece: read::Piece| {
-                    let read::Piece { shown, file_index, index, body } = piece;
-                    let size = match &body {
-                        read::Body::Text { bytes, .. } => bytes.len() as u64,
-                        read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
-                    };
-                    let d = decode::decode_piece(&config, &schema, &shown, body).map_err(|e| (e, true))?;
-                    Ok(((file_index, index), shown, d, size))
-                };
-                // Pieces decode on all cores, ahead of the batch loop.
-                decode_ahead(read_ahead(pieces.boxed(), READ_AHEAD), decode, |m| (ConnectorError::Io(m), false))
+                // The first file may have been read ahead while the batch before committed.
+                let ahead = lock(&self.ahead).take().filter(|a| a.cut == cut && files.first().is_some_and(|(f, size)| *f == a.file && *size == f.size));
+                let taken = usize::from(ahead.is_some());
+                self.ahead_taken.fetch_add(taken as u64, std::sync::atomic::Ordering::Relaxed);
+                let rest = decoded_pieces(location.clone(), config.clone(), Arc::clone(&schema), files.into_iter().enumerate().skip(taken).collect(), cut);
+                match ahead {
+                    Some(ahead) => ahead.pieces.chain(rest).boxed(),
+                    None => rest,
+                }
             })
             .try_flatten()
             // In file order again: number bad lines in their file.
@@ -468,6 +494,8 @@ impl Source for FileSource {
                     Err(w) => Err(ConnectorError::BadData(format!("{e} (and the batch's file list could not be reopened for a fixed file: {w})"))),
                 }
             })
+            // Every row read: the next batch's first file is read ahead from here on.
+            .chain(futures::stream::once(async move { self.read_next_ahead(cut) }).filter_map(|()| futures::future::ready(None)))
             .boxed()
     }
 
@@ -489,6 +517,34 @@ impl Source for FileSource {
             BadRows::Fail => None,
         }
     }
+}
+
+impl FileSource {
+    /// Starts reading and decoding [`Self::next_guess`] as the next batch's first file.
+    fn read_next_ahead(&self, cut: Cut) {
+        let Some(file) = self.next_guess.clone() else { return };
+        let pieces = decoded_pieces(self.location.clone(), self.config.clone(), Arc::clone(&self.schema), vec![(0, (file.clone(), file.size))], cut);
+        *lock(&self.ahead) = Some(Ahead { file, cut, pieces });
+    }
+}
+
+/// The pieces of `files` (each with its index in the batch and the bytes to read), read
+/// ahead and decoded on all cores.
+fn decoded_pieces(location: Location, config: FileConfig, schema: SchemaRef, files: Vec<(usize, (ListedFile, u64))>, cut: Cut) -> DecodedPieces {
+    // Each file comes as pieces, numbered in the file so that a bad line can be named by
+    // its line in the file. Reads run ahead of decoding.
+    let pieces = futures::stream::iter(files).flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, location.child(&file.path), size, cut));
+    let decode = move |piece: read::Piece| {
+        let read::Piece { shown, file_index, index, body } = piece;
+        let size = match &body {
+            read::Body::Text { bytes, .. } => bytes.len() as u64,
+            read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
+        };
+        let d = decode::decode_piece(&config, &schema, &shown, body).map_err(|e| (e, true))?;
+        Ok(((file_index, index), shown, d, size))
+    };
+    // Pieces decode on all cores, ahead of the batch loop.
+    decode_ahead(read_ahead(pieces.boxed(), READ_AHEAD), decode, |m| (ConnectorError::Io(m), false))
 }
 
 /// A file's index in the batch, or a piece's in its file, as a [`crate::ChunkPlace`] number.
@@ -519,4 +575,69 @@ fn dead_letter_rows(file: &str, bad: &[decode::BadLine]) -> RecordBatch {
         ],
     )
     .expect("dead-letter rows match their schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, Int64Array};
+
+    use super::*;
+    use crate::file::decode::tests::{config, schema};
+
+    /// The ids of batch `id`'s rows, read as the batch loop reads them.
+    async fn read_batch(source: &FileSource, cp: &Arc<Checkpoint>, id: u64) -> Vec<i64> {
+        let end = json!({ "logOffset": id });
+        let start = id.checked_sub(1).map(|s| json!({ "logOffset": s }));
+        let chunks: Vec<ReadOutput> = source.read_chunks(cp, start.as_ref(), &end).try_collect().await.unwrap();
+        let mut ids = Vec::new();
+        for b in chunks.iter().flat_map(|c| &c.batches) {
+            let column = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend((0..column.len()).map(|i| column.value(i)));
+        }
+        ids
+    }
+
+    fn taken(source: &FileSource) -> u64 {
+        source.ahead_taken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn write_file(dir: &std::path::Path, name: &str, ids: std::ops::Range<i64>) {
+        let text: String = ids.map(|i| format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n")).collect();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    /// With one file per batch, the next batch's file is read ahead once a batch has read its
+    /// rows, and that batch takes it: the same rows as a read from scratch. A file rewritten
+    /// after it was read ahead is read again as it is now.
+    #[tokio::test]
+    async fn the_next_batch_s_first_file_is_read_ahead_and_taken_only_as_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("in");
+        std::fs::create_dir(&dir).unwrap();
+        write_file(&dir, "a.json", 0..5_000);
+        write_file(&dir, "b.json", 5_000..90_000);
+        write_file(&dir, "c.json", 90_000..91_000);
+        let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+        let config = FileConfig { path: dir.display().to_string(), max_files_per_trigger: Some(1), ..config(FileFormat::Json) };
+        let mut source = FileSource::new("t", config, Some(schema())).await.unwrap();
+
+        source.plan_batch(&cp, 0, None).await.unwrap().unwrap();
+        assert_eq!(read_batch(&source, &cp, 0).await, (0..5_000).collect::<Vec<_>>());
+        assert_eq!(lock(&source.ahead).as_ref().map(|a| a.file.path.clone()).as_deref(), Some("b.json"), "b is read ahead");
+
+        source.plan_batch(&cp, 1, Some(&json!({ "logOffset": 0 }))).await.unwrap().unwrap();
+        assert_eq!(read_batch(&source, &cp, 1).await, (5_000..90_000).collect::<Vec<_>>());
+        assert_eq!(taken(&source), 1, "b was taken as read ahead");
+        assert_eq!(lock(&source.ahead).as_ref().map(|a| a.file.path.clone()).as_deref(), Some("c.json"), "c's read-ahead started");
+
+        // c changes after it was read ahead: its listing no longer matches, and the batch
+        // reads it as it is.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_file(&dir, "c.json", 100_000..101_000);
+        source.plan_batch(&cp, 2, Some(&json!({ "logOffset": 1 }))).await.unwrap().unwrap();
+        assert_eq!(read_batch(&source, &cp, 2).await, (100_000..101_000).collect::<Vec<_>>());
+        assert_eq!(taken(&source), 1, "c's read-ahead was not taken");
+        assert!(lock(&source.ahead).is_none(), "nothing left to read ahead");
+        assert!(source.plan_batch(&cp, 3, Some(&json!({ "logOffset": 2 }))).await.unwrap().is_none());
+    }
 }

@@ -106,7 +106,7 @@ pub enum Body {
 }
 
 /// How to cut a file into pieces.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cut {
     /// The file format.
     pub format: FileFormat,
