@@ -117,7 +117,9 @@ struct Batch {
     order_bytes: Vec<u8>,
     /// The place of each chunk processed.
     places: Vec<Place>,
-    candidates: Candidates,
+    /// Candidate rows so far: the next candidate's number.
+    candidate_rows: u64,
+    candidates: CandidateWriter,
     /// Rows neither late nor without an event time.
     on_time_rows: u64,
 }
@@ -140,7 +142,7 @@ pub struct Deduplicate {
     /// compared in Arrow's row format; the converter is made from the first chunk's column.
     orders_by_bytes: bool,
     order_rows: Option<RowConverter>,
-    candidate_schema: SchemaRef,
+    candidate_builder: CandidateBuilder,
     candidate_limit: usize,
     /// [`state_schema`], made once.
     delta_schema: SchemaRef,
@@ -155,6 +157,7 @@ impl Deduplicate {
         fields.push(Arc::new(Field::new("__weir_expires", DataType::Int64, false)));
         fields.push(Arc::new(Field::new("__weir_key", DataType::Binary, false)));
         let candidate_schema = Arc::new(Schema::new(fields));
+        let output_columns: Arc<[usize]> = spec.output_columns.clone().into();
         Self {
             spec,
             state,
@@ -166,7 +169,7 @@ impl Deduplicate {
             batch: Batch::default(),
             orders_by_bytes,
             order_rows: None,
-            candidate_schema,
+            candidate_builder: CandidateBuilder { schema: candidate_schema, output_columns },
             candidate_limit: CANDIDATES_IN_MEMORY,
             delta_schema: state_schema(),
         }
@@ -245,7 +248,7 @@ impl Deduplicate {
                     None => i64::MAX,
                 };
                 self.batch.on_time_rows += 1;
-                let candidate = self.batch.candidates.rows;
+                let candidate = self.batch.candidate_rows;
                 let at = (chunk, first_row + row as u32);
                 let order = orders.as_ref().map(|o| o.row(row));
                 let index = u32::try_from(self.batch.pending.len())
@@ -288,7 +291,7 @@ impl Deduplicate {
                 };
                 keep.push(better);
                 if better {
-                    self.batch.candidates.rows += 1;
+                    self.batch.candidate_rows += 1;
                     keys.append_value(buf);
                     expiries.append_value(expiry(event_time, delay));
                 }
@@ -304,17 +307,12 @@ impl Deduplicate {
             self.key_hashes = hashes;
             let keys = keys.finish();
             if !keys.is_empty() {
-                let rows = filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| StateError::Data(e.to_string()))?;
-                let mut columns: Vec<ArrayRef> = self.spec.output_columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
-                columns.push(Arc::new(expiries.finish()));
-                columns.push(Arc::new(keys));
-                kept.push(RecordBatch::try_new(Arc::clone(&self.candidate_schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
+                kept.push(Kept { rows: batch.clone(), keep: BooleanArray::from(keep), expiries: expiries.finish(), keys });
             }
         }
         self.key_bufs = bufs;
         if !kept.is_empty() {
-            let kept = concat_batches(&self.candidate_schema, &kept).map_err(|e| StateError::Data(e.to_string()))?;
-            self.batch.candidates.push(kept)?;
+            self.batch.candidates.write(kept, &self.candidate_builder)?;
         }
         Ok(())
     }
@@ -390,10 +388,12 @@ impl Deduplicate {
     }
 
     /// Keeps at most `bytes` of a batch's candidate rows in memory (default
-    /// [`CANDIDATES_IN_MEMORY`]), from the next batch on; beyond, they go to a file.
+    /// [`CANDIDATES_IN_MEMORY`]); beyond, they go to a file. Set between batches.
     pub fn set_candidate_memory(&mut self, bytes: usize) {
         self.candidate_limit = bytes;
-        self.batch.candidates.limit = bytes;
+        if let CandidateWriter::Here(candidates) = &mut self.batch.candidates {
+            candidates.limit = bytes;
+        }
     }
 }
 
@@ -441,8 +441,8 @@ struct SettleState {
 
 impl SettleState {
     fn start(op: &mut Deduplicate) -> Result<Self> {
-        let total = usize::try_from(op.batch.candidates.rows).map_err(|_| StateError::Data("too many candidates for this machine".into()))?;
-        let candidates = std::mem::take(&mut op.batch.candidates).into_reader()?;
+        let total = usize::try_from(op.batch.candidate_rows).map_err(|_| StateError::Data("too many candidates for this machine".into()))?;
+        let candidates = std::mem::take(&mut op.batch.candidates).finish()?.into_reader()?;
         let mut winners = vec![0u64; total.div_ceil(64)];
         for p in &op.batch.pending {
             winners[(p.candidate / 64) as usize] |= 1 << (p.candidate % 64);
@@ -511,7 +511,7 @@ impl SettleState {
         op.metrics.num_rows_updated += self.settled;
         op.metrics.num_dropped_duplicate_rows += op.batch.on_time_rows - self.settled;
         op.batch = Batch::default();
-        op.batch.candidates.limit = op.candidate_limit;
+        op.batch.candidates = CandidateWriter::new(op.candidate_limit);
         Ok(())
     }
 }
@@ -564,7 +564,6 @@ impl Added {
 struct Candidates {
     /// Bytes kept in memory before the rows go to a file.
     limit: usize,
-    rows: u64,
     memory: Vec<RecordBatch>,
     memory_bytes: usize,
     spill: Option<StreamWriter<BufWriter<std::fs::File>>>,
@@ -572,7 +571,7 @@ struct Candidates {
 
 impl std::fmt::Debug for Candidates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Candidates").field("rows", &self.rows).field("spilled", &self.spill.is_some()).finish_non_exhaustive()
+        f.debug_struct("Candidates").field("in_memory", &self.memory.len()).field("spilled", &self.spill.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -580,9 +579,135 @@ fn spill_err(e: impl std::fmt::Display) -> StateError {
     StateError::Data(format!("cannot spill a batch's candidate rows to a temporary file (in $TMPDIR or /tmp): {e}"))
 }
 
-impl Default for Candidates {
+impl Candidates {
+    fn new(limit: usize) -> Self {
+        Self { limit, memory: Vec::new(), memory_bytes: 0, spill: None }
+    }
+}
+
+/// Candidates-to-be of one input batch: its rows, which of them are candidates, and those
+/// rows' expiries and encoded keys.
+struct Kept {
+    rows: RecordBatch,
+    keep: BooleanArray,
+    expiries: Int64Array,
+    keys: BinaryArray,
+}
+
+/// Makes a chunk's candidate rows from its [`Kept`]s: the kept rows' output columns, then
+/// `__weir_expires` and `__weir_key`, in one record batch.
+#[derive(Debug, Clone)]
+struct CandidateBuilder {
+    schema: SchemaRef,
+    output_columns: Arc<[usize]>,
+}
+
+impl CandidateBuilder {
+    fn build(&self, kept: Vec<Kept>) -> Result<RecordBatch> {
+        let mut batches = Vec::with_capacity(kept.len());
+        for Kept { rows, keep, expiries, keys } in kept {
+            let rows = filter_record_batch(&rows, &keep).map_err(|e| StateError::Data(e.to_string()))?;
+            let mut columns: Vec<ArrayRef> = self.output_columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
+            columns.push(Arc::new(expiries));
+            columns.push(Arc::new(keys));
+            batches.push(RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
+        }
+        match batches.len() {
+            1 => Ok(batches.pop().expect("one batch")),
+            _ => concat_batches(&self.schema, &batches).map_err(|e| StateError::Data(e.to_string())),
+        }
+    }
+}
+
+/// Chunks with at least this many candidate rows have them built and stored on a thread of
+/// their own (see [`CandidateWriter`]).
+const CANDIDATE_THREAD_FROM: usize = 8_192;
+
+/// Chunks queued for the candidate thread: a bound on the input rows it holds.
+const CANDIDATE_QUEUE: usize = 2;
+
+/// Where a batch's candidates go, in order. Building them (filtering each input batch by
+/// its kept rows, adding expiry and key, one record batch per chunk) and storing them (up to
+/// 16 MiB in memory, then written to a file) took about a third of the batch loop's time in
+/// a batch of millions of new keys, while the loop was what the decoders waited for; a
+/// thread of its own does it from the first big chunk on, and hands the candidates back at
+/// the batch's end. Small chunks (a batch of a few rows) are stored here, with no thread.
+enum CandidateWriter {
+    Here(Box<Candidates>),
+    Thread { queue: std::sync::mpsc::SyncSender<Vec<Kept>>, thread: std::thread::JoinHandle<Result<Candidates>> },
+    /// The thread failed, with this error.
+    Failed(String),
+}
+
+impl std::fmt::Debug for CandidateWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Here(_) => "CandidateWriter::Here",
+            Self::Thread { .. } => "CandidateWriter::Thread",
+            Self::Failed(_) => "CandidateWriter::Failed",
+        })
+    }
+}
+
+impl Default for CandidateWriter {
     fn default() -> Self {
-        Self { limit: CANDIDATES_IN_MEMORY, rows: 0, memory: Vec::new(), memory_bytes: 0, spill: None }
+        Self::new(CANDIDATES_IN_MEMORY)
+    }
+}
+
+impl CandidateWriter {
+    fn new(limit: usize) -> Self {
+        Self::Here(Box::new(Candidates::new(limit)))
+    }
+
+    /// Stores one chunk's candidates (see [`Kept`]), after those of the chunks before.
+    fn write(&mut self, kept: Vec<Kept>, builder: &CandidateBuilder) -> Result<()> {
+        if let Self::Here(candidates) = self {
+            if kept.iter().map(|k| k.keys.len()).sum::<usize>() < CANDIDATE_THREAD_FROM {
+                return candidates.push(builder.build(kept)?);
+            }
+            let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<Kept>>(CANDIDATE_QUEUE);
+            let (mut candidates, builder) = (std::mem::replace(&mut **candidates, Candidates::new(0)), builder.clone());
+            let store = move || {
+                for kept in chunks {
+                    candidates.push(builder.build(kept)?)?;
+                }
+                Ok(candidates)
+            };
+            match std::thread::Builder::new().name("weir-candidates".into()).spawn(store) {
+                Ok(thread) => *self = Self::Thread { queue, thread },
+                Err(e) => return Err(StateError::Data(format!("cannot start a thread: {e}"))),
+            }
+        }
+        match self {
+            Self::Thread { queue, .. } => {
+                // A closed queue: the thread stopped on an error, which `finish` returns.
+                if queue.send(kept).is_err() {
+                    let Self::Thread { thread, .. } = std::mem::replace(self, Self::new(0)) else { unreachable!() };
+                    let error = match thread.join() {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "internal: the thread storing candidate rows failed".to_string(),
+                    };
+                    *self = Self::Failed(error.clone());
+                    return Err(StateError::Data(error));
+                }
+                Ok(())
+            }
+            Self::Failed(e) => Err(StateError::Data(e.clone())),
+            Self::Here(_) => unreachable!("a thread was started above"),
+        }
+    }
+
+    /// Every candidate stored, in order.
+    fn finish(self) -> Result<Candidates> {
+        match self {
+            Self::Here(candidates) => Ok(*candidates),
+            Self::Thread { queue, thread } => {
+                drop(queue);
+                thread.join().map_err(|_| StateError::Data("internal: the thread storing candidate rows failed".into()))?
+            }
+            Self::Failed(e) => Err(StateError::Data(e)),
+        }
     }
 }
 
@@ -1132,5 +1257,51 @@ mod tests {
         assert!(a.contains(&("k0".into(), 100_000 - 14_000, Some(14_000))));
         assert_eq!(spilled.take_added().iter().map(RecordBatch::num_rows).sum::<usize>(), 7_000);
         assert_eq!(spilled.state().pending(), 0);
+    }
+
+    /// Chunks of many candidates have them built and stored on a thread of their own, in
+    /// memory or spilled: the rows kept, the keys added and their order are those of chunks
+    /// small enough to be stored on the calling thread; a small chunk after a big one goes
+    /// through the thread too, after the big one's.
+    #[test]
+    fn candidates_stored_on_a_thread_come_back_the_same() {
+        let input: Vec<(String, i64, Option<i64>)> = (0..60_000).map(|i| (format!("k{}", (i * 7) % 25_000), 100_000 - i % 9, Some(i))).collect();
+        let chunks = |sizes: &[usize]| -> Vec<(Place, RecordBatch)> {
+            let mut out = Vec::new();
+            let mut at = 0;
+            for (seq, &n) in sizes.iter().cycle().enumerate() {
+                if at == input.len() {
+                    break;
+                }
+                let rows: Vec<(&str, i64, Option<i64>)> = input[at..(at + n).min(input.len())].iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+                at += rows.len();
+                out.push((place(0, 0, seq as u32), batch(&rows)));
+            }
+            out
+        };
+        let added = |op: &mut Deduplicate| -> Vec<RecordBatch> { op.take_added() };
+        for limit in [20_000, CANDIDATES_IN_MEMORY] {
+            let mut here = Deduplicate::new(spec(Some(1_000), Some(1)), DedupMap::default());
+            here.set_candidate_memory(limit);
+            let expected = run(&mut here, &chunks(&[1_000]), 0);
+            let mut threaded = Deduplicate::new(spec(Some(1_000), Some(1)), DedupMap::default());
+            threaded.set_candidate_memory(limit);
+            let big_then_small = chunks(&[20_000, 500]);
+            threaded.process(std::slice::from_ref(&big_then_small[0].1), big_then_small[0].0, 0).unwrap();
+            assert!(matches!(threaded.batch.candidates, CandidateWriter::Thread { .. }), "a chunk of 20,000 new keys starts the thread");
+            let got = run(&mut threaded, &big_then_small[1..], 0);
+            assert_eq!(got.len(), 25_000);
+            assert_eq!(got, expected, "limit {limit}");
+            let (a, b) = (added(&mut threaded), added(&mut here));
+            let keys = |batches: &[RecordBatch]| -> Vec<Vec<u8>> {
+                batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<BinaryArray>().unwrap().iter().map(|k| k.unwrap().to_vec()).collect::<Vec<_>>()).collect()
+            };
+            let (mut ka, mut kb) = (keys(&a), keys(&b));
+            assert_eq!(ka.len(), 25_000);
+            ka.sort();
+            kb.sort();
+            assert_eq!(ka, kb, "the same keys added");
+            assert!(matches!(threaded.batch.candidates, CandidateWriter::Here(_)), "the next batch starts without a thread");
+        }
     }
 }
