@@ -667,16 +667,28 @@ impl CandidateWriter {
                 return candidates.push(builder.build(kept)?);
             }
             let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<Kept>>(CANDIDATE_QUEUE);
-            let (mut candidates, builder) = (std::mem::replace(&mut **candidates, Candidates::new(0)), builder.clone());
+            // The candidates so far go to the thread through a slot, from which they come
+            // back when no thread can be had: then they are stored here, as before.
+            let slot = Arc::new(std::sync::Mutex::new(Some(std::mem::replace(&mut **candidates, Candidates::new(0)))));
+            let (theirs, their_builder) = (Arc::clone(&slot), builder.clone());
             let store = move || {
+                let taken = theirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                let mut candidates = taken.ok_or_else(|| StateError::Data("internal: the candidate rows were taken twice".into()))?;
                 for kept in chunks {
-                    candidates.push(builder.build(kept)?)?;
+                    candidates.push(their_builder.build(kept)?)?;
                 }
                 Ok(candidates)
             };
             match std::thread::Builder::new().name("weir-candidates".into()).spawn(store) {
                 Ok(thread) => *self = Self::Thread { queue, thread },
-                Err(e) => return Err(StateError::Data(format!("cannot start a thread: {e}"))),
+                // The thread never ran: the slot holds the candidates still.
+                Err(e) => match slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                    Some(back) => {
+                        **candidates = back;
+                        return candidates.push(builder.build(kept)?);
+                    }
+                    None => return Err(StateError::Data(format!("cannot start a thread: {e}"))),
+                },
             }
         }
         match self {
