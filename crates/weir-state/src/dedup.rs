@@ -628,10 +628,12 @@ const CANDIDATE_QUEUE: usize = 2;
 
 /// Where a batch's candidates go, in order. Building them (filtering each input batch by
 /// its kept rows, adding expiry and key, one record batch per chunk) and storing them (up to
-/// 16 MiB in memory, then written to a file) took about a third of the batch loop's time in
-/// a batch of millions of new keys, while the loop was what the decoders waited for; a
-/// thread of its own does it from the first big chunk on, and hands the candidates back at
-/// the batch's end. Small chunks (a batch of a few rows) are stored here, with no thread.
+/// 16 MiB in memory, then written to a file) was a good part of the batch loop's work in a
+/// batch of millions of new keys (filters, a concatenation, the spill file's writes), while
+/// the loop was what the decoders waited for; a thread of its own does it from the first
+/// big chunk on, and hands the candidates back at the batch's end. Small chunks (a batch of
+/// a few rows) are stored here, with no thread, and so is everything when no thread can be
+/// started.
 enum CandidateWriter {
     Here(Box<Candidates>),
     Thread { queue: std::sync::mpsc::SyncSender<Vec<Kept>>, thread: std::thread::JoinHandle<Result<Candidates>> },
@@ -1272,9 +1274,9 @@ mod tests {
     }
 
     /// Chunks of many candidates have them built and stored on a thread of their own, in
-    /// memory or spilled: the rows kept, the keys added and their order are those of chunks
-    /// small enough to be stored on the calling thread; a small chunk after a big one goes
-    /// through the thread too, after the big one's.
+    /// memory or spilled: the rows kept and the keys added are those of chunks small enough
+    /// to be stored on the calling thread; a small chunk after a big one goes through the
+    /// thread too, after the big one's.
     #[test]
     fn candidates_stored_on_a_thread_come_back_the_same() {
         let input: Vec<(String, i64, Option<i64>)> = (0..60_000).map(|i| (format!("k{}", (i * 7) % 25_000), 100_000 - i % 9, Some(i))).collect();
@@ -1291,7 +1293,6 @@ mod tests {
             }
             out
         };
-        let added = |op: &mut Deduplicate| -> Vec<RecordBatch> { op.take_added() };
         for limit in [20_000, CANDIDATES_IN_MEMORY] {
             let mut here = Deduplicate::new(spec(Some(1_000), Some(1)), DedupMap::default());
             here.set_candidate_memory(limit);
@@ -1304,7 +1305,7 @@ mod tests {
             let got = run(&mut threaded, &big_then_small[1..], 0);
             assert_eq!(got.len(), 25_000);
             assert_eq!(got, expected, "limit {limit}");
-            let (a, b) = (added(&mut threaded), added(&mut here));
+            let (a, b) = (threaded.take_added(), here.take_added());
             let keys = |batches: &[RecordBatch]| -> Vec<Vec<u8>> {
                 batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<BinaryArray>().unwrap().iter().map(|k| k.unwrap().to_vec()).collect::<Vec<_>>()).collect()
             };
