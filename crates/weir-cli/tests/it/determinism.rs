@@ -2,7 +2,8 @@
 //! duplicates, whose order in the files differs from their event-time order, give the rows a
 //! model gives (the first row of each key by event time, ties by file then line; an earlier
 //! batch wins over a later one) whatever the number of threads, the size of the pieces the
-//! files are read in, and wherever a run is killed and restarted.
+//! files are read in, and wherever a run is killed and restarted; and the late-rows table
+//! holds each row the watermark dropped, once.
 //!
 //! So is deduplication over a Delta table read as a stream (issue 19), the same files
 //! copied into it one commit each.
@@ -25,7 +26,8 @@ const START_MS: i64 = 1_704_153_600_000; // 2024-01-02T00:00:00Z
 const PIPELINE: &str = "
 CREATE TABLE events (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
   WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
-WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = 2);
+WITH (connector = 'file', path = 'in/events', format = 'json', max_files_per_trigger = 2,
+  late_rows = 'dead_letter', late_rows_path = 'out/late');
 
 CREATE TABLE dedup WITH (connector = 'delta', path = 'out/dedup');
 
@@ -109,16 +111,27 @@ fn setup(dir: &Path, files: &[Vec<Event>]) {
 /// batch N-1's watermark, evicts keys whose first time + delay is at or before its own),
 /// and within a batch the first row of each key by (event time, file, line).
 fn model(files: &[Vec<Event>]) -> Vec<String> {
+    model_with_late(files).0
+}
+
+/// [`model`], and the `seq` of each late row (dropped by the watermark), as the late-rows
+/// table's rows of that column.
+fn model_with_late(files: &[Vec<Event>]) -> (Vec<String>, Vec<String>) {
     let mut state: HashMap<u32, i64> = HashMap::new();
     let (mut late_wm, mut wm) = (0i64, 0i64);
     let mut out = Vec::new();
+    let mut late = Vec::new();
     for batch in files.chunks(2) {
         let mut best: BTreeMap<u32, (i64, usize, usize, Event)> = BTreeMap::new();
         let mut max_ts = i64::MIN;
         for (f, events) in batch.iter().enumerate() {
             for (line, e) in events.iter().enumerate() {
                 max_ts = max_ts.max(e.tms);
-                if e.tms <= late_wm || state.contains_key(&e.key) {
+                if e.tms <= late_wm {
+                    late.push(serde_json::json!({ "seq": e.seq }).to_string());
+                    continue;
+                }
+                if state.contains_key(&e.key) {
                     continue;
                 }
                 let candidate = (e.tms, f, line, *e);
@@ -137,7 +150,8 @@ fn model(files: &[Vec<Event>]) -> Vec<String> {
         wm = wm.max(max_ts - DELAY_MS);
     }
     out.sort();
-    out
+    late.sort();
+    (out, late)
 }
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -146,11 +160,16 @@ fn rows(dir: &Path) -> Vec<String> {
     DeltaView::read(&dir.join("out/dedup")).rows()
 }
 
+fn late_rows(dir: &Path) -> Vec<String> {
+    DeltaView::read_columns(&dir.join("out/late"), &["seq"]).rows()
+}
+
 #[test]
 fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
     let files = files();
-    let want = model(&files);
+    let (want, late) = model_with_late(&files);
     assert!(want.len() > 15_000, "{} rows", want.len());
+    assert!(late.len() > 1_000, "{} late rows", late.len());
 
     // Threads and read pieces: every combination writes the model's rows.
     for (threads, piece) in [("1", None), ("2", Some("65536")), ("3", Some("1000000")), ("2", None)] {
@@ -164,6 +183,7 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
         let out = output_within(cmd, LIMIT);
         assert_ok(&out);
         assert_eq!(rows(&dir), want, "threads {threads}, pieces of {piece:?} bytes:\n{}", stderr(&out));
+        assert_eq!(late_rows(&dir), late, "late rows, threads {threads}, pieces of {piece:?} bytes");
     }
 
     // A kill at every step of the second batch, then a restart: the same rows.
@@ -174,6 +194,7 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
         let out = run(&dir, "p.sql", &[]);
         assert_ok(&out);
         assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch 1:\n{}", stderr(&out));
+        assert_eq!(late_rows(&dir), late, "late rows after a crash at {failpoint} in batch 1");
     }
 }
 
