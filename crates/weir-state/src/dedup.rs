@@ -623,6 +623,13 @@ impl CandidateBuilder {
 /// their own (see [`CandidateWriter`]).
 const CANDIDATE_THREAD_FROM: usize = 8_192;
 
+/// [`CANDIDATE_THREAD_FROM`], or `WEIR_DEDUP_THREAD_FROM` when set (the tests set it to 1
+/// and to a number no chunk reaches, to show that the thread changes no row).
+fn candidate_thread_from() -> usize {
+    static FROM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *FROM.get_or_init(|| std::env::var("WEIR_DEDUP_THREAD_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(CANDIDATE_THREAD_FROM))
+}
+
 /// Chunks queued for the candidate thread: a bound on the input rows it holds.
 const CANDIDATE_QUEUE: usize = 2;
 
@@ -665,7 +672,7 @@ impl CandidateWriter {
     /// Stores one chunk's candidates (see [`Kept`]), after those of the chunks before.
     fn write(&mut self, kept: Vec<Kept>, builder: &CandidateBuilder) -> Result<()> {
         if let Self::Here(candidates) = self {
-            if kept.iter().map(|k| k.keys.len()).sum::<usize>() < CANDIDATE_THREAD_FROM {
+            if kept.iter().map(|k| k.keys.len()).sum::<usize>() < candidate_thread_from() {
                 return candidates.push(builder.build(kept)?);
             }
             let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<Kept>>(CANDIDATE_QUEUE);

@@ -269,6 +269,8 @@ struct Chaos {
     inputs: Place,
     /// The S3 server of a scenario in S3.
     s3: Option<Arc<S3Server>>,
+    /// Environment of every `weir run`.
+    env: Vec<(&'static str, &'static str)>,
     /// A kill timed by delay lands at most this many ms after the start.
     max_delay_ms: u64,
     history: History,
@@ -307,6 +309,7 @@ impl Chaos {
             table: Place::Local(dir.join("out")),
             inputs: Place::Local(dir.join("in")),
             s3: None,
+            env: Vec::new(),
             max_delay_ms: MAX_DELAY_MS,
             dir,
             history: History::default(),
@@ -394,6 +397,7 @@ impl Chaos {
         self.runs += 1;
         let mut cmd = weir(&self.dir);
         cmd.args(["run", "p.sql", "--trigger", "available-now", "--progress", "human"]);
+        cmd.envs(self.env.iter().copied());
         if let Some(server) = &self.s3 {
             env_for(&mut cmd, &server.endpoint()).args(["--checkpoint", &self.checkpoint.in_script(&self.dir)]);
         }
@@ -744,10 +748,14 @@ fn chaos_sigkill_file_source_in_a_path_with_space_percent_and_non_ascii() {
 }
 
 /// Two watermarked file sources in one query (`UNION ALL`), each with its own file lists
-/// and watermark: both must survive every kill (issue 14, items 2 and 4).
+/// and watermark: both must survive every kill (issue 14, items 2 and 4). Every chunk's
+/// candidate rows go through the deduplication's candidate thread (`WEIR_DEDUP_THREAD_FROM`
+/// = 1; the other scenarios' chunks are too small for it).
 #[test]
 fn chaos_sigkill_two_file_sources_dedup_to_delta() {
-    file_chaos(Chaos::new("two file sources", &["a", "b"], true, "."));
+    let mut chaos = Chaos::new("two file sources", &["a", "b"], true, ".");
+    chaos.env.push(("WEIR_DEDUP_THREAD_FROM", "1"));
+    file_chaos(chaos);
 }
 
 /// The source files, the checkpoint and the table in S3 (`moto_server`): every checkpoint

@@ -171,8 +171,19 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
     assert!(want.len() > 15_000, "{} rows", want.len());
     assert!(late.len() > 1_000, "{} late rows", late.len());
 
-    // Threads and read pieces: every combination writes the model's rows.
-    for (threads, piece) in [("1", None), ("2", Some("65536")), ("3", Some("1000000")), ("2", None)] {
+    // Threads, read pieces, and where candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`:
+    // on their own thread from a chunk of that many, 1: always, a billion: never; unset,
+    // 8,192, which the first whole file of 12,000 rows reaches): every combination writes
+    // the model's rows.
+    let combinations = [
+        ("1", None, None),
+        ("2", Some("65536"), None),
+        ("3", Some("1000000"), None),
+        ("2", None, None),
+        ("2", Some("65536"), Some("1")),
+        ("1", None, Some("1000000000")),
+    ];
+    for (threads, piece, thread_from) in combinations {
         let (_tmp, dir) = scratch();
         setup(&dir, &files);
         let mut cmd = weir(&dir);
@@ -180,10 +191,14 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
         if let Some(bytes) = piece {
             cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
         }
+        if let Some(rows) = thread_from {
+            cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
+        }
         let out = output_within(cmd, LIMIT);
         assert_ok(&out);
-        assert_eq!(rows(&dir), want, "threads {threads}, pieces of {piece:?} bytes:\n{}", stderr(&out));
-        assert_eq!(late_rows(&dir), late, "late rows, threads {threads}, pieces of {piece:?} bytes");
+        let run = format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows");
+        assert_eq!(rows(&dir), want, "{run}:\n{}", stderr(&out));
+        assert_eq!(late_rows(&dir), late, "late rows, {run}");
     }
 
     // A kill at every step of the second batch, then a restart: the same rows.
