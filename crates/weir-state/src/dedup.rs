@@ -740,6 +740,10 @@ impl Candidates {
         self.memory_bytes += batch.get_array_memory_size();
         self.memory.push(batch);
         if self.memory_bytes > self.limit {
+            #[cfg(test)]
+            if self.limit == tests::NO_SPILL_FILE {
+                return Err(spill_err("(a test's) no temporary directory"));
+            }
             let file = tempfile::tempfile().map_err(spill_err)?;
             let mut spill = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.memory[0].schema()).map_err(spill_err)?;
             for b in self.memory.drain(..) {
@@ -1022,6 +1026,9 @@ fn event_time_ms(batch: &RecordBatch, col: usize) -> Result<Int64Array> {
 mod tests {
     use super::*;
     use arrow::array::{AsArray, Int64Array, StringArray, TimestampMillisecondArray};
+
+    /// A candidate memory limit with which a spill file cannot be made.
+    pub(super) const NO_SPILL_FILE: usize = 1;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -1323,5 +1330,31 @@ mod tests {
             assert_eq!(ka, kb, "the same keys added");
             assert!(matches!(threaded.batch.candidates, CandidateWriter::Here(_)), "the next batch starts without a thread");
         }
+    }
+
+    /// The candidate thread fails (its spill file cannot be made): the batch fails with its
+    /// error, from a later chunk or from settle (the runner then fails the batch, and the
+    /// query starts again from its checkpoint with the state loaded anew).
+    #[test]
+    fn a_candidate_thread_that_fails_fails_the_batch() {
+        let rows: Vec<(String, i64, Option<i64>)> = (0..60_000).map(|i| (format!("k{i}"), 100_000, Some(i))).collect();
+        let chunk = |n: usize| batch(&rows[n * 20_000..(n + 1) * 20_000].iter().map(|r| (r.0.as_str(), r.1, r.2)).collect::<Vec<_>>());
+        let mut op = Deduplicate::new(spec(Some(1_000), Some(1)), DedupMap::default());
+        op.set_candidate_memory(NO_SPILL_FILE);
+        let mut error = None;
+        for n in 0..3 {
+            if let Err(e) = op.process(&[chunk(n)], place(0, 0, n as u32), 0) {
+                error = Some(e.to_string());
+                break;
+            }
+            if n == 0 {
+                assert!(matches!(op.batch.candidates, CandidateWriter::Thread { .. }), "20,000 candidates start the thread");
+            }
+        }
+        let error = match error {
+            Some(e) => e,
+            None => op.settle().unwrap_err().to_string(),
+        };
+        assert!(error.contains("cannot spill a batch's candidate rows") && error.contains("no temporary directory"), "{error}");
     }
 }
