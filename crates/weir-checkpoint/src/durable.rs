@@ -85,6 +85,97 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes a [`StagedFile`] hands to the disk's writeback at a time.
+const WRITEBACK_EVERY: u64 = 1 << 20;
+
+/// A file written in pieces on local disk, beside its name until complete and then renamed
+/// into place, as object_store's `LocalFileSystem` writes a multipart upload (the staging
+/// name is `<name>#<n>`, which its listings skip). Each MiB written is handed to the
+/// disk's writeback at once (`sync_file_range`), so that the fsync that makes the file
+/// durable waits for its last bytes only: a batch's state delta of tens of MB, synced at
+/// the batch's end beside its Parquet files, kept both cores idle for ~40 ms while the disk
+/// wrote it all. Dropped before [`StagedFile::finish`], the staging file is removed.
+#[derive(Debug)]
+pub struct StagedFile {
+    file: Option<File>,
+    staging: PathBuf,
+    dest: PathBuf,
+    written: u64,
+    /// Bytes handed to the writeback so far.
+    started: u64,
+}
+
+impl StagedFile {
+    /// A new staging file for `dest`, whose directory is made (durably) if missing.
+    pub fn create(dest: PathBuf) -> io::Result<Self> {
+        let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a file path: {}", dest.display())));
+        };
+        create_dir_all(dir)?;
+        let name = name.to_string_lossy().into_owned();
+        for n in 1u32.. {
+            let staging = dir.join(format!("{name}#{n}"));
+            match File::options().write(true).create_new(true).open(&staging) {
+                Ok(file) => return Ok(Self { file: Some(file), staging, dest, written: 0, started: 0 }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("a staging name is free")
+    }
+
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let file = self.file.as_mut().expect("written before finish");
+        file.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        if self.written - self.started >= WRITEBACK_EVERY {
+            start_writeback(file, self.started, self.written - self.started);
+            self.started = self.written;
+        }
+        Ok(())
+    }
+
+    /// Syncs the content and renames the file into place (replacing what was there); the
+    /// new directory entry is the caller's to sync ([`LocalDisk::sync_file`]). Returns the
+    /// file's path.
+    pub fn finish(mut self) -> io::Result<PathBuf> {
+        let file = self.file.take().expect("finished once");
+        file.sync_all()?;
+        drop(file);
+        if let Err(e) = std::fs::rename(&self.staging, &self.dest) {
+            let _ = std::fs::remove_file(&self.staging);
+            return Err(e);
+        }
+        Ok(std::mem::take(&mut self.dest))
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.staging);
+        }
+    }
+}
+
+/// Starts writing `len` bytes of `file` from `offset` to the disk, without waiting: a hint,
+/// whose failure leaves them to the fsync that follows.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: a valid open descriptor and a range; the call reads or writes no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
 /// fsync of a file or a directory.
 fn sync(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()?;

@@ -20,7 +20,7 @@ use tokio::io::AsyncWrite;
 
 use std::time::Duration;
 
-use crate::durable::LocalDisk;
+use crate::durable::{LocalDisk, StagedFile};
 use crate::error::{CheckpointError, Result};
 use crate::lease::{LEASE_FILE, Lease};
 use crate::storage::{Location, StorageOptions};
@@ -437,10 +437,14 @@ impl Checkpoint {
     /// a multipart upload, which on local disk is a staging file renamed into place.
     pub fn entry_writer(&self, relative: &str) -> EntryWriter {
         let path = self.location.child(relative);
-        // Parts of 4 MiB, at most two in flight: memory stays bounded when the disk is slow.
-        let local = self.disk.as_ref().map(|disk| (Arc::clone(disk), disk.root().join(path.as_ref())));
-        let writer = BufWriter::with_capacity(Arc::clone(&self.location.store), path, 4 << 20).with_max_concurrency(2);
-        EntryWriter { writer: Some(writer), shown: self.show(relative), local }
+        let out = match &self.disk {
+            // On local disk, a staging file of weir's own, handed to the disk's writeback as
+            // it is written (see `StagedFile`), so that the sync at the end is short.
+            Some(disk) => EntryOut::Local { file: None, dest: disk.root().join(path.as_ref()), disk: Arc::clone(disk) },
+            // Parts of 4 MiB, at most two in flight: memory stays bounded when the store is slow.
+            None => EntryOut::Store(BufWriter::with_capacity(Arc::clone(&self.location.store), path, 4 << 20).with_max_concurrency(2)),
+        };
+        EntryWriter { out: Some(out), shown: self.show(relative) }
     }
 
     /// Reads a binary entry, if present.
@@ -668,6 +672,41 @@ mod tests {
         );
     }
 
+    /// A local entry is written beside its name (`<name>#<n>`, which listings skip, past a
+    /// crashed run's leftover) and renamed into place when finished, whole; one dropped
+    /// unfinished leaves nothing behind.
+    #[tokio::test]
+    async fn a_local_entry_appears_whole_when_finished_and_not_at_all_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let cp = Checkpoint::open(root.to_str().unwrap()).unwrap();
+        std::fs::create_dir_all(root.join("state/dedup")).unwrap();
+        std::fs::write(root.join("state/dedup/2.delta#1"), b"left by a crash").unwrap();
+        // 2.1 MB in three pieces: past the writeback step twice.
+        let piece: Vec<u8> = (0..=255u8).cycle().take(700_000).collect();
+        let mut writer = cp.entry_writer("state/dedup/2.delta");
+        for _ in 0..3 {
+            writer.put(bytes::Bytes::from(piece.clone())).await.unwrap();
+        }
+        assert!(root.join("state/dedup/2.delta#2").is_file(), "staged beside its name");
+        assert!(!root.join("state/dedup/2.delta").exists());
+        assert!(cp.file_names("state/dedup").await.unwrap().is_empty(), "staging files are not listed");
+        writer.finish().await.unwrap();
+        assert_eq!(std::fs::read(root.join("state/dedup/2.delta")).unwrap(), piece.repeat(3));
+        assert!(!root.join("state/dedup/2.delta#2").exists());
+        assert_eq!(cp.file_names("state/dedup").await.unwrap(), ["2.delta"]);
+
+        let mut dropped = cp.entry_writer("state/dedup/3.delta");
+        dropped.put(bytes::Bytes::from_static(b"half")).await.unwrap();
+        assert!(root.join("state/dedup/3.delta#1").is_file());
+        drop(dropped);
+        assert!(!root.join("state/dedup/3.delta").exists() && !root.join("state/dedup/3.delta#1").exists());
+
+        let empty = cp.entry_writer("state/dedup/4.delta");
+        empty.finish().await.unwrap();
+        assert_eq!(std::fs::read(root.join("state/dedup/4.delta")).unwrap(), b"", "an entry with nothing written is an empty file");
+    }
+
     #[tokio::test]
     async fn second_open_of_a_local_checkpoint_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -691,37 +730,95 @@ mod tests {
 #[derive(Debug)]
 pub struct EntryWriter {
     /// `None` once finished.
-    writer: Option<BufWriter>,
+    out: Option<EntryOut>,
     shown: String,
-    /// On local disk: what syncs the entry, and its file.
-    local: Option<(Arc<LocalDisk>, std::path::PathBuf)>,
+}
+
+/// Where an entry's bytes go.
+#[derive(Debug)]
+enum EntryOut {
+    /// An object store's multipart upload.
+    Store(BufWriter),
+    /// A file on local disk (made at the first bytes), synced by `disk` when finished.
+    Local { file: Option<StagedFile>, dest: std::path::PathBuf, disk: Arc<LocalDisk> },
+    /// A write failed, with this error: the entry cannot be finished.
+    Failed(String),
+}
+
+fn local_err(e: impl std::fmt::Display) -> object_store::Error {
+    object_store::Error::Generic { store: "LocalFileSystem", source: e.to_string().into() }
 }
 
 impl EntryWriter {
     /// Appends `bytes`.
     pub async fn put(&mut self, bytes: bytes::Bytes) -> Result<()> {
-        let writer = self.writer.as_mut().expect("put after finish");
-        writer.put(bytes).await.map_err(|source| CheckpointError::Io { path: self.shown.clone(), source })
+        let shown = self.shown.clone();
+        let io = |source| CheckpointError::Io { path: shown.clone(), source };
+        match self.out.as_mut().expect("put after finish") {
+            EntryOut::Store(writer) => writer.put(bytes).await.map_err(io),
+            EntryOut::Local { file, dest, .. } => {
+                let (taken, dest) = (file.take(), dest.clone());
+                let written = tokio::task::spawn_blocking(move || -> std::io::Result<StagedFile> {
+                    let mut staged = match taken {
+                        Some(staged) => staged,
+                        None => StagedFile::create(dest)?,
+                    };
+                    staged.write(&bytes)?;
+                    Ok(staged)
+                })
+                .await;
+                match written {
+                    Ok(Ok(staged)) => {
+                        *file = Some(staged);
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(self.fail(local_err(e))),
+                    Err(e) => Err(self.fail(local_err(e))),
+                }
+            }
+            EntryOut::Failed(e) => Err(io(local_err(e))),
+        }
+    }
+
+    /// Marks the entry failed with `source` (its staging file is gone), and returns the error.
+    fn fail(&mut self, source: object_store::Error) -> CheckpointError {
+        self.out = Some(EntryOut::Failed(source.to_string()));
+        CheckpointError::Io { path: self.shown.clone(), source }
     }
 
     /// Completes the entry: from here on it is readable, whole.
     pub async fn finish(mut self) -> Result<()> {
-        let mut writer = self.writer.take().expect("finished once");
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut writer).poll_shutdown(cx))
-            .await
-            .map_err(|e| CheckpointError::Io { path: self.shown.clone(), source: object_store::Error::Generic { store: "checkpoint", source: Box::new(e) } })?;
-        match self.local.take() {
-            Some((disk, file)) => disk.sync(file).await.map_err(|source| CheckpointError::Sync { path: self.shown.clone(), source }),
-            None => Ok(()),
+        let shown = self.shown.clone();
+        let io = |source| CheckpointError::Io { path: shown.clone(), source };
+        match self.out.take().expect("finished once") {
+            EntryOut::Store(mut writer) => std::future::poll_fn(|cx| std::pin::Pin::new(&mut writer).poll_shutdown(cx))
+                .await
+                .map_err(|e| io(object_store::Error::Generic { store: "checkpoint", source: Box::new(e) })),
+            EntryOut::Local { file, dest, disk } => {
+                // An entry with nothing written is an empty file.
+                let done = tokio::task::spawn_blocking(move || match file {
+                    Some(staged) => staged.finish(),
+                    None => StagedFile::create(dest)?.finish(),
+                })
+                .await;
+                let file = match done {
+                    Ok(Ok(file)) => file,
+                    Ok(Err(e)) => return Err(io(local_err(e))),
+                    Err(e) => return Err(io(local_err(e))),
+                };
+                disk.sync(file).await.map_err(|source| CheckpointError::Sync { path: self.shown.clone(), source })
+            }
+            EntryOut::Failed(e) => Err(io(local_err(e))),
         }
     }
 }
 
 impl Drop for EntryWriter {
     /// An unfinished entry (its batch failed) is abandoned: nothing was made visible, and
-    /// the parts already uploaded are cleaned up in the background where a runtime allows.
+    /// the parts already uploaded are cleaned up in the background where a runtime allows
+    /// (a local staging file is removed at once).
     fn drop(&mut self) {
-        if let Some(mut writer) = self.writer.take()
+        if let Some(EntryOut::Store(mut writer)) = self.out.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
