@@ -114,7 +114,7 @@ impl StagedFile {
         create_dir_all(dir)?;
         let name = name.to_string_lossy().into_owned();
         for n in 1u32.. {
-            let staging = dir.join(format!("{name}#{n}"));
+            let staging = dir.join(staging_name(&name, n));
             match File::options().write(true).create_new(true).open(&staging) {
                 Ok(file) => return Ok(Self { file: Some(file), staging, dest, written: 0, started: 0 }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -158,6 +158,17 @@ impl Drop for StagedFile {
             let _ = std::fs::remove_file(&self.staging);
         }
     }
+}
+
+/// The `n`th name for a file being written in place of `name`: `name`, `#` and the number,
+/// as object_store's `LocalFileSystem` names its multipart uploads (its listings skip them).
+fn staging_name(name: &str, n: u32) -> String {
+    format!("{name}#{n}")
+}
+
+/// Whether `name` is a file being written ([`staging_name`]).
+pub(crate) fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(entry, n)| !entry.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Starts writing `len` bytes of `file` from `offset` to the disk, without waiting: a hint,

@@ -20,7 +20,7 @@ use tokio::io::AsyncWrite;
 
 use std::time::Duration;
 
-use crate::durable::{LocalDisk, StagedFile};
+use crate::durable::{LocalDisk, StagedFile, is_staging_name};
 use crate::error::{CheckpointError, Result};
 use crate::lease::{LEASE_FILE, Lease};
 use crate::storage::{Location, StorageOptions};
@@ -515,8 +515,9 @@ impl Checkpoint {
 }
 
 /// Deletes the staging files (`<entry>#<n>`) a killed process left in the local checkpoint
-/// `dir`. On local disk object_store writes an entry to such a file and renames it into
-/// place, or deletes it when the write is abandoned; a SIGKILL in between does neither.
+/// `dir`. On local disk object_store, and weir's `StagedFile`, write an entry to such a
+/// file and rename it into place, or delete it when the write is abandoned; a SIGKILL in
+/// between does neither.
 /// Nothing reads them (listings skip them), they only take room. This runs under the lock,
 /// so no other process is writing one. It is housekeeping: a file that cannot be deleted
 /// is left for the next start.
@@ -532,11 +533,6 @@ fn remove_staging_files(dir: &std::path::Path) {
             _ => {}
         }
     }
-}
-
-/// object_store's name for a file being written: the entry's name, `#` and a number.
-fn is_staging_name(name: &str) -> bool {
-    name.rsplit_once('#').is_some_and(|(entry, n)| !entry.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Takes the exclusive lock file of a local checkpoint; the OS releases it when the process
