@@ -1,5 +1,5 @@
 //! The query's chain of stateful operators as the runtime builds it from the plan: each
-//! operator with its state directory, its late-rows table, and what the checkpoint records
+//! operator with its state directory, its late-rows tables, and what the checkpoint records
 //! of it (`stateOperators` in `metadata.json`).
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use weir_sql::types::sql_name;
 use weir_state::{DedupOperator, DedupSpec, Deduplicate, StateFiles, StatefulOperator, WindowAggregate, WindowSpec};
 
 use crate::error::{Result, WeirError};
-use crate::runner::{ChainOp, RunSource};
+use crate::runner::{ChainOp, LateSink, RunSource};
 use crate::session::Session;
 
 /// Batches between two snapshots of an operator's state.
@@ -24,8 +24,13 @@ const SNAPSHOT_EVERY: u64 = 10;
 pub(crate) struct LateTable {
     /// The source whose `late_rows_path` it is.
     pub source: String,
+    /// Whose late rows it takes: those of the sources of these indexes among the query's
+    /// (the first operator, which takes the sources' rows), or all of the operator's.
+    pub rows_of: Option<Vec<usize>>,
     pub path: String,
     pub schema: SchemaRef,
+    /// The name its sink goes by in the checkpoint (its journal) and in its `txn` app id.
+    pub sink_name: String,
 }
 
 /// What [`plan`] builds.
@@ -34,9 +39,9 @@ pub(crate) struct Planned {
     pub operators: Vec<ChainOp>,
     /// What the checkpoint records of them, in the same order.
     pub specs: Vec<StateOperatorSpec>,
-    /// The late-rows table of each operator, if it has one (the first operator whose rows
-    /// can be late, when their source asks for one).
-    pub late_tables: Vec<Option<LateTable>>,
+    /// The late-rows tables of each operator: those of the first operator whose rows can be
+    /// late, one for each source that asks for one.
+    pub late_tables: Vec<Vec<LateTable>>,
 }
 
 /// Builds the operators of `compiled`'s chain; warnings go to `warnings`.
@@ -58,17 +63,49 @@ pub(crate) fn plan(
         Some(LateRows::DeadLetter(path)) => Some(path.clone()),
         _ => None,
     };
+    // The late-rows tables of an operator whose event time is `event_source`'s: the first
+    // operator takes each source's rows as they come, so each source's late rows go to that
+    // source's table (one table for the sources that name the same path); an operator above
+    // another, to `event_source`'s. The table of `event_source` keeps the name a query of
+    // one source always gave it.
+    let late_tables = |i: usize, event_source: &str, schema: &SchemaRef| -> Vec<LateTable> {
+        let named = |source: &str| match source == event_source {
+            true => format!("{sink_name}_late_rows"),
+            false => format!("{sink_name}_late_rows_{source}"),
+        };
+        if i > 0 {
+            return late_path(event_source)
+                .map(|path| LateTable { source: event_source.to_string(), rows_of: None, path, schema: Arc::clone(schema), sink_name: named(event_source) })
+                .into_iter()
+                .collect();
+        }
+        let mut tables: Vec<LateTable> = Vec::new();
+        for (index, s) in sources.iter().enumerate() {
+            let Some(path) = late_path(&s.name) else { continue };
+            match tables.iter_mut().find(|t| t.path == path) {
+                Some(t) => {
+                    t.rows_of.get_or_insert_with(Vec::new).push(index);
+                    if s.name == event_source {
+                        (t.source, t.sink_name) = (s.name.clone(), named(&s.name));
+                    }
+                }
+                None => tables.push(LateTable { source: s.name.clone(), rows_of: Some(vec![index]), path, schema: Arc::clone(schema), sink_name: named(&s.name) }),
+            }
+        }
+        tables
+    };
     for (i, plan) in compiled.operators().iter().enumerate() {
-        let (op, files, spec, late): (Box<dyn StatefulOperator>, StateFiles, StateOperatorSpec, Option<LateTable>) = match plan {
+        let (op, files, spec, late): (Box<dyn StatefulOperator>, StateFiles, StateOperatorSpec, Vec<LateTable>) = match plan {
             OperatorPlan::Dedup(d) => {
                 check_keys(d, line)?;
                 let mut late = None;
                 let event_time = match &d.event_time {
                     Some((col, source)) => {
                         let (column, delay) = delay_of(source).unwrap_or_default();
-                        if let (false, Some(path)) = (late_taken, late_path(source)) {
-                            let (columns, schema) = dedup_late_rows(d, *col, &column);
-                            late = Some((columns, LateTable { source: source.clone(), path, schema }));
+                        let (columns, schema) = dedup_late_rows(d, *col, &column);
+                        let tables = if late_taken { Vec::new() } else { late_tables(i, source, &schema) };
+                        if !tables.is_empty() {
+                            late = Some((columns, schema, tables));
                         }
                         Some((*col, delay, column))
                     }
@@ -86,7 +123,7 @@ pub(crate) fn plan(
                     order: d.order,
                     output_columns: d.output_columns.clone(),
                     output_schema: Arc::clone(&d.output_schema),
-                    late: late.as_ref().map(|(columns, t)| (columns.clone(), Arc::clone(&t.schema))),
+                    late: late.as_ref().map(|(columns, schema, _)| (columns.clone(), Arc::clone(schema))),
                 };
                 let name = if event_time.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
                 let state = StateOperatorSpec {
@@ -106,15 +143,12 @@ pub(crate) fn plan(
                 let id = if i == 0 { "dedup".to_string() } else { format!("dedup-{i}") };
                 let op = DedupOperator::new(Deduplicate::new(spec, Default::default()), name);
                 let files = StateFiles::new(&id, SNAPSHOT_EVERY, op.state_schema());
-                (Box::new(op), files, state, late.map(|(_, t)| t))
+                (Box::new(op), files, state, late.map(|(_, _, tables)| tables).unwrap_or_default())
             }
             OperatorPlan::Window(w) => {
                 let (source, column) = &w.event_time;
                 let delay = delay_of(source).map(|(_, d)| d);
-                let late = match (late_taken, late_path(source)) {
-                    (false, Some(path)) => Some(LateTable { source: source.clone(), path, schema: window_late_rows(w) }),
-                    _ => None,
-                };
+                let late = if late_taken { Vec::new() } else { late_tables(i, source, &window_late_rows(w)) };
                 let spec = WindowSpec {
                     group_exprs: w.group_exprs.clone(),
                     time_key: w.time_key,
@@ -122,7 +156,7 @@ pub(crate) fn plan(
                     aggregates: w.aggregates.clone(),
                     filters: w.filters.clone(),
                     output_schema: Arc::clone(&w.output_schema),
-                    late_schema: late.as_ref().map(|t| Arc::clone(&t.schema)),
+                    late_schema: late.first().map(|t| Arc::clone(&t.schema)),
                 };
                 let op = WindowAggregate::new(spec).map_err(|e| WeirError::at(line, e))?;
                 let state = StateOperatorSpec {
@@ -137,17 +171,16 @@ pub(crate) fn plan(
                 (Box::new(op), files, state, late)
             }
         };
-        let late_sink = match &late {
-            Some(t) => {
-                late_taken = true;
-                // The late rows' table is on the store of the source they came from.
-                let storage = session.tables.get(&t.source).map(|d| d.config.storage()).unwrap_or_default();
-                let config = ConnectorConfig::Delta(DeltaConfig::at(t.path.clone(), storage));
-                Some(make_sink(&format!("{sink_name}_late_rows"), &config, None, &session.memory).map_err(|e| WeirError::at(line, e))?)
-            }
-            None => None,
-        };
-        planned.operators.push(ChainOp { op, files, late_sink });
+        let mut late_sinks = Vec::with_capacity(late.len());
+        for t in &late {
+            late_taken = true;
+            // A late-rows table is on the store of the source whose table it is.
+            let storage = session.tables.get(&t.source).map(|d| d.config.storage()).unwrap_or_default();
+            let config = ConnectorConfig::Delta(DeltaConfig::at(t.path.clone(), storage));
+            let sink = make_sink(&t.sink_name, &config, None, &session.memory).map_err(|e| WeirError::at(line, e))?;
+            late_sinks.push(LateSink { rows_of: t.rows_of.clone(), sink, begun: false });
+        }
+        planned.operators.push(ChainOp { op, files, late_sinks });
         planned.specs.push(spec);
         planned.late_tables.push(late);
     }

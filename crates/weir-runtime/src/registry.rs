@@ -52,7 +52,8 @@ impl Session {
     pub fn register_sink(&mut self, name: &str, function: Arc<dyn BatchFunction>) -> Result<()> {
         match self.tables.get(name).map(|d| &d.config) {
             None => {
-                let def = TableDef { create: program_table(name, "foreach_batch", Vec::new()), config: ConnectorConfig::ForeachBatch };
+                let declared = self.next_declaration();
+                let def = TableDef { create: program_table(name, "foreach_batch", Vec::new()), config: ConnectorConfig::ForeachBatch, declared };
                 self.tables.insert(name.to_string(), def);
             }
             Some(ConnectorConfig::ForeachBatch) => {}
@@ -81,7 +82,8 @@ impl Session {
         match self.tables.get(name).map(|d| &d.config) {
             None => {
                 let create = program_table(name, "arrow", schema.fields().iter().map(|f| f.as_ref().clone()).collect());
-                self.tables.insert(name.to_string(), TableDef { create, config: ConnectorConfig::Arrow });
+                let declared = self.next_declaration();
+                self.tables.insert(name.to_string(), TableDef { create, config: ConnectorConfig::Arrow, declared });
             }
             Some(ConnectorConfig::Arrow) => {
                 if let Some(def) = self.tables.get_mut(name) {

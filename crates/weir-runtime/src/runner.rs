@@ -59,7 +59,17 @@ pub(crate) struct ChainOp {
     pub op: Box<dyn StatefulOperator>,
     pub files: StateFiles,
     /// Where late rows go, when their source sends them to a late-rows table.
-    pub late_sink: Option<Box<dyn Sink>>,
+    pub late_sinks: Vec<LateSink>,
+}
+
+/// A late-rows table of an operator.
+pub(crate) struct LateSink {
+    /// Whose late rows it takes: those of the sources of these indexes (the first operator
+    /// takes each source's rows as they come), or all of the operator's.
+    pub rows_of: Option<Vec<usize>>,
+    pub sink: Box<dyn Sink>,
+    /// Whether the batch at hand has begun writing to it (with its first late row).
+    pub begun: bool,
 }
 
 /// Everything one query needs to run its batches.
@@ -107,7 +117,7 @@ impl Runner {
         // it is a warning: the batches' commits never wait for it.
         let mut sinks: Vec<&mut Box<dyn Sink>> = vec![&mut self.sink];
         sinks.extend(self.sources.iter_mut().filter_map(|s| s.bad_sink.as_mut()));
-        sinks.extend(self.operators.iter_mut().filter_map(|c| c.late_sink.as_mut()));
+        sinks.extend(self.operators.iter_mut().flat_map(|c| c.late_sinks.iter_mut().map(|l| &mut l.sink)));
         let mut failed = Vec::new();
         for sink in sinks {
             if let Err(e) = sink.close().await {
@@ -321,7 +331,6 @@ impl Runner {
         // Bad and late rows go to their tables as they come, in the same batch: each of
         // those sinks is begun when its first row comes.
         let mut bad_begun: Vec<bool> = vec![false; self.sources.len()];
-        let mut late_begun = vec![false; self.operators.len()];
         // Each operator's state delta is written as the batch goes (see `STATE_WRITE_ROWS`).
         let mut deltas = Vec::with_capacity(self.operators.len());
         for c in &self.operators {
@@ -391,7 +400,7 @@ impl Runner {
                     Some(first) => {
                         let place = Place { source: source_index as u32, part: place.part, seq: place.seq };
                         first.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
-                        write_late_rows(first, &mut late_begun[0], batch_id).await?;
+                        write_late_rows(first, Some(source_index), batch_id).await?;
                     }
                     None => {
                         for batch in rows {
@@ -409,7 +418,7 @@ impl Runner {
         // it to the next operator (or the sink), and its state changes to its delta as they
         // come. Rows an operator passes on are numbered in the order they come.
         let mut state_metrics = Vec::with_capacity(self.operators.len());
-        for i in 0..self.operators.len() {
+        for (i, delta) in deltas.iter_mut().enumerate() {
             let mut seq = 0u32;
             while let Some(out) = self.operators[i].op.next_output(entry.batch_watermark_ms).map_err(|e| batch_err(batch_id, e))? {
                 let rows = self.compiled.run_above(i, vec![out]).await.map_err(|e| batch_err(batch_id, e))?;
@@ -418,7 +427,7 @@ impl Runner {
                         let place = Place { source: 0, part: 0, seq };
                         seq = seq.checked_add(1).ok_or_else(|| batch_err(batch_id, "a batch of more than 4 billion output chunks"))?;
                         next.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
-                        write_late_rows(next, &mut late_begun[i + 1], batch_id).await?;
+                        write_late_rows(next, None, batch_id).await?;
                     }
                     None => {
                         for batch in rows {
@@ -428,12 +437,12 @@ impl Runner {
                     }
                 }
                 while let Some(d) = self.operators[i].op.next_delta(STATE_WRITE_ROWS, false).map_err(|e| batch_err(batch_id, e))? {
-                    deltas[i].write(&d).await.map_err(|e| batch_err(batch_id, e))?;
+                    delta.write(&d).await.map_err(|e| batch_err(batch_id, e))?;
                 }
             }
             // State is evicted by this batch's watermark: the rest of the delta.
             while let Some(d) = self.operators[i].op.next_delta(STATE_WRITE_ROWS, true).map_err(|e| batch_err(batch_id, e))? {
-                deltas[i].write(&d).await.map_err(|e| batch_err(batch_id, e))?;
+                delta.write(&d).await.map_err(|e| batch_err(batch_id, e))?;
             }
             state_metrics.push(self.operators[i].op.take_metrics());
         }
@@ -471,10 +480,9 @@ impl Runner {
                 bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
             }
         }
-        for (c, begun) in self.operators.iter_mut().zip(late_begun) {
-            if let Some(late_sink) = c.late_sink.as_mut().filter(|_| begun) {
-                late_sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
-            }
+        for late in self.operators.iter_mut().flat_map(|c| &mut c.late_sinks).filter(|l| l.begun) {
+            late.begun = false;
+            late.sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
         }
         let state_started = Instant::now();
         if !self.operators.is_empty() {
@@ -746,16 +754,23 @@ fn state_operator_json(name: &str, m: &OperatorMetrics) -> Value {
     })
 }
 
-/// Sends an operator's late rows to its late-rows table, begun with the first of them.
-async fn write_late_rows(c: &mut ChainOp, begun: &mut bool, batch_id: u64) -> Result<()> {
+/// Sends an operator's late rows, of the source of index `source` when it has just taken a
+/// chunk of a source's rows, to the late-rows table that takes them, begun with the first of
+/// them. A source that asks for no table has its late rows dropped (and counted).
+async fn write_late_rows(c: &mut ChainOp, source: Option<usize>, batch_id: u64) -> Result<()> {
     let late = c.op.take_late_rows();
-    let Some(late_sink) = c.late_sink.as_mut() else { return Ok(()) };
+    let takes = |l: &LateSink| match (&l.rows_of, source) {
+        (None, _) => true,
+        (Some(sources), Some(s)) => sources.contains(&s),
+        (Some(_), None) => false,
+    };
+    let Some(table) = c.late_sinks.iter_mut().find(|l| takes(l)) else { return Ok(()) };
     for batch in late.into_iter().filter(|b| b.num_rows() > 0) {
-        if !*begun {
-            late_sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
-            *begun = true;
+        if !table.begun {
+            table.sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
+            table.begun = true;
         }
-        late_sink.write(batch).await.map_err(|e| late_rows_err(batch_id, e))?;
+        table.sink.write(batch).await.map_err(|e| late_rows_err(batch_id, e))?;
     }
     Ok(())
 }

@@ -30,6 +30,9 @@ pub struct TableDef {
     pub create: CreateTable,
     /// Its connector settings.
     pub config: ConnectorConfig,
+    /// Its place among the session's declarations, which numbers a query's sources (the
+    /// rows of the one declared first win ties).
+    pub declared: u64,
 }
 
 impl TableDef {
@@ -163,6 +166,8 @@ pub struct Session {
     pub(crate) registered: crate::registry::Registered,
     /// Every query started from this session (previews included), oldest first.
     queries: std::sync::Mutex<Vec<StreamingQuery>>,
+    /// Tables declared so far, dropped ones included: the next one's [`TableDef::declared`].
+    declarations: u64,
 }
 
 /// What executing one statement did.
@@ -330,8 +335,15 @@ impl Session {
                 format!("table '{}': WATERMARK only applies to tables read as streams (kafka, file, datagen, delta)", create.name),
             ));
         }
-        self.tables.insert(create.name.clone(), TableDef { create, config });
+        let declared = self.next_declaration();
+        self.tables.insert(create.name.clone(), TableDef { create, config, declared });
         Ok(())
+    }
+
+    /// The [`TableDef::declared`] of the next table declared.
+    pub(crate) fn next_declaration(&mut self) -> u64 {
+        self.declarations += 1;
+        self.declarations
     }
 
     /// Starts `INSERT INTO sink SELECT ...` as a continuous query. Everything is checked
@@ -438,8 +450,11 @@ impl Session {
 
         // Sources: the tables the query reads as streams.
         let streams = self.stream_tables(query, line, sink_table.is_some())?;
+        // In the order the script declared them: rows of an earlier one win ties.
+        let mut stream_defs: Vec<(&String, &TableDef)> = self.tables.iter().filter(|(n, _)| streams.contains(n)).collect();
+        stream_defs.sort_by_key(|(_, def)| def.declared);
         let mut sources = Vec::new();
-        for (name, def) in self.tables.iter().filter(|(n, _)| streams.contains(n)) {
+        for (name, def) in stream_defs {
             let config = match (&def.config, &options.starting_offsets) {
                 (ConnectorConfig::Kafka(k), Some(start)) if def.create.options.get("starting_offsets").is_none() => {
                     ConnectorConfig::Kafka(weir_sql::config::KafkaConfig { starting_offsets: start.clone(), ..k.clone() })
@@ -608,10 +623,14 @@ impl Session {
         if let Some(meta) = widened {
             checkpoint.replace_metadata(&meta).await?;
         }
-        for (c, late) in operators.iter_mut().zip(&late_tables) {
-            if let (Some(late_sink), Some(late)) = (c.late_sink.as_mut(), late) {
-                let app_id = AppId::side_table(&id, &format!("{sink_name}_late_rows"));
-                late_sink.open(&late.schema, &app_id, &checkpoint).await.map_err(|e| WeirError::at(line, format!("late-rows table: {e}")))?;
+        for (c, tables) in operators.iter_mut().zip(&late_tables) {
+            for (late_sink, late) in c.late_sinks.iter_mut().zip(tables) {
+                let app_id = AppId::side_table(&id, &late.sink_name);
+                late_sink
+                    .sink
+                    .open(&late.schema, &app_id, &checkpoint)
+                    .await
+                    .map_err(|e| WeirError::at(line, format!("late-rows table: {e}")))?;
             }
         }
 
@@ -722,7 +741,7 @@ impl Session {
         self.tables.get(table).map(|t| t.config.storage()).unwrap_or_default()
     }
 
-    fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], late_tables: &[Option<crate::operators::LateTable>]) -> Result<()> {
+    fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], late_tables: &[Vec<crate::operators::LateTable>]) -> Result<()> {
         let line_of = |table: &str| self.tables.get(table).map_or(line, |t| t.create.line);
         let mut written: Vec<(String, String, StorageOptions)> = Vec::new();
         if let Some(sink) = sink

@@ -422,6 +422,63 @@ fn dedup_stream_counts_add_up() {
     assert_eq!(late_table.json["columns"], serde_json::json!(["event_id", "user_id", "amount", "ts"]));
 }
 
+/// Three sources in one deduplication: `a` and `b` name the same late-rows table, `c` none.
+/// The late rows of `a` and `b` go to their table, each once; `c`'s are dropped, counted.
+#[test]
+fn each_source_s_late_rows_go_to_its_own_late_rows_table() {
+    let (_tmp, dir) = scratch();
+    let source = |name: &str, late: &str| {
+        format!(
+            "CREATE TABLE {name} (event_id STRING, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+             WITH (connector = 'file', path = 'in/{name}', format = 'json', max_files_per_trigger = 1{late});\n"
+        )
+    };
+    let shared = ", late_rows = 'dead_letter', late_rows_path = 'out/late_ab'";
+    let script = format!(
+        "{}{}{}CREATE TABLE deduped WITH (connector = 'delta', path = 'out/deduped');
+         INSERT INTO deduped SELECT DISTINCT ON (event_id) event_id, ts
+         FROM (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) ORDER BY event_id, ts;",
+        source("c", ""),
+        source("a", shared),
+        source("b", shared)
+    );
+    std::fs::write(dir.join("p.sql"), script).unwrap();
+    // Each source: rows an hour in, in each of three files; the third (read by the third
+    // batch, the first that drops rows at or below an earlier batch's watermark) also has
+    // three rows from the first minute, late by then.
+    let mut late_ab = Vec::new();
+    for name in ["a", "b", "c"] {
+        let on_time = |from: u64| (from..from + 5).map(|i| format!(r#"{{"event_id": "{name}{i}", "ts": "{}"}}"#, ts(3600 + i))).collect::<Vec<_>>();
+        write_file(&dir.join("in").join(name), "1.json", &on_time(0));
+        write_file(&dir.join("in").join(name), "2.json", &on_time(10));
+        let mut third = on_time(20);
+        for j in 0..3 {
+            third.push(format!(r#"{{"event_id": "{name}-late{j}", "ts": "{}"}}"#, ts(j)));
+            if name != "c" {
+                late_ab.push(format!("{name}-late{j}"));
+            }
+        }
+        write_file(&dir.join("in").join(name), "3.json", &third);
+    }
+    let out = run(&dir, "p.sql", &["--progress", "json"]);
+    assert_ok(&out);
+    let late: u64 = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["stateOperators"][0]["numRowsDroppedByWatermark"].as_u64().unwrap())
+        .sum();
+    assert_eq!(late, 9, "every source's late rows are counted");
+    let rows = |table: &str| -> Vec<String> {
+        let view = DeltaView::read(&dir.join(table));
+        let mut ids: Vec<String> = view.json["rows"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    late_ab.sort();
+    assert_eq!(rows("out/late_ab"), late_ab);
+    assert_eq!(rows("out/deduped").len(), 45, "fifteen on-time rows of each source");
+}
+
 /// `2024-01-01T00:00:00Z` plus `secs`.
 fn ts(secs: u64) -> String {
     format!("2024-01-01T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)

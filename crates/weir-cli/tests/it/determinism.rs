@@ -5,6 +5,11 @@
 //! files are read in, and wherever a run is killed and restarted; and the late-rows table
 //! holds each row the watermark dropped, once.
 //!
+//! So is deduplication over two watermarked file sources at once (`UNION ALL`): the model
+//! then also follows the query's watermark (the minimum of the sources') and breaks ties
+//! between rows of both sources by the order the script declared them in, and each
+//! source's late rows go to its own late-rows table.
+//!
 //! So is deduplication over a Delta table read as a stream (issue 19), the same files
 //! copied into it one commit each.
 //!
@@ -12,7 +17,7 @@
 //! distinct counts over the same kind of batches writes the same bits whatever the threads,
 //! pieces and crashes, and the model's groups (sums within rounding of the model's).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -210,6 +215,371 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
         assert_ok(&out);
         assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch 1:\n{}", stderr(&out));
         assert_eq!(late_rows(&dir), late, "late rows after a crash at {failpoint} in batch 1");
+    }
+}
+
+/// Two watermarked file sources (`a` and `b`) in one deduplication, through `UNION ALL`.
+/// Each gives every batch two files (`max_files_per_trigger = 2` on both, the same number
+/// of files in each), so batch `k` takes files `2k` and `2k + 1` of each source.
+///
+/// `b` is declared before `a`, and the query names `a` first in its `UNION ALL`: the rows
+/// of the source declared first (`b`) win ties, whatever the names and the query's order
+/// (the README's rule). Each source's late rows go to its own late-rows table.
+const TWO_SOURCE_PIPELINE: &str = "
+CREATE TABLE b (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+WITH (connector = 'file', path = 'in/b', format = 'json', max_files_per_trigger = 2,
+  late_rows = 'dead_letter', late_rows_path = 'out/late_b');
+
+CREATE TABLE a (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+WITH (connector = 'file', path = 'in/a', format = 'json', max_files_per_trigger = 2,
+  late_rows = 'dead_letter', late_rows_path = 'out/late_a');
+
+CREATE TABLE dedup WITH (connector = 'delta', path = 'out/dedup');
+
+INSERT INTO dedup
+SELECT DISTINCT ON (event_id) event_id, tms, seq
+FROM (SELECT * FROM a UNION ALL SELECT * FROM b)
+ORDER BY event_id, ts;
+";
+
+/// The two-source query's sources (`files[0]` is `a`'s); `b` is declared first.
+const TWO_SOURCES: [&str; 2] = ["a", "b"];
+/// Data batches of the two-source query; each takes this many files of each source.
+const TWO_BATCHES: usize = 3;
+const TWO_FILES_PER_BATCH: usize = 2;
+/// About 1.3 MB a file: two pieces of 1 MB, one whole-file chunk at the default 2 MiB,
+/// whose rows reach the candidate thread's default threshold (8,192).
+const TWO_ROWS_PER_FILE: usize = 9_000;
+const MINUTE_MS: i64 = 60 * 1000;
+/// Where source `s`'s on-time times start in batch `k`: `k * 30` minutes plus
+/// `TWO_LAG_MIN[k][s]`, spread over 40 minutes from there. `b` lags in batch 0 and `a` in
+/// batch 1, so each is the slowest once, and the query's watermark (the minimum of the
+/// sources') is `b`'s after batch 0, `a`'s after batch 1, `b`'s after batch 2.
+const TWO_LAG_MIN: [[i64; 2]; TWO_BATCHES] = [[0, -15], [-20, 0], [0, -10]];
+
+/// The files of both sources, `files[source][file]` in name order. Each batch's four files
+/// are written line by line in turn (in an order that is not their place order), keys drawn
+/// from a window shared by both sources that overlaps the last batch's. About one row in
+/// six is a twin of an earlier row of the batch (same key and event time, another `seq`),
+/// in any of the four files, so a key's first time is often held by rows of both sources,
+/// or of two files of one, and the place decides. One row in twenty is behind, from 30
+/// minutes before the start to 25 minutes after it (never after a source's on-time rows,
+/// so it moves no watermark): in the last batch, those at or below the query's watermark
+/// after batch 0 (`b`'s) are late, the others are not, though many are at or below `a`'s.
+/// The last batch also has rows at exactly those two bounds and 1 ms above the first, in
+/// both sources, with keys of their own.
+fn two_source_files() -> [Vec<Vec<Event>>; 2] {
+    let mut rng = Rng(1402);
+    let mut seq = 0;
+    let mut files: [Vec<Vec<Event>>; 2] = [Vec::new(), Vec::new()];
+    for (batch, lags) in TWO_LAG_MIN.iter().enumerate() {
+        let order = [(1, 1), (0, 0), (1, 0), (0, 1)];
+        let mut these = vec![vec![Vec::new(); TWO_FILES_PER_BATCH]; 2];
+        let mut made: Vec<Event> = Vec::new();
+        for _ in 0..TWO_ROWS_PER_FILE {
+            for (src, f) in order {
+                seq += 1;
+                let start = START_MS + (batch as i64 * 30 + lags[src]) * MINUTE_MS;
+                // One row in five is a twin of an earlier one, unless that one is later than
+                // this source's rows: its twin would move the source's watermark.
+                let twin = match made.len() {
+                    0 => None,
+                    n => Some(made[rng.below(n as u64) as usize]).filter(|e| e.tms < start + 40 * MINUTE_MS && rng.below(5) == 0),
+                };
+                let event = match twin {
+                    Some(twin) => Event { seq, ..twin },
+                    None => {
+                        let key = (batch as u64 * 9_000 + rng.below(21_000)) as u32;
+                        let tms = if rng.below(20) == 0 {
+                            START_MS - 30 * MINUTE_MS + rng.below(55 * 60) as i64 * 1000
+                        } else {
+                            start + rng.below(2_400) as i64 * 1000
+                        };
+                        Event { key, tms, seq }
+                    }
+                };
+                made.push(event);
+                these[src][f].push(event);
+            }
+        }
+        for (src, batch_files) in these.into_iter().enumerate() {
+            files[src].extend(batch_files);
+        }
+    }
+    // Each source's watermark after batch 0; the query's is the lower one.
+    let after_first = [0, 1].map(|src: usize| files[src][..TWO_FILES_PER_BATCH].iter().flatten().map(|e| e.tms).max().unwrap() - DELAY_MS);
+    let bound = after_first[0].min(after_first[1]).max(0);
+    let last = (TWO_BATCHES - 1) * TWO_FILES_PER_BATCH;
+    for (i, tms) in [bound, bound + 1, after_first[0].max(after_first[1])].into_iter().enumerate() {
+        for (src, source_files) in files.iter_mut().enumerate() {
+            seq += 1;
+            source_files[last + src % TWO_FILES_PER_BATCH].push(Event { key: 1_000_000 + (2 * i + src) as u32, tms, seq });
+        }
+    }
+    files
+}
+
+fn setup_two_sources(dir: &Path, files: &[Vec<Vec<Event>>; 2]) {
+    std::fs::write(dir.join("p.sql"), TWO_SOURCE_PIPELINE).unwrap();
+    let pad = "x".repeat(40);
+    for (name, source_files) in TWO_SOURCES.iter().zip(files) {
+        for (i, events) in source_files.iter().enumerate() {
+            let lines: Vec<String> = events
+                .iter()
+                .map(|e| {
+                    format!(
+                        r#"{{"event_id": "{}", "ts": "{}", "tms": {}, "seq": {}, "pad": "{pad}"}}"#,
+                        key_name(e.key),
+                        iso(e.tms),
+                        e.tms,
+                        e.seq
+                    )
+                })
+                .collect();
+            write_file(&dir.join("in").join(name), &format!("{i:03}.json"), &lines);
+        }
+    }
+}
+
+/// How the two-source model combines its sources: the rule weir follows by default; the
+/// others show the data tells them apart.
+#[derive(Clone, Copy, Default)]
+struct TwoSourceRules {
+    /// The query's watermark is the maximum of the sources' (`--watermark-policy max`).
+    max_policy: bool,
+    /// Ties go to `a`'s rows before `b`'s, as if sources were numbered by name.
+    by_name: bool,
+}
+
+/// The watermarks of one data batch of the two-source model, as the checkpoint records them.
+struct TwoSourceWatermarks {
+    /// `lateEventsWatermarkMs` and `batchWatermarkMs` of `offsets/N`.
+    late: i64,
+    batch: i64,
+    /// Each source's `max event time - delay` before and after the batch (`None` before its
+    /// first row): `sourceWatermarksMs` of `offsets/N` and of `commits/N`.
+    sources_before: [Option<i64>; 2],
+    sources_after: [Option<i64>; 2],
+    /// `nextBatchWatermarkMs` of `commits/N`.
+    next: i64,
+}
+
+/// A row's rank in its batch: event time, then place (source, file, line).
+type TwoSourceRank = (i64, usize, usize, usize);
+
+struct TwoSourceModel {
+    rows: Vec<String>,
+    /// The `seq` of each late row of each source (`a`, `b`), as the rows of that column of
+    /// the source's late-rows table.
+    late: [Vec<String>; 2],
+    batches: Vec<TwoSourceWatermarks>,
+}
+
+/// [`model_with_late`] over two sources, batch `k` taking files `2k` and `2k + 1` of each:
+/// Spark's `WatermarkTracker` (each source's watermark is its `max event time - delay` over
+/// every batch so far, 0 before it has data; the query's is their minimum, and never moves
+/// back), Spark's rules for late rows (at or below the previous batch's watermark) and
+/// eviction (a key's first time + delay at or below the batch's watermark), and within a
+/// batch the first row of each new key by (event time, source, file, line).
+fn two_source_model(files: &[Vec<Vec<Event>>; 2], rules: TwoSourceRules) -> TwoSourceModel {
+    let mut state: HashMap<u32, i64> = HashMap::new();
+    let (mut late_wm, mut wm) = (0i64, 0i64);
+    let mut source_wms: [Option<i64>; 2] = [None; 2];
+    let order = if rules.by_name { [0, 1] } else { [1, 0] };
+    let mut model = TwoSourceModel { rows: Vec::new(), late: [Vec::new(), Vec::new()], batches: Vec::new() };
+    for batch in 0..TWO_BATCHES {
+        let sources_before = source_wms;
+        let mut best: BTreeMap<u32, (TwoSourceRank, Event)> = BTreeMap::new();
+        for (rank, src) in order.into_iter().enumerate() {
+            let taken = &files[src][batch * TWO_FILES_PER_BATCH..(batch + 1) * TWO_FILES_PER_BATCH];
+            for (f, events) in taken.iter().enumerate() {
+                for (line, e) in events.iter().enumerate() {
+                    let w = &mut source_wms[src];
+                    *w = Some(w.map_or(e.tms - DELAY_MS, |w| w.max(e.tms - DELAY_MS)));
+                    if e.tms <= late_wm {
+                        model.late[src].push(serde_json::json!({ "seq": e.seq }).to_string());
+                        continue;
+                    }
+                    if state.contains_key(&e.key) {
+                        continue;
+                    }
+                    let candidate = ((e.tms, rank, f, line), *e);
+                    let entry = best.entry(e.key).or_insert(candidate);
+                    if candidate.0 < entry.0 {
+                        *entry = candidate;
+                    }
+                }
+            }
+        }
+        for (key, (_, e)) in best {
+            state.insert(key, e.tms + DELAY_MS);
+            model.rows.push(serde_json::json!({ "event_id": key_name(key), "tms": e.tms, "seq": e.seq }).to_string());
+        }
+        state.retain(|_, expires| *expires > wm);
+        let per_source = source_wms.map(|w| w.unwrap_or(0));
+        let combined = if rules.max_policy { per_source[0].max(per_source[1]) } else { per_source[0].min(per_source[1]) };
+        let next = wm.max(combined);
+        model.batches.push(TwoSourceWatermarks { late: late_wm, batch: wm, sources_before, sources_after: source_wms, next });
+        late_wm = wm;
+        wm = next;
+    }
+    model.rows.sort();
+    model.late.iter_mut().for_each(|l| l.sort());
+    model
+}
+
+/// Rows in one of `a` and `b` and not the other.
+fn rows_differing(a: &[String], b: &[String]) -> usize {
+    let (a, b): (BTreeSet<&String>, BTreeSet<&String>) = (a.iter().collect(), b.iter().collect());
+    a.symmetric_difference(&b).count()
+}
+
+/// Panics unless `got` is `want` (both sorted), naming `what`, showing a few rows that are
+/// only in one of them (the whole lists are tens of thousands of rows), then `log`.
+fn assert_same_rows(got: &[String], want: &[String], what: &str, log: &str) {
+    if got == want {
+        return;
+    }
+    let (g, w): (BTreeSet<&String>, BTreeSet<&String>) = (got.iter().collect(), want.iter().collect());
+    let (extra, missing): (Vec<_>, Vec<_>) = (g.difference(&w).take(5).collect(), w.difference(&g).take(5).collect());
+    panic!(
+        "{what}: {} rows, the model {}; {} rows the model has not, such as {extra:?}; {} of the model's missing, such as {missing:?}\n{log}",
+        got.len(),
+        want.len(),
+        g.difference(&w).count(),
+        w.difference(&g).count()
+    );
+}
+
+/// Checks the checkpoint of a two-source run in `dir` against the model: batches 0 to 2
+/// each take the next two files of each source, in name order; batch 3 is the no-data batch
+/// the moved watermark runs; every batch starts from and ends with the model's watermarks,
+/// the query's and each source's.
+fn check_two_source_checkpoint(dir: &Path, model: &TwoSourceModel, what: &str) {
+    let cp = dir.join(".weir/checkpoints/dedup");
+    let json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{what}: {}: {e}", path.display()))).unwrap()
+    };
+    let source_wms = |wms: &[Option<i64>; 2]| -> serde_json::Value {
+        TWO_SOURCES
+            .iter()
+            .zip(wms)
+            .filter_map(|(name, w)| w.map(|w| (name.to_string(), serde_json::json!(w))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let last = model.batches.last().unwrap();
+    assert!(last.next > last.batch, "the watermark moves after the last data batch, so a no-data batch runs");
+    let no_data = TwoSourceWatermarks {
+        late: last.batch,
+        batch: last.next,
+        sources_before: last.sources_after,
+        sources_after: last.sources_after,
+        next: last.next,
+    };
+    let batches = std::fs::read_dir(cp.join("offsets")).unwrap().count();
+    assert_eq!(batches, TWO_BATCHES + 1, "{what}: {TWO_BATCHES} data batches and a no-data batch");
+    for (n, wms) in model.batches.iter().chain([&no_data]).enumerate() {
+        let (offsets, commit) = (json(cp.join(format!("offsets/{n}.json"))), json(cp.join(format!("commits/{n}.json"))));
+        assert_eq!(
+            (&offsets["lateEventsWatermarkMs"], &offsets["batchWatermarkMs"], &commit["nextBatchWatermarkMs"]),
+            (&wms.late.into(), &wms.batch.into(), &wms.next.into()),
+            "{what}: late-events, batch and next watermarks of batch {n}"
+        );
+        assert_eq!(offsets["sourceWatermarksMs"], source_wms(&wms.sources_before), "{what}: sources' watermarks batch {n} starts from");
+        assert_eq!(commit["sourceWatermarksMs"], source_wms(&wms.sources_after), "{what}: sources' watermarks after batch {n}");
+        for name in TWO_SOURCES {
+            let range = &offsets["sources"][name];
+            if n == TWO_BATCHES {
+                assert_eq!(range["start"], range["end"], "{what}: the no-data batch {n} reads nothing of '{name}'");
+                continue;
+            }
+            assert_eq!(range["end"]["logOffset"], n, "{what}: batch {n} reads its own file list of '{name}': {range}");
+            let list = json(cp.join(format!("sources/{name}/{n}.json")));
+            let paths: Vec<&str> = list["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+            let want: Vec<String> = (n * TWO_FILES_PER_BATCH..(n + 1) * TWO_FILES_PER_BATCH).map(|i| format!("{i:03}.json")).collect();
+            assert_eq!(paths, want, "{what}: batch {n} takes the next files of '{name}'");
+        }
+    }
+}
+
+#[test]
+fn dedup_of_two_sources_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
+    let files = two_source_files();
+    let want = two_source_model(&files, TwoSourceRules::default());
+    assert!(want.rows.len() > 20_000, "{} rows", want.rows.len());
+    assert!(want.late.iter().all(|l| l.len() > 500), "late rows {} and {}", want.late[0].len(), want.late[1].len());
+    // The data tells weir's rules from their neighbours: another rule writes other rows.
+    for (rules, what) in [
+        (TwoSourceRules { max_policy: true, ..Default::default() }, "the maximum of the sources' watermarks"),
+        (TwoSourceRules { by_name: true, ..Default::default() }, "ties going to a before b"),
+    ] {
+        let other = two_source_model(&files, rules);
+        let (rows, late) = (rows_differing(&want.rows, &other.rows), rows_differing(&want.late.concat(), &other.late.concat()));
+        assert!(rows >= 1_000, "with {what}, only {rows} rows differ");
+        if rules.max_policy {
+            assert!(late >= 100, "with {what}, only {late} late rows differ");
+        }
+    }
+
+    // The same combinations of threads, read pieces and candidate thread as the one-source
+    // test: every one writes the model's rows.
+    let combinations = [
+        ("1", None, None),
+        ("2", Some("65536"), None),
+        ("3", Some("1000000"), None),
+        ("2", None, None),
+        ("2", Some("65536"), Some("1")),
+        ("1", None, Some("1000000000")),
+    ];
+    for (threads, piece, thread_from) in combinations {
+        let (_tmp, dir) = scratch();
+        setup_two_sources(&dir, &files);
+        let mut cmd = weir(&dir);
+        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
+        if let Some(bytes) = piece {
+            cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
+        }
+        if let Some(rows) = thread_from {
+            cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
+        }
+        let out = output_within(cmd, LIMIT);
+        assert_ok(&out);
+        let run = format!("two sources, threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows");
+        assert_same_rows(&rows(&dir), &want.rows, &run, &stderr(&out));
+        for (name, late) in TWO_SOURCES.iter().zip(&want.late) {
+            let got = DeltaView::read_columns(&dir.join(format!("out/late_{name}")), &["seq"]).rows();
+            assert_same_rows(&got, late, &format!("late rows of '{name}', {run}"), &stderr(&out));
+        }
+        check_two_source_checkpoint(&dir, &want, &run);
+    }
+
+    // A kill at every step of the second batch, then a restart: the same rows. And where
+    // the last batch has committed its rows but not its late rows.
+    let failpoints = [
+        "after_offsets",
+        "after_execute",
+        "before_delta_commit",
+        "after_delta_commit",
+        "after_sink_commit",
+        "after_state_commit",
+        "after_commit_log",
+    ];
+    for (failpoint, batch) in failpoints.map(|f| (f, 1)).into_iter().chain([("after_sink_commit", 2)]) {
+        let (_tmp, dir) = scratch();
+        setup_two_sources(&dir, &files);
+        crash_at(&dir, failpoint, batch, LIMIT);
+        let out = run(&dir, "p.sql", &[]);
+        assert_ok(&out);
+        let run = format!("two sources, after a crash at {failpoint} in batch {batch}");
+        assert_same_rows(&rows(&dir), &want.rows, &run, &stderr(&out));
+        for (name, late) in TWO_SOURCES.iter().zip(&want.late) {
+            let got = DeltaView::read_columns(&dir.join(format!("out/late_{name}")), &["seq"]).rows();
+            assert_same_rows(&got, late, &format!("late rows of '{name}', {run}"), &stderr(&out));
+        }
+        check_two_source_checkpoint(&dir, &want, &run);
     }
 }
 
