@@ -682,7 +682,7 @@ impl Decoder {
         let batches = crate::file::decode::decode_row_groups(&self.data, &shown, metadata, row_groups, bytes)?;
         let batches = batches.iter().map(|b| with_partitions(&self.schema, b, &self.partitions, values, &shown)).collect::<Result<Vec<_>>>()?;
         let number = |n: usize| u32::try_from(n).map_err(|_| ConnectorError::Io(format!("{shown}: more than {} pieces in a batch", u32::MAX)));
-        Ok(ReadOutput { batches, bad_rows: Vec::new(), place: ChunkPlace { part: number(file_index)?, seq: number(index)? }, bytes: size })
+        Ok(ReadOutput { batches, bad_rows: Vec::new(), place: ChunkPlace { part: number(file_index)?, seq: number(index)? }, bytes: size, rows_hint: None })
     }
 }
 

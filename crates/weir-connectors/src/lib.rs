@@ -136,6 +136,10 @@ pub struct ReadOutput {
     /// The bytes they were decoded from (a file's text or Parquet row groups, Kafka keys
     /// and values), for monitoring.
     pub bytes: u64,
+    /// On a read's first chunk, the source's estimate of the rows of the whole read, this
+    /// chunk's included (a file source's: the chunk's rows per byte times the bytes of the
+    /// batch's files), for sizing state ahead; `None` when it has none.
+    pub rows_hint: Option<u64>,
 }
 
 /// Where a chunk sits in its source's input of a batch: the part it comes from (a file of
@@ -167,7 +171,7 @@ impl ReadOutput {
 
 impl From<Vec<RecordBatch>> for ReadOutput {
     fn from(batches: Vec<RecordBatch>) -> Self {
-        Self { batches, bad_rows: Vec::new(), place: ChunkPlace::default(), bytes: 0 }
+        Self { batches, bad_rows: Vec::new(), place: ChunkPlace::default(), bytes: 0, rows_hint: None }
     }
 }
 

@@ -347,6 +347,8 @@ impl Runner {
             let mut chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
             // Chunks done, and chunks to pass over after a restarted read.
             let (mut done, mut skip) = (0usize, 0usize);
+            // The rows of this source's read, as its first chunk estimates them.
+            let mut read_rows: Option<u64> = None;
             loop {
                 let waited = Instant::now();
                 let next = chunks.next().await;
@@ -380,9 +382,13 @@ impl Runner {
                     continue;
                 }
                 done += 1;
-                let ReadOutput { batches, bad_rows, place, bytes } = chunk;
+                let ReadOutput { batches, bad_rows, place, bytes, rows_hint } = chunk;
                 *bytes_by_source.entry(s.name.clone()).or_default() += bytes;
-                *rows_by_source.get_mut(&s.name).expect("inserted") += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                let read = rows_by_source.get_mut(&s.name).expect("inserted");
+                // The rows of the source's read still to come, this chunk's included.
+                read_rows = read_rows.or(rows_hint);
+                let expected = read_rows.map(|rows| rows.saturating_sub(*read));
+                *read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 *bad_by_source.entry(s.name.clone()).or_default() += bad_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 if let Some(bad_sink) = s.bad_sink.as_mut() {
                     for bad in bad_rows.iter().filter(|b| b.num_rows() > 0) {
@@ -399,6 +405,7 @@ impl Runner {
                 match self.operators.first_mut() {
                     Some(first) => {
                         let place = Place { source: source_index as u32, part: place.part, seq: place.seq };
+                        first.op.expect_rows(expected.unwrap_or(0));
                         first.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
                         write_late_rows(first, Some(source_index), batch_id).await?;
                     }

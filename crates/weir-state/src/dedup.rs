@@ -74,6 +74,10 @@ pub struct Place {
 /// fetches to overlap, few enough that the fetched lines are still in the cache.
 const PREFETCH_AHEAD: usize = 8;
 
+/// On-time rows a batch has seen before its rate of new keys is trusted to size the state
+/// ahead ([`Deduplicate::expect_rows`]).
+const GROW_AHEAD_FROM: u64 = 8_192;
+
 /// Bytes of candidate rows a batch keeps in memory before it spills them to a file.
 pub const CANDIDATES_IN_MEMORY: usize = 16 << 20;
 
@@ -122,6 +126,9 @@ struct Batch {
     candidates: CandidateWriter,
     /// Rows neither late nor without an event time.
     on_time_rows: u64,
+    /// The rows of the batch still to come, this chunk's included, as the source estimates
+    /// them ([`Deduplicate::expect_rows`]); 0 when it does not.
+    expected_rows: u64,
 }
 
 /// The operator; see the module docs.
@@ -181,6 +188,13 @@ impl Deduplicate {
     /// candidates. Nothing is output before [`Self::settle`].
     pub fn process(&mut self, batches: &[RecordBatch], place: Place, late_watermark_ms: i64) -> Result<()> {
         let chunk = u32::try_from(self.batch.places.len()).map_err(|_| StateError::Data("a batch of more than 4 billion chunks".into()))?;
+        // Room for the keys the rest of the batch will likely add, at the rate of new keys
+        // among its on-time rows so far, taken when a table is about to grow anyway.
+        if self.batch.expected_rows > 0 && self.batch.on_time_rows >= GROW_AHEAD_FROM {
+            let new = self.state.pending() as u128;
+            let more = self.batch.expected_rows as u128 * new / u128::from(self.batch.on_time_rows);
+            self.state.grow_ahead(batches.iter().map(RecordBatch::num_rows).sum(), usize::try_from(more).unwrap_or(usize::MAX));
+        }
         self.batch.places.push(place);
         let mut kept = Vec::new();
         // One key buffer per row, kept with their capacity from batch to batch.
@@ -315,6 +329,14 @@ impl Deduplicate {
             self.batch.candidates.write(kept, &self.candidate_builder)?;
         }
         Ok(())
+    }
+
+    /// Says that about `rows` rows of the batch are still to come, those of the next chunk
+    /// included (a source's estimate: a file source's from its files' sizes). The state then
+    /// makes room for their new keys in one step rather than doubling over and over
+    /// ([`DedupMap::grow_ahead`]). Only the state's memory depends on it, never a row.
+    pub fn expect_rows(&mut self, rows: u64) {
+        self.batch.expected_rows = rows;
     }
 
     /// Runs a whole batch handed over as one chunk: [`Self::process`], then
@@ -951,6 +973,10 @@ impl StatefulOperator for DedupOperator {
         self.op.take_late_rows()
     }
 
+    fn expect_rows(&mut self, rows: u64) {
+        self.op.expect_rows(rows);
+    }
+
     fn next_output(&mut self, watermark_ms: i64) -> Result<Option<RecordBatch>> {
         if matches!(self.phase, Phase::Input | Phase::Done) {
             self.phase = Phase::Settling(Box::new(SettleState::start(&mut self.op)?));
@@ -1223,6 +1249,55 @@ mod tests {
                 let m = op.take_metrics();
                 assert_eq!((m.num_rows_updated, m.num_dropped_duplicate_rows), (3, 4));
                 assert_eq!(op.state().get(&key_of("a")), Some(25_000), "a expires by its kept row: 20 s + 5 s");
+            }
+        }
+    }
+
+    /// A batch told how many rows are coming sizes its state once, early, and keeps the same
+    /// rows and state as one that is not told, or told wrong (too many, too few).
+    #[test]
+    fn rows_expected_size_the_state_and_change_no_row() {
+        // 40,000 rows, one key in four seen twice, in chunks of 5,000.
+        let rows: Vec<(String, i64, Option<i64>)> = (0..40_000i64).map(|i| (format!("k{}", if i % 4 == 3 { i - 2 } else { i }), 100 + i % 7, Some(i))).collect();
+        let chunks: Vec<(Place, RecordBatch)> = rows
+            .chunks(5_000)
+            .enumerate()
+            .map(|(i, c)| {
+                let c: Vec<(&str, i64, Option<i64>)> = c.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect();
+                (place(0, 0, i as u32), batch(&c))
+            })
+            .collect();
+        let run_told = |told: Option<u64>| {
+            let mut op = Deduplicate::new(spec(Some(5000), Some(1)), DedupMap::default());
+            let mut buckets = Vec::new();
+            for (i, (place, b)) in chunks.iter().enumerate() {
+                if let Some(total) = told {
+                    op.expect_rows(total.saturating_sub(i as u64 * 5_000));
+                }
+                op.process(std::slice::from_ref(b), *place, 0).unwrap();
+                buckets.push(op.state().buckets());
+            }
+            let mut out = Vec::new();
+            let mut settle = op.settle().unwrap();
+            while let Some(b) = settle.next_batch().unwrap() {
+                out.push(b);
+            }
+            let mut rows = super::tests::rows(&out);
+            rows.sort();
+            let state: std::collections::BTreeMap<Vec<u8>, i64> = op.state().iter().map(|(k, e)| (k.to_vec(), e)).collect();
+            (rows, state, buckets)
+        };
+        let (want, want_state, grown) = run_told(None);
+        assert_eq!(want.len(), 30_000);
+        for told in [40_000, 400_000, 1_000] {
+            let (rows, state, buckets) = run_told(Some(told));
+            assert_eq!((rows.len(), rows == want, state == want_state), (30_000, true, true), "told {told} rows");
+            if told == 40_000 {
+                // Sized once, after the first two chunks gave the rate of new keys, to what
+                // the batch needs: the same tables as doubling ends with, with no size between.
+                assert_eq!(buckets[2..].iter().collect::<std::collections::BTreeSet<_>>().len(), 1, "{buckets:?}");
+                assert_eq!(buckets.last(), grown.last());
+                assert!(grown.iter().collect::<std::collections::BTreeSet<_>>().len() > 2, "{grown:?}");
             }
         }
     }

@@ -65,6 +65,10 @@ pub trait StatefulOperator: Send + std::fmt::Debug {
     /// Late rows kept since the last call, for a late-rows table.
     fn take_late_rows(&mut self) -> Vec<RecordBatch>;
 
+    /// Before a chunk: about `rows` rows of the batch are still to come, the chunk's
+    /// included, as its source estimates them. A hint for sizing state; nothing else.
+    fn expect_rows(&mut self, _rows: u64) {}
+
     /// After the batch's last chunk: the next batch of output rows, `None` once all are out
     /// (the state has then taken the batch and evicted by `watermark_ms`). Called with the
     /// same watermark until it returns `None`.

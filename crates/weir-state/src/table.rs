@@ -35,6 +35,9 @@ const BOUNDS: [u64; 3] = [
     ((0.18920711500272106 + 0.22500455831457055 + 0.26757745648091774) * 4_294_967_296.0) as u64,
 ];
 
+/// Each shard's share of the keys (see [`BOUNDS`]).
+const SHARES: [f64; 4] = [0.18920711500272106, 0.22500455831457055, 0.26757745648091774, 0.3182108702017907];
+
 /// Which shard a hash goes to. hashbrown uses a hash's low bits for the bucket and its top
 /// seven for the control byte; the shard comes from bits 24..56, used by neither for tables
 /// of fewer than 2^24 buckets, and only slightly correlated beyond that.
@@ -363,6 +366,24 @@ impl DedupMap {
         }
         self.pending -= settled;
         settled
+    }
+
+    /// Makes room at once for the keys a batch is expected to add: each shard that the next
+    /// `next` inserts could fill (its free slots fewer than its share of them) is grown to
+    /// hold its share of `more` keys besides those it holds, unless it can already. A table
+    /// that doubles moves every key it holds each time, each move a cache miss in the new
+    /// table, and touches fresh pages for every size on the way; grown once to what the
+    /// batch needs, it moves only the keys it held. A wrong `more` costs memory (a table one
+    /// size too big) or a later doubling, never a wrong answer. Waiting until a shard is
+    /// about to grow lets the estimate of `more` come from as much of the batch as possible.
+    pub fn grow_ahead(&mut self, next: usize, more: usize) {
+        for (table, share) in self.shards.iter_mut().zip(SHARES) {
+            let free = table.capacity() - table.len();
+            let (next, more) = ((next as f64 * share * 1.25) as usize, (more as f64 * share) as usize);
+            if free < next && more > free {
+                table.reserve(more, entry_hash(&self.hasher, &self.long));
+            }
+        }
     }
 
     /// Keys inserted pending and not settled yet.
@@ -704,6 +725,23 @@ mod tests {
             assert!(map.buckets() <= kept, "{} of {buckets} buckets kept", map.buckets());
             assert_eq!(map.evict(7), 0);
         }
+    }
+
+    /// `grow_ahead` sizes each shard about to fill for its share of the keys to come, in one
+    /// step, and leaves alone shards with room for the next inserts.
+    #[test]
+    fn growing_ahead_sizes_the_shards_once() {
+        let mut map = DedupMap::default();
+        map.grow_ahead(1_000, 200_000);
+        let buckets = map.buckets();
+        assert!(map.capacity() >= 195_000, "{}", map.capacity());
+        for i in 0..190_000u64 {
+            map.insert_new(&i.to_le_bytes(), 0);
+        }
+        assert_eq!(map.buckets(), buckets, "no shard grew again");
+        // Room for the next thousand: nothing changes, however many keys are said to come.
+        map.grow_ahead(1_000, 10_000_000);
+        assert_eq!(map.buckets(), buckets);
     }
 
     /// A key first seen in a batch is pending until settled; pending keys are not held.

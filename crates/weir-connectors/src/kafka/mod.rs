@@ -90,7 +90,7 @@ impl KafkaSource {
             self.warn(w);
         }
         self.lost.fetch_add(report.lost, std::sync::atomic::Ordering::Relaxed);
-        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect(), place, bytes: report.bytes }
+        ReadOutput { batches: decoded.batches, bad_rows: decoded.bad.into_iter().collect(), place, bytes: report.bytes, rows_hint: None }
     }
 
     fn initial_path(&self) -> String {
