@@ -485,6 +485,8 @@ impl Source for KafkaSource {
                 .map(|(tp, &end)| (tp.clone(), starts.get(tp).copied().unwrap_or(0), end))
                 .filter(|(_, s, e)| e > s)
                 .collect();
+            // The records of the read: its rows, bar control records and compacted gaps.
+            let records: i64 = ranges.iter().map(|(_, s, e)| e - s).sum();
             let mut positions: Offsets = ends.clone();
             for (tp, s, _) in &ranges {
                 positions.insert(tp.clone(), *s);
@@ -532,14 +534,14 @@ impl Source for KafkaSource {
                 readers.push(Some(rx));
             }
             *self.readers.lock().expect("not poisoned") = threads;
-            Ok::<_, ConnectorError>(readers)
+            Ok::<_, ConnectorError>((readers, u64::try_from(records).ok()))
         };
         futures::stream::once(readers)
-            .map_ok(move |readers| {
+            .map_ok(move |(readers, records)| {
                 // Each partition's chunks are numbered: a chunk's place is (partition's index
                 // in the batch, chunk number), whatever order the partitions take turns in.
                 let seqs = vec![0u32; readers.len()];
-                futures::stream::unfold((readers, seqs, 0usize), move |(mut readers, mut seqs, mut turn)| async move {
+                futures::stream::unfold((readers, seqs, 0usize, records), move |(mut readers, mut seqs, mut turn, mut records)| async move {
                     // The next partition in turn that still has chunks.
                     while readers.iter().any(Option::is_some) {
                         let i = turn % readers.len();
@@ -549,11 +551,18 @@ impl Source for KafkaSource {
                             Some(result) => {
                                 let place = crate::ChunkPlace { part: i as u32, seq: seqs[i] };
                                 seqs[i] += 1;
-                                let chunk = result.map(|(decoded, report)| self.take_report(decoded, report, place)).map_err(|e| match e {
-                                    ConnectorError::BadData(m) => ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)),
-                                    other => other,
-                                });
-                                return Some((chunk, (readers, seqs, turn)));
+                                let chunk = result
+                                    .map(|(decoded, report)| {
+                                        let mut chunk = self.take_report(decoded, report, place);
+                                        // The first chunk says how many rows the read holds.
+                                        chunk.rows_hint = records.take();
+                                        chunk
+                                    })
+                                    .map_err(|e| match e {
+                                        ConnectorError::BadData(m) => ConnectorError::BadData(format!("kafka source '{}': {m}", self.name)),
+                                        other => other,
+                                    });
+                                return Some((chunk, (readers, seqs, turn, records)));
                             }
                             None => readers[i] = None,
                         }
