@@ -262,7 +262,9 @@ impl Source for DatagenSource {
             out.push(self.generate(from, to)?);
             from = to;
         }
-        Ok(out.into())
+        let mut out = ReadOutput::from(out);
+        out.rows_hint = Some(end.saturating_sub(start));
+        Ok(out)
     }
 }
 

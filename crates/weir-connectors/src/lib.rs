@@ -138,8 +138,8 @@ pub struct ReadOutput {
     pub bytes: u64,
     /// On a read's first chunk, the source's estimate of the rows of the whole read, this
     /// chunk's included (a file source's: the chunk's rows per byte times the bytes of the
-    /// batch's files; a Kafka source's: the records of its offset ranges), for sizing state
-    /// ahead; `None` when it has none.
+    /// batch's files; a Kafka source's: the records of its offset ranges; datagen's: its
+    /// rows), for sizing state ahead; `None` when it has none.
     pub rows_hint: Option<u64>,
 }
 

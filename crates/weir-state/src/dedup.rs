@@ -188,13 +188,6 @@ impl Deduplicate {
     /// candidates. Nothing is output before [`Self::settle`].
     pub fn process(&mut self, batches: &[RecordBatch], place: Place, late_watermark_ms: i64) -> Result<()> {
         let chunk = u32::try_from(self.batch.places.len()).map_err(|_| StateError::Data("a batch of more than 4 billion chunks".into()))?;
-        // Room for the keys the rest of the batch will likely add, at the rate of new keys
-        // among its on-time rows so far, taken when a table is about to grow anyway.
-        if self.batch.expected_rows > 0 && self.batch.on_time_rows >= GROW_AHEAD_FROM {
-            let new = self.state.pending() as u128;
-            let more = self.batch.expected_rows as u128 * new / u128::from(self.batch.on_time_rows);
-            self.state.grow_ahead(batches.iter().map(RecordBatch::num_rows).sum(), usize::try_from(more).unwrap_or(usize::MAX));
-        }
         self.batch.places.push(place);
         let mut kept = Vec::new();
         // One key buffer per row, kept with their capacity from batch to batch.
@@ -205,6 +198,14 @@ impl Deduplicate {
             if rows == 0 {
                 continue;
             }
+            // Room for the keys the rest of the batch will likely add, at the rate of new keys
+            // among its on-time rows so far, taken when a table is about to grow anyway.
+            if self.batch.expected_rows > 0 && self.batch.on_time_rows >= GROW_AHEAD_FROM {
+                let new = self.state.pending() as u128;
+                let more = u128::from(self.batch.expected_rows) * new / u128::from(self.batch.on_time_rows);
+                self.state.grow_ahead(rows, usize::try_from(more).unwrap_or(usize::MAX));
+            }
+            self.batch.expected_rows = self.batch.expected_rows.saturating_sub(rows as u64);
             let first_row = row_in_chunk;
             row_in_chunk = u32::try_from(rows).ok().and_then(|r| row_in_chunk.checked_add(r)).ok_or_else(|| StateError::Data("a chunk of more than 4 billion rows".into()))?;
             let times = match self.spec.event_time {
@@ -332,9 +333,11 @@ impl Deduplicate {
     }
 
     /// Says that about `rows` rows of the batch are still to come, those of the next chunk
-    /// included (a source's estimate: a file source's from its files' sizes). The state then
-    /// makes room for their new keys in one step rather than doubling over and over
-    /// ([`DedupMap::grow_ahead`]). Only the state's memory depends on it, never a row.
+    /// included (a source's estimate: a file source's from its files' sizes). Before each
+    /// record batch, once the batch has seen [`GROW_AHEAD_FROM`] on-time rows, the state
+    /// makes room for the new keys of those still to come in one step rather than doubling
+    /// over and over ([`DedupMap::grow_ahead`]). Only the state's memory depends on it,
+    /// never a row.
     pub fn expect_rows(&mut self, rows: u64) {
         self.batch.expected_rows = rows;
     }
