@@ -136,10 +136,10 @@ pub struct ReadOutput {
     /// The bytes they were decoded from (a file's text or Parquet row groups, Kafka keys
     /// and values), for monitoring.
     pub bytes: u64,
-    /// On a read's first chunk, the source's estimate of the rows of the whole read, this
-    /// chunk's included (a file source's: the chunk's rows per byte times the bytes of the
-    /// batch's files; a Kafka source's: the records of its offset ranges; datagen's: its
-    /// rows), for sizing state ahead; `None` when it has none.
+    /// The source's estimate of the rows of the whole read, on its first chunk and on later
+    /// ones when it refines it (a file source's, on every chunk: its rows per byte so far
+    /// times the bytes of the batch's files; a Kafka source's: the records of its offset
+    /// ranges; datagen's: its rows), for sizing state ahead; `None`: no new estimate.
     pub rows_hint: Option<u64>,
 }
 

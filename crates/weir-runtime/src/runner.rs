@@ -347,7 +347,7 @@ impl Runner {
             let mut chunks = s.source.read_chunks(&self.checkpoint, o.start.as_ref(), &o.end);
             // Chunks done, and chunks to pass over after a restarted read.
             let (mut done, mut skip) = (0usize, 0usize);
-            // The rows of this source's read, as its first chunk estimates them.
+            // The rows of this source's read, as its chunks estimate them.
             let mut read_rows: Option<u64> = None;
             loop {
                 let waited = Instant::now();
@@ -386,7 +386,7 @@ impl Runner {
                 *bytes_by_source.entry(s.name.clone()).or_default() += bytes;
                 let read = rows_by_source.get_mut(&s.name).expect("inserted");
                 // The rows of the source's read still to come, this chunk's included.
-                read_rows = read_rows.or(rows_hint);
+                read_rows = rows_hint.or(read_rows);
                 let expected = read_rows.map(|rows| rows.saturating_sub(*read));
                 *read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 *bad_by_source.entry(s.name.clone()).or_default() += bad_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();

@@ -35,6 +35,14 @@ const BOUNDS: [u64; 3] = [
     ((0.18920711500272106 + 0.22500455831457055 + 0.26757745648091774) * 4_294_967_296.0) as u64,
 ];
 
+/// How many times the keys a shard holds (and is about to take) [`DedupMap::grow_ahead`]
+/// may make room for in one step, or [`GROW_AHEAD_ANYWAY`] keys in all when that is more:
+/// a bound on what a wild estimate can take (about 60 bytes a key), loose enough that a
+/// batch of a few million new keys takes its tables' final size in one step (a step from
+/// a few thousand keys to sixteen times that, then on, moves the keys of the middle size).
+const GROW_AHEAD_STEP: usize = 16;
+const GROW_AHEAD_ANYWAY: usize = 4 << 20;
+
 /// Each shard's share of the keys (see [`BOUNDS`]).
 const SHARES: [f64; 4] = [0.18920711500272106, 0.22500455831457055, 0.26757745648091774, 0.3182108702017907];
 
@@ -370,18 +378,25 @@ impl DedupMap {
 
     /// Makes room at once for the keys a batch is expected to add: each shard that the next
     /// `next` inserts could fill (its free slots fewer than its share of them) is grown to
-    /// hold its share of `more` keys besides those it holds, unless it can already. A table
+    /// hold its share of `more` keys besides those it holds, unless it can already, and to
+    /// at most [`GROW_AHEAD_STEP`] times the keys it holds and is about to take (or its
+    /// share of [`GROW_AHEAD_ANYWAY`]). A table
     /// that doubles moves every key it holds each time, each move a cache miss in the new
-    /// table, and touches fresh pages for every size on the way; grown once to what the
-    /// batch needs, it moves only the keys it held. A wrong `more` costs memory (a table one
-    /// size too big) or a later doubling, never a wrong answer. Waiting until a shard is
-    /// about to grow lets the estimate of `more` come from as much of the batch as possible.
+    /// table, and touches fresh pages for every size on the way; grown in a few big steps to
+    /// what the batch needs, it moves far fewer. A wrong `more` costs memory (a table one
+    /// step too big) or a later doubling, never a wrong answer; the step bounds what a wild
+    /// estimate can take, and a growth that cannot be had is left to the doubling. Waiting
+    /// until a shard is about to grow lets the estimate come from as much of the batch as
+    /// possible.
     pub fn grow_ahead(&mut self, next: usize, more: usize) {
         for (table, share) in self.shards.iter_mut().zip(SHARES) {
             let free = table.capacity() - table.len();
-            let (next, more) = ((next as f64 * share * 1.25) as usize, (more as f64 * share) as usize);
+            let next = (next as f64 * share * 1.25) as usize;
+            let step = (table.len() + next).saturating_mul(GROW_AHEAD_STEP).max((GROW_AHEAD_ANYWAY as f64 * share) as usize);
+            let more = ((more as f64 * share) as usize).min(step);
             if free < next && more > free {
-                table.reserve(more, entry_hash(&self.hasher, &self.long));
+                // Fails only where the doubling would fail too, later.
+                let _ = table.try_reserve(more, entry_hash(&self.hasher, &self.long));
             }
         }
     }
@@ -732,16 +747,28 @@ mod tests {
     #[test]
     fn growing_ahead_sizes_the_shards_once() {
         let mut map = DedupMap::default();
-        map.grow_ahead(1_000, 200_000);
+        for i in 0..30_000u64 {
+            map.insert_new(&i.to_le_bytes(), 0);
+        }
+        // Tables that the next 20,000 keys could fill grow for the 200,000 said to come.
+        map.grow_ahead(20_000, 200_000);
         let buckets = map.buckets();
-        assert!(map.capacity() >= 195_000, "{}", map.capacity());
-        for i in 0..190_000u64 {
+        assert!(map.capacity() >= 225_000, "{}", map.capacity());
+        for i in 30_000..220_000u64 {
             map.insert_new(&i.to_le_bytes(), 0);
         }
         assert_eq!(map.buckets(), buckets, "no shard grew again");
         // Room for the next thousand: nothing changes, however many keys are said to come.
         map.grow_ahead(1_000, 10_000_000);
         assert_eq!(map.buckets(), buckets);
+        // A wild estimate takes room for at most 4 Mi keys (or 16 times the keys held and
+        // coming, when more), not what it says.
+        let mut small = DedupMap::default();
+        for i in 0..10_000u64 {
+            small.insert_new(&i.to_le_bytes(), 0);
+        }
+        small.grow_ahead(10_000, usize::MAX);
+        assert!(((4 << 20) - 100..2 * (4 << 20)).contains(&small.capacity()), "{}", small.capacity());
     }
 
     /// A key first seen in a batch is pending until settled; pending keys are not held.

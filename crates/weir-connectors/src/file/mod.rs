@@ -448,7 +448,7 @@ impl Source for FileSource {
                 let ahead = lock(&self.ahead).take().filter(|a| a.cut == cut && files.first().is_some_and(|(f, size)| *f == a.file && *size == f.size));
                 let taken = usize::from(ahead.is_some());
                 self.ahead_taken.fetch_add(taken as u64, std::sync::atomic::Ordering::Relaxed);
-                // The bytes of the batch's files, for the first chunk's estimate of its rows.
+                // The bytes of the batch's files, for the chunks' estimate of its rows.
                 let total: u64 = files.iter().map(|(f, _)| f.size).sum();
                 let rest = decoded_pieces(location.clone(), config.clone(), Arc::clone(&schema), files.into_iter().enumerate().skip(taken).collect(), cut);
                 let pieces = match ahead {
@@ -459,8 +459,7 @@ impl Source for FileSource {
             })
             .try_flatten()
             // In file order again: number bad lines in their file.
-            .scan((None, 0u64), move |(last, lines_before), piece| {
-                let first = last.is_none();
+            .scan((None, 0u64, 0u64, 0u64), move |(last, lines_before, rows_read, bytes_read), piece| {
                 let out = piece.and_then(|(((file, index), name, d, size), total)| {
                     // Chunks of a file come in file order, files in list order.
                     debug_assert!(match *last {
@@ -479,8 +478,11 @@ impl Source for FileSource {
                         part: place_number(file).map_err(|e| (e, false))?,
                         seq: place_number(index).map_err(|e| (e, false))?,
                     };
-                    let rows: u64 = d.batches.iter().map(|b| b.num_rows() as u64).sum();
-                    let rows_hint = (first && size > 0).then(|| u64::try_from(u128::from(rows) * u128::from(total) / u128::from(size)).unwrap_or(u64::MAX));
+                    // The read's rows, at its rows per byte so far.
+                    *rows_read += d.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                    *bytes_read += size;
+                    let rows_hint = (*bytes_read > 0)
+                        .then(|| u64::try_from(u128::from(*rows_read) * u128::from(total.max(*bytes_read)) / u128::from(*bytes_read)).unwrap_or(u64::MAX));
                     Ok(ReadOutput { batches: d.batches, bad_rows, place, bytes: size, rows_hint })
                 });
                 futures::future::ready(Some(out))
