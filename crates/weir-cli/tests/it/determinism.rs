@@ -382,7 +382,8 @@ struct TwoSourceModel {
 /// every batch so far, 0 before it has data; the query's is their minimum, and never moves
 /// back), Spark's rules for late rows (at or below the previous batch's watermark) and
 /// eviction (a key's first time + delay at or below the batch's watermark), and within a
-/// batch the first row of each new key by (event time, source, file, line).
+/// batch the first row of each new key by (event time, source in the order declared, file,
+/// line); each source's late rows apart.
 fn two_source_model(files: &[Vec<Vec<Event>>; 2], rules: TwoSourceRules) -> TwoSourceModel {
     let mut state: HashMap<u32, i64> = HashMap::new();
     let (mut late_wm, mut wm) = (0i64, 0i64);
