@@ -27,12 +27,14 @@ use hashbrown::hash_table::Entry;
 use crate::key::Key;
 use crate::pages::{TablePages, TrackedPages};
 
-/// Shares of the hash space by shard, as upper bounds of a 32-bit slice of the hash:
-/// cumulative 2^(i/4) / (1 + 2^(1/4) + 2^(2/4) + 2^(3/4)).
+/// Each shard's share of the keys: 2^(i/4) / (1 + 2^(1/4) + 2^(2/4) + 2^(3/4)).
+const SHARES: [f64; 4] = [0.18920711500272106, 0.22500455831457055, 0.26757745648091774, 0.3182108702017907];
+
+/// [`SHARES`] as upper bounds of a 32-bit slice of the hash (cumulative).
 const BOUNDS: [u64; 3] = [
-    (0.18920711500272106 * 4_294_967_296.0) as u64,
-    ((0.18920711500272106 + 0.22500455831457055) * 4_294_967_296.0) as u64,
-    ((0.18920711500272106 + 0.22500455831457055 + 0.26757745648091774) * 4_294_967_296.0) as u64,
+    (SHARES[0] * 4_294_967_296.0) as u64,
+    ((SHARES[0] + SHARES[1]) * 4_294_967_296.0) as u64,
+    ((SHARES[0] + SHARES[1] + SHARES[2]) * 4_294_967_296.0) as u64,
 ];
 
 /// How many times the keys a shard holds (and is about to take) [`DedupMap::grow_ahead`]
@@ -42,9 +44,6 @@ const BOUNDS: [u64; 3] = [
 /// a few thousand keys to sixteen times that, then on, moves the keys of the middle size).
 const GROW_AHEAD_STEP: usize = 16;
 const GROW_AHEAD_ANYWAY: usize = 4 << 20;
-
-/// Each shard's share of the keys (see [`BOUNDS`]).
-const SHARES: [f64; 4] = [0.18920711500272106, 0.22500455831457055, 0.26757745648091774, 0.3182108702017907];
 
 /// Which shard a hash goes to. hashbrown uses a hash's low bits for the bucket and its top
 /// seven for the control byte; the shard comes from bits 24..56, used by neither for tables

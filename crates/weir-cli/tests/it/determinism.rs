@@ -94,6 +94,11 @@ fn iso(ms: i64) -> String {
 
 fn setup(dir: &Path, files: &[Vec<Event>]) {
     std::fs::write(dir.join("p.sql"), PIPELINE).unwrap();
+    write_events(&dir.join("in/events"), files);
+}
+
+/// Writes `files` to `dir` as `000.json`, `001.json`, ..., an event a line.
+fn write_events(dir: &Path, files: &[Vec<Event>]) {
     let pad = "x".repeat(40);
     for (i, events) in files.iter().enumerate() {
         let lines: Vec<String> = events
@@ -108,7 +113,7 @@ fn setup(dir: &Path, files: &[Vec<Event>]) {
                 )
             })
             .collect();
-        write_file(&dir.join("in/events"), &format!("{i:03}.json"), &lines);
+        write_file(dir, &format!("{i:03}.json"), &lines);
     }
 }
 
@@ -169,6 +174,35 @@ fn late_rows(dir: &Path) -> Vec<String> {
     DeltaView::read_columns(&dir.join("out/late"), &["seq"]).rows()
 }
 
+/// How the determinism tests run a query: threads, read pieces (`WEIR_FILE_PIECE_BYTES`) and
+/// where candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`: on their own thread from a
+/// chunk of that many, 1: always, a billion: never; unset, 8,192, which a whole file of
+/// the tests reaches). Every combination must write the model's rows.
+const RUNS: [(&str, Option<&str>, Option<&str>); 6] = [
+    ("1", None, None),
+    ("2", Some("65536"), None),
+    ("3", Some("1000000"), None),
+    ("2", None, None),
+    ("2", Some("65536"), Some("1")),
+    ("1", None, Some("1000000000")),
+];
+
+/// Runs `p.sql` in `dir` to the end as `run_as` says (one of [`RUNS`]); returns the output,
+/// checked to be a success, and a description of the run.
+fn run_with(dir: &Path, (threads, piece, thread_from): (&str, Option<&str>, Option<&str>)) -> (std::process::Output, String) {
+    let mut cmd = weir(dir);
+    cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
+    if let Some(bytes) = piece {
+        cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
+    }
+    if let Some(rows) = thread_from {
+        cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
+    }
+    let out = output_within(cmd, LIMIT);
+    assert_ok(&out);
+    (out, format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows"))
+}
+
 #[test]
 fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
     let files = files();
@@ -176,32 +210,11 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
     assert!(want.len() > 15_000, "{} rows", want.len());
     assert!(late.len() > 1_000, "{} late rows", late.len());
 
-    // Threads, read pieces, and where candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`:
-    // on their own thread from a chunk of that many, 1: always, a billion: never; unset,
-    // 8,192, which the first whole file of 12,000 rows reaches): every combination writes
-    // the model's rows.
-    let combinations = [
-        ("1", None, None),
-        ("2", Some("65536"), None),
-        ("3", Some("1000000"), None),
-        ("2", None, None),
-        ("2", Some("65536"), Some("1")),
-        ("1", None, Some("1000000000")),
-    ];
-    for (threads, piece, thread_from) in combinations {
+    // Every way of running it (`RUNS`) writes the model's rows.
+    for run_as in RUNS {
         let (_tmp, dir) = scratch();
         setup(&dir, &files);
-        let mut cmd = weir(&dir);
-        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
-        if let Some(bytes) = piece {
-            cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
-        }
-        if let Some(rows) = thread_from {
-            cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
-        }
-        let out = output_within(cmd, LIMIT);
-        assert_ok(&out);
-        let run = format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows");
+        let (out, run) = run_with(&dir, run_as);
         assert_eq!(rows(&dir), want, "{run}:\n{}", stderr(&out));
         assert_eq!(late_rows(&dir), late, "late rows, {run}");
     }
@@ -323,23 +336,8 @@ fn two_source_files() -> [Vec<Vec<Event>>; 2] {
 
 fn setup_two_sources(dir: &Path, files: &[Vec<Vec<Event>>; 2]) {
     std::fs::write(dir.join("p.sql"), TWO_SOURCE_PIPELINE).unwrap();
-    let pad = "x".repeat(40);
     for (name, source_files) in TWO_SOURCES.iter().zip(files) {
-        for (i, events) in source_files.iter().enumerate() {
-            let lines: Vec<String> = events
-                .iter()
-                .map(|e| {
-                    format!(
-                        r#"{{"event_id": "{}", "ts": "{}", "tms": {}, "seq": {}, "pad": "{pad}"}}"#,
-                        key_name(e.key),
-                        iso(e.tms),
-                        e.tms,
-                        e.seq
-                    )
-                })
-                .collect();
-            write_file(&dir.join("in").join(name), &format!("{i:03}.json"), &lines);
-        }
+        write_events(&dir.join("in").join(name), source_files);
     }
 }
 
@@ -525,36 +523,22 @@ fn dedup_of_two_sources_keeps_the_same_rows_whatever_the_threads_pieces_and_cras
         }
     }
 
-    // The same combinations of threads, read pieces and candidate thread as the one-source
-    // test: every one writes the model's rows.
-    let combinations = [
-        ("1", None, None),
-        ("2", Some("65536"), None),
-        ("3", Some("1000000"), None),
-        ("2", None, None),
-        ("2", Some("65536"), Some("1")),
-        ("1", None, Some("1000000000")),
-    ];
-    for (threads, piece, thread_from) in combinations {
-        let (_tmp, dir) = scratch();
-        setup_two_sources(&dir, &files);
-        let mut cmd = weir(&dir);
-        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
-        if let Some(bytes) = piece {
-            cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
-        }
-        if let Some(rows) = thread_from {
-            cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
-        }
-        let out = output_within(cmd, LIMIT);
-        assert_ok(&out);
-        let run = format!("two sources, threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows");
-        assert_same_rows(&rows(&dir), &want.rows, &run, &stderr(&out));
+    // The rows, each source's late rows and the checkpoint's record of the batches.
+    let check = |dir: &Path, out: &std::process::Output, run: &str| {
+        assert_same_rows(&rows(dir), &want.rows, run, &stderr(out));
         for (name, late) in TWO_SOURCES.iter().zip(&want.late) {
             let got = DeltaView::read_columns(&dir.join(format!("out/late_{name}")), &["seq"]).rows();
-            assert_same_rows(&got, late, &format!("late rows of '{name}', {run}"), &stderr(&out));
+            assert_same_rows(&got, late, &format!("late rows of '{name}', {run}"), &stderr(out));
         }
-        check_two_source_checkpoint(&dir, &want, &run);
+        check_two_source_checkpoint(dir, &want, run);
+    };
+
+    // Every way of running it (`RUNS`, as the one-source test) writes the model's rows.
+    for run_as in RUNS {
+        let (_tmp, dir) = scratch();
+        setup_two_sources(&dir, &files);
+        let (out, run) = run_with(&dir, run_as);
+        check(&dir, &out, &format!("two sources, {run}"));
     }
 
     // A kill at every step of the second batch, then a restart: the same rows. And where
@@ -574,13 +558,7 @@ fn dedup_of_two_sources_keeps_the_same_rows_whatever_the_threads_pieces_and_cras
         crash_at(&dir, failpoint, batch, LIMIT);
         let out = run(&dir, "p.sql", &[]);
         assert_ok(&out);
-        let run = format!("two sources, after a crash at {failpoint} in batch {batch}");
-        assert_same_rows(&rows(&dir), &want.rows, &run, &stderr(&out));
-        for (name, late) in TWO_SOURCES.iter().zip(&want.late) {
-            let got = DeltaView::read_columns(&dir.join(format!("out/late_{name}")), &["seq"]).rows();
-            assert_same_rows(&got, late, &format!("late rows of '{name}', {run}"), &stderr(&out));
-        }
-        check_two_source_checkpoint(&dir, &want, &run);
+        check(&dir, &out, &format!("two sources, after a crash at {failpoint} in batch {batch}"));
     }
 }
 
