@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, TopicPartitionList as Tpl};
 use weir_sql::config::KafkaConfig;
 
 use super::ends::{OnEof, OnRecord, RangeRead, readable_end};
-use super::records::Chunk;
+use super::queue::{Polled, RecordQueue};
+use super::records::{Chunk, Record};
 use crate::error::{ConnectorError, Result};
 
 /// A topic and partition.
@@ -39,6 +39,10 @@ pub(crate) fn tp_name(tp: &Tp) -> String {
 /// offsets (`properties.statistics.interval.ms` may change it). A batch's end is at most this
 /// much older than the newest fetch response. A report is a few KB (5.6 KB for one partition).
 pub(crate) const STATS_INTERVAL_MS: u64 = 100;
+
+/// Records taken off a partition's queue per poll: enough that the per-call costs (a lock
+/// round, clock reads) vanish, few enough that the pointers stay in the L1 cache.
+const POLL_RECORDS: usize = 1024;
 
 /// Keeps librdkafka's last client-level error (broker down, authentication failed) so that
 /// timeouts can say why, and each partition's last stable offset from the statistics.
@@ -101,7 +105,7 @@ impl ConsumerContext for Context {}
 
 /// An assigned partition: its own queue (partitions are read in parallel) and where it is.
 struct PartitionState {
-    queue: rdkafka::consumer::base_consumer::PartitionQueue<Context>,
+    queue: RecordQueue,
     /// The offset the queue yields next; `None`: unknown, seek before reading.
     position: Option<i64>,
 }
@@ -303,9 +307,7 @@ impl KafkaConsumer {
         assigned.clear();
         self.consumer.assign(&tpl).map_err(|e| ConnectorError::Unavailable(format!("kafka: assign failed: {e}")))?;
         for (tp, offset) in at {
-            let queue = self
-                .consumer
-                .split_partition_queue(&tp.0, tp.1)
+            let queue = RecordQueue::split(&self.consumer, &tp)
                 .ok_or_else(|| ConnectorError::Config(format!("kafka: no queue for {}", tp_name(&tp))))?;
             assigned.insert(tp, Arc::new(Mutex::new(PartitionState { queue, position: Some(offset) })));
         }
@@ -370,6 +372,9 @@ impl KafkaConsumer {
         let state = state.ok_or_else(|| ConnectorError::Config(format!("kafka: {} is not assigned", tp_name(tp))))?;
         let mut guard = state.lock().expect("not poisoned");
         let PartitionState { queue, position } = &mut *guard;
+        // Dropped (its records destroyed) when the read returns: nothing of librdkafka's is
+        // held between reads, and a consumer is never destroyed with records out.
+        let polled = &mut Polled::with_capacity(POLL_RECORDS);
         let mut range = RangeRead::new(start, end);
         if *position != Some(start) {
             *position = None;
@@ -386,93 +391,118 @@ impl KafkaConsumer {
         let mut verifying: Option<Option<i64>> = None; // Some(the LSO known at the seek)
         let mut waiting: Option<i64> = None; // Some(the LSO the consumer stopped at)
         let mut last_progress = Instant::now();
-        while !range.done() {
-            match queue.poll(Duration::from_millis(10)) {
-                Some(Ok(m)) => {
-                    let offset = m.offset();
-                    match range.record(offset) {
-                        OnRecord::Stale => continue,
-                        OnRecord::Past => {
-                            // A gap straddled the range's end: the queue has moved on.
+        'reading: while !range.done() {
+            // No more than the range's offsets left: without gaps in the range, a poll never
+            // takes a record of the next range off the queue.
+            let left = usize::try_from(end - range.pos).unwrap_or(usize::MAX);
+            queue.poll(Duration::from_millis(10), left, polled);
+            if polled.len() == 0 {
+                // An EOF to check, or (waiting) an LSO known to be past the end now.
+                let check = eof_at.is_some_and(|t| t.elapsed() >= self.eof_grace)
+                    || (waiting.is_some() && self.stable_offset(tp).is_some_and(|s| s >= end));
+                if check {
+                    (eof_at, waiting) = (None, None);
+                    // After the seek the consumer stops at the position or later.
+                    let known = self.read_committed.then(|| self.stable_offset(tp).map_or(range.pos, |s| s.max(range.pos)));
+                    verifying = Some(known);
+                    self.seek(tp, range.pos)?;
+                }
+                if last_progress.elapsed() >= self.patience {
+                    *position = None;
+                    return Err(match waiting {
+                        Some(stable) => self.open_transaction(tp, stable, end),
+                        None => self.unavailable(&format!("to read {} from offset {} to {end}", tp_name(tp), range.pos)),
+                    });
+                }
+                continue;
+            }
+            let mut took = false;
+            for i in 0..polled.len() {
+                if range.done() {
+                    // A gap before the range's end: what follows in `polled` is the queue's
+                    // next range, taken off it.
+                    *position = None;
+                    return Ok(report);
+                }
+                match polled.get(i) {
+                    Ok(m) => {
+                        match range.record(m.offset()) {
+                            OnRecord::Stale => continue,
+                            OnRecord::Past => {
+                                // A gap straddled the range's end: the queue has moved on.
+                                *position = None;
+                                return Ok(report);
+                            }
+                            OnRecord::Take => chunk.push(&m),
+                        }
+                        took = true;
+                        eof_at = None;
+                        verifying = None;
+                        waiting = None;
+                    }
+                    Err(KafkaError::PartitionEOF(_)) => {
+                        let Some(stable_at_seek) = verifying.take() else {
+                            eof_at.get_or_insert_with(Instant::now);
+                            continue;
+                        };
+                        let high = self.cached_high_watermark(tp).unwrap_or(range.pos);
+                        match range.eof(high, stable_at_seek) {
+                            OnEof::Gap => {
+                                if i + 1 < polled.len() {
+                                    // Taken past the EOF: the queue is not at `end`.
+                                    *position = None;
+                                    return Ok(report);
+                                }
+                                break 'reading;
+                            }
+                            OnEof::Wait { stable } => waiting = Some(stable),
+                            OnEof::Lost { available } => {
+                                let why = "the broker's log ends before the checkpoint's offsets";
+                                self.data_loss(tp, range.pos, available, end, why, &mut report)?;
+                                *position = None;
+                                return Ok(report);
+                            }
+                        }
+                    }
+                    Err(KafkaError::MessageConsumption(code))
+                        if matches!(code, RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) =>
+                    {
+                        let pos = range.pos;
+                        let (earliest, latest) = self
+                            .consumer
+                            .fetch_watermarks(&tp.0, tp.1, self.patience)
+                            .map_err(|_| self.unavailable(&format!("to find the offsets of {}", tp_name(tp))))?;
+                        if pos > latest {
+                            self.data_loss(tp, pos, latest, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
                             *position = None;
                             return Ok(report);
                         }
-                        OnRecord::Take => chunk.push(&m),
-                    }
-                    eof_at = None;
-                    verifying = None;
-                    waiting = None;
-                    last_progress = Instant::now();
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => {
-                    let Some(stable_at_seek) = verifying.take() else {
-                        eof_at.get_or_insert_with(Instant::now);
-                        continue;
-                    };
-                    let high = self.cached_high_watermark(tp).unwrap_or(range.pos);
-                    match range.eof(high, stable_at_seek) {
-                        OnEof::Gap => break,
-                        OnEof::Wait { stable } => waiting = Some(stable),
-                        OnEof::Lost { available } => {
-                            let why = "the broker's log ends before the checkpoint's offsets";
-                            self.data_loss(tp, range.pos, available, end, why, &mut report)?;
+                        if earliest <= pos {
                             *position = None;
-                            return Ok(report);
+                            return Err(ConnectorError::Unavailable(format!("kafka: {} offset {pos}: {code}", tp_name(tp))));
+                        }
+                        self.data_loss(tp, pos, earliest, end, "the offsets were removed from the broker (retention?)", &mut report)?;
+                        range.pos = earliest.min(end);
+                        if !range.done() {
+                            self.seek(tp, range.pos)?;
+                        }
+                        (eof_at, verifying, waiting) = (None, None, None);
+                        last_progress = Instant::now();
+                        // The rest of `polled` was fetched before the seek.
+                        continue 'reading;
+                    }
+                    Err(e) => {
+                        // Transient fetch errors: librdkafka retries by itself, within patience.
+                        *self.consumer.client().context().last_error.lock().expect("not poisoned") = Some(e.to_string());
+                        if last_progress.elapsed() >= self.patience {
+                            *position = None;
+                            return Err(self.unavailable(&format!("to read {} from offset {} to {end}", tp_name(tp), range.pos)));
                         }
                     }
                 }
-                Some(Err(KafkaError::MessageConsumption(code)))
-                    if matches!(code, RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) =>
-                {
-                    let pos = range.pos;
-                    let (earliest, latest) = self
-                        .consumer
-                        .fetch_watermarks(&tp.0, tp.1, self.patience)
-                        .map_err(|_| self.unavailable(&format!("to find the offsets of {}", tp_name(tp))))?;
-                    if pos > latest {
-                        self.data_loss(tp, pos, latest, end, "the broker's log ends before the checkpoint's offsets", &mut report)?;
-                        *position = None;
-                        return Ok(report);
-                    }
-                    if earliest <= pos {
-                        *position = None;
-                        return Err(ConnectorError::Unavailable(format!("kafka: {} offset {pos}: {code}", tp_name(tp))));
-                    }
-                    self.data_loss(tp, pos, earliest, end, "the offsets were removed from the broker (retention?)", &mut report)?;
-                    range.pos = earliest.min(end);
-                    if !range.done() {
-                        self.seek(tp, range.pos)?;
-                    }
-                    (eof_at, verifying, waiting) = (None, None, None);
-                    last_progress = Instant::now();
-                }
-                Some(Err(e)) => {
-                    // Transient fetch errors: librdkafka retries by itself, within patience.
-                    *self.consumer.client().context().last_error.lock().expect("not poisoned") = Some(e.to_string());
-                    if last_progress.elapsed() >= self.patience {
-                        *position = None;
-                        return Err(self.unavailable(&format!("to read {} from offset {} to {end}", tp_name(tp), range.pos)));
-                    }
-                }
-                None => {
-                    // An EOF to check, or (waiting) an LSO known to be past the end now.
-                    let check = eof_at.is_some_and(|t| t.elapsed() >= self.eof_grace)
-                        || (waiting.is_some() && self.stable_offset(tp).is_some_and(|s| s >= end));
-                    if check {
-                        (eof_at, waiting) = (None, None);
-                        // After the seek the consumer stops at the position or later.
-                        let known = self.read_committed.then(|| self.stable_offset(tp).map_or(range.pos, |s| s.max(range.pos)));
-                        verifying = Some(known);
-                        self.seek(tp, range.pos)?;
-                    }
-                    if last_progress.elapsed() >= self.patience {
-                        *position = None;
-                        return Err(match waiting {
-                            Some(stable) => self.open_transaction(tp, stable, end),
-                            None => self.unavailable(&format!("to read {} from offset {} to {end}", tp_name(tp), range.pos)),
-                        });
-                    }
-                }
+            }
+            if took {
+                last_progress = Instant::now();
             }
         }
         *position = Some(end);
@@ -540,11 +570,6 @@ impl Drop for KafkaConsumer {
             let _ = server.join();
         }
     }
-}
-
-/// The header list of a message as `(key, value)` pairs.
-pub(crate) fn headers_of(m: &impl Message) -> super::records::HeaderList {
-    m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default()
 }
 
 /// librdkafka's cached low and high watermarks of `tp`, as of the last fetch response. The

@@ -11,6 +11,7 @@
 
 mod consumer;
 mod ends;
+mod queue;
 mod records;
 
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::{Headers, Message, Timestamp};
 use weir_sql::config::KafkaFormat;
 use weir_sql::ddl::METADATA_KEY;
 
@@ -21,6 +21,39 @@ const BATCH_SIZE: usize = 8192;
 
 /// A record's headers: `(key, value)` pairs in order.
 pub(crate) type HeaderList = Vec<(String, Option<Vec<u8>>)>;
+
+/// What a chunk keeps of a Kafka record.
+pub(crate) trait Record {
+    fn offset(&self) -> i64;
+    fn timestamp(&self) -> Timestamp;
+    fn key(&self) -> Option<&[u8]>;
+    fn payload(&self) -> Option<&[u8]>;
+    fn headers(&self) -> HeaderList;
+}
+
+impl<M: Message> Record for M {
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+
+    fn timestamp(&self) -> Timestamp {
+        Message::timestamp(self)
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+
+    fn headers(&self) -> HeaderList {
+        Message::headers(self)
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default()
+    }
+}
 
 /// The records of one partition read for one batch.
 pub(crate) struct Chunk {
@@ -60,7 +93,7 @@ impl Chunk {
         self.offsets.len()
     }
 
-    pub fn push(&mut self, m: &impl Message) {
+    pub fn push(&mut self, m: &impl Record) {
         self.offsets.push(m.offset());
         let (ts, kind) = match m.timestamp() {
             Timestamp::NotAvailable => (None, -1),
@@ -79,7 +112,7 @@ impl Chunk {
         }
         self.value_ends.push(self.values.len());
         if let Some(h) = self.headers.as_mut() {
-            h.push(super::consumer::headers_of(m));
+            h.push(m.headers());
         }
     }
 
