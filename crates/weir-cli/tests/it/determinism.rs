@@ -13,6 +13,11 @@
 //! So is deduplication over a Delta table read as a stream (issue 19), the same files
 //! copied into it one commit each.
 //!
+//! So is deduplication over a Kafka topic of four partitions, whatever the threads, the
+//! chunks partitions are cut into, the batches `max_offsets_per_trigger` cuts and the
+//! crashes: the model of the batches the offsets log records, ties broken by partition and
+//! then offset.
+//!
 //! So are windows (issue 18): a hopping-window aggregation with float sums and averages and
 //! distinct counts over the same kind of batches writes the same bits whatever the threads,
 //! pieces and crashes, and the model's groups (sums within rounding of the model's).
@@ -21,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::kafka;
 use crate::support::*;
 
 const DELAY_MS: i64 = 10 * 60 * 1000;
@@ -99,22 +105,16 @@ fn setup(dir: &Path, files: &[Vec<Event>]) {
 
 /// Writes `files` to `dir` as `000.json`, `001.json`, ..., an event a line.
 fn write_events(dir: &Path, files: &[Vec<Event>]) {
-    let pad = "x".repeat(40);
     for (i, events) in files.iter().enumerate() {
-        let lines: Vec<String> = events
-            .iter()
-            .map(|e| {
-                format!(
-                    r#"{{"event_id": "{}", "ts": "{}", "tms": {}, "seq": {}, "pad": "{pad}"}}"#,
-                    key_name(e.key),
-                    iso(e.tms),
-                    e.tms,
-                    e.seq
-                )
-            })
-            .collect();
+        let lines: Vec<String> = events.iter().map(event_line).collect();
         write_file(dir, &format!("{i:03}.json"), &lines);
     }
+}
+
+/// An event as a JSON object (a line of a file, a Kafka message's value).
+fn event_line(e: &Event) -> String {
+    let pad = "x".repeat(40);
+    format!(r#"{{"event_id": "{}", "ts": "{}", "tms": {}, "seq": {}, "pad": "{pad}"}}"#, key_name(e.key), iso(e.tms), e.tms, e.seq)
 }
 
 /// The rows the query must write: Spark's watermark rules (batch N drops rows at or before
@@ -127,11 +127,27 @@ fn model(files: &[Vec<Event>]) -> Vec<String> {
 /// [`model`], and the `seq` of each late row (dropped by the watermark), as the late-rows
 /// table's rows of that column.
 fn model_with_late(files: &[Vec<Event>]) -> (Vec<String>, Vec<String>) {
+    let batches: Vec<&[Vec<Event>]> = files.chunks(2).collect();
+    model_of_batches(&batches).0
+}
+
+/// The model's rows and late rows (see [`model_with_late`]).
+type ModelRows = (Vec<String>, Vec<String>);
+
+/// A batch's watermarks, (for late rows, for eviction), in milliseconds.
+type Watermarks = (i64, i64);
+
+/// [`model_with_late`] for any batches, each a list of parts in place order (a file source's
+/// files, a Kafka source's partitions), each part its rows in order; and the watermarks
+/// each batch ran with, (for late rows, for eviction), as the offsets log records them.
+fn model_of_batches(batches: &[&[Vec<Event>]]) -> (ModelRows, Vec<Watermarks>) {
     let mut state: HashMap<u32, i64> = HashMap::new();
     let (mut late_wm, mut wm) = (0i64, 0i64);
     let mut out = Vec::new();
     let mut late = Vec::new();
-    for batch in files.chunks(2) {
+    let mut watermarks = Vec::new();
+    for batch in batches {
+        watermarks.push((late_wm, wm));
         let mut best: BTreeMap<u32, (i64, usize, usize, Event)> = BTreeMap::new();
         let mut max_ts = i64::MIN;
         for (f, events) in batch.iter().enumerate() {
@@ -157,11 +173,13 @@ fn model_with_late(files: &[Vec<Event>]) -> (Vec<String>, Vec<String>) {
         }
         state.retain(|_, expires| *expires > wm);
         late_wm = wm;
-        wm = wm.max(max_ts - DELAY_MS);
+        if max_ts > i64::MIN {
+            wm = wm.max(max_ts - DELAY_MS);
+        }
     }
     out.sort();
     late.sort();
-    (out, late)
+    ((out, late), watermarks)
 }
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -613,6 +631,153 @@ fn dedup_over_a_delta_stream_keeps_the_same_rows_whatever_the_threads_and_crashe
         let out = run(&dir, "p.sql", &[]);
         assert_ok(&out);
         assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch 1:\n{}", stderr(&out));
+    }
+}
+
+/// Deduplication over a Kafka topic of four partitions: the events of [`files`] sent in file
+/// order, each to a partition drawn at random, so that a key's rows are spread over the
+/// partitions and its ties (same key and event time) are broken by place: partition, then
+/// offset. The model takes each batch's offset ranges from the offsets log (the batches
+/// `max_offsets_per_trigger` cuts), so it holds for any cut.
+fn kafka_pipeline(broker: &kafka::Broker, max_offsets: Option<u64>) -> String {
+    let cap = max_offsets.map(|n| format!(", max_offsets_per_trigger = '{n}'")).unwrap_or_default();
+    format!(
+        "CREATE TABLE events (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
+           WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'kafka', bootstrap_servers = '{}', topic = 'events', format = 'json',
+           starting_offsets = 'earliest', connect_timeout = '5s', properties.fetch.wait.max.ms = '50',
+           late_rows = 'dead_letter', late_rows_path = 'out/late'{cap});
+         CREATE TABLE dedup WITH (connector = 'delta', path = 'out/dedup');
+         INSERT INTO dedup SELECT DISTINCT ON (event_id) event_id, tms, seq FROM events ORDER BY event_id, ts;",
+        broker.bootstrap()
+    )
+}
+
+const KAFKA_PARTITIONS: i32 = 4;
+
+/// Sends the events of `files` to the topic `events`, and a twin (same key and event time,
+/// its own `seq`) of one in four, up to 400 messages later, each message to a partition drawn
+/// at random; returns each partition's events in offset order (the offsets the producer
+/// reports, checked to be 0, 1, 2, ...).
+fn send_to_kafka(broker: &kafka::Broker, files: &[Vec<Event>]) -> Vec<Vec<Event>> {
+    broker.create_topic("events", KAFKA_PARTITIONS);
+    let mut rng = Rng(2114);
+    let mut twins: BTreeMap<usize, Vec<Event>> = BTreeMap::new();
+    let mut events: Vec<(Event, i32)> = Vec::new();
+    for (i, e) in files.iter().flatten().enumerate() {
+        if rng.below(4) == 0 {
+            let twin = Event { seq: 1_000_000 + e.seq, ..*e };
+            twins.entry(i + 1 + rng.below(400) as usize).or_default().push(twin);
+        }
+        let due = twins.remove(&i).unwrap_or_default();
+        for e in std::iter::once(*e).chain(due) {
+            events.push((e, rng.below(KAFKA_PARTITIONS as u64) as i32));
+        }
+    }
+    for e in twins.into_values().flatten() {
+        events.push((e, rng.below(KAFKA_PARTITIONS as u64) as i32));
+    }
+    let positions = broker.send("events", events.iter().map(|(e, p)| kafka::Message::value(event_line(e)).partition(*p)));
+    let mut partitions = vec![Vec::new(); KAFKA_PARTITIONS as usize];
+    for ((e, sent_to), (partition, offset)) in events.iter().zip(positions) {
+        assert_eq!(partition, *sent_to);
+        let events = &mut partitions[partition as usize];
+        assert_eq!(offset, events.len() as i64, "partition {partition}: offsets 0, 1, 2, ... in the order sent");
+        events.push(*e);
+    }
+    partitions
+}
+
+/// The batches the checkpoint in `dir` logged, as the model takes them (each partition's
+/// events in the batch's offset range, in partition order), and the watermarks each batch
+/// logged (for late rows, for eviction).
+fn logged_kafka_batches(dir: &Path, partitions: &[Vec<Event>]) -> (Vec<Vec<Vec<Event>>>, Vec<Watermarks>) {
+    let log = dir.join(".weir/checkpoints/dedup/offsets");
+    let mut start = vec![0usize; partitions.len()];
+    let (mut batches, mut watermarks) = (Vec::new(), Vec::new());
+    for batch in 0.. {
+        let Ok(text) = std::fs::read_to_string(log.join(format!("{batch}.json"))) else { break };
+        let entry: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let end = &entry["sources"]["events"]["end"]["events"];
+        let mut parts = Vec::new();
+        for (p, events) in partitions.iter().enumerate() {
+            let to = end[p.to_string()].as_u64().unwrap_or_else(|| panic!("batch {batch}: no end offset for partition {p}: {entry}")) as usize;
+            parts.push(events[start[p]..to].to_vec());
+            start[p] = to;
+        }
+        batches.push(parts);
+        watermarks.push((entry["lateEventsWatermarkMs"].as_i64().unwrap(), entry["batchWatermarkMs"].as_i64().unwrap()));
+    }
+    let ends: Vec<usize> = partitions.iter().map(Vec::len).collect();
+    assert_eq!(start, ends, "the batches read every message");
+    (batches, watermarks)
+}
+
+/// How the Kafka determinism test runs its query: threads, offsets per chunk of a partition
+/// (`WEIR_KAFKA_CHUNK_MESSAGES`, default 50,000), `max_offsets_per_trigger`, and where
+/// candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`).
+type KafkaRun = (&'static str, Option<&'static str>, Option<u64>, Option<&'static str>);
+
+const KAFKA_RUNS: [KafkaRun; 5] = [
+    ("1", None, Some(24_000), None),
+    ("2", Some("1000"), Some(24_000), None),
+    ("2", Some("7777"), Some(17_000), Some("1")),
+    ("3", None, None, None),
+    ("2", Some("333"), None, Some("1000000000")),
+];
+
+/// The rows of the dedup over `partitions` that ran in `dir` must be the model's for the
+/// batches it logged, with the model's watermarks; returns the number of batches.
+fn check_kafka_run(dir: &Path, partitions: &[Vec<Event>], what: &str, log: &str) -> usize {
+    let (batches, logged) = logged_kafka_batches(dir, partitions);
+    let batches: Vec<&[Vec<Event>]> = batches.iter().map(Vec::as_slice).collect();
+    let ((want, late), watermarks) = model_of_batches(&batches);
+    assert_eq!(logged, watermarks, "{what}: the watermarks of each batch (for late rows, for eviction)");
+    assert_same_rows(&rows(dir), &want, what, log);
+    // The late-rows table is created with its first row (its directory at the start).
+    match late.is_empty() && !dir.join("out/late/_delta_log").exists() {
+        true => {}
+        false => assert_eq!(late_rows(dir), late, "late rows, {what}"),
+    }
+    batches.len()
+}
+
+#[test]
+fn dedup_over_kafka_keeps_the_same_rows_whatever_the_threads_chunks_batches_and_crashes() {
+    let files = files();
+    let broker = kafka::Broker::start();
+    let partitions = send_to_kafka(&broker, &files);
+
+    for (threads, chunk, cap, thread_from) in KAFKA_RUNS {
+        let (_tmp, dir) = scratch();
+        std::fs::write(dir.join("p.sql"), kafka_pipeline(&broker, cap)).unwrap();
+        let mut cmd = weir(&dir);
+        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
+        if let Some(messages) = chunk {
+            cmd.env("WEIR_KAFKA_CHUNK_MESSAGES", messages);
+        }
+        if let Some(rows) = thread_from {
+            cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
+        }
+        let out = output_within(cmd, LIMIT);
+        assert_ok(&out);
+        let what = format!("threads {threads}, chunks of {chunk:?} offsets, max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows");
+        let batches = check_kafka_run(&dir, &partitions, &what, &stderr(&out));
+        // Capped: several batches of about 3 MB, late rows among them; uncapped: one of 11 MB.
+        match cap {
+            Some(_) => assert!(batches >= 3 && !late_rows(&dir).is_empty(), "{what}: {batches} batches"),
+            None => assert!(batches <= 2, "{what}: {batches} batches"),
+        }
+    }
+
+    // A kill in the second batch, then a restart: the same rows.
+    for failpoint in ["after_offsets", "before_delta_commit", "after_sink_commit", "after_state_commit"] {
+        let (_tmp, dir) = scratch();
+        std::fs::write(dir.join("p.sql"), kafka_pipeline(&broker, Some(24_000))).unwrap();
+        crash_at(&dir, failpoint, 1, LIMIT);
+        let out = run_within(&dir, "p.sql", &["--threads", "2"], LIMIT);
+        assert_ok(&out);
+        check_kafka_run(&dir, &partitions, &format!("after a crash at {failpoint} in batch 1"), &stderr(&out));
     }
 }
 

@@ -279,6 +279,15 @@ fn rate_limit(starts: &Offsets, latest: &Offsets, limit: Option<u64>) -> Offsets
 /// Offsets of one partition per chunk of a batch's read (see `read_chunks`).
 const CHUNK_MESSAGES: i64 = 50_000;
 
+/// The chunk size: [`CHUNK_MESSAGES`], or `WEIR_KAFKA_CHUNK_MESSAGES` when set (a tuning
+/// knob; the tests use it to show that results do not depend on how partitions are cut).
+fn chunk_messages() -> i64 {
+    static CHUNK: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *CHUNK.get_or_init(|| {
+        std::env::var("WEIR_KAFKA_CHUNK_MESSAGES").ok().and_then(|v| v.parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(CHUNK_MESSAGES)
+    })
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ConnectorError::Io(format!("kafka task failed: {e}")))?
 }
@@ -462,7 +471,7 @@ impl Source for KafkaSource {
         ReadOutput::collect(self.read_chunks(checkpoint, start, end)).await
     }
 
-    /// Chunks of at most [`CHUNK_MESSAGES`] offsets of a partition, taken from the
+    /// Chunks of at most [`chunk_messages`] offsets of a partition, taken from the
     /// partitions in turn (partition order, then offset order). Each partition is read and
     /// decoded ahead on its own thread: while one waits for the broker, another decodes,
     /// and the batch loop works on the chunks already there.
@@ -504,6 +513,7 @@ impl Source for KafkaSource {
             .await?;
             let collect_bad = matches!(self.config.bad_rows, BadRows::DeadLetter(_));
             let with_headers = self.decoder.with_headers;
+            let chunk_messages = chunk_messages();
             let mut readers = Vec::with_capacity(ranges.len());
             let mut threads = Vec::with_capacity(ranges.len());
             for (tp, start, end) in ranges {
@@ -516,7 +526,7 @@ impl Source for KafkaSource {
                     .spawn(move || {
                         let mut at = start;
                         while at < end {
-                            let to = at.saturating_add(CHUNK_MESSAGES).min(end);
+                            let to = at.saturating_add(chunk_messages).min(end);
                             let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
                             let result = consumer.read(&tp, at, to, &mut chunk).and_then(|mut report| {
                                 report.bytes = (chunk.values.len() + chunk.keys.values_slice().len()) as u64;
