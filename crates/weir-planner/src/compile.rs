@@ -6,11 +6,15 @@ use std::sync::Arc;
 
 use arrow::compute::can_cast_types;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
+use datafusion::common::nested_struct::adapt_batch_to_schema;
+use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast, col};
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
 use datafusion::prelude::SessionConfig;
 
@@ -38,6 +42,75 @@ pub struct SourceDef {
 struct Stage {
     plan: Arc<dyn ExecutionPlan>,
     input: Option<Arc<BatchSlot>>,
+    /// Set when the plan only picks (and renames) columns of the one slot it reads.
+    columns: Option<ColumnsOnly>,
+}
+
+/// A stage that only picks columns of its input's batches, and renames them: a projection of
+/// plain columns over a slot, or the slot alone (`SELECT *`, or the columns a deduplication
+/// takes). Such a stage is computed from the input batches directly, batch for batch, as
+/// executing the plan would (the slot's scan as `MemoryStream` reads it, then the
+/// projection as `ProjectionExec` builds its batches): the same batches, in the same order,
+/// without copying the plan, starting a task per partition and passing the batches through
+/// channels for every chunk (a quarter of a millisecond each time).
+#[derive(Debug)]
+struct ColumnsOnly {
+    /// The source whose slot the plan reads (stage 0's input comes by name).
+    source: String,
+    /// The scan's columns of the slot's batches, and the scan's schema.
+    scan: Option<Vec<usize>>,
+    scan_schema: SchemaRef,
+    /// The projection's columns of the scan's output, and its schema.
+    picks: Option<(Vec<usize>, SchemaRef)>,
+}
+
+impl ColumnsOnly {
+    /// `plan`'s columns, if it is only a choice of columns of one slot.
+    fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
+        let (slot, picks) = match plan.downcast_ref::<ProjectionExec>() {
+            Some(projection) => {
+                let slot = projection.input().downcast_ref::<SlotExec>()?;
+                let picks = projection
+                    .expr()
+                    .iter()
+                    .map(|e| e.expr.downcast_ref::<PhysicalColumn>().map(PhysicalColumn::index))
+                    .collect::<Option<Vec<usize>>>()?;
+                (slot, Some((picks, plan.schema())))
+            }
+            None => (plan.downcast_ref::<SlotExec>()?, None),
+        };
+        Some(Self { source: slot.source().to_string(), scan: slot.projection().cloned(), scan_schema: slot.schema(), picks })
+    }
+
+    /// The stage's output for `batches`.
+    fn run(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let failed = |e: DataFusionError| PlanError::Execution(clean(&e));
+        batches
+            .iter()
+            .map(|batch| {
+                // The scan: its columns, as the scan's schema has them.
+                let scanned = match &self.scan {
+                    Some(columns) => batch.project(columns).map_err(|e| failed(e.into()))?,
+                    None => batch.clone(),
+                };
+                let scanned = match scanned.schema().as_ref() != self.scan_schema.as_ref() && self.scan_schema.contains(scanned.schema().as_ref()) {
+                    true => adapt_batch_to_schema(scanned, &self.scan_schema).map_err(failed)?,
+                    false => scanned,
+                };
+                let Some((picks, schema)) = &self.picks else { return Ok(scanned) };
+                let columns = picks
+                    .iter()
+                    .map(|&i| {
+                        (i < scanned.num_columns()).then(|| Arc::clone(scanned.column(i))).ok_or_else(|| {
+                            PlanError::Execution(format!("internal: a batch of {} columns where column {i} was expected", scanned.num_columns()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let options = RecordBatchOptions::new().with_row_count(Some(scanned.num_rows()));
+                RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(|e| failed(e.into()))
+            })
+            .collect()
+    }
 }
 
 /// A query planned once, executed per batch: stage 0 reads the sources; each stateful
@@ -92,6 +165,9 @@ impl CompiledQuery {
 
     /// Runs stage 0 (all of a stateless query) over one batch's input rows, by source name.
     pub async fn run_pre(&self, mut inputs: BTreeMap<String, Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
+        if let Some(columns) = &self.stages[0].columns {
+            return columns.run(inputs.remove(&columns.source).unwrap_or_default());
+        }
         for (name, slot) in &self.slots {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
@@ -105,6 +181,9 @@ impl CompiledQuery {
     /// Runs the stage above operator `operator` over that operator's output.
     pub async fn run_above(&self, operator: usize, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let stage = self.stages.get(operator + 1).ok_or_else(|| PlanError::Plan(format!("internal: no operator {operator}")))?;
+        if let Some(columns) = &stage.columns {
+            return columns.run(batches);
+        }
         let slot = stage.input.as_ref().expect("stages above an operator read its slot");
         slot.set(batches);
         let result = run(&stage.plan, &self.builds, &self.task_ctx).await;
@@ -230,7 +309,8 @@ async fn compile_on(
     let mut stages = Vec::with_capacity(plans.len());
     for (i, plan) in plans.into_iter().enumerate() {
         let plan = static_side::finish(state.create_physical_plan(&plan).await.map_err(|e| PlanError::Plan(clean(&e)))?)?;
-        stages.push(Stage { plan, input: i.checked_sub(1).map(|j| Arc::clone(&slots[j])) });
+        let columns = ColumnsOnly::of(&plan);
+        stages.push(Stage { plan, input: i.checked_sub(1).map(|j| Arc::clone(&slots[j])), columns });
     }
 
     // The sources the plan really reads.
@@ -448,4 +528,94 @@ fn keyword_hint(query: &str, message: String) -> String {
         return message;
     }
     format!("{message} (note: {} {} SQL keywords; quote them as columns: \"{}\")", used.join(", "), if used.len() > 1 { "are" } else { "is" }, used[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    fn source() -> SourceDef {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, false),
+        ]);
+        SourceDef { name: "s".into(), schema: Arc::new(schema), event_time: None }
+    }
+
+    /// Five record batches of the source (one of them empty), 0 to 5 rows each.
+    fn batches(s: &SourceDef) -> Vec<RecordBatch> {
+        (0..5i64)
+            .map(|b| {
+                let ids: Vec<Option<i64>> = (0..b).map(|r| (r != 2).then_some(b * 10 + r)).collect();
+                let ks: Vec<Option<String>> = (0..b).map(|r| (r % 2 == 0).then(|| format!("k{}", (b + r) % 3))).collect();
+                let vs: Vec<i64> = (0..b).map(|r| r * b).collect();
+                RecordBatch::try_new(
+                    Arc::clone(&s.schema),
+                    vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(ks)), Arc::new(Int64Array::from(vs))],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// What executing stage `i`'s plan gives for `input` (the path a stage of plain columns skips).
+    async fn executed(q: &CompiledQuery, i: usize, input: Vec<RecordBatch>) -> Vec<RecordBatch> {
+        let slot = match i {
+            0 => Arc::clone(&q.slots["s"]),
+            _ => Arc::clone(q.stages[i].input.as_ref().unwrap()),
+        };
+        slot.set(input);
+        let out = run(&q.stages[i].plan, &q.builds, &q.task_ctx).await.unwrap();
+        slot.clear();
+        out
+    }
+
+    #[tokio::test]
+    async fn stages_of_plain_columns_give_what_executing_their_plans_gives() {
+        let s = source();
+        for partitions in [1, 2, 3] {
+            for query in [
+                "SELECT * FROM s",
+                "SELECT v, k AS key, id FROM s",
+                "SELECT id, id AS again FROM s",
+                "SELECT DISTINCT ON (k) * FROM s ORDER BY k, id",
+                "SELECT DISTINCT ON (k) v, id FROM s ORDER BY k, v",
+                "SELECT DISTINCT k, v FROM s",
+            ] {
+                let q = compile(query, std::slice::from_ref(&s), &[], None, partitions).await.unwrap();
+                assert!(q.stages[0].columns.is_some(), "{query}: its first stage only picks columns");
+                let want = executed(&q, 0, batches(&s)).await;
+                let got = q.run_pre(BTreeMap::from([("s".to_string(), batches(&s))])).await.unwrap();
+                assert_eq!(got, want, "{query}, {partitions} partitions");
+                // The stage above the deduplication reads the operator's output: the first
+                // stage's output columns of the same names.
+                for i in 1..q.stages.len() {
+                    assert!(q.stages[i].columns.is_some(), "{query}: stage {i} only picks columns");
+                    let slot_schema = q.stages[i].plan.children()[0].schema();
+                    let input: Vec<RecordBatch> = got
+                        .iter()
+                        .map(|b| {
+                            let columns = slot_schema.fields().iter().map(|f| Arc::clone(b.column_by_name(f.name()).unwrap())).collect();
+                            RecordBatch::try_new(Arc::clone(&slot_schema), columns).unwrap()
+                        })
+                        .collect();
+                    assert_eq!(q.run_above(i - 1, input.clone()).await.unwrap(), executed(&q, i, input).await, "{query}: stage {i}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn stages_that_compute_are_executed() {
+        let s = source();
+        for query in ["SELECT id + 1 AS id FROM s", "SELECT * FROM s WHERE v > 2", "SELECT k, v FROM s WHERE k IS NOT NULL", "SELECT upper(k) AS k FROM s"] {
+            let q = compile(query, std::slice::from_ref(&s), &[], None, 2).await.unwrap();
+            assert!(q.stages[0].columns.is_none(), "{query}: its first stage computes");
+            let got = q.run_pre(BTreeMap::from([("s".to_string(), batches(&s))])).await.unwrap();
+            assert_eq!(got, executed(&q, 0, batches(&s)).await, "{query}");
+        }
+    }
 }

@@ -128,6 +128,11 @@ impl SlotExec {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// The slot's columns this leaf reads, by index; `None`: all of them.
+    pub fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
+    }
 }
 
 impl DisplayAs for SlotExec {
