@@ -644,7 +644,9 @@ mod tests {
     }
 
     /// A slot (key, expiry, control byte) is 33 bytes; one table costs up to 75.4 bytes per
-    /// key just after it doubles. The shards keep the worst case near 60.5.
+    /// key just after it doubles. The shards keep the worst case near 60.5: 60.3-61.9 over
+    /// forty runs, as the hasher's random seed deals the keys (62.9 seen once), so the
+    /// bound is 64, well below one table's.
     #[test]
     fn worst_case_bytes_per_key() {
         assert_eq!(std::mem::size_of::<(Slot, i64)>() + 1, 33);
@@ -656,12 +658,13 @@ mod tests {
                 worst = worst.max(map.memory_bytes() as f64 / map.len() as f64);
             }
         }
-        assert!(worst < 62.0, "worst {worst:.1} bytes per key");
+        assert!(worst < 64.0, "worst {worst:.1} bytes per key");
         assert_eq!(map.len(), 600_000);
     }
 
     /// A key longer than a slot holds costs its bytes in the arena and nothing more (no
-    /// allocator chunk per key); the arena gives back what evictions free.
+    /// allocator chunk per key); the arena gives back what evictions free. The bound is
+    /// [`worst_case_bytes_per_key`]'s: 62.0 failed one run in twenty.
     #[test]
     fn long_keys_cost_their_bytes() {
         let key = |i: u64| format!("{i:036}").into_bytes();
@@ -673,7 +676,7 @@ mod tests {
                 worst = worst.max(map.memory_bytes() as f64 / map.len() as f64 - 36.0);
             }
         }
-        assert!(worst < 62.0, "worst {worst:.1} bytes per key beyond its 36");
+        assert!(worst < 64.0, "worst {worst:.1} bytes per key beyond its 36");
         assert_eq!((map.get(&key(77)), map.get(&key(300_000))), (Some(1), None));
         let before = map.long.resident();
         let mut removed = 0;
