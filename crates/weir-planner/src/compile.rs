@@ -545,7 +545,7 @@ mod tests {
         SourceDef { name: "s".into(), schema: Arc::new(schema), event_time: None }
     }
 
-    /// Five record batches of the source (one of them empty), 0 to 5 rows each.
+    /// Five record batches of the source, of 0 (an empty one) to 4 rows, with nulls.
     fn batches(s: &SourceDef) -> Vec<RecordBatch> {
         (0..5i64)
             .map(|b| {
