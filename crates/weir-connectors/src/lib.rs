@@ -327,6 +327,13 @@ pub async fn make_source(name: &str, config: &ConnectorConfig, declared: Option<
     }
 }
 
+/// A positive number from the environment variable `name`, else `default`: the tuning
+/// knobs the tests use to show that rows do not depend on how input is cut
+/// (`WEIR_FILE_PIECE_BYTES`, `WEIR_KAFKA_CHUNK_MESSAGES`). Read once per knob by its caller.
+pub(crate) fn tuning_knob<T: std::str::FromStr + PartialOrd + Default>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse::<T>().ok()).filter(|n| *n > T::default()).unwrap_or(default)
+}
+
 /// Builds the sink for a table (`config.is_sink()` must hold).
 pub fn make_sink(name: &str, config: &ConnectorConfig, declared: Option<SchemaRef>, memory: &MemoryTables) -> Result<Box<dyn Sink>> {
     match config {

@@ -38,7 +38,9 @@ const FAULT_TOGETHER_FROM: usize = 8 << 20;
 /// 2M-key batch's tables, on the batch loop alone while the decoders waited. On two cores it
 /// takes half as long. Only a speed-up: the pages are zero either way.
 fn fault_in(p: NonNull<u8>, len: usize) {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(4);
+    // Read once: the standard library asks the kernel and the cgroup files every time.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(4));
     if cores < 2 {
         return;
     }

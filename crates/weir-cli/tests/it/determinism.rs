@@ -208,17 +208,23 @@ const RUNS: [(&str, Option<&str>, Option<&str>); 6] = [
 /// Runs `p.sql` in `dir` to the end as `run_as` says (one of [`RUNS`]); returns the output,
 /// checked to be a success, and a description of the run.
 fn run_with(dir: &Path, (threads, piece, thread_from): (&str, Option<&str>, Option<&str>)) -> (std::process::Output, String) {
+    let out = run_to_end(dir, threads, &[("WEIR_FILE_PIECE_BYTES", piece), ("WEIR_DEDUP_THREAD_FROM", thread_from)]);
+    (out, format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows"))
+}
+
+/// Runs `p.sql` in `dir` to the end on `threads` threads, with each tuning knob of `knobs`
+/// that has a value set; returns the output, checked to be a success.
+fn run_to_end(dir: &Path, threads: &str, knobs: &[(&str, Option<&str>)]) -> std::process::Output {
     let mut cmd = weir(dir);
     cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
-    if let Some(bytes) = piece {
-        cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
-    }
-    if let Some(rows) = thread_from {
-        cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
+    for (name, value) in knobs {
+        if let Some(value) = value {
+            cmd.env(name, value);
+        }
     }
     let out = output_within(cmd, LIMIT);
     assert_ok(&out);
-    (out, format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows"))
+    out
 }
 
 #[test]
@@ -618,10 +624,7 @@ fn dedup_over_a_delta_stream_keeps_the_same_rows_whatever_the_threads_and_crashe
     for threads in ["1", "2", "3"] {
         let (_tmp, dir) = scratch();
         setup_bronze(&dir, &files);
-        let mut cmd = weir(&dir);
-        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
-        let out = output_within(cmd, LIMIT);
-        assert_ok(&out);
+        let out = run_to_end(&dir, threads, &[]);
         assert_eq!(rows(&dir), want, "threads {threads}:\n{}", stderr(&out));
     }
     for failpoint in ["after_offsets", "before_delta_commit", "after_state_commit"] {
@@ -751,16 +754,7 @@ fn dedup_over_kafka_keeps_the_same_rows_whatever_the_threads_chunks_batches_and_
     for (threads, chunk, cap, thread_from) in KAFKA_RUNS {
         let (_tmp, dir) = scratch();
         std::fs::write(dir.join("p.sql"), kafka_pipeline(&broker, cap)).unwrap();
-        let mut cmd = weir(&dir);
-        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
-        if let Some(messages) = chunk {
-            cmd.env("WEIR_KAFKA_CHUNK_MESSAGES", messages);
-        }
-        if let Some(rows) = thread_from {
-            cmd.env("WEIR_DEDUP_THREAD_FROM", rows);
-        }
-        let out = output_within(cmd, LIMIT);
-        assert_ok(&out);
+        let out = run_to_end(&dir, threads, &[("WEIR_KAFKA_CHUNK_MESSAGES", chunk), ("WEIR_DEDUP_THREAD_FROM", thread_from)]);
         let what = format!("threads {threads}, chunks of {chunk:?} offsets, max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows");
         let batches = check_kafka_run(&dir, &partitions, &what, &stderr(&out));
         // Capped: several batches of about 3 MB, late rows among them; uncapped: one of 11 MB.
@@ -971,13 +965,7 @@ fn windows_give_the_same_bits_whatever_the_threads_pieces_and_crashes() {
     for (threads, piece) in [("1", None), ("2", Some("65536")), ("3", Some("1000000")), ("3", None), ("1", Some("65536"))] {
         let (_tmp, dir) = scratch();
         setup_windows(&dir, &files);
-        let mut cmd = weir(&dir);
-        cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
-        if let Some(bytes) = piece {
-            cmd.env("WEIR_FILE_PIECE_BYTES", bytes);
-        }
-        let out = output_within(cmd, LIMIT);
-        assert_ok(&out);
+        run_to_end(&dir, threads, &[("WEIR_FILE_PIECE_BYTES", piece)]);
         same_as_first(exact_rows(&dir.join("out/win")), format!("threads {threads}, pieces of {piece:?} bytes"));
     }
 

@@ -236,9 +236,7 @@ const PIECE_BYTES: u64 = 2 << 20;
 /// tests use it to show that results do not depend on how files are cut).
 pub(crate) fn piece_bytes() -> u64 {
     static PIECE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *PIECE.get_or_init(|| {
-        std::env::var("WEIR_FILE_PIECE_BYTES").ok().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0).unwrap_or(PIECE_BYTES)
-    })
+    *PIECE.get_or_init(|| crate::tuning_knob("WEIR_FILE_PIECE_BYTES", PIECE_BYTES))
 }
 
 /// Pieces read ahead of the one being decoded.

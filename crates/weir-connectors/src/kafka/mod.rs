@@ -283,9 +283,7 @@ const CHUNK_MESSAGES: i64 = 50_000;
 /// knob; the tests use it to show that results do not depend on how partitions are cut).
 fn chunk_messages() -> i64 {
     static CHUNK: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *CHUNK.get_or_init(|| {
-        std::env::var("WEIR_KAFKA_CHUNK_MESSAGES").ok().and_then(|v| v.parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(CHUNK_MESSAGES)
-    })
+    *CHUNK.get_or_init(|| crate::tuning_knob("WEIR_KAFKA_CHUNK_MESSAGES", CHUNK_MESSAGES))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
