@@ -1270,8 +1270,8 @@ mod tests {
                 (place(0, 0, i as u32), batch(&c))
             })
             .collect();
-        // Every run deals the keys to the tables alike: one hasher seed (a map's clone keeps
-        // it), or a run whose seed put a table just over a doubling would end a size apart.
+        // Every run deals the keys to the tables alike: one hasher seed (this crate's tests
+        // fix it), or a run whose seed put a table just over a doubling would end a size apart.
         let empty = DedupMap::default();
         let run_told = |told: Option<u64>| {
             let mut op = Deduplicate::new(spec(Some(5000), Some(1)), empty.clone());
