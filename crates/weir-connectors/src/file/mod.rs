@@ -245,8 +245,8 @@ const READ_AHEAD: usize = 2;
 /// Pieces decoded ahead of the one the batch loop works on (besides those being decoded).
 const DECODE_AHEAD: usize = 2;
 
-/// `pieces` decoded by `decode` on the blocking pool, as many at a time as there are cores,
-/// in order, in a task of their own that keeps [`DECODE_AHEAD`] decoded pieces ahead of the
+/// `pieces` decoded by `decode` on the blocking pool, as many at a time as the runtime has
+/// worker threads (`--threads`; the cores when there is no runtime), in order, in a task of their own that keeps [`DECODE_AHEAD`] decoded pieces ahead of the
 /// reader: driven by the reader's polls alone, a decode would start only when the reader took
 /// the piece before it, and the batch loop waited for decoding (280-350 ms of a 1.3 s batch
 /// of 2M JSON rows). `failed` makes the error of a decoding task that did not finish.
@@ -257,7 +257,10 @@ where
     E: Send + 'static,
     F: Fn(P) -> std::result::Result<T, E> + Clone + Send + 'static,
 {
-    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let parallelism = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.metrics().num_workers(),
+        Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
     let decoded = pieces
         .map_ok(move |piece| {
             let decode = decode.clone();
