@@ -18,6 +18,10 @@
 //! crashes: the model of the batches the offsets log records, ties broken by partition and
 //! then offset.
 //!
+//! So is deduplication over a Kafka topic and a file directory at once (`UNION ALL`): the
+//! two-source model of the batches the offsets log records, ties broken by the order the
+//! script declared the sources in, then partition or file, then offset or line.
+//!
 //! So are windows (issue 18): a hopping-window aggregation with float sums and averages and
 //! distinct counts over the same kind of batches writes the same bits whatever the threads,
 //! pieces and crashes, and the model's groups (sums within rounding of the model's).
@@ -400,24 +404,33 @@ struct TwoSourceModel {
 }
 
 /// [`model_with_late`] over two sources, batch `k` taking files `2k` and `2k + 1` of each:
-/// Spark's `WatermarkTracker` (each source's watermark is its `max event time - delay` over
-/// every batch so far, 0 before it has data; the query's is their minimum, and never moves
-/// back), Spark's rules for late rows (at or below the previous batch's watermark) and
-/// eviction (a key's first time + delay at or below the batch's watermark), and within a
-/// batch the first row of each new key by (event time, source in the order declared, file,
-/// line); each source's late rows apart.
+/// [`two_source_model_of_batches`] with ties going to `b` (declared first), or to `a` when
+/// `rules.by_name`.
 fn two_source_model(files: &[Vec<Vec<Event>>; 2], rules: TwoSourceRules) -> TwoSourceModel {
+    let batches: Vec<[&[Vec<Event>]; 2]> =
+        (0..TWO_BATCHES).map(|batch| [0, 1].map(|src| &files[src][batch * TWO_FILES_PER_BATCH..(batch + 1) * TWO_FILES_PER_BATCH])).collect();
+    two_source_model_of_batches(&batches, if rules.by_name { [0, 1] } else { [1, 0] }, rules.max_policy)
+}
+
+/// The model of a deduplication over two watermarked sources, for any batches: each batch
+/// each source's parts in place order (a file source's files in the batch's list, a Kafka
+/// source's partitions), each part its rows in order (lines, offsets). Spark's
+/// `WatermarkTracker` (each source's watermark is its `max event time - delay` over every
+/// batch so far, 0 before it has data; the query's is their minimum, or their maximum with
+/// `max_policy`, and never moves back), Spark's rules for late rows (at or below the
+/// previous batch's watermark) and eviction (a key's first time + delay at or below the
+/// batch's watermark), and within a batch the first row of each new key by (event time,
+/// source in `tie_order`, part, line); each source's late rows apart.
+fn two_source_model_of_batches(batches: &[[&[Vec<Event>]; 2]], tie_order: [usize; 2], max_policy: bool) -> TwoSourceModel {
     let mut state: HashMap<u32, i64> = HashMap::new();
     let (mut late_wm, mut wm) = (0i64, 0i64);
     let mut source_wms: [Option<i64>; 2] = [None; 2];
-    let order = if rules.by_name { [0, 1] } else { [1, 0] };
     let mut model = TwoSourceModel { rows: Vec::new(), late: [Vec::new(), Vec::new()], batches: Vec::new() };
-    for batch in 0..TWO_BATCHES {
+    for parts in batches {
         let sources_before = source_wms;
         let mut best: BTreeMap<u32, (TwoSourceRank, Event)> = BTreeMap::new();
-        for (rank, src) in order.into_iter().enumerate() {
-            let taken = &files[src][batch * TWO_FILES_PER_BATCH..(batch + 1) * TWO_FILES_PER_BATCH];
-            for (f, events) in taken.iter().enumerate() {
+        for (rank, src) in tie_order.into_iter().enumerate() {
+            for (f, events) in parts[src].iter().enumerate() {
                 for (line, e) in events.iter().enumerate() {
                     let w = &mut source_wms[src];
                     *w = Some(w.map_or(e.tms - DELAY_MS, |w| w.max(e.tms - DELAY_MS)));
@@ -442,7 +455,7 @@ fn two_source_model(files: &[Vec<Vec<Event>>; 2], rules: TwoSourceRules) -> TwoS
         }
         state.retain(|_, expires| *expires > wm);
         let per_source = source_wms.map(|w| w.unwrap_or(0));
-        let combined = if rules.max_policy { per_source[0].max(per_source[1]) } else { per_source[0].min(per_source[1]) };
+        let combined = if max_policy { per_source[0].max(per_source[1]) } else { per_source[0].min(per_source[1]) };
         let next = wm.max(combined);
         model.batches.push(TwoSourceWatermarks { late: late_wm, batch: wm, sources_before, sources_after: source_wms, next });
         late_wm = wm;
@@ -772,6 +785,252 @@ fn dedup_over_kafka_keeps_the_same_rows_whatever_the_threads_chunks_batches_and_
         let out = run_within(&dir, "p.sql", &["--threads", "2"], LIMIT);
         assert_ok(&out);
         check_kafka_run(&dir, &partitions, &format!("after a crash at {failpoint} in batch 1"), &stderr(&out));
+    }
+}
+
+/// Deduplication over two sources of different kinds at once: a Kafka topic (`events`,
+/// declared first, its late rows to `out/late`) and a file directory (`archive`, its late
+/// rows to `out/late_archive`), named in the other order by the query's `UNION ALL` and by
+/// their names, so only the declaration order makes `events` win ties. `archive` gives
+/// every batch two files; `events`' batches are what `max_offsets_per_trigger` cuts.
+fn mixed_pipeline(broker: &kafka::Broker, max_offsets: Option<u64>) -> String {
+    let cap = max_offsets.map(|n| format!(", max_offsets_per_trigger = '{n}'")).unwrap_or_default();
+    format!(
+        "CREATE TABLE events (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
+           WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'kafka', bootstrap_servers = '{}', topic = 'events', format = 'json',
+           starting_offsets = 'earliest', connect_timeout = '5s', properties.fetch.wait.max.ms = '50',
+           late_rows = 'dead_letter', late_rows_path = 'out/late'{cap});
+         CREATE TABLE archive (event_id STRING NOT NULL, ts TIMESTAMP, tms BIGINT, seq BIGINT, pad STRING,
+           WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE)
+         WITH (connector = 'file', path = 'in/archive', format = 'json', max_files_per_trigger = 2,
+           late_rows = 'dead_letter', late_rows_path = 'out/late_archive');
+         CREATE TABLE dedup WITH (connector = 'delta', path = 'out/dedup');
+         INSERT INTO dedup
+         SELECT DISTINCT ON (event_id) event_id, tms, seq
+         FROM (SELECT * FROM archive UNION ALL SELECT * FROM events)
+         ORDER BY event_id, ts;",
+        broker.bootstrap()
+    )
+}
+
+/// The mixed query's sources by model index: `events` (Kafka) is 0 and declared first.
+const MIXED_SOURCES: [&str; 2] = ["events", "archive"];
+/// Batches of the mixed data as made: each has two files of `archive` and about as many
+/// messages of `events`, plus twins ([`send_to_kafka`]).
+const MIXED_BATCHES: usize = 3;
+/// Rows per file, and messages per file's worth (before the Kafka twins): about 0.9 MB.
+const MIXED_ROWS: usize = 6_000;
+/// About the messages of one batch as made (two files' worth and a quarter more, the
+/// twins): a cap that cuts the topic near the made batches.
+const MIXED_BATCH_MESSAGES: u64 = 15_000;
+/// As [`TWO_LAG_MIN`], by model index: `archive` lags in batches 0 and 2, `events` in 1.
+const MIXED_LAG_MIN: [[i64; 2]; MIXED_BATCHES] = [[0, -15], [-20, 0], [0, -10]];
+
+/// The messages of `events`, a list per batch as made, in the order to send, and the files
+/// of `archive`, in name order. As [`two_source_files`]: keys from a window shared by both
+/// sources, one row in five a twin (same key and event time) of an earlier row of the batch
+/// of either source, one in twenty behind. The last batch's files also have rows at exactly
+/// the file source's watermark after batch 0 (the query's: `archive` lags then, and its
+/// file batches are fixed) and 1 ms above it, and so does the end of the topic.
+fn mixed_source_data() -> (Vec<Vec<Event>>, Vec<Vec<Event>>) {
+    let mut rng = Rng(1404);
+    let mut seq = 0;
+    let (mut messages, mut files) = (Vec::new(), Vec::new());
+    for (batch, lags) in MIXED_LAG_MIN.iter().enumerate() {
+        let mut sent = Vec::new();
+        let mut these = vec![Vec::new(); 2];
+        let mut made: Vec<Event> = Vec::new();
+        for _ in 0..MIXED_ROWS {
+            // (model index, file): a line of the second file, a message, a line of the
+            // first file, a message.
+            for (src, f) in [(1, 1), (0, 0), (1, 0), (0, 0)] {
+                seq += 1;
+                let start = START_MS + (batch as i64 * 30 + lags[src]) * MINUTE_MS;
+                let twin = match made.len() {
+                    0 => None,
+                    n => Some(made[rng.below(n as u64) as usize]).filter(|e| e.tms < start + 40 * MINUTE_MS && rng.below(5) == 0),
+                };
+                let event = match twin {
+                    Some(twin) => Event { seq, ..twin },
+                    None => {
+                        let key = (batch as u64 * 9_000 + rng.below(21_000)) as u32;
+                        let tms = if rng.below(20) == 0 {
+                            START_MS - 30 * MINUTE_MS + rng.below(55 * 60) as i64 * 1000
+                        } else {
+                            start + rng.below(2_400) as i64 * 1000
+                        };
+                        Event { key, tms, seq }
+                    }
+                };
+                made.push(event);
+                match src {
+                    0 => sent.push(event),
+                    _ => these[f].push(event),
+                }
+            }
+        }
+        messages.push(sent);
+        files.extend(these);
+    }
+    let bound = mixed_file_bound(&files);
+    let last = (MIXED_BATCHES - 1) * 2;
+    for (i, tms) in [bound, bound + 1].into_iter().enumerate() {
+        seq += 1;
+        files[last + i].push(Event { key: 1_000_000 + 2 * i as u32, tms, seq });
+        seq += 1;
+        messages.last_mut().unwrap().push(Event { key: 1_000_001 + 2 * i as u32, tms, seq });
+    }
+    (messages, files)
+}
+
+/// The file source's watermark after its first batch (files 0 and 1).
+fn mixed_file_bound(files: &[Vec<Event>]) -> i64 {
+    files[..2].iter().flatten().map(|e| e.tms).max().unwrap() - DELAY_MS
+}
+
+/// The parts of `archive` each batch the checkpoint in `dir` logged read (the files of its
+/// list, in list order; none when its offset did not move), checked to read every file once.
+fn logged_file_batches(dir: &Path, table: &str, files: &[Vec<Event>]) -> Vec<Vec<Vec<Event>>> {
+    let cp = dir.join(".weir/checkpoints/dedup");
+    let json = |path: std::path::PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let mut taken = BTreeSet::new();
+    let mut batches = Vec::new();
+    for batch in 0.. {
+        let path = cp.join(format!("offsets/{batch}.json"));
+        if !path.exists() {
+            break;
+        }
+        let range = json(path)["sources"][table].clone();
+        let mut parts = Vec::new();
+        if range["end"] != range["start"] {
+            let n = range["end"]["logOffset"].as_u64().unwrap_or_else(|| panic!("batch {batch}: '{table}' has no logOffset: {range}"));
+            for file in json(cp.join(format!("sources/{table}/{n}.json")))["files"].as_array().unwrap() {
+                let name = file["path"].as_str().unwrap();
+                let i: usize = name.strip_suffix(".json").and_then(|i| i.parse().ok()).unwrap_or_else(|| panic!("{name}"));
+                assert!(taken.insert(i), "batch {batch} reads {name} again");
+                parts.push(files[i].clone());
+            }
+        }
+        batches.push(parts);
+    }
+    assert_eq!(taken.len(), files.len(), "the batches read every file of '{table}'");
+    batches
+}
+
+/// How the mixed test runs its query: threads, `WEIR_KAFKA_CHUNK_MESSAGES`,
+/// `WEIR_FILE_PIECE_BYTES`, `max_offsets_per_trigger` and `WEIR_DEDUP_THREAD_FROM`.
+type MixedRun = (&'static str, Option<&'static str>, Option<&'static str>, Option<u64>, Option<&'static str>);
+
+const MIXED_RUNS: [MixedRun; 4] = [
+    ("1", None, None, Some(MIXED_BATCH_MESSAGES), None),
+    ("2", Some("1000"), Some("65536"), Some(MIXED_BATCH_MESSAGES), Some("1")),
+    // Kafka batches of two thirds of a batch as made: the topic outlasts the files.
+    ("3", Some("7777"), Some("1000000"), Some(MIXED_BATCH_MESSAGES * 2 / 3), None),
+    // All the topic in batch 0.
+    ("2", Some("333"), None, None, Some("1000000000")),
+];
+
+/// Checks the run of the mixed query in `dir` against the model of the batches it logged:
+/// the rows, each source's late rows, and each batch's watermarks (the query's and each
+/// source's, before and after it). Returns the model and the batches.
+fn check_mixed_run(dir: &Path, partitions: &[Vec<Event>], files: &[Vec<Event>], what: &str, log: &str) -> (TwoSourceModel, Vec<[Vec<Vec<Event>>; 2]>) {
+    let (kafka_batches, logged) = logged_kafka_batches(dir, partitions);
+    let file_batches = logged_file_batches(dir, MIXED_SOURCES[1], files);
+    assert_eq!(kafka_batches.len(), file_batches.len());
+    let batches: Vec<[Vec<Vec<Event>>; 2]> = kafka_batches.into_iter().zip(file_batches).map(|(k, f)| [k, f]).collect();
+    let model = two_source_model_of_batches(&mixed_slices(&batches), [0, 1], false);
+    let watermarks: Vec<Watermarks> = model.batches.iter().map(|b| (b.late, b.batch)).collect();
+    assert_eq!(logged, watermarks, "{what}: the watermarks of each batch (for late rows, for eviction)");
+    let cp = dir.join(".weir/checkpoints/dedup");
+    let source_wms = |wms: &[Option<i64>; 2]| -> serde_json::Value {
+        MIXED_SOURCES.iter().zip(wms).filter_map(|(name, w)| w.map(|w| (name.to_string(), serde_json::json!(w)))).collect::<serde_json::Map<_, _>>().into()
+    };
+    for (n, wms) in model.batches.iter().enumerate() {
+        let json = |path: String| -> serde_json::Value { serde_json::from_slice(&std::fs::read(cp.join(path)).unwrap()).unwrap() };
+        let (offsets, commit) = (json(format!("offsets/{n}.json")), json(format!("commits/{n}.json")));
+        assert_eq!(offsets["sourceWatermarksMs"], source_wms(&wms.sources_before), "{what}: sources' watermarks batch {n} starts from");
+        assert_eq!(commit["sourceWatermarksMs"], source_wms(&wms.sources_after), "{what}: sources' watermarks after batch {n}");
+        assert_eq!(commit["nextBatchWatermarkMs"], wms.next, "{what}: the watermark after batch {n}");
+    }
+    // The file source's rows at its watermark after batch 0 are in batch 2, whose
+    // late-events watermark that is.
+    assert_eq!(model.batches[2].late, mixed_file_bound(files), "{what}: batch 2's late-events watermark");
+    assert_same_rows(&rows(dir), &model.rows, what, log);
+    for (name, late) in MIXED_SOURCES.iter().zip(&model.late) {
+        let table = dir.join(if *name == "events" { "out/late".to_string() } else { format!("out/late_{name}") });
+        // A late-rows table is created with its first row.
+        if late.is_empty() && !table.join("_delta_log").exists() {
+            continue;
+        }
+        let got = DeltaView::read_columns(&table, &["seq"]).rows();
+        assert_same_rows(&got, late, &format!("late rows of '{name}', {what}"), log);
+    }
+    (model, batches)
+}
+
+fn mixed_slices(batches: &[[Vec<Vec<Event>>; 2]]) -> Vec<[&[Vec<Event>]; 2]> {
+    batches.iter().map(|[k, f]| [k.as_slice(), f.as_slice()]).collect()
+}
+
+#[test]
+fn dedup_of_kafka_and_files_keeps_the_same_rows_whatever_the_threads_chunks_pieces_and_crashes() {
+    let (messages, files) = mixed_source_data();
+    let broker = kafka::Broker::start();
+    let partitions = send_to_kafka(&broker, &messages);
+    let setup = |dir: &Path, cap: Option<u64>| {
+        std::fs::write(dir.join("p.sql"), mixed_pipeline(&broker, cap)).unwrap();
+        write_events(&dir.join("in/archive"), &files);
+    };
+
+    for (i, (threads, chunk, piece, cap, thread_from)) in MIXED_RUNS.into_iter().enumerate() {
+        let (_tmp, dir) = scratch();
+        setup(&dir, cap);
+        let knobs = [("WEIR_KAFKA_CHUNK_MESSAGES", chunk), ("WEIR_FILE_PIECE_BYTES", piece), ("WEIR_DEDUP_THREAD_FROM", thread_from)];
+        let out = run_to_end(&dir, threads, &knobs);
+        let what = format!(
+            "Kafka and files, threads {threads}, chunks of {chunk:?} offsets, pieces of {piece:?} bytes, \
+             max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows"
+        );
+        let (model, batches) = check_mixed_run(&dir, &partitions, &files, &what, &stderr(&out));
+        let late = model.late.each_ref().map(Vec::len);
+        assert!(model.rows.len() > 20_000, "{what}: {} rows", model.rows.len());
+        if i > 0 {
+            continue;
+        }
+        // The batches as made: both sources have late rows, and the data tells weir's
+        // rules from their neighbours.
+        assert!(batches.len() >= MIXED_BATCHES && late.iter().all(|&n| n > 500), "{what}: {} batches, late rows {late:?}", batches.len());
+        for (order, max_policy, rule) in [([1, 0], false, "ties going to archive first"), ([0, 1], true, "the maximum of the sources' watermarks")] {
+            let other = two_source_model_of_batches(&mixed_slices(&batches), order, max_policy);
+            let (rows, late) = (rows_differing(&model.rows, &other.rows), rows_differing(&model.late.concat(), &other.late.concat()));
+            assert!(rows >= 500, "with {rule}, only {rows} rows differ");
+            if max_policy {
+                assert!(late >= 100, "with {rule}, only {late} late rows differ");
+            }
+        }
+    }
+
+    // A kill at every step of the second batch, then a restart: the same rows. And where
+    // the third batch (late rows of both sources) has committed its rows but not its late
+    // rows.
+    let failpoints = [
+        "after_offsets",
+        "after_execute",
+        "before_delta_commit",
+        "after_delta_commit",
+        "after_sink_commit",
+        "after_state_commit",
+        "after_commit_log",
+    ];
+    for (failpoint, batch) in failpoints.map(|f| (f, 1)).into_iter().chain([("after_sink_commit", 2)]) {
+        let (_tmp, dir) = scratch();
+        setup(&dir, Some(MIXED_BATCH_MESSAGES));
+        crash_at(&dir, failpoint, batch, LIMIT);
+        let out = run_within(&dir, "p.sql", &["--threads", "2"], LIMIT);
+        assert_ok(&out);
+        let what = format!("Kafka and files, after a crash at {failpoint} in batch {batch}");
+        check_mixed_run(&dir, &partitions, &files, &what, &stderr(&out));
     }
 }
 
