@@ -246,10 +246,11 @@ const READ_AHEAD: usize = 2;
 const DECODE_AHEAD: usize = 2;
 
 /// `pieces` decoded by `decode` on the blocking pool, as many at a time as the runtime has
-/// worker threads (`--threads`; the cores when there is no runtime), in order, in a task of their own that keeps [`DECODE_AHEAD`] decoded pieces ahead of the
-/// reader: driven by the reader's polls alone, a decode would start only when the reader took
-/// the piece before it, and the batch loop waited for decoding (280-350 ms of a 1.3 s batch
-/// of 2M JSON rows). `failed` makes the error of a decoding task that did not finish.
+/// worker threads (`--threads`; the cores when there is no runtime), in order, in a task of
+/// their own that keeps [`DECODE_AHEAD`] decoded pieces ahead of the reader: driven by the
+/// reader's polls alone, a decode would start only when the reader took the piece before
+/// it, and the batch loop waited for decoding (280-350 ms of a 1.3 s batch of 2M JSON rows).
+/// `failed` makes the error of a decoding task that did not finish.
 pub(crate) fn decode_ahead<P, T, E, F>(pieces: BoxStream<'static, std::result::Result<P, E>>, decode: F, failed: fn(String) -> E) -> BoxStream<'static, std::result::Result<T, E>>
 where
     P: Send + 'static,
