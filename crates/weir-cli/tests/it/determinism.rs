@@ -300,6 +300,29 @@ const MINUTE_MS: i64 = 60 * 1000;
 /// sources') is `b`'s after batch 0, `a`'s after batch 1, `b`'s after batch 2.
 const TWO_LAG_MIN: [[i64; 2]; TWO_BATCHES] = [[0, -15], [-20, 0], [0, -10]];
 
+/// The next row of a source whose rows of batch `batch` start at `start`: one in five a twin
+/// (same key and event time, its own `seq`) of a row `made` earlier in the batch, unless
+/// that one is later than this source's rows (its twin would move the source's
+/// watermark); else a key from the batch's window, one in twenty behind by up to 30 minutes.
+fn two_source_event(rng: &mut Rng, made: &[Event], batch: usize, start: i64, seq: u64) -> Event {
+    let twin = match made.len() {
+        0 => None,
+        n => Some(made[rng.below(n as u64) as usize]).filter(|e| e.tms < start + 40 * MINUTE_MS && rng.below(5) == 0),
+    };
+    match twin {
+        Some(twin) => Event { seq, ..twin },
+        None => {
+            let key = (batch as u64 * 9_000 + rng.below(21_000)) as u32;
+            let tms = if rng.below(20) == 0 {
+                START_MS - 30 * MINUTE_MS + rng.below(55 * 60) as i64 * 1000
+            } else {
+                start + rng.below(2_400) as i64 * 1000
+            };
+            Event { key, tms, seq }
+        }
+    }
+}
+
 /// The files of both sources, `files[source][file]` in name order. Each batch's four files
 /// are written line by line in turn (in an order that is not their place order), keys drawn
 /// from a window shared by both sources that overlaps the last batch's. About one row in
@@ -323,24 +346,7 @@ fn two_source_files() -> [Vec<Vec<Event>>; 2] {
             for (src, f) in order {
                 seq += 1;
                 let start = START_MS + (batch as i64 * 30 + lags[src]) * MINUTE_MS;
-                // One row in five is a twin of an earlier one, unless that one is later than
-                // this source's rows: its twin would move the source's watermark.
-                let twin = match made.len() {
-                    0 => None,
-                    n => Some(made[rng.below(n as u64) as usize]).filter(|e| e.tms < start + 40 * MINUTE_MS && rng.below(5) == 0),
-                };
-                let event = match twin {
-                    Some(twin) => Event { seq, ..twin },
-                    None => {
-                        let key = (batch as u64 * 9_000 + rng.below(21_000)) as u32;
-                        let tms = if rng.below(20) == 0 {
-                            START_MS - 30 * MINUTE_MS + rng.below(55 * 60) as i64 * 1000
-                        } else {
-                            start + rng.below(2_400) as i64 * 1000
-                        };
-                        Event { key, tms, seq }
-                    }
-                };
+                let event = two_source_event(&mut rng, &made, batch, start, seq);
                 made.push(event);
                 these[src][f].push(event);
             }
@@ -847,22 +853,7 @@ fn mixed_source_data() -> (Vec<Vec<Event>>, Vec<Vec<Event>>) {
             for (src, f) in [(1, 1), (0, 0), (1, 0), (0, 0)] {
                 seq += 1;
                 let start = START_MS + (batch as i64 * 30 + lags[src]) * MINUTE_MS;
-                let twin = match made.len() {
-                    0 => None,
-                    n => Some(made[rng.below(n as u64) as usize]).filter(|e| e.tms < start + 40 * MINUTE_MS && rng.below(5) == 0),
-                };
-                let event = match twin {
-                    Some(twin) => Event { seq, ..twin },
-                    None => {
-                        let key = (batch as u64 * 9_000 + rng.below(21_000)) as u32;
-                        let tms = if rng.below(20) == 0 {
-                            START_MS - 30 * MINUTE_MS + rng.below(55 * 60) as i64 * 1000
-                        } else {
-                            start + rng.below(2_400) as i64 * 1000
-                        };
-                        Event { key, tms, seq }
-                    }
-                };
+                let event = two_source_event(&mut rng, &made, batch, start, seq);
                 made.push(event);
                 match src {
                     0 => sent.push(event),
