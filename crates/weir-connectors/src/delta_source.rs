@@ -259,12 +259,14 @@ impl DeltaSource {
     /// Opens the table, if it exists (a local table through a store rooted at its directory,
     /// as the sink does, so that no path is decoded twice).
     async fn open(&self) -> Result<Option<DeltaTable>> {
-        let location = match Location::resolve_with(&self.config.path, false, &self.config.storage) {
-            Ok(l) => l,
-            // A local table's directory that does not exist yet.
-            Err(_) if !self.config.path.contains("://") && !std::path::Path::new(&self.config.path).exists() => return Ok(None),
-            Err(e) => return Err(ConnectorError::Config(format!("table '{}': Delta table path {e}", self.name))),
-        };
+        // A local table's directory that does not exist yet. Asked before resolving: the
+        // writer may create the directory between a failed resolve and a second look, and
+        // the failure would then read as a broken path.
+        if !self.config.path.contains("://") && !std::path::Path::new(&self.config.path).exists() {
+            return Ok(None);
+        }
+        let location = Location::resolve_with(&self.config.path, false, &self.config.storage)
+            .map_err(|e| ConnectorError::Config(format!("table '{}': Delta table path {e}", self.name)))?;
         let builder = match &location.local_dir {
             Some(dir) => {
                 let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| self.err("cannot open", e))?;
