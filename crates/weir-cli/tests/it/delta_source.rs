@@ -215,6 +215,19 @@ fn declared_tables_wait_for_their_first_commit_and_loops_are_refused() {
     let view = DeltaView::read(&dir.join("silver"));
     assert_eq!(view.rows().len(), 7);
     assert!(view.rows()[0].contains("a%b"), "partition values read: {:?}", view.rows());
+    // A `file://` URL waits for its table as a path does.
+    let url = format!("file://{}", dir.join("later").display());
+    std::fs::write(
+        dir.join("url.sql"),
+        format!(
+            "CREATE TABLE later (id BIGINT) WITH (connector = 'delta', path = '{url}');
+             CREATE TABLE out_later WITH (connector = 'delta', path = 'out_later');
+             INSERT INTO out_later SELECT id FROM later;"
+        ),
+    )
+    .unwrap();
+    assert_ok(&run(&dir, "url.sql", &[]));
+    assert!(!dir.join("out_later/_delta_log").exists(), "nothing to read, nothing written");
 
     std::fs::write(
         dir.join("undeclared.sql"),
