@@ -691,7 +691,10 @@ impl Sink for DeltaSink {
             Ok(Err(e)) => return Err(self.err(&failed, e)),
             Err(e) => return Err(self.err(&failed, e)),
         };
-        if adds.is_empty() {
+        // A batch without rows commits nothing, but the first batch of a table that does not
+        // exist yet creates it (its schema and this batch's `txn`, no files), as Spark's
+        // Delta sink does: once a query has run a batch, every reader finds its table.
+        if adds.is_empty() && !self.awaits_creation() {
             self.journal.finish().await;
             return Ok(SinkCommit { rows: 0, written: false, version: self.version(), compaction: None, commit_retries: 0 });
         }
@@ -761,6 +764,10 @@ impl Sink for DeltaSink {
             false => None,
         };
         Ok(SinkCommit { rows, written: true, version: committed, compaction, commit_retries })
+    }
+
+    fn awaits_creation(&self) -> bool {
+        self.table.as_ref().is_none_or(|t| t.snapshot().is_err())
     }
 
     fn take_warnings(&mut self) -> Vec<String> {

@@ -263,6 +263,13 @@ pub trait Sink: Send + Sync {
         Ok(())
     }
 
+    /// Whether the sink's table is yet to be created: a batch then commits even without
+    /// rows, and so creates it (the Delta sink; see `DeltaSink::finish`). A dead-letter or
+    /// late-rows table, which gets rows only now and then, is begun for that.
+    fn awaits_creation(&self) -> bool {
+        false
+    }
+
     /// Things the user should know that did not stop the query (a compaction skipped, a
     /// table property not applied), since the last call.
     fn take_warnings(&mut self) -> Vec<String> {

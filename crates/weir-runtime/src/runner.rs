@@ -481,13 +481,19 @@ impl Runner {
         }
         failpoint::hit("after_sink_commit", batch_id);
         // The bad and late rows' tables commit after the sink, each with its own txn, so a
-        // replay skips what they committed before.
+        // replay skips what they committed before. A table not created yet is begun without
+        // rows, so that the query's first batch creates it as it does the sink's.
         for (s, begun) in self.sources.iter_mut().zip(bad_begun) {
-            if let Some(bad_sink) = s.bad_sink.as_mut().filter(|_| begun) {
-                bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
+            let Some(bad_sink) = s.bad_sink.as_mut().filter(|sink| begun || sink.awaits_creation()) else { continue };
+            if !begun {
+                bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
             }
+            bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
         }
-        for late in self.operators.iter_mut().flat_map(|c| &mut c.late_sinks).filter(|l| l.begun) {
+        for late in self.operators.iter_mut().flat_map(|c| &mut c.late_sinks).filter(|l| l.begun || l.sink.awaits_creation()) {
+            if !late.begun {
+                late.sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
+            }
             late.begun = false;
             late.sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
         }

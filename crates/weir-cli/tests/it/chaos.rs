@@ -69,9 +69,10 @@
 //! test's own reasoning. It also gives the exact watermark of every batch, which must equal
 //! the one weir recorded, and the exact set of batches that output rows. The Delta sink
 //! commits nothing for a batch without output rows, such as a no-data batch, a batch of
-//! duplicates and late rows only, or a replayed batch that is already committed. So the
-//! `txn` versions are the batch ids that output rows. They are consecutive Delta commits,
-//! not consecutive batch ids.
+//! duplicates and late rows only, or a replayed batch that is already committed, except
+//! that batch 0 always commits: it creates the table. So the `txn` versions are 0 and the
+//! batch ids that output rows. They are consecutive Delta commits, not consecutive batch
+//! ids.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
@@ -537,9 +538,10 @@ impl Chaos {
         last
     }
 
-    /// The Delta log of `table`: one commit per batch that output rows (`with_output`), each
-    /// with one txn of this query whose version is that batch's id; and, on local disk, no
-    /// data file that no commit references. Returns the orphans counted (in S3 they are
+    /// The Delta log of `table`: one commit per batch that output rows (`with_output`), and
+    /// one for batch 0 when it output none (the first batch creates the table, rows or not),
+    /// each with one txn of this query whose version is that batch's id; and, on local disk,
+    /// no data file that no commit references. Returns the orphans counted (in S3 they are
     /// left for `VACUUM`, so only counted).
     fn check_log(&self, table: &DeltaView, with_output: &[u64]) -> usize {
         let ctx = self.ctx();
@@ -553,7 +555,8 @@ impl Chaos {
             assert_eq!(txns[0]["appId"], id, "{ctx}: table version {n}'s txn is this query's ({id}): {c}");
         }
         let txns: Vec<u64> = table.txns().iter().map(|t| t.1 as u64).collect();
-        assert_eq!(txns, with_output, "{ctx}: txn versions = the batches that output rows, each once, in order");
+        let committed: Vec<u64> = std::iter::once(0).chain(with_output.iter().copied().filter(|n| *n > 0)).collect();
+        assert_eq!(txns, committed, "{ctx}: txn versions = batch 0 (which creates the table) and the batches that output rows, each once, in order");
         let files: BTreeSet<&str> = commits.iter().flat_map(|c| c["adds"].as_array().unwrap()).filter_map(Value::as_str).collect();
         let orphans = table.json["dataFilesOnDisk"].as_array().unwrap().iter().filter(|f| !files.contains(f.as_str().unwrap())).count();
         // A local table's sink removes the data files of crashed attempts when it opens
@@ -608,8 +611,8 @@ impl Chaos {
             kept_dups += u64::from(v == "dup");
         }
 
-        // The Delta log: one commit per batch that output rows, each with one txn of this
-        // query, whose version is that batch's id.
+        // The Delta log: one commit per batch that output rows (and batch 0's, which creates
+        // the table), each with one txn of this query, whose version is that batch's id.
         let with_output: Vec<u64> = (0..=last).filter(|n| !model[*n as usize].emitted.is_empty()).collect();
         let orphans = self.check_log(&table, &with_output);
         let txns: Vec<u64> = table.txns().iter().map(|t| t.1 as u64).collect();
@@ -1055,7 +1058,7 @@ fn chaos_sigkill_file_source_window_to_delta() {
     let orphans = chaos.check_log(&table, &with_output);
     eprintln!(
         "chaos {}: seed {}: {} kills landed in {} runs over {} rounds, {:.1} s; {} batches, {} replayed; {} rows in, {} late (row, window) pairs dropped; \
-         {} groups written in {} Delta commits; {orphans} orphans\n  kills by timing: {:?}\n  kills by step: {:?}",
+         {} groups written by {} batches; {orphans} orphans\n  kills by timing: {:?}\n  kills by step: {:?}",
         chaos.what,
         chaos.seed,
         chaos.landed,

@@ -493,3 +493,38 @@ async fn an_append_whose_answer_was_lost_is_not_committed_again() {
     let ids = table_rows(&table, "id").await;
     assert_eq!(ids.lines().filter(|l| l.starts_with("| ")).count(), 5, "{ids}");
 }
+
+/// A first batch without rows creates the table (its columns and partitioning, the batch's
+/// txn, no files), as Spark's Delta sink does, so that readers find an empty table rather
+/// than none; a later batch without rows commits nothing; batch 0 replayed by a restarted
+/// sink finds its txn and commits nothing again.
+#[tokio::test]
+async fn the_first_batch_creates_the_table_even_without_rows() {
+    let (_tmp, table, cp) = workdir();
+    let mut s = sink(&table);
+    s.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    let first = s.commit(0, vec![rows(&[], &[])]).await.unwrap();
+    assert!(first.written && first.rows == 0 && first.version == Some(0), "{first:?}");
+    let entry = log_entry(&table, 0);
+    let has = |action: &str| entry.iter().any(|a| a.get(action).is_some());
+    assert!(has("protocol") && has("metaData") && !has("add"), "{entry:?}");
+    let txns: Vec<i64> = entry.iter().filter_map(|a| a.get("txn").map(|t| t["version"].as_i64().unwrap())).collect();
+    assert_eq!(txns, [0]);
+    let metadata = entry.iter().find_map(|a| a.get("metaData")).unwrap();
+    assert_eq!(metadata["partitionColumns"], serde_json::json!(["p"]));
+    let shown = table_rows(&table, "id").await;
+    assert_eq!(shown.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| id")).count(), 0, "the table reads, empty: {shown}");
+
+    let second = s.commit(1, Vec::new()).await.unwrap();
+    assert!(!second.written && second.version == Some(0), "{second:?}");
+    assert!(!table.join("_delta_log/00000000000000000001.json").exists());
+
+    let mut restarted = sink(&table);
+    restarted.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    let replayed = restarted.commit(0, Vec::new()).await.unwrap();
+    assert!(!replayed.written, "{replayed:?}");
+    restarted.commit(2, vec![rows(&[7], &["a"])]).await.unwrap();
+    let txns: Vec<i64> = log_entry(&table, 1).iter().filter_map(|a| a.get("txn").map(|t| t["version"].as_i64().unwrap())).collect();
+    assert_eq!(txns, [2], "the next batch with rows is the next version");
+    assert!(!table.join("_delta_log/00000000000000000002.json").exists());
+}
