@@ -203,8 +203,8 @@ fn dead_letters_each_once(options: &str, bad: Vec<Bad>) {
     let (table, checkpoint, dlq) = (dir.join("out/clean"), dir.join(".weir/checkpoints/clean"), dir.join("out/dlq"));
     crash_at(&dir, "after_sink_commit", 1, LIMIT);
     assert_eq!(batches_in(&table, &checkpoint), [0, 1], "the crash came after the table's commit of batch 1");
-    let dlq_txns = |dlq: &std::path::Path| DeltaView::read(dlq).txns().into_iter().map(|t| t.1).collect::<Vec<_>>();
-    assert_eq!(dlq_txns(&dlq), [0], "and before the dead-letter table's (created by batch 0, without rows)");
+    let dead_letter_app = side_app_id(&checkpoint, "events_bad_rows");
+    assert_eq!(batches_of(&dlq, &dead_letter_app), [0], "and before the dead-letter table's (created by batch 0, without rows)");
     let file = shown(&dir, "in/events/002.json");
     let mut want: Vec<Value> = bad
         .iter()
@@ -222,7 +222,7 @@ fn dead_letters_each_once(options: &str, bad: Vec<Bad>) {
         rows.sort_by_key(|r| r["line"].as_i64());
         assert_eq!(rows, want, "{attempt}: each bad line once, with its file, line, bytes and error");
         assert_eq!(
-            batches_of(&dlq, &side_app_id(&checkpoint, "events_bad_rows")),
+            batches_of(&dlq, &dead_letter_app),
             [0, 1],
             "{attempt}: batch 0's commit, which created the table, and one of batch 1"
         );
@@ -927,15 +927,15 @@ fn kafka_dead_letters_each_once(options: &str, bad: Vec<(Vec<u8>, String)>) {
     crash_at(&dir, "after_sink_commit", 1, LIMIT);
     let (table, checkpoint) = (dir.join("out"), dir.join(".weir/checkpoints/out"));
     assert_eq!(batches_in(&table, &checkpoint), [0, 1], "the crash came after the table's commit of batch 1");
-    let dlq_txns = DeltaView::read(&dir.join("dlq")).txns().into_iter().map(|t| t.1).collect::<Vec<_>>();
-    assert_eq!(dlq_txns, [0], "and before the dead-letter table's (created by batch 0, without rows)");
+    let dead_letter_app = side_app_id(&checkpoint, "events_bad_rows");
+    assert_eq!(batches_of(&dir.join("dlq"), &dead_letter_app), [0], "and before the dead-letter table's (created by batch 0, without rows)");
     for attempt in ["after the crash", "once more"] {
         assert_ok(&run_within(&dir, "p.sql", &[], LIMIT));
         assert_each_once(string_column(&table, "event_id"), ids(good.clone()), attempt);
         assert_eq!(batches_in(&table, &checkpoint), [0, 1], "{attempt}");
         check_kafka_dead_letters(&dir.join("dlq"), &bad, &offsets, attempt);
         assert_eq!(
-            batches_of(&dir.join("dlq"), &side_app_id(&checkpoint, "events_bad_rows")),
+            batches_of(&dir.join("dlq"), &dead_letter_app),
             [0, 1],
             "{attempt}: batch 0's commit, which created the table, and one of batch 1"
         );
