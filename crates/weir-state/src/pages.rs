@@ -30,13 +30,21 @@ const PAGE: usize = 4096;
 /// (not the blocks of long keys, which fill up as keys come).
 const FAULT_TOGETHER_FROM: usize = 8 << 20;
 
-/// Faults in the pages of the fresh mapping `p..p + len`, a share on each core (up to four).
+/// Bytes a thread faults in at a time (a huge page).
+const FAULT_UNIT: usize = 2 << 20;
+
+/// Faults in the pages of the fresh mapping `p..p + len` on every core (up to four) at once.
 /// A table grown to the size a batch needs is written all over at once (its control bytes,
 /// then its keys moved in at random places, then the batch's keys), so every page of it is
 /// touched anyway; the kernel zeroes each page at its first touch, and on a virtual machine
 /// whose memory was not touched before (or went back to the host) that took 60-180 ms for a
 /// 2M-key batch's tables, on the batch loop alone while the decoders waited. On two cores it
 /// takes half as long. Only a speed-up: the pages are zero either way.
+///
+/// The threads take the mapping a huge page at a time from a shared cursor rather than a
+/// fixed share each: how long a page takes varies a lot here (memory the host has to find
+/// first, or not), and with fixed halves the loop, done with its half, waited on the helper
+/// with a core idle.
 fn fault_in(p: NonNull<u8>, len: usize) {
     // Read once: the standard library asks the kernel and the cgroup files every time.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -45,24 +53,30 @@ fn fault_in(p: NonNull<u8>, len: usize) {
         return;
     }
     let base = p.as_ptr() as usize;
-    let share = len.div_ceil(cores).next_multiple_of(PAGE);
+    let next = AtomicUsize::new(0);
     // One write per page: with huge pages the first fault maps 2 MiB, and the other writes to
     // it cost nothing.
-    let touch = move |from: usize| {
-        let mut at = from;
-        while at < (from + share).min(len) {
-            // SAFETY: `base + at` is inside the mapping, which nothing else uses yet; a zero
-            // written to zeroed memory changes nothing.
-            unsafe { std::ptr::write_volatile((base + at) as *mut u8, 0) };
-            at += PAGE;
+    let touch = || {
+        loop {
+            let from = next.fetch_add(FAULT_UNIT, Ordering::Relaxed);
+            if from >= len {
+                break;
+            }
+            let mut at = from;
+            while at < (from + FAULT_UNIT).min(len) {
+                // SAFETY: `base + at` is inside the mapping, which nothing else uses yet; a
+                // zero written to zeroed memory changes nothing.
+                unsafe { std::ptr::write_volatile((base + at) as *mut u8, 0) };
+                at += PAGE;
+            }
         }
     };
     std::thread::scope(|scope| {
-        // A helper that cannot be had leaves its share to the table's first writes.
-        for k in 1..cores {
-            let _ = std::thread::Builder::new().name("weir-pages".into()).spawn_scoped(scope, move || touch(k * share));
+        // A helper that cannot be had leaves the units to the others.
+        for _ in 1..cores {
+            let _ = std::thread::Builder::new().name("weir-pages".into()).spawn_scoped(scope, touch);
         }
-        touch(0);
+        touch();
     });
 }
 
