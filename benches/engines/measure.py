@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Runs one command and writes what it cost as a JSON object: wall time, the CPU time of the
 process and the children it waited for (user, sys), its peak RSS, and how busy the rest of
-the machine was meanwhile (the machine's busy time from /proc/stat less the command's own).
+the machine was meanwhile (the machine's busy time from /proc/stat less the command's own),
+and the process's CPU time sampled every 10 ms against the clock ("cpu_samples": [unix time,
+user + sys seconds], from /proc/<pid>/stat, in clock ticks), so that the CPU of a stretch of
+the run (weir's batch) can be told from the whole.
 
     measure.py OUT.json STDOUT STDERR -- COMMAND...
 
@@ -12,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -24,6 +28,22 @@ def busy_seconds():
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def sample_cpu(pid, samples, done):
+    """Appends [unix time, user + sys seconds] of process `pid` every 10 ms until `done` or
+    the process is gone. Its threads that ended count too (the kernel keeps their time)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    while not done.is_set():
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                # The fields after the command name, which may hold spaces: utime, stime are
+                # the 14th and 15th fields of the line.
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        samples.append([time.time(), (int(fields[11]) + int(fields[12])) / tick])
+        time.sleep(0.01)
+
+
 out, stdout, stderr, sep, *command = sys.argv[1:]
 assert sep == "--" and command, __doc__
 with open("/proc/loadavg") as fh:
@@ -31,8 +51,11 @@ with open("/proc/loadavg") as fh:
 with open(stdout, "wb") as so, open(stderr, "wb") as se:
     busy0, start = busy_seconds(), time.monotonic()
     child = subprocess.Popen(command, stdout=so, stderr=se)
+    samples, done = [], threading.Event()
+    threading.Thread(target=sample_cpu, args=(child.pid, samples, done), daemon=True).start()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - start
+    done.set()
     busy1 = busy_seconds()
 child.returncode = os.waitstatus_to_exitcode(status)  # reaped above; keep Popen from waiting again
 cpu = usage.ru_utime + usage.ru_stime
@@ -46,6 +69,7 @@ result = {
     "others_cores": max(0.0, (busy1 - busy0 - cpu) / wall),
     "load1_before": load,
     "exit_code": child.returncode,
+    "cpu_samples": samples,
 }
 with open(out, "w") as fh:
     json.dump(result, fh)
