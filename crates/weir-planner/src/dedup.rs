@@ -61,24 +61,35 @@ pub(crate) struct Found {
 }
 
 /// The operator's input (a projection over the node's input: the output columns, then the
-/// keys unless they are the output, then the event time, then the order column) and the
+/// keys and the event time that are not among them, then the order column) and the
 /// operator. `event_times` lists `(source, column)` for sources with a watermark.
+///
+/// A key or event time that is an output column is that column, not a copy of it: the
+/// operator then keeps a batch's candidate rows without their encoded keys and expiries and
+/// makes a winner's again from its columns (`weir_state::dedup`'s `Derived`).
 pub(crate) fn plan(found: Found, event_times: &[(String, String)]) -> Result<(LogicalPlan, DedupPlan)> {
-    // pre: output columns, then keys (unless they are the output), then the event time.
     let mut exprs: Vec<Expr> = found.select.iter().enumerate().map(|(i, e)| e.clone().alias(format!("__o{i}"))).collect();
     let n = exprs.len();
-    let keys_are_output = found.keys == found.select;
-    let key_columns: Vec<usize> = if keys_are_output {
-        (0..n).collect()
-    } else {
-        for (j, k) in found.keys.iter().enumerate() {
-            exprs.push(k.clone().alias(format!("__k{j}")));
-        }
-        (n..n + found.keys.len()).collect()
-    };
+    let output_of = |e: &Expr| found.select.iter().position(|s| s == e || matches!(s, Expr::Alias(a) if *a.expr == *e));
+    let mut key_columns = Vec::with_capacity(found.keys.len());
+    for (j, k) in found.keys.iter().enumerate() {
+        key_columns.push(match output_of(k) {
+            Some(i) => i,
+            None => {
+                exprs.push(k.clone().alias(format!("__k{j}")));
+                exprs.len() - 1
+            }
+        });
+    }
     let event_time = event_time_column(&found.input, event_times).map(|(column, source)| {
-        exprs.push(Expr::Column(column.clone()).alias("__t"));
-        (exprs.len() - 1, source, column)
+        let at = match output_of(&Expr::Column(column.clone())) {
+            Some(i) => i,
+            None => {
+                exprs.push(Expr::Column(column.clone()).alias("__t"));
+                exprs.len() - 1
+            }
+        };
+        (at, source, column)
     });
     // The order column: the event time's when the query orders by it, else its own.
     let order = found.order.as_ref().map(|sort| {

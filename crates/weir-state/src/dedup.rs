@@ -150,6 +150,10 @@ pub struct Deduplicate {
     orders_by_bytes: bool,
     order_rows: Option<RowConverter>,
     candidate_builder: CandidateBuilder,
+    /// Where a candidate's key and event time are among its output columns, when they all
+    /// are: then the candidates hold the output columns alone, and a winner's key and expiry
+    /// are made again from them as it is read back ([`Derived`]).
+    derived: Option<Derived>,
     candidate_limit: usize,
     /// [`state_schema`], made once.
     delta_schema: SchemaRef,
@@ -159,10 +163,13 @@ impl Deduplicate {
     /// An operator over `state` (as loaded from the store).
     pub fn new(spec: DedupSpec, state: DedupMap) -> Self {
         let orders_by_bytes = spec.order.is_some_and(|(col, _)| spec.event_time.is_none_or(|(t, _)| t != col));
+        let derived = Derived::of(&spec);
         let mut fields: Vec<Arc<Field>> = spec.output_schema.fields().iter().cloned().collect();
-        // Each candidate's expiry, were it to win, and its key.
-        fields.push(Arc::new(Field::new("__weir_expires", DataType::Int64, false)));
-        fields.push(Arc::new(Field::new("__weir_key", DataType::Binary, false)));
+        if derived.is_none() {
+            // Each candidate's expiry, were it to win, and its key.
+            fields.push(Arc::new(Field::new("__weir_expires", DataType::Int64, false)));
+            fields.push(Arc::new(Field::new("__weir_key", DataType::Binary, false)));
+        }
         let candidate_schema = Arc::new(Schema::new(fields));
         let output_columns: Arc<[usize]> = spec.output_columns.clone().into();
         Self {
@@ -177,6 +184,7 @@ impl Deduplicate {
             orders_by_bytes,
             order_rows: None,
             candidate_builder: CandidateBuilder { schema: candidate_schema, output_columns },
+            derived,
             candidate_limit: CANDIDATES_IN_MEMORY,
             delta_schema: state_schema(),
         }
@@ -240,6 +248,10 @@ impl Deduplicate {
             hashes.iter().take(PREFETCH_AHEAD).for_each(|&h| self.state.prefetch(h));
             let mut keep = Vec::with_capacity(rows);
             let mut late = Vec::new();
+            // The candidates' keys and expiries, when they cannot be made again from their
+            // output columns.
+            let stored = self.derived.is_none();
+            let mut candidates = 0usize;
             let mut keys = BinaryBuilder::new();
             let mut expiries = arrow::array::Int64Builder::new();
             let delay = self.spec.event_time.map(|(_, d)| d);
@@ -307,8 +319,11 @@ impl Deduplicate {
                 keep.push(better);
                 if better {
                     self.batch.candidate_rows += 1;
-                    keys.append_value(buf);
-                    expiries.append_value(expiry(event_time, delay));
+                    candidates += 1;
+                    if stored {
+                        keys.append_value(buf);
+                        expiries.append_value(expiry(event_time, delay));
+                    }
                 }
             }
             if let Some((columns, schema)) = &self.spec.late
@@ -320,9 +335,9 @@ impl Deduplicate {
                 self.late_rows.push(RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
             }
             self.key_hashes = hashes;
-            let keys = keys.finish();
-            if !keys.is_empty() {
-                kept.push(Kept { rows: batch.clone(), keep: BooleanArray::from(keep), expiries: expiries.finish(), keys });
+            if candidates > 0 {
+                let stored = stored.then(|| (expiries.finish(), keys.finish()));
+                kept.push(Kept { rows: batch.clone(), keep: BooleanArray::from(keep), candidates, stored });
             }
         }
         self.key_bufs = bufs;
@@ -495,34 +510,43 @@ impl SettleState {
                 self.finish(op)?;
                 return Ok(None);
             };
-            let n = batch.num_columns();
-            let keys = batch.column(n - 1).as_any().downcast_ref::<BinaryArray>().expect("the key column");
-            let expiries = batch.column(n - 2).as_any().downcast_ref::<Int64Array>().expect("the expiry column");
             let mut keep = Vec::with_capacity(batch.num_rows());
-            for row in 0..batch.num_rows() {
+            for _ in 0..batch.num_rows() {
                 let candidate = self.next_candidate;
                 self.next_candidate += 1;
                 let word = self.winners.get((candidate / 64) as usize).ok_or_else(|| StateError::Data("internal: more candidates read back than written".into()))?;
-                let won = word & (1 << (candidate % 64)) != 0;
-                if won && !self.swept {
-                    let expires = expiries.value(row);
-                    if !op.state.settle(keys.value(row), |_| Some(expires)) {
-                        return Err(StateError::Data("internal: a winning key was not pending".into()));
-                    }
-                }
-                keep.push(won);
+                keep.push(word & (1 << (candidate % 64)) != 0);
             }
             let kept = filter_record_batch(&batch, &BooleanArray::from(keep)).map_err(|e| StateError::Data(e.to_string()))?;
             if kept.num_rows() == 0 {
                 continue;
             }
+            // The winners' keys and expiries: stored with them, or made again from their
+            // output columns as `process` made them.
+            let (output, expiries, keys): (Vec<ArrayRef>, ArrayRef, ArrayRef) = match &op.derived {
+                None => {
+                    let n = kept.num_columns();
+                    (kept.columns()[..n - 2].to_vec(), Arc::clone(kept.column(n - 2)), Arc::clone(kept.column(n - 1)))
+                }
+                Some(derived) => {
+                    let (expiries, keys) = derived.make(&kept, &mut op.key_bufs)?;
+                    (kept.columns().to_vec(), Arc::new(expiries) as ArrayRef, Arc::new(keys) as ArrayRef)
+                }
+            };
+            if !self.swept {
+                let (key_values, expiry_values) = (keys.as_any().downcast_ref::<BinaryArray>().expect("keys"), expiries.as_any().downcast_ref::<Int64Array>().expect("expiries"));
+                for row in 0..kept.num_rows() {
+                    let expires = expiry_values.value(row);
+                    if !op.state.settle(key_values.value(row), |_| Some(expires)) {
+                        return Err(StateError::Data("internal: a winning key was not pending".into()));
+                    }
+                }
+            }
             self.settled += kept.num_rows() as u64;
             // The winners' keys and expiries are the delta's rows, as they are.
-            let delta = RecordBatch::try_new(Arc::clone(&op.delta_schema), vec![Arc::clone(kept.column(n - 1)), Arc::clone(kept.column(n - 2))])
-                .map_err(|e| StateError::Data(e.to_string()))?;
+            let delta = RecordBatch::try_new(Arc::clone(&op.delta_schema), vec![keys, expiries]).map_err(|e| StateError::Data(e.to_string()))?;
             op.added.push(delta);
-            let columns = kept.columns()[..n - 2].to_vec();
-            return RecordBatch::try_new(Arc::clone(&op.spec.output_schema), columns).map(Some).map_err(|e| StateError::Data(e.to_string()));
+            return RecordBatch::try_new(Arc::clone(&op.spec.output_schema), output).map(Some).map_err(|e| StateError::Data(e.to_string()));
         }
     }
 
@@ -538,6 +562,54 @@ impl SettleState {
         op.batch = Batch::default();
         op.batch.candidates = CandidateWriter::new(op.candidate_limit);
         Ok(())
+    }
+}
+
+/// Where a candidate's key columns and event-time column sit among its output columns, when
+/// every one of them does (`DISTINCT ON (k) *`, `dropDuplicates` of a table's own columns):
+/// the candidates then leave out the encoded key and the expiry, a third of their bytes or
+/// more (the spill file of a 2M-row batch held 91 MB), and a winner's are made again from its
+/// output columns as it is read back, by the same encoding and the same cast: the same bytes.
+#[derive(Debug, Clone)]
+struct Derived {
+    key_columns: Vec<usize>,
+    event_time: Option<(usize, i64)>,
+}
+
+impl Derived {
+    fn of(spec: &DedupSpec) -> Option<Self> {
+        let at = |c: usize| spec.output_columns.iter().position(|&o| o == c);
+        let key_columns = spec.key_columns.iter().map(|&c| at(c)).collect::<Option<Vec<_>>>()?;
+        let event_time = match spec.event_time {
+            Some((c, delay)) => Some((at(c)?, delay)),
+            None => None,
+        };
+        #[cfg(test)]
+        if tests::STORE_CANDIDATE_KEYS.with(std::cell::Cell::get) {
+            return None;
+        }
+        Some(Self { key_columns, event_time })
+    }
+
+    /// The expiries and encoded keys of `rows` (candidates, in the output schema).
+    fn make(&self, rows: &RecordBatch, bufs: &mut Vec<Vec<u8>>) -> Result<(Int64Array, BinaryArray)> {
+        let n = rows.num_rows();
+        bufs.truncate(n);
+        bufs.iter_mut().for_each(Vec::clear);
+        bufs.resize_with(n, Vec::new);
+        for &c in &self.key_columns {
+            encode_column(rows.column(c), bufs);
+        }
+        let keys = BinaryArray::from_iter_values(bufs.iter());
+        let expiries = match self.event_time {
+            Some((c, delay)) => {
+                let times = event_time_ms(rows, c)?;
+                // A candidate's event time is never NULL: such rows are dropped as late.
+                Int64Array::from_iter_values((0..n).map(|row| expiry(times.value(row), Some(delay))))
+            }
+            None => Int64Array::from_iter_values(std::iter::repeat_n(expiry(0, None), n)),
+        };
+        Ok((expiries, keys))
     }
 }
 
@@ -610,17 +682,17 @@ impl Candidates {
     }
 }
 
-/// Candidates-to-be of one input batch: its rows, which of them are candidates, and those
-/// rows' expiries and encoded keys.
+/// Candidates-to-be of one input batch: its rows, which of them are candidates (how many),
+/// and those rows' expiries and encoded keys unless they are [`Derived`].
 struct Kept {
     rows: RecordBatch,
     keep: BooleanArray,
-    expiries: Int64Array,
-    keys: BinaryArray,
+    candidates: usize,
+    stored: Option<(Int64Array, BinaryArray)>,
 }
 
 /// Makes a chunk's candidate rows from its [`Kept`]s: the kept rows' output columns, then
-/// `__weir_expires` and `__weir_key`, in one record batch.
+/// `__weir_expires` and `__weir_key` unless they are [`Derived`], in one record batch.
 #[derive(Debug, Clone)]
 struct CandidateBuilder {
     schema: SchemaRef,
@@ -630,11 +702,13 @@ struct CandidateBuilder {
 impl CandidateBuilder {
     fn build(&self, kept: Vec<Kept>) -> Result<RecordBatch> {
         let mut batches = Vec::with_capacity(kept.len());
-        for Kept { rows, keep, expiries, keys } in kept {
+        for Kept { rows, keep, stored, .. } in kept {
             let rows = filter_record_batch(&rows, &keep).map_err(|e| StateError::Data(e.to_string()))?;
             let mut columns: Vec<ArrayRef> = self.output_columns.iter().map(|&c| Arc::clone(rows.column(c))).collect();
-            columns.push(Arc::new(expiries));
-            columns.push(Arc::new(keys));
+            if let Some((expiries, keys)) = stored {
+                columns.push(Arc::new(expiries));
+                columns.push(Arc::new(keys));
+            }
             batches.push(RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| StateError::Data(e.to_string()))?);
         }
         match batches.len() {
@@ -697,7 +771,7 @@ impl CandidateWriter {
     /// Stores one chunk's candidates (see [`Kept`]), after those of the chunks before.
     fn write(&mut self, kept: Vec<Kept>, builder: &CandidateBuilder) -> Result<()> {
         if let Self::Here(candidates) = self {
-            if kept.iter().map(|k| k.keys.len()).sum::<usize>() < candidate_thread_from() {
+            if kept.iter().map(|k| k.candidates).sum::<usize>() < candidate_thread_from() {
                 return candidates.push(builder.build(kept)?);
             }
             let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<Kept>>(CANDIDATE_QUEUE);
@@ -1059,6 +1133,12 @@ mod tests {
     /// A candidate memory limit with which a spill file cannot be made.
     pub(super) const NO_SPILL_FILE: usize = 1;
 
+    thread_local! {
+        /// Operators made on this thread store their candidates' keys and expiries even
+        /// when they could make them again ([`Derived`]), to compare both ways.
+        pub(super) static STORE_CANDIDATE_KEYS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, true),
@@ -1345,6 +1425,61 @@ mod tests {
         let out = run(&mut op, &[(Place::default(), batch(&[("a", 0, None), ("b", 5, None), ("c", -1, None)]))], 0);
         assert_eq!(out, vec![("b".into(), 5, None)]);
         assert_eq!(op.take_metrics().num_rows_dropped_by_watermark, 2);
+    }
+
+    /// Candidates whose keys and expiries are made again from their output columns give
+    /// the same rows in the same order, the same deltas byte for byte and the same state as
+    /// candidates that store them: over batches that settle by a walk of the tables and by
+    /// lookups, spilled or not, with duplicates, late rows and evictions, and with a key of
+    /// two columns that are not the first ones.
+    #[test]
+    fn candidates_made_again_from_their_columns_match_stored_ones() {
+        let batches: Vec<Vec<(String, i64, Option<i64>)>> = vec![
+            (0..30_000).map(|i| (format!("k{}", (i * 7) % 12_000), 100 + (i % 13), Some(i))).collect(),
+            (0..3_000).map(|i| (format!("k{}", 11_000 + i * 3), 105 + (i % 5), if i % 4 == 0 { None } else { Some(i) })).collect(),
+            (0..2_000).map(|i| (format!("n{i}"), 99 + (i % 9), Some(-i))).collect(),
+        ];
+        let specs = [
+            spec(Some(2_000), Some(1)),
+            spec(None, None),
+            // Key (v, k): the key columns in another order, one of them nullable.
+            DedupSpec { key_columns: vec![2, 0], ..spec(Some(2_000), Some(1)) },
+        ];
+        for (n, spec) in specs.into_iter().enumerate() {
+            for limit in [CANDIDATES_IN_MEMORY, 50_000] {
+                let run_all = |store: bool| {
+                    STORE_CANDIDATE_KEYS.with(|s| s.set(store));
+                    let mut op = Deduplicate::new(spec.clone(), DedupMap::default());
+                    STORE_CANDIDATE_KEYS.with(|s| s.set(false));
+                    assert_eq!(op.derived.is_none(), store, "spec {n}");
+                    op.set_candidate_memory(limit);
+                    let mut op = DedupOperator::new(op, "dedupeWithinWatermark");
+                    let mut seen = Vec::new();
+                    for (b, input) in batches.iter().enumerate() {
+                        for (seq, rows) in input.chunks(4_000).enumerate() {
+                            let rows: Vec<(&str, i64, Option<i64>)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+                            op.process(&[batch(&rows)], place(0, 0, seq as u32), 101_000).unwrap();
+                        }
+                        let watermark = 100_000 + 2_000 * b as i64;
+                        while let Some(out) = op.next_output(watermark).unwrap() {
+                            seen.push(format!("out {:?}", rows(&[out])));
+                        }
+                        while let Some(d) = op.next_delta(1_000, true).unwrap() {
+                            let keys = d.column(0).as_any().downcast_ref::<BinaryArray>().unwrap();
+                            let expires = d.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+                            seen.push(format!("delta {:?}", (0..d.num_rows()).map(|i| (keys.value(i).to_vec(), expires.is_valid(i).then(|| expires.value(i)))).collect::<Vec<_>>()));
+                        }
+                        seen.push(format!("metrics {:?}", op.take_metrics()));
+                    }
+                    let mut state: Vec<(Vec<u8>, i64)> = op.op.state().iter().map(|(k, e)| (k.to_vec(), e)).collect();
+                    state.sort();
+                    (seen, state)
+                };
+                let (derived, stored) = (run_all(false), run_all(true));
+                assert!(derived.0.len() > 10, "spec {n}");
+                assert_eq!(derived, stored, "spec {n}, candidate memory {limit}");
+            }
+        }
     }
 
     /// Many candidates go through a spill file and come back the same.
