@@ -234,12 +234,7 @@ impl Deduplicate {
                 }
                 _ => None,
             };
-            bufs.truncate(rows);
-            bufs.iter_mut().for_each(Vec::clear);
-            bufs.resize_with(rows, Vec::new);
-            for &c in &self.spec.key_columns {
-                encode_column(batch.column(c), &mut bufs);
-            }
+            encode_keys(batch, &self.spec.key_columns, &mut bufs);
             // Each row's key is looked up with its table's memory fetched some rows ahead
             // (`DedupMap::prefetch`): the lookups of a big state miss the cache.
             let mut hashes = std::mem::take(&mut self.key_hashes);
@@ -595,12 +590,7 @@ impl Derived {
     /// The expiries and encoded keys of `rows` (candidates, in the output schema).
     fn make(&self, rows: &RecordBatch, bufs: &mut Vec<Vec<u8>>) -> Result<(Int64Array, BinaryArray)> {
         let n = rows.num_rows();
-        bufs.truncate(n);
-        bufs.iter_mut().for_each(Vec::clear);
-        bufs.resize_with(n, Vec::new);
-        for &c in &self.key_columns {
-            encode_column(rows.column(c), bufs);
-        }
+        encode_keys(rows, &self.key_columns, bufs);
         let keys = BinaryArray::from_iter_values(bufs.iter());
         let expiries = match self.event_time {
             Some((c, delay)) => {
@@ -611,6 +601,19 @@ impl Derived {
             None => Int64Array::from_iter_values(std::iter::repeat_n(expiry(0, None), n)),
         };
         Ok((expiries, keys))
+    }
+}
+
+/// Sets `bufs` to one encoded key per row of `batch`, of its `key_columns` in order; the
+/// buffers keep their capacity from call to call. `process` looks keys up by these bytes and
+/// [`Derived::make`] makes them again from a candidate's columns: one encoding for both.
+fn encode_keys(batch: &RecordBatch, key_columns: &[usize], bufs: &mut Vec<Vec<u8>>) {
+    let rows = batch.num_rows();
+    bufs.truncate(rows);
+    bufs.iter_mut().for_each(Vec::clear);
+    bufs.resize_with(rows, Vec::new);
+    for &c in key_columns {
+        encode_column(batch.column(c), bufs);
     }
 }
 
