@@ -32,6 +32,33 @@ pub type StorageOptions = BTreeMap<String, String>;
 /// excluded.
 pub const ALLOW_UNSAFE_RENAME: &str = "allow_unsafe_rename";
 
+/// The local path `location` names: a `file://` URL's path, percent-decoded
+/// (`file:///data/c%20d/` is `/data/c d/`), or a plain path as it is, `%` and all (relative
+/// to the working directory). Errors when `options` (object store settings) are given.
+fn local_path(location: &str, options: &StorageOptions) -> std::result::Result<std::path::PathBuf, String> {
+    if !options.is_empty() {
+        let keys: Vec<String> = options.keys().map(|k| format!("storage.{k}")).collect();
+        return Err(format!("{} apply to object stores, and this is a local path", keys.join(", ")));
+    }
+    match location.starts_with("file://") {
+        true => Url::parse(location)
+            .map_err(|e| e.to_string())?
+            .to_file_path()
+            .map_err(|()| "not a local file URL (file:///absolute/path)".into()),
+        false => Ok(std::path::PathBuf::from(location)),
+    }
+}
+
+/// The local directory of `location`, a plain path or a `file://` URL (percent-decoded);
+/// None for an object store's URL, or a `file://` URL that names no local path (which
+/// [`Location::resolve`] reports).
+pub fn local_dir(location: &str) -> Option<std::path::PathBuf> {
+    match location.contains("://") && !location.starts_with("file://") {
+        true => None,
+        false => local_path(location, &StorageOptions::new()).ok(),
+    }
+}
+
 /// A resolved location: the store, the root inside it, and how to show it to users.
 #[derive(Debug, Clone)]
 pub struct Location {
@@ -88,19 +115,7 @@ impl Location {
             };
             return Ok(Self { store, root, url, local_dir: None, options, allow_unsafe_rename });
         }
-        if !options.is_empty() {
-            let keys: Vec<String> = options.keys().map(|k| format!("storage.{k}")).collect();
-            return Err(invalid(format!("{} apply to object stores, and this is a local path", keys.join(", "))));
-        }
-        // A `file://` URL is percent-encoded (`file:///data/c%20d/` is `/data/c d/`); a plain
-        // path is taken as it is, `%` and all.
-        let path = match location.starts_with("file://") {
-            true => Url::parse(location)
-                .map_err(|e| invalid(e.to_string()))?
-                .to_file_path()
-                .map_err(|()| invalid("not a local file URL (file:///absolute/path)".into()))?,
-            false => std::path::PathBuf::from(location),
-        };
+        let path = local_path(location, &options).map_err(invalid)?;
         if create {
             crate::durable::create_dir_all(&path).map_err(|e| invalid(format!("cannot create the directory: {e}")))?;
         }
@@ -114,6 +129,34 @@ impl Location {
         let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| invalid(e.to_string()))?;
         let url = Url::from_directory_path(&abs).map_err(|()| invalid("not an absolute path".into()))?;
         Ok(Self { store: Arc::new(store), root: Path::default(), url, local_dir: Some(abs), options, allow_unsafe_rename })
+    }
+
+    /// The URL [`Location::resolve_with`] with `create` set gives `location`, with nothing
+    /// created: a local directory not made yet is named by its nearest existing ancestor,
+    /// resolved as the directory itself would be (symbolic links followed), and the rest of
+    /// the path. For telling whether two locations are one before any of them is made.
+    pub fn url_of(location: &str, options: &StorageOptions) -> Result<Url> {
+        if location.contains("://") && !location.starts_with("file://") {
+            return Ok(Self::resolve_with(location, false, options)?.url);
+        }
+        let invalid = |m: String| CheckpointError::Location { location: location.to_string(), message: m };
+        let path = std::path::absolute(local_path(location, options).map_err(invalid)?).map_err(|e| invalid(e.to_string()))?;
+        let parts: Vec<std::path::Component<'_>> = path.components().collect();
+        let existing = (0..=parts.len()).rev().find(|&n| parts[..n].iter().collect::<std::path::PathBuf>().exists()).unwrap_or(0);
+        let mut dir = std::fs::canonicalize(parts[..existing].iter().collect::<std::path::PathBuf>()).map_err(|e| invalid(e.to_string()))?;
+        if !dir.is_dir() {
+            return Err(invalid(format!("{} is not a directory", dir.display())));
+        }
+        for part in &parts[existing..] {
+            match part {
+                std::path::Component::ParentDir => {
+                    dir.pop();
+                }
+                std::path::Component::Normal(name) => dir.push(name),
+                _ => {}
+            }
+        }
+        Url::from_directory_path(&dir).map_err(|()| invalid("not an absolute path".into()))
     }
 
     /// `root/relative`.
@@ -434,6 +477,35 @@ mod tests {
     fn storage_options_on_a_local_path_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let err = Location::resolve_with(tmp.path().to_str().unwrap(), false, &opts(&[("aws_region", "x")])).unwrap_err().to_string();
+        assert!(err.ends_with("storage.aws_region apply to object stores, and this is a local path"), "{err}");
+    }
+
+    /// `url_of` names a local directory as resolving it with `create` would, and makes
+    /// nothing: through a symbolic link, with `..` after a part not made yet, as a
+    /// `file://` URL; a file in the way is an error.
+    #[test]
+    fn url_of_a_directory_not_made_yet_is_the_one_creating_it_gives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+        std::fs::write(base.join("file"), b"x").unwrap();
+        let none = StorageOptions::new();
+        let cases = [
+            (base.join("link/a/b").display().to_string(), "real/a/b"),
+            (base.join("link/new/../c").display().to_string(), "real/c"),
+            (format!("file://{}/link/d%20e", base.display()), "real/d e"),
+            (base.join("real").display().to_string(), "real"),
+        ];
+        let urls: Vec<Url> = cases.iter().map(|(location, _)| Location::url_of(location, &none).unwrap()).collect();
+        assert_eq!(std::fs::read_dir(base.join("real")).unwrap().count(), 0, "nothing is made");
+        for ((location, made), url) in cases.iter().zip(urls) {
+            assert_eq!(url, Url::from_directory_path(base.join(made)).unwrap(), "{location}");
+            assert_eq!(Location::resolve_with(location, true, &none).unwrap().url, url, "creating it: {location}");
+        }
+        let err = Location::url_of(base.join("file/x").to_str().unwrap(), &none).unwrap_err().to_string();
+        assert!(err.ends_with("file is not a directory"), "{err}");
+        let err = Location::url_of(base.to_str().unwrap(), &opts(&[("aws_region", "x")])).unwrap_err().to_string();
         assert!(err.ends_with("storage.aws_region apply to object stores, and this is a local path"), "{err}");
     }
 }

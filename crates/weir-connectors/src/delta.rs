@@ -232,31 +232,29 @@ impl Drop for Encoder {
 
 impl DeltaSink {
     /// A sink for the table at `config.path` (created on first write if absent). Its
-    /// `delta.*` table properties are checked here, before anything runs.
+    /// `delta.*` table properties are checked here, before anything runs. Nothing is
+    /// created: a local table's directory is made when its first batch begins, so that a
+    /// query refused at start, or one that never runs a batch, leaves none behind.
     pub fn new(name: &str, config: DeltaConfig, declared: Option<SchemaRef>) -> Result<Self> {
         check_table_properties(name, &config.sink.properties)?;
-        let location = Location::resolve_with(&config.path, true, &config.storage)
-            .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {e}")))?;
-        let remote = location.is_object_store().then(|| Arc::clone(&location.store));
-        // Local tables get the journaling store; in-memory ones cannot outlive a crash.
-        let local = match location.local_dir {
-            Some(dir) => {
-                let store = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| ConnectorError::Config(format!("table '{name}': Delta table path {}: {e}", dir.display())))?;
-                let disk = LocalDisk::new(dir.clone());
-                Some((dir, Arc::new(store) as Arc<dyn ObjectStore>, Arc::new(disk)))
+        let invalid = |e: weir_checkpoint::CheckpointError| ConnectorError::Config(format!("table '{name}': Delta table path {e}"));
+        let (url, remote) = match weir_checkpoint::storage::local_dir(&config.path) {
+            Some(_) => (Location::url_of(&config.path, &config.storage).map_err(invalid)?, None),
+            None => {
+                let location = Location::resolve_with(&config.path, false, &config.storage).map_err(invalid)?;
+                let remote = location.is_object_store().then(|| Arc::clone(&location.store));
+                (location.url, remote)
             }
-            None => None,
         };
-        Ok(Self {
+        let mut sink = Self {
             name: name.to_string(),
             config,
-            url: location.url,
+            url,
             declared,
             table: None,
             app_id: AppId::sink(""),
             recorded: None,
-            local,
+            local: None,
             remote,
             journal: Journal::default(),
             schema: None,
@@ -266,7 +264,31 @@ impl DeltaSink {
             warnings: Vec::new(),
             head: None,
             checkpointing: None,
-        })
+        };
+        sink.attach_local_dir(false)?;
+        Ok(sink)
+    }
+
+    /// For a local table, the store rooted at its directory and what syncs its files
+    /// (`local`), once the directory exists: made here when `create` is set, else left
+    /// alone until it is. In-memory tables (`memory://`) get no journaling store: they
+    /// cannot outlive a crash.
+    fn attach_local_dir(&mut self, create: bool) -> Result<()> {
+        if self.local.is_some() || self.remote.is_some() || self.url.scheme() != "file" {
+            return Ok(());
+        }
+        let Ok(dir) = self.url.to_file_path() else { return Ok(()) };
+        let failed = |e: String| ConnectorError::Config(format!("table '{}': Delta table path {}: {e}", self.name, dir.display()));
+        if !dir.exists() {
+            if !create {
+                return Ok(());
+            }
+            weir_checkpoint::durable::create_dir_all(&dir).map_err(|e| failed(format!("cannot create the directory: {e}")))?;
+        }
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| failed(e.to_string()))?;
+        let disk = LocalDisk::new(dir.clone());
+        self.local = Some((dir, Arc::new(store) as Arc<dyn ObjectStore>, Arc::new(disk)));
+        Ok(())
     }
 
     /// A handle on the table. A local table is `file:///` over a store rooted at its
@@ -498,6 +520,11 @@ impl DeltaSink {
 
     /// Opens the table if it exists; returns whether it does.
     async fn load(&mut self) -> Result<bool> {
+        self.attach_local_dir(false)?;
+        if self.table.is_none() && self.url.scheme() == "file" && self.local.is_none() {
+            // A local table whose directory is not made yet.
+            return Ok(false);
+        }
         if self.table.is_none() {
             let builder = self.builder().map_err(|e| self.err("cannot open", e))?;
             match builder.load().await {
@@ -610,6 +637,7 @@ impl Sink for DeltaSink {
             return Ok(());
         }
         let schema = self.schema.clone().ok_or_else(|| self.err("cannot write", "the sink was not opened"))?;
+        self.attach_local_dir(true)?;
         let table = match self.table.take() {
             Some(t) => t,
             None if self.load().await? => self.table.take().expect("loaded"),

@@ -262,7 +262,7 @@ impl DeltaSource {
         // A local table's directory that does not exist yet (a path, or a `file://` URL).
         // Asked before resolving: the writer may create the directory between a failed
         // resolve and a second look, and the failure would then read as a broken path.
-        if local_dir(&self.config.path).is_some_and(|dir| !dir.exists()) {
+        if weir_checkpoint::storage::local_dir(&self.config.path).is_some_and(|dir| !dir.exists()) {
             return Ok(None);
         }
         let location = Location::resolve_with(&self.config.path, false, &self.config.storage)
@@ -839,12 +839,3 @@ impl Source for DeltaSource {
     }
 }
 
-/// The directory of a local table: a plain path as written, or a `file://` URL's path; None
-/// for an object store's URL (or a `file://` URL that names no local path, which resolving
-/// reports).
-fn local_dir(path: &str) -> Option<std::path::PathBuf> {
-    match path.starts_with("file://") {
-        true => Url::parse(path).ok()?.to_file_path().ok(),
-        false => (!path.contains("://")).then(|| std::path::PathBuf::from(path)),
-    }
-}

@@ -706,9 +706,6 @@ impl Session {
 }
 
 impl Session {
-    /// Refuses a query that would write two of its Delta tables (the sink, dead-letter and
-    /// late-rows tables) at one path, or one inside another's directory: their commits and
-    /// files would mix. The message names both options.
     /// The store settings of a query's checkpoint at `location`: the session's
     /// (`checkpoint.storage.*`), else those of its Delta sink when the checkpoint is on the
     /// same kind of store (`s3://` both, say).
@@ -741,6 +738,10 @@ impl Session {
         self.tables.get(table).map(|t| t.config.storage()).unwrap_or_default()
     }
 
+    /// Refuses a query that would write two of its Delta tables (the sink, dead-letter and
+    /// late-rows tables) at one path, or one inside another's directory: their commits and
+    /// files would mix. The message names both options. Nothing is created: a query refused
+    /// here leaves no directory behind.
     fn check_written_tables(&self, sink: Option<&str>, line: usize, sources: &[RunSource], late_tables: &[Vec<crate::operators::LateTable>]) -> Result<()> {
         let line_of = |table: &str| self.tables.get(table).map_or(line, |t| t.create.line);
         let mut written: Vec<(String, String, StorageOptions)> = Vec::new();
@@ -760,8 +761,7 @@ impl Session {
         }
         let mut seen: Vec<(String, String)> = Vec::new();
         for (option, path, storage) in written {
-            let location = Location::resolve_with(&path, true, &storage).map_err(|e| WeirError::at(line, format!("{option}: {e}")))?;
-            let url = location.url.to_string();
+            let url = Location::url_of(&path, &storage).map_err(|e| WeirError::at(line, format!("{option}: {e}")))?.to_string();
             let url = if url.ends_with('/') { url } else { format!("{url}/") };
             for (other, other_url) in &seen {
                 let clash = if url == *other_url {

@@ -479,6 +479,7 @@ impl ObjectStore for LosesAnswer {
 async fn an_append_whose_answer_was_lost_is_not_committed_again() {
     let (_tmp, table, cp) = workdir();
     let mut s = sink(&table);
+    s.attach_local_dir(true).unwrap();
     let (dir, store, disk) = s.local.take().unwrap();
     let lose = Path::from("_delta_log/00000000000000000002.json");
     let lossy: Arc<dyn ObjectStore> = Arc::new(LosesAnswer { inner: store, lose, lost: Default::default() });
