@@ -529,13 +529,23 @@ impl SettleState {
                 }
             };
             if !self.swept {
+                // Each winner's key looked up again, its table's memory fetched some keys
+                // ahead as `process` does: a lookup per key misses the cache.
                 let (key_values, expiry_values) = (keys.as_any().downcast_ref::<BinaryArray>().expect("keys"), expiries.as_any().downcast_ref::<Int64Array>().expect("expiries"));
-                for row in 0..kept.num_rows() {
+                let mut hashes = std::mem::take(&mut op.key_hashes);
+                hashes.clear();
+                hashes.extend(key_values.iter().map(|k| op.state.hash(k.expect("keys are never NULL"))));
+                hashes.iter().take(PREFETCH_AHEAD).for_each(|&h| op.state.prefetch(h));
+                for (row, &hash) in hashes.iter().enumerate() {
+                    if let Some(&h) = hashes.get(row + PREFETCH_AHEAD) {
+                        op.state.prefetch(h);
+                    }
                     let expires = expiry_values.value(row);
-                    if !op.state.settle(key_values.value(row), |_| Some(expires)) {
+                    if !op.state.settle_hashed(key_values.value(row), hash, |_| Some(expires)) {
                         return Err(StateError::Data("internal: a winning key was not pending".into()));
                     }
                 }
+                op.key_hashes = hashes;
             }
             self.settled += kept.num_rows() as u64;
             // The winners' keys and expiries are the delta's rows, as they are.

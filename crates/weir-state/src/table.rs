@@ -366,7 +366,13 @@ impl DedupMap {
     /// Settles `key` if it is pending and `expires_for` gives its pending index an expiry:
     /// the key is then held with that expiry. Returns whether it was settled.
     pub fn settle(&mut self, key: &[u8], expires_for: impl FnOnce(u32) -> Option<i64>) -> bool {
-        let hash = self.hash(key);
+        self.settle_hashed(key, self.hash(key), expires_for)
+    }
+
+    /// [`Self::settle`] of a key whose [`Self::hash`] is known (and its memory fetched ahead
+    /// with [`Self::prefetch`]).
+    pub fn settle_hashed(&mut self, key: &[u8], hash: u64, expires_for: impl FnOnce(u32) -> Option<i64>) -> bool {
+        debug_assert_eq!(hash, self.hash(key));
         let long = &self.long;
         let Some((slot, value)) = self.shards[shard(hash)].find_mut(hash, |(k, _)| k.bytes(long) == key) else { return false };
         if !slot.is_pending() {
