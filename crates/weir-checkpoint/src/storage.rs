@@ -49,11 +49,17 @@ fn local_path(location: &str, options: &StorageOptions) -> std::result::Result<s
     }
 }
 
+/// Whether `location` is an object store's URL (`s3://`, `memory://`, ...) rather than a
+/// local path or a `file://` URL.
+pub fn is_object_store_url(location: &str) -> bool {
+    location.contains("://") && !location.starts_with("file://")
+}
+
 /// The local directory of `location`, a plain path or a `file://` URL (percent-decoded);
 /// None for an object store's URL, or a `file://` URL that names no local path (which
 /// [`Location::resolve`] reports).
 pub fn local_dir(location: &str) -> Option<std::path::PathBuf> {
-    match location.contains("://") && !location.starts_with("file://") {
+    match is_object_store_url(location) {
         true => None,
         false => local_path(location, &StorageOptions::new()).ok(),
     }
@@ -98,7 +104,7 @@ impl Location {
                 return Err(invalid(format!("option 'storage.{ALLOW_UNSAFE_RENAME}' must be true or false, not '{other}'")));
             }
         };
-        if location.contains("://") && !location.starts_with("file://") {
+        if is_object_store_url(location) {
             let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
             let url = match url.path().ends_with('/') {
                 true => url,
@@ -136,7 +142,7 @@ impl Location {
     /// resolved as the directory itself would be (symbolic links followed), and the rest of
     /// the path. For telling whether two locations are one before any of them is made.
     pub fn url_of(location: &str, options: &StorageOptions) -> Result<Url> {
-        if location.contains("://") && !location.starts_with("file://") {
+        if is_object_store_url(location) {
             return Ok(Self::resolve_with(location, false, options)?.url);
         }
         let invalid = |m: String| CheckpointError::Location { location: location.to_string(), message: m };

@@ -816,7 +816,7 @@ fn check_storage(table: &str, config: &ConnectorConfig) -> std::result::Result<(
     };
     let storage = config.storage();
     let Some(path) = path else { return Ok(()) };
-    let remote = path.contains("://") && !path.starts_with("file://");
+    let remote = weir_checkpoint::storage::is_object_store_url(path);
     if remote || !storage.is_empty() {
         Location::resolve_with(path, false, &storage).map_err(|e| format!("table '{table}': {e}"))?;
     }
