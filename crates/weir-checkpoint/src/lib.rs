@@ -5,6 +5,7 @@
 
 pub mod durable;
 pub mod error;
+pub mod failpoint;
 pub mod lease;
 pub mod log;
 pub mod storage;

@@ -17,7 +17,7 @@ mod delta_journal;
 mod delta_schema;
 pub mod delta_upkeep;
 pub mod error;
-pub mod failpoint;
+pub use weir_checkpoint::failpoint;
 pub mod file;
 pub mod foreach_batch;
 mod json_flat;

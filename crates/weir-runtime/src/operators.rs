@@ -180,7 +180,7 @@ pub(crate) fn plan(
             let sink = make_sink(&t.sink_name, &config, None, &session.memory).map_err(|e| WeirError::at(line, e))?;
             late_sinks.push(LateSink { rows_of: t.rows_of.clone(), sink, begun: false });
         }
-        planned.operators.push(ChainOp { op, files, late_sinks });
+        planned.operators.push(ChainOp { op, files, late_sinks, snapshot_job: None });
         planned.specs.push(spec);
         planned.late_tables.push(late);
     }

@@ -26,7 +26,9 @@ pub struct DurationMs {
     pub trigger_execution: u64,
     /// weir's own, part of `addBatch`: the sink's commit (a Delta commit).
     pub sink_commit: u64,
-    /// weir's own, part of `addBatch`: writing the state's delta and snapshot files.
+    /// weir's own, part of `addBatch`: writing the state's delta and the snapshots taken
+    /// from memory, and, when a snapshot is due, waiting for the last one made from the
+    /// files.
     pub state_commit: u64,
 }
 

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
-use weir_state::{OperatorMetrics, Place, StateFiles, StatefulOperator};
+use weir_state::{OperatorMetrics, Place, SnapshotFilter, StateFiles, StatefulOperator};
 
 use crate::error::{Result, WeirError};
 use crate::failpoint;
@@ -60,6 +60,42 @@ pub(crate) struct ChainOp {
     pub files: StateFiles,
     /// Where late rows go, when their source sends them to a late-rows table.
     pub late_sinks: Vec<LateSink>,
+    /// The snapshot of the state as of the last batch, being made from its files.
+    pub snapshot_job: Option<SnapshotJob>,
+}
+
+/// A snapshot of an operator's state made from its files ([`StateFiles::compact`]) on a
+/// thread of the blocking pool, begun once its batch committed, while the next batches run.
+/// The batch whose snapshot is due next waits for it before its state commit, and so does
+/// the end of the run. A purge meanwhile keeps what it reads: it keeps the files from the
+/// newest snapshot there is, and this one reads from that snapshot on.
+pub(crate) struct SnapshotJob {
+    version: u64,
+    handle: tokio::task::JoinHandle<weir_state::Result<()>>,
+}
+
+impl SnapshotJob {
+    /// Begins version `version`'s snapshot of the state in `files`, kept by `filter`.
+    fn start(checkpoint: &Arc<Checkpoint>, files: &StateFiles, version: u64, filter: SnapshotFilter) -> Self {
+        let (checkpoint, files, runtime) = (Arc::clone(checkpoint), files.clone(), tokio::runtime::Handle::current());
+        let handle = tokio::task::spawn_blocking(move || runtime.block_on(files.compact(&checkpoint, version, &filter, STATE_WRITE_ROWS)));
+        Self { version, handle }
+    }
+
+    /// Waits for it. A snapshot that failed is a warning: the state's deltas are all there,
+    /// so a restart reads more of them, nothing else.
+    async fn finish(self, shared: &Shared, id: &str, run_id: &str, operator: &str) {
+        let failed = match self.handle.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let message = format!(
+            "the snapshot of {operator}'s state as of batch {} could not be written ({failed}); a restart reads the deltas since the snapshot before it",
+            self.version
+        );
+        warn(shared, id, run_id, message);
+    }
 }
 
 /// A late-rows table of an operator.
@@ -113,6 +149,11 @@ struct Position {
 impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
         let outcome = self.run_batches().await;
+        for c in &mut self.operators {
+            if let Some(job) = c.snapshot_job.take() {
+                job.finish(&self.shared, &self.id, &self.run_id, c.op.name()).await;
+            }
+        }
         // The sinks' background work (a Delta checkpoint) ends with the query; a failure of
         // it is a warning: the batches' commits never wait for it.
         let mut sinks: Vec<&mut Box<dyn Sink>> = vec![&mut self.sink];
@@ -498,15 +539,26 @@ impl Runner {
             late.sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
         }
         let state_started = Instant::now();
+        // Snapshots to make from the files once the batch commits, off the loop.
+        let mut from_files = Vec::new();
         if !self.operators.is_empty() {
-            for c in &mut self.operators {
-                if c.files.snapshot_due(batch_id) {
-                    let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
-                    for b in c.op.snapshot(STATE_WRITE_ROWS) {
-                        snapshot.write(&b.map_err(|e| batch_err(batch_id, e))?).await.map_err(|e| batch_err(batch_id, e))?;
-                    }
-                    snapshot.finish().await.map_err(|e| batch_err(batch_id, e))?;
+            for (i, c) in self.operators.iter_mut().enumerate() {
+                if !c.files.snapshot_due(batch_id) {
+                    continue;
                 }
+                // One snapshot at a time: the last one made from the files is complete.
+                if let Some(job) = c.snapshot_job.take() {
+                    job.finish(&self.shared, &self.id, &self.run_id, c.op.name()).await;
+                }
+                if let Some(filter) = c.op.snapshot_filter(entry.batch_watermark_ms) {
+                    from_files.push((i, filter));
+                    continue;
+                }
+                let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
+                for b in c.op.snapshot(STATE_WRITE_ROWS) {
+                    snapshot.write(&b.map_err(|e| batch_err(batch_id, e))?).await.map_err(|e| batch_err(batch_id, e))?;
+                }
+                snapshot.finish().await.map_err(|e| batch_err(batch_id, e))?;
             }
             failpoint::hit("after_state_commit", batch_id);
         }
@@ -536,6 +588,12 @@ impl Runner {
             }
         }
         let commit_ms = commit_started.elapsed().as_millis() as u64;
+        // The state as of this batch is committed: its snapshots are made from its files while
+        // the next batches run.
+        for (i, filter) in from_files {
+            let c = &mut self.operators[i];
+            c.snapshot_job = Some(SnapshotJob::start(&self.checkpoint, &c.files, batch_id, filter));
+        }
         if batch_id.is_multiple_of(10) && batch_id > 0 {
             self.checkpoint.purge(self.retain_batches).await?;
             // (A list of the files, not a borrow of the operators, which are Send, not Sync.)

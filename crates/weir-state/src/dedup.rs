@@ -33,7 +33,7 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, StateError};
 use crate::key::{Key, encode_column};
-use crate::operator::{OperatorMetrics, StatefulOperator};
+use crate::operator::{OperatorMetrics, SnapshotFilter, StatefulOperator};
 use crate::table::{Probe, Walk};
 
 pub use crate::table::DedupMap;
@@ -1117,6 +1117,36 @@ impl StatefulOperator for DedupOperator {
         }))
     }
 
+    fn snapshot_filter(&self, watermark_ms: i64) -> Option<SnapshotFilter> {
+        // Without key columns a removed key is a row of its own, which a filter of single rows
+        // cannot apply.
+        if !self.evicts_by_watermark() {
+            return None;
+        }
+        // The batch's eviction (when it ran: see `EvictState::start`) removed every key held
+        // with an expiry at or below its watermark, and earlier ones removed less (the
+        // watermark never moves back). A key is added only while not held, with an expiry
+        // above every earlier eviction's watermark (its row was not late). So the state
+        // holds exactly the keys added by the snapshot's rows and the deltas' whose expiry is
+        // above the batch's watermark, each once: the eviction rows go, and a key that was
+        // evicted and added again is held by its last row alone.
+        let evicted = (self.op.spec.event_time.is_some() && watermark_ms > 0).then_some(watermark_ms);
+        Some(Box::new(move |batch: &RecordBatch| {
+            let keys = batch.column(0).as_any().downcast_ref::<BinaryArray>().ok_or_else(|| StateError::Data("bad key column".into()))?;
+            let expires = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| StateError::Data("bad expires column".into()))?;
+            if let Some(i) = (0..batch.num_rows()).find(|&i| expires.is_null(i) && !keys.value(i).is_empty()) {
+                // Written only without key columns; a filter cannot apply it.
+                return Err(StateError::Data(format!("row {i}: a key removed on its own, in the state of a deduplication that evicts by watermark")));
+            }
+            let held: BooleanArray =
+                (0..batch.num_rows()).map(|i| Some(!keys.value(i).is_empty() && evicted.is_none_or(|w| expires.value(i) > w))).collect();
+            match held.true_count() == batch.num_rows() {
+                true => Ok(batch.clone()),
+                false => filter_record_batch(batch, &held).map_err(|e| StateError::Data(e.to_string())),
+            }
+        }))
+    }
+
     fn take_metrics(&mut self) -> OperatorMetrics {
         let m = self.op.take_metrics();
         OperatorMetrics {
@@ -1310,6 +1340,61 @@ mod tests {
         let (out_live, _) = run_operator(&mut live, &next, 14_000, 14_000, 1000);
         let (out_restored, _) = run_operator(&mut restored, &next, 14_000, 14_000, 1000);
         assert_eq!((out_live, out_restored), (vec!["fresh".to_string()], vec!["fresh".to_string()]));
+    }
+
+    /// A snapshot made from the files (the snapshot before it and the deltas since, through
+    /// the operator's filter), as a snapshot is made off the batch loop, restores the very
+    /// state the running operator holds: at every version, over batches whose rows are late,
+    /// duplicated, evicted and added again, added and evicted in one batch, with no-data
+    /// batches, and without a watermark (nothing evicted).
+    #[tokio::test]
+    async fn a_snapshot_made_from_the_files_restores_the_state_held() {
+        // On local disk (files read a record batch at a time) and in an object store.
+        for (delay, local) in [(Some(2000), true), (None, true), (Some(2000), false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let cp = weir_checkpoint::Checkpoint::open(if local { dir.path().to_str().unwrap() } else { "memory:///bucket/cp" }).unwrap();
+            let files = crate::StateFiles::new("dedup", 4, state_schema());
+            let fresh = || DedupOperator::new(Deduplicate::new(spec(delay, Some(1)), DedupMap::default()), "dedupeWithinWatermark");
+            let mut live = fresh();
+            let (mut seed, mut late_wm, mut max_t) = (7u64, 0i64, 0i64);
+            for version in 0..23u64 {
+                // Every fifth batch has no rows and only moves the watermark.
+                let input: Vec<(String, i64, Option<i64>)> = match version % 5 {
+                    4 => Vec::new(),
+                    _ => (0..200)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                            let r = seed >> 33;
+                            (format!("k{}", r % 300), 10 + 3 * version as i64 + (r % 11) as i64 - 5, Some(r as i64))
+                        })
+                        .collect(),
+                };
+                let input: Vec<(&str, i64, Option<i64>)> = input.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect();
+                max_t = input.iter().map(|r| r.1).fold(max_t, i64::max);
+                let wm = (max_t * 1000 - 5000).max(late_wm);
+                let (_, delta) = run_operator(&mut live, &input, late_wm, wm, 64);
+                let mut writer = files.delta_writer(&cp, version).unwrap();
+                for d in &delta {
+                    writer.write(d).await.unwrap();
+                }
+                writer.finish().await.unwrap();
+                if files.snapshot_due(version) {
+                    let filter = live.snapshot_filter(wm).expect("a deduplication with key columns snapshots from its files");
+                    files.compact(&cp, version, &filter, 64).await.unwrap();
+                    // In record batches of 64 rows, whatever the files' (a few rows each).
+                    let bytes = cp.get_bytes(&format!("state/dedup/{version}.snapshot")).await.unwrap().unwrap();
+                    let sizes: Vec<usize> = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).unwrap().map(|b| b.unwrap().num_rows()).collect();
+                    assert!(sizes.split_last().is_some_and(|(last, full)| *last > 0 && full.iter().all(|&n| n >= 64)), "{sizes:?}");
+                }
+                let mut restored = fresh();
+                files.load(&cp, Some(version), &mut |b: &RecordBatch| restored.restore(b)).await.unwrap();
+                assert!(restored.op.state() == live.op.state(), "version {version}, delay {delay:?}: {} keys restored, {} held", restored.op.state().len(), live.op.state().len());
+                late_wm = wm;
+            }
+            let names = cp.file_names("state/dedup").await.unwrap();
+            assert!(["3.snapshot", "7.snapshot", "19.snapshot"].iter().all(|n| names.iter().any(|m| m == n)), "{names:?}");
+            assert!(delay.is_none() || live.take_metrics().num_rows_dropped_by_watermark > 0, "some rows were late");
+        }
     }
 
     /// Within a batch the row kept is the first by event time, ties broken by place; the

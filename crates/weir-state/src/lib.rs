@@ -15,7 +15,7 @@ pub mod table;
 pub mod window;
 
 pub use dedup::{DedupMetrics, DedupOperator, DedupSpec, Deduplicate, Eviction, Place, Settle};
-pub use operator::{OperatorMetrics, StatefulOperator};
+pub use operator::{OperatorMetrics, SnapshotFilter, StatefulOperator};
 pub use window::{WindowAggregate, WindowSpec};
 pub use error::{Result, StateError};
 pub use store::{StateFiles, StateWriter};

@@ -10,7 +10,8 @@
 //! next_output(watermark) until None             the batch's output; with next_delta(max, false)
 //!                                               between, for state changes ready to go
 //! next_delta(max, true) until None              the rest of the version's delta
-//! snapshot(max) (when one is due)               the whole state
+//! snapshot_filter(watermark) (when one is due)  how to make the snapshot from the files
+//! snapshot(max) (when that gives None)          the whole state, from memory
 //! take_metrics()                                the batch's progress entry
 //! ```
 //!
@@ -24,6 +25,10 @@ use arrow::record_batch::RecordBatch;
 
 use crate::dedup::Place;
 use crate::error::Result;
+
+/// Of a record batch of state files (a snapshot's or a delta's), the rows a state still
+/// holds; see [`StatefulOperator::snapshot_filter`].
+pub type SnapshotFilter = Box<dyn Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync>;
 
 /// One operator's counters for one batch, and its state's size after it: Spark's state
 /// operator progress (`StateOperatorProgress`).
@@ -82,6 +87,16 @@ pub trait StatefulOperator: Send + std::fmt::Debug {
     /// The whole state, `max_rows` at a time, in [`Self::state_schema`], such that restoring
     /// it gives this state.
     fn snapshot(&mut self, max_rows: usize) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send + '_>;
+
+    /// Whether the state as of the batch just ended (its delta written, `watermark_ms` the
+    /// watermark it evicted by) can be snapshotted from its files alone, off the batch loop:
+    /// `Some(filter)` keeps, of each record batch of the newest snapshot before it and of
+    /// every delta since, in order, the rows the state holds now, each row judged by itself
+    /// (see [`crate::StateFiles::compact`]). `None`, the default: [`Self::snapshot`] writes it
+    /// from memory before the batch commits.
+    fn snapshot_filter(&self, _watermark_ms: i64) -> Option<SnapshotFilter> {
+        None
+    }
 
     /// This batch's metrics; resets the counters for the next batch.
     fn take_metrics(&mut self) -> OperatorMetrics;

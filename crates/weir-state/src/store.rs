@@ -10,6 +10,7 @@
 
 use std::io::Cursor;
 
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
@@ -17,6 +18,7 @@ use arrow::record_batch::RecordBatch;
 use weir_checkpoint::{Checkpoint, EntryWriter};
 
 use crate::error::{Result, StateError};
+use crate::operator::SnapshotFilter;
 
 /// Where one operator's state lives, the schema of its files, and how often it is
 /// snapshotted.
@@ -48,6 +50,51 @@ impl StateFiles {
     /// a record batch at a time, in order.
     pub async fn load(&self, checkpoint: &Checkpoint, version: Option<u64>, apply: &mut (dyn FnMut(&RecordBatch) -> Result<()> + Send)) -> Result<()> {
         let Some(version) = version else { return Ok(()) };
+        for file in self.files_of(checkpoint, version, Some(version)).await? {
+            let shown = checkpoint.show_entry(&file);
+            for batch in self.open(checkpoint, &file).await? {
+                let batch = batch.map_err(|e| corrupt(&shown, e.to_string()))?;
+                apply(&batch).map_err(|e| match e {
+                    StateError::Data(m) => corrupt(&shown, m),
+                    other => other,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes version `version`'s snapshot from the files alone (a snapshot taken while later
+    /// batches run, which change the state in memory): the rows of the newest snapshot before
+    /// it and of every delta after that, up to `version`'s, that `keep` keeps, in order, in
+    /// record batches of `max_rows` (the deltas of small batches hold a few rows each). A file
+    /// is read a record batch at a time when the checkpoint is on local disk (whole from an
+    /// object store). Nothing is visible unless it completes.
+    pub async fn compact(&self, checkpoint: &Checkpoint, version: u64, keep: &SnapshotFilter, max_rows: usize) -> Result<()> {
+        let files = self.files_of(checkpoint, version, version.checked_sub(1)).await?;
+        let mut out = self.snapshot_writer(checkpoint, version)?;
+        // Kept rows not written yet.
+        let (mut kept, mut rows, mut written) = (Vec::new(), 0, false);
+        for file in files {
+            let shown = checkpoint.show_entry(&file);
+            for batch in self.open(checkpoint, &file).await? {
+                let batch = keep(&batch.map_err(|e| corrupt(&shown, e.to_string()))?)?;
+                rows += batch.num_rows();
+                kept.push(batch);
+                if rows >= max_rows.max(1) {
+                    write_kept(&mut out, &mut kept, &mut written, version).await?;
+                    rows = 0;
+                }
+            }
+        }
+        if rows > 0 {
+            write_kept(&mut out, &mut kept, &mut written, version).await?;
+        }
+        out.finish().await
+    }
+
+    /// The files whose rows, in order, make the state as of `version`: the newest snapshot
+    /// at or below `newest_snapshot` (`None`: none), then every delta after it.
+    async fn files_of(&self, checkpoint: &Checkpoint, version: u64, newest_snapshot: Option<u64>) -> Result<Vec<String>> {
         let mut snapshots = Vec::new();
         let mut deltas = Vec::new();
         for name in checkpoint.file_names(&self.dir).await? {
@@ -57,46 +104,45 @@ impl StateFiles {
                 deltas.push(n);
             }
         }
-        let base = snapshots.into_iter().filter(|s| *s <= version).max();
-        let first_delta = match base {
-            Some(s) => {
-                self.apply(checkpoint, &self.path(s, "snapshot"), apply).await?;
-                s + 1
-            }
-            None => 0,
-        };
-        for v in first_delta..=version {
+        let base = newest_snapshot.and_then(|newest| snapshots.into_iter().filter(|s| *s <= newest).max());
+        let mut files: Vec<String> = base.iter().map(|&s| self.path(s, "snapshot")).collect();
+        for v in base.map_or(0, |s| s + 1)..=version {
             if !deltas.contains(&v) {
                 return Err(StateError::Corrupt {
                     path: checkpoint.show_entry(&self.path(v, "delta")),
                     message: format!("missing: state version {version} needs it; the checkpoint is incomplete"),
                 });
             }
-            self.apply(checkpoint, &self.path(v, "delta"), apply).await?;
+            files.push(self.path(v, "delta"));
         }
-        Ok(())
+        Ok(files)
     }
 
-    async fn apply(&self, checkpoint: &Checkpoint, relative: &str, apply: &mut (dyn FnMut(&RecordBatch) -> Result<()> + Send)) -> Result<()> {
+    /// A reader of the state file `relative`, its columns checked against the operator's: on
+    /// local disk straight from the file, a record batch at a time; in an object store from
+    /// the whole file, fetched.
+    async fn open(&self, checkpoint: &Checkpoint, relative: &str) -> Result<FileReader<Box<dyn ReadSeek>>> {
         let shown = checkpoint.show_entry(relative);
-        let corrupt = |m: String| StateError::Corrupt { path: shown.clone(), message: m };
-        let bytes = checkpoint.get_bytes(relative).await?.ok_or_else(|| corrupt("missing".into()))?;
-        let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(|e| corrupt(e.to_string()))?;
+        let input: Box<dyn ReadSeek> = match &checkpoint.location().local_dir {
+            Some(dir) => match std::fs::File::open(dir.join(relative)) {
+                Ok(file) => Box::new(std::io::BufReader::new(file)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(corrupt(&shown, "missing".into())),
+                Err(e) => return Err(corrupt(&shown, e.to_string())),
+            },
+            None => Box::new(Cursor::new(checkpoint.get_bytes(relative).await?.ok_or_else(|| corrupt(&shown, "missing".into()))?)),
+        };
+        let reader = FileReader::try_new(input, None).map_err(|e| corrupt(&shown, e.to_string()))?;
         if !self.schema.fields().is_empty() && reader.schema().fields() != self.schema.fields() {
-            return Err(corrupt(format!(
-                "its columns ({}) are not this operator's ({}); was the checkpoint written by another query?",
-                show_fields(&reader.schema()),
-                show_fields(&self.schema)
-            )));
+            return Err(corrupt(
+                &shown,
+                format!(
+                    "its columns ({}) are not this operator's ({}); was the checkpoint written by another query?",
+                    show_fields(&reader.schema()),
+                    show_fields(&self.schema)
+                ),
+            ));
         }
-        for batch in reader {
-            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            apply(&batch).map_err(|e| match e {
-                StateError::Data(m) => corrupt(m),
-                other => other,
-            })?;
-        }
-        Ok(())
+        Ok(reader)
     }
 
     /// Starts writing version `version`'s delta; see [`StateWriter`].
@@ -126,6 +172,31 @@ impl StateFiles {
         }
         Ok(())
     }
+}
+
+/// Writes the rows `kept` (taking them) to a snapshot made from the files as one record batch.
+async fn write_kept(out: &mut StateWriter, kept: &mut Vec<RecordBatch>, written: &mut bool, version: u64) -> Result<()> {
+    let batch = match kept.as_slice() {
+        [] => return Ok(()),
+        [one] => one.clone(),
+        [first, ..] => concat_batches(&first.schema(), kept.iter()).map_err(data_err)?,
+    };
+    kept.clear();
+    out.write(&batch).await?;
+    if !*written {
+        *written = true;
+        weir_checkpoint::failpoint::hit("during_state_snapshot", version);
+    }
+    Ok(())
+}
+
+/// A state file's bytes: a local file, or an object's.
+trait ReadSeek: std::io::Read + std::io::Seek + Send {}
+
+impl<T: std::io::Read + std::io::Seek + Send> ReadSeek for T {}
+
+fn corrupt(shown: &str, message: String) -> StateError {
+    StateError::Corrupt { path: shown.to_string(), message }
 }
 
 fn show_fields(schema: &SchemaRef) -> String {

@@ -461,6 +461,29 @@ fn windowed_query_crash_at_every_failpoint_restores_state_exactly() {
     crash_windowed_pipeline(false, &[2, 9, 11]);
 }
 
+/// The deduplication's snapshot of batch 9 is made from its state files while batch 10 runs.
+/// A crash with the snapshot half written (its first rows in its staging file) loses
+/// nothing: the restart removes the staging file, loads the state from the deltas instead,
+/// and leaves the table of an uninterrupted run.
+#[test]
+fn a_crash_while_a_snapshot_is_made_from_the_files_loses_nothing() {
+    let (_ref_tmp, reference) = scratch();
+    setup_window(&reference, true);
+    assert_ok(&run(&reference, "p.sql", &[]));
+    let expected = window_outcome(&reference, "the uninterrupted run");
+    let (_tmp, dir) = scratch();
+    setup_window(&dir, true);
+    crash_at(&dir, "during_state_snapshot", 9, LIMIT);
+    let state = dir.join(".weir/checkpoints/agg/state/dedup");
+    let names = || -> Vec<String> { std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect() };
+    let crashed = names();
+    assert!(crashed.iter().any(|n| n.starts_with("9.snapshot#")) && !crashed.iter().any(|n| n == "9.snapshot"), "half written: {crashed:?}");
+    let restarted = run(&dir, "p.sql", &[]);
+    assert_ok(&restarted);
+    assert_eq!(window_outcome(&dir, "after a crash while a snapshot was made"), expected, "{}", stderr(&restarted));
+    assert!(!names().iter().any(|n| n.contains('#')), "the staging file is gone: {:?}", names());
+}
+
 /// The same with a deduplication before the window (`WITH d AS (SELECT DISTINCT ON (id) …)
 /// … FROM TUMBLE(d, …)`): two operators, each with its own state, deltas and snapshots, must
 /// both come back as they were.

@@ -5,7 +5,9 @@
 //! `after_offsets`, `after_execute`, `after_sink_commit`, `after_state_commit` (stateful
 //! queries), `after_commit_log`; in the Delta sink `before_delta_commit` (data files written,
 //! the log not yet) and `after_delta_commit` (the commit is in the log, the records of its
-//! data files in the checkpoint are not cleared yet).
+//! data files in the checkpoint are not cleared yet); in the state files
+//! `during_state_snapshot` (a snapshot made from the files, off the batch loop, has its
+//! first rows in its staging file; the batch is that of its version).
 
 /// Aborts the process if the failpoint `name` is armed for `batch_id`.
 #[cfg(feature = "failpoints")]
