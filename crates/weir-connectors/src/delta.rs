@@ -912,7 +912,7 @@ fn mostly_distinct(column: &arrow::array::ArrayRef) -> bool {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::DataType as A;
     let rows = column.len();
-    let mut seen: std::collections::HashSet<Option<&[u8]>> = std::collections::HashSet::with_capacity(rows);
+    let mut seen: std::collections::HashSet<Option<&[u8]>, _> = std::collections::HashSet::with_capacity_and_hasher(rows, foldhash::fast::FixedState::default());
     let data = column.to_data();
     let distinct = match column.data_type() {
         t if t.is_primitive() => {
