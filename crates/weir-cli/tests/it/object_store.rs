@@ -96,7 +96,9 @@ fn ids(table: &DeltaView) -> Vec<String> {
 /// Source files, checkpoint and Delta table all in S3: a deduplicating query over two runs
 /// writes each event once (the first copy by event time), one commit per batch with its
 /// txn, and leaves nothing on local disk. Its checkpoint entries name the run that wrote
-/// them, and a clean stop leaves its lease expired for the next runner.
+/// them, and a clean stop leaves its lease expired for the next runner. The state's
+/// snapshot after batch 9, made from its files in the bucket, holds every key: a later
+/// run restored from it drops copies of the first events.
 #[test]
 fn a_deduplicating_query_runs_with_source_checkpoint_and_table_in_s3() {
     let lake = Lake::new();
@@ -108,25 +110,25 @@ fn a_deduplicating_query_runs_with_source_checkpoint_and_table_in_s3() {
     lake.put_lines("in/events/_tmp.json", &dedup_events(900..901, 0));
     let checkpoint = "s3://lake/cp/out";
     assert_ok(&lake.run(checkpoint));
-    for f in 3..5u64 {
+    for f in 3..12u64 {
         lake.put_lines(&format!("in/events/{f:02}.json"), &dedup_events(f * 100..f * 100 + 100, f));
     }
     let out = lake.run(checkpoint);
     assert_ok(&out);
 
     let table = lake.read("out");
-    assert_each_once(ids(&table), (0..500).map(|i| format!("e{i}")), "event ids in s3://lake/out");
+    assert_each_once(ids(&table), (0..1200).map(|i| format!("e{i}")), "event ids in s3://lake/out");
     for row in table.json["rows"].as_array().unwrap() {
         assert_eq!(row["v"], "first", "the copy with the earlier event time is kept: {row}");
     }
     let commits = table.commits();
-    assert_eq!(commits.len(), 5, "one commit per file (max_files_per_trigger = 1): {commits:?}");
+    assert_eq!(commits.len(), 12, "one commit per file (max_files_per_trigger = 1): {commits:?}");
     let versions: Vec<i64> = table.txns().iter().map(|t| t.1).collect();
     assert_eq!(versions.iter().collect::<BTreeSet<_>>().len(), versions.len(), "each batch committed once: {versions:?}");
 
     // The checkpoint is in the bucket, its entries carry the run id, the lease is given up.
     let keys = lake.s3.list(BUCKET, "cp/out/");
-    for key in ["cp/out/metadata.json", "cp/out/offsets/0.json", "cp/out/commits/0.json", "cp/out/_lease.json"] {
+    for key in ["cp/out/metadata.json", "cp/out/offsets/0.json", "cp/out/commits/0.json", "cp/out/_lease.json", "cp/out/state/dedup/9.snapshot"] {
         assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
     }
     let offsets = lake.json("cp/out/offsets/0.json");
@@ -138,7 +140,12 @@ fn a_deduplicating_query_runs_with_source_checkpoint_and_table_in_s3() {
 
     // A third run finds nothing to do and writes nothing.
     assert_ok(&lake.run(checkpoint));
-    assert_eq!(lake.read("out").commits().len(), 5);
+    assert_eq!(lake.read("out").commits().len(), 12);
+    // A fourth, restored from the snapshot and the deltas after it, drops the copies of the
+    // first file's events, on time but held since batch 0.
+    lake.put_lines("in/events/12.json", &dedup_events(0..100, 11));
+    assert_ok(&lake.run(checkpoint));
+    assert_each_once(ids(&lake.read("out")), (0..1200).map(|i| format!("e{i}")), "event ids after the copies");
 }
 
 /// A stateless copy of `s3://lake/in/events` (JSON, one file per batch) into the Delta
