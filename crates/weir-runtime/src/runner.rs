@@ -67,19 +67,34 @@ pub(crate) struct ChainOp {
 /// A snapshot of an operator's state made from its files ([`StateFiles::compact`]) on a
 /// thread of the blocking pool, begun once its batch committed, while the next batches run.
 /// The batch whose snapshot is due next waits for it before its state commit, and so does
-/// the end of the run. A purge meanwhile keeps what it reads: it keeps the files from the
-/// newest snapshot there is, and this one reads from that snapshot on.
+/// the end of the run, unless the query was asked to stop (then it is cancelled). A purge
+/// meanwhile keeps what it reads: it keeps the files from the newest snapshot there is, and
+/// this one reads from that snapshot on.
 pub(crate) struct SnapshotJob {
     version: u64,
     handle: tokio::task::JoinHandle<weir_state::Result<()>>,
+    /// Set, the snapshot stops before its next record batch and leaves nothing behind.
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SnapshotJob {
     /// Begins version `version`'s snapshot of the state in `files`, kept by `filter`.
     fn start(checkpoint: &Arc<Checkpoint>, files: &StateFiles, version: u64, filter: SnapshotFilter) -> Self {
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::clone(&cancelled);
+        let keep: SnapshotFilter = Box::new(move |batch| match stop.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(weir_state::StateError::Data("cancelled: the query stopped".into())),
+            false => filter(batch),
+        });
         let (checkpoint, files, runtime) = (Arc::clone(checkpoint), files.clone(), tokio::runtime::Handle::current());
-        let handle = tokio::task::spawn_blocking(move || runtime.block_on(files.compact(&checkpoint, version, &filter, STATE_WRITE_ROWS)));
-        Self { version, handle }
+        let handle = tokio::task::spawn_blocking(move || runtime.block_on(files.compact(&checkpoint, version, &keep, STATE_WRITE_ROWS)));
+        Self { version, handle, cancelled }
+    }
+
+    /// Stops it: a query asked to stop does not wait for a snapshot of a big state. The next
+    /// run loads the snapshot before and the deltas after it, all kept.
+    fn cancel(&self) {
+        self.cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits for it. A snapshot that failed is a warning: the state's deltas are all there,
@@ -87,6 +102,7 @@ impl SnapshotJob {
     async fn finish(self, shared: &Shared, id: &str, run_id: &str, operator: &str) {
         let failed = match self.handle.await {
             Ok(Ok(())) => return,
+            Ok(Err(_)) if self.cancelled.load(std::sync::atomic::Ordering::Relaxed) => return,
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
@@ -149,8 +165,12 @@ struct Position {
 impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
         let outcome = self.run_batches().await;
+        // The last snapshot completes, unless the query was asked to stop.
         for c in &mut self.operators {
             if let Some(job) = c.snapshot_job.take() {
+                if self.shared.stop_requested() {
+                    job.cancel();
+                }
                 job.finish(&self.shared, &self.id, &self.run_id, c.op.name()).await;
             }
         }

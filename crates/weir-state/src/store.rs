@@ -354,5 +354,26 @@ mod tests {
         assert!(!left.iter().any(|n| n == "0.delta" || n == "2.snapshot" || n == "5.delta"), "{left:?}");
         assert_eq!(loaded(&files, &cp, 6).await.unwrap(), vec![-5, 60, 61, 62]);
         assert!(loaded(&files, &cp, 1).await.is_err(), "purged versions are gone, loudly");
+
+        // A snapshot made from the files: the snapshot before and the deltas since, through
+        // the filter, in record batches of `max_rows`. One whose filter fails (a cancelled
+        // one) leaves nothing behind.
+        let failing: SnapshotFilter = Box::new(|_| Err(StateError::Data("cancelled".into())));
+        assert!(files.compact(&cp, 6, &failing, 2).await.is_err());
+        assert!(!cp.file_names("state/op").await.unwrap().iter().any(|n| n.starts_with("6.snapshot")));
+        let odd: SnapshotFilter = Box::new(|b: &RecordBatch| {
+            let v = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            Ok(arrow::compute::filter_record_batch(b, &v.iter().map(|v| v.map(|v| v % 2 != 0)).collect()).unwrap())
+        });
+        files.compact(&cp, 6, &odd, 2).await.unwrap();
+        let mut sizes = Vec::new();
+        files
+            .load(&cp, Some(6), &mut |b: &RecordBatch| {
+                sizes.push(b.num_rows());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!((loaded(&files, &cp, 6).await.unwrap(), sizes), (vec![-5, 61], vec![2]), "6.snapshot alone, in one batch");
     }
 }
