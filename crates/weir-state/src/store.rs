@@ -73,7 +73,7 @@ impl StateFiles {
         let files = self.files_of(checkpoint, version, version.checked_sub(1)).await?;
         let mut out = self.snapshot_writer(checkpoint, version)?;
         // Kept rows not written yet.
-        let (mut kept, mut rows, mut written) = (Vec::new(), 0, false);
+        let (mut kept, mut rows) = (Vec::new(), 0);
         for file in files {
             let shown = checkpoint.show_entry(&file);
             for batch in self.open(checkpoint, &file).await? {
@@ -81,13 +81,13 @@ impl StateFiles {
                 rows += batch.num_rows();
                 kept.push(batch);
                 if rows >= max_rows.max(1) {
-                    write_kept(&mut out, &mut kept, &mut written, version).await?;
+                    write_kept(&mut out, &mut kept).await?;
                     rows = 0;
                 }
             }
         }
         if rows > 0 {
-            write_kept(&mut out, &mut kept, &mut written, version).await?;
+            write_kept(&mut out, &mut kept).await?;
         }
         out.finish().await
     }
@@ -108,10 +108,8 @@ impl StateFiles {
         let mut files: Vec<String> = base.iter().map(|&s| self.path(s, "snapshot")).collect();
         for v in base.map_or(0, |s| s + 1)..=version {
             if !deltas.contains(&v) {
-                return Err(StateError::Corrupt {
-                    path: checkpoint.show_entry(&self.path(v, "delta")),
-                    message: format!("missing: state version {version} needs it; the checkpoint is incomplete"),
-                });
+                let message = format!("missing: state version {version} needs it; the checkpoint is incomplete");
+                return Err(corrupt(&checkpoint.show_entry(&self.path(v, "delta")), message));
             }
             files.push(self.path(v, "delta"));
         }
@@ -174,8 +172,9 @@ impl StateFiles {
     }
 }
 
-/// Writes the rows `kept` (taking them) to a snapshot made from the files as one record batch.
-async fn write_kept(out: &mut StateWriter, kept: &mut Vec<RecordBatch>, written: &mut bool, version: u64) -> Result<()> {
+/// Writes the rows `kept` (taking them) to a snapshot made from the files as one record
+/// batch. The failpoint `during_state_snapshot` aborts at the first.
+async fn write_kept(out: &mut StateWriter, kept: &mut Vec<RecordBatch>) -> Result<()> {
     let batch = match kept.as_slice() {
         [] => return Ok(()),
         [one] => one.clone(),
@@ -183,10 +182,7 @@ async fn write_kept(out: &mut StateWriter, kept: &mut Vec<RecordBatch>, written:
     };
     kept.clear();
     out.write(&batch).await?;
-    if !*written {
-        *written = true;
-        weir_checkpoint::failpoint::hit("during_state_snapshot", version);
-    }
+    weir_checkpoint::failpoint::hit("during_state_snapshot", out.version());
     Ok(())
 }
 
