@@ -42,6 +42,8 @@ pub(crate) struct Planned {
     /// The late-rows tables of each operator: those of the first operator whose rows can be
     /// late, one for each source that asks for one.
     pub late_tables: Vec<Vec<LateTable>>,
+    /// Their sinks, in the same order.
+    pub late_sinks: Vec<Vec<LateSink>>,
 }
 
 /// Builds the operators of `compiled`'s chain; warnings go to `warnings`.
@@ -53,7 +55,7 @@ pub(crate) fn plan(
     line: usize,
     warnings: &mut Vec<String>,
 ) -> Result<Planned> {
-    let mut planned = Planned { operators: Vec::new(), specs: Vec::new(), late_tables: Vec::new() };
+    let mut planned = Planned { operators: Vec::new(), specs: Vec::new(), late_tables: Vec::new(), late_sinks: Vec::new() };
     let mut late_taken = false;
     let delay_of = |source: &str| -> Option<(String, i64)> {
         let s = sources.iter().find(|s| s.name == source)?;
@@ -180,7 +182,8 @@ pub(crate) fn plan(
             let sink = make_sink(&t.sink_name, &config, None, &session.memory).map_err(|e| WeirError::at(line, e))?;
             late_sinks.push(LateSink { rows_of: t.rows_of.clone(), sink, begun: false });
         }
-        planned.operators.push(ChainOp { op, files, late_sinks, snapshot_job: None });
+        planned.operators.push(ChainOp { op, files, late_tables: !late_sinks.is_empty(), snapshot_job: None });
+        planned.late_sinks.push(late_sinks);
         planned.specs.push(spec);
         planned.late_tables.push(late);
     }

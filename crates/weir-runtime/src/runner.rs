@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! start:  N = newest offsets/N; commits/N exists -> next batch N+1, else re-run N exactly
-//! loop:   plan ends per source -> write offsets/N -> sink.begin(N)
-//!         -> for each chunk read: execute -> sink.write -> sink.finish (commit N)
-//!         -> write commits/N -> progress; N += 1
+//! loop:   plan ends per source -> read and execute, chunk by chunk
+//!         -> [first rows for a table] wait for commit N-1 -> write offsets/N -> sink.begin(N)
+//!         -> sink.write ... -> in a task: sink.finish (commit N) -> write commits/N
+//!         -> progress; N += 1 (while that task runs)
 //! ```
 //! A crash anywhere after `offsets/N` re-runs batch N with the same input; the sink finds its
-//! own `txn` and writes nothing twice.
+//! own `txn` and writes nothing twice. `offsets/N` follows `commits/N-1` (see [`Output`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use futures::StreamExt;
 use weir_connectors::{ConnectorError, ReadOutput, Sink, Source};
 use weir_planner::CompiledQuery;
 use weir_sql::config::Trigger;
-use weir_state::{OperatorMetrics, Place, SnapshotFilter, StateFiles, StatefulOperator};
+use weir_state::{OperatorMetrics, Place, SnapshotFilter, StateFiles, StateWriter, StatefulOperator};
 
 use crate::error::{Result, WeirError};
 use crate::failpoint;
@@ -42,8 +43,9 @@ pub(crate) struct RunSource {
     pub source: Box<dyn Source>,
     /// Event-time column and delay, when the table has a WATERMARK.
     pub watermark: Option<(String, Duration)>,
-    /// Where rows that fail to decode go (`on_bad_row = 'dead_letter'`).
-    pub bad_sink: Option<Box<dyn Sink>>,
+    /// Whether rows that fail to decode go to a dead-letter table (`on_bad_row =
+    /// 'dead_letter'`; the table is in [`Sinks::bad`]).
+    pub dead_letter: bool,
 }
 
 /// State rows an operator hands over at a time for its delta or snapshot: a batch that adds
@@ -58,8 +60,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct ChainOp {
     pub op: Box<dyn StatefulOperator>,
     pub files: StateFiles,
-    /// Where late rows go, when their source sends them to a late-rows table.
-    pub late_sinks: Vec<LateSink>,
+    /// Whether a source sends its late rows to a late-rows table ([`Sinks::late`]).
+    pub late_tables: bool,
     /// The snapshot of the state as of the last batch, being made from its files.
     pub snapshot_job: Option<SnapshotJob>,
 }
@@ -124,6 +126,145 @@ pub(crate) struct LateSink {
     pub begun: bool,
 }
 
+/// The tables a query writes: its sink's, and the dead-letter and late-rows tables beside it.
+/// They go with a batch's commit while the next batch is read (see [`Output`]).
+pub(crate) struct Sinks {
+    pub main: Box<dyn Sink>,
+    /// Per source, by index: its dead-letter table (`on_bad_row = 'dead_letter'`).
+    pub bad: Vec<Option<Box<dyn Sink>>>,
+    /// Per operator, by index: its late-rows tables.
+    pub late: Vec<Vec<LateSink>>,
+    /// Per source: whether the batch at hand has begun its dead-letter table (with its
+    /// first bad row).
+    bad_begun: Vec<bool>,
+}
+
+impl Sinks {
+    pub(crate) fn new(main: Box<dyn Sink>, bad: Vec<Option<Box<dyn Sink>>>, late: Vec<Vec<LateSink>>) -> Self {
+        let bad_begun = vec![false; bad.len()];
+        Self { main, bad, late, bad_begun }
+    }
+}
+
+/// Where a batch's rows go, and the commit of the batch before.
+///
+/// Once batch N's rows are all handed to its tables and its state deltas written, its
+/// commit (the tables' commits, the deltas completed, `commits/N`) runs as a task of its
+/// own while the loop plans batch N+1, reads it and runs it through the operators. The
+/// task, once `commits/N` is written, also opens batch N+1 when the loop has planned it by
+/// then: writes `offsets/N+1` and begins the tables. Batch N+1 takes the tables back when
+/// it first has rows for one of them, or at its own commit at the latest, and waits for the
+/// task there (and opens itself if the task did not). So the checkpoint's order is the same
+/// as without the overlap (`offsets/N+1` after `commits/N`, a restart re-runs at most one
+/// batch), and nothing batch N+1 did before its offsets is visible: its state delta and
+/// data files, if any, are staging files and data files no log entry names, written again
+/// by a re-run.
+pub(crate) struct Output {
+    /// The tables, unless a commit has them.
+    sinks: Option<Sinks>,
+    /// The commit running, of the batch of this id.
+    committing: Option<(u64, CommitTask)>,
+    /// Hands the commit running the batch to open after it.
+    then_open: Option<tokio::sync::oneshot::Sender<Opening>>,
+    /// The batch to open at the tables' first use, unless the commit before opens it.
+    next: Option<Opening>,
+    /// How long the last batch's offsets took to write.
+    wal: Duration,
+    /// Commits done whose follow-ups the loop has yet to take ([`Runner::take_committed`]).
+    done: Vec<Committed>,
+}
+
+/// A batch's commit running: it gives the tables back with its outcome.
+type CommitTask = tokio::task::JoinHandle<(Sinks, Result<Committed>)>;
+
+/// A batch to open: its offsets, and whether they are still to be written (not for a batch
+/// re-run after a restart).
+struct Opening {
+    entry: OffsetsEntry,
+    write_offsets: bool,
+}
+
+impl Opening {
+    /// Writes the batch's offsets, if they are to be, and begins the main table for it;
+    /// returns how long the offsets took.
+    async fn open(self, sinks: &mut Sinks, checkpoint: &Checkpoint) -> Result<Duration> {
+        let batch_id = self.entry.batch_id;
+        let wal = Instant::now();
+        if self.write_offsets {
+            checkpoint.write_offsets(&self.entry).await?;
+            failpoint::hit("after_offsets", batch_id);
+        }
+        let wal = wal.elapsed();
+        sinks.main.begin(batch_id).await.map_err(|e| batch_err(batch_id, e))?;
+        sinks.bad_begun.fill(false);
+        Ok(wal)
+    }
+}
+
+/// What a batch's commit leaves for the loop.
+struct Committed {
+    /// Snapshots being made from the files, by operator index.
+    jobs: Vec<(usize, SnapshotJob)>,
+    /// Each source's end offset in the batch, for [`Source::committed`].
+    ends: BTreeMap<String, Value>,
+    /// The next batch's offsets' time, when the commit opened it.
+    opened: Option<Duration>,
+}
+
+impl Output {
+    pub(crate) fn new(sinks: Sinks) -> Self {
+        Self { sinks: Some(sinks), committing: None, then_open: None, next: None, wal: Duration::ZERO, done: Vec::new() }
+    }
+
+    /// Batch `opening` is next: the commit running opens it, or else the tables' first use.
+    fn next_batch(&mut self, opening: Opening) {
+        self.wal = Duration::ZERO;
+        match self.then_open.take() {
+            Some(tx) => {
+                if let Err(opening) = tx.send(opening) {
+                    self.next = Some(opening); // the commit failed; settling says how
+                }
+            }
+            None => self.next = Some(opening),
+        }
+    }
+
+    /// Waits for the commit running, if one is: its tables come back, its failure is the
+    /// loop's.
+    async fn settle(&mut self) -> Result<()> {
+        // A commit not handed a batch to open by now opens none.
+        self.then_open = None;
+        let Some((batch_id, handle)) = self.committing.take() else { return Ok(()) };
+        let (sinks, committed) = handle.await.map_err(|e| batch_err(batch_id, format!("its commit did not complete: {e}")))?;
+        self.sinks = Some(sinks);
+        let committed = committed?;
+        if let Some(wal) = committed.opened {
+            self.wal = wal;
+        }
+        self.done.push(committed);
+        Ok(())
+    }
+
+    /// The tables, begun for the batch at hand: waits for the commit before, then opens
+    /// the batch if that commit did not.
+    async fn sinks(&mut self, checkpoint: &Checkpoint) -> Result<&mut Sinks> {
+        self.settle().await?;
+        let sinks = self.sinks.as_mut().ok_or_else(|| WeirError::Config("the query's tables were lost with a failed commit".into()))?;
+        if let Some(opening) = self.next.take() {
+            self.wal = opening.open(sinks, checkpoint).await?;
+        }
+        Ok(sinks)
+    }
+
+    /// Hands `job` to a task of its own, with the tables.
+    fn commit(&mut self, job: CommitJob) {
+        let sinks = self.sinks.take().expect("the tables are begun before a commit");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.then_open = Some(tx);
+        self.committing = Some((job.batch_id, tokio::spawn(job.run(sinks, rx))));
+    }
+}
+
 /// Everything one query needs to run its batches.
 pub(crate) struct Runner {
     pub id: String,
@@ -131,7 +272,6 @@ pub(crate) struct Runner {
     pub name: String,
     pub checkpoint: Arc<Checkpoint>,
     pub sources: Vec<RunSource>,
-    pub sink: Box<dyn Sink>,
     pub compiled: CompiledQuery,
     /// The stateful operators, from the sources up (state loaded by `run`).
     pub operators: Vec<ChainOp>,
@@ -141,6 +281,8 @@ pub(crate) struct Runner {
     pub shared: Arc<Shared>,
     /// The static tables the query joins with.
     pub statics: crate::static_tables::StaticTables,
+    /// The tables it writes, and the commit of the last batch.
+    pub out: Output,
 }
 
 /// What the loop carries from one batch to the next.
@@ -165,6 +307,9 @@ struct Position {
 impl Runner {
     pub(crate) async fn run(mut self) -> Result<()> {
         let outcome = self.run_batches().await;
+        // The last batch's commit completes; if it failed, that is the first failure.
+        let outcome = self.out.settle().await.and(outcome);
+        self.take_committed().await;
         // The last snapshot completes, unless the query was asked to stop.
         for c in &mut self.operators {
             if let Some(job) = c.snapshot_job.take() {
@@ -176,9 +321,12 @@ impl Runner {
         }
         // The sinks' background work (a Delta checkpoint) ends with the query; a failure of
         // it is a warning: the batches' commits never wait for it.
-        let mut sinks: Vec<&mut Box<dyn Sink>> = vec![&mut self.sink];
-        sinks.extend(self.sources.iter_mut().filter_map(|s| s.bad_sink.as_mut()));
-        sinks.extend(self.operators.iter_mut().flat_map(|c| c.late_sinks.iter_mut().map(|l| &mut l.sink)));
+        let mut sinks: Vec<&mut Box<dyn Sink>> = Vec::new();
+        if let Some(s) = self.out.sinks.as_mut() {
+            sinks.push(&mut s.main);
+            sinks.extend(s.bad.iter_mut().flatten());
+            sinks.extend(s.late.iter_mut().flatten().map(|l| &mut l.sink));
+        }
         let mut failed = Vec::new();
         for sink in sinks {
             if let Err(e) = sink.close().await {
@@ -240,7 +388,7 @@ impl Runner {
                     pos.watermark_ms = offsets.batch_watermark_ms;
                     // It joins with the static tables' versions its first run read.
                     self.statics.replay(offsets.static_versions.as_ref()).await.map_err(|e| batch_err(offsets.batch_id, e))?;
-                    self.run_batch(&offsets, &mut pos, Instant::now(), 0, 0, true).await?;
+                    self.run_batch(&offsets, &mut pos, Instant::now(), 0, true).await?;
                     if self.trigger == Trigger::Once {
                         return Ok(());
                     }
@@ -260,6 +408,7 @@ impl Runner {
             if self.shared.stop_requested() {
                 return Ok(());
             }
+            self.take_committed().await;
             let started = Instant::now();
             let round = self.shared.begin_round();
             self.shared.set_status("Getting offsets from sources", false, true, true);
@@ -308,6 +457,9 @@ impl Runner {
             }
             let latest_offset_ms = started.elapsed().as_millis() as u64;
             if !any_new && !pos.needs_no_data_batch {
+                // Idle means every batch is committed.
+                self.out.settle().await?;
+                self.take_committed().await;
                 self.shared.round_idle(round);
                 match self.trigger {
                     Trigger::AvailableNow | Trigger::Once => return Ok(()),
@@ -340,11 +492,7 @@ impl Runner {
                 static_versions,
                 run_id: Some(self.run_id.clone()),
             };
-            let wal = Instant::now();
-            self.checkpoint.write_offsets(&entry).await?;
-            let wal_ms = wal.elapsed().as_millis() as u64;
-            failpoint::hit("after_offsets", batch_id);
-            self.run_batch(&entry, &mut pos, started, latest_offset_ms, wal_ms, false).await?;
+            self.run_batch(&entry, &mut pos, started, latest_offset_ms, false).await?;
             if self.trigger == Trigger::Once {
                 return Ok(());
             }
@@ -360,19 +508,13 @@ impl Runner {
         }
     }
 
-    /// Runs the batch recorded in `entry`: read, execute, commit to the sink, log the commit.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_batch(
-        &mut self,
-        entry: &OffsetsEntry,
-        pos: &mut Position,
-        started: Instant,
-        latest_offset_ms: u64,
-        wal_ms: u64,
-        is_replay: bool,
-    ) -> Result<()> {
+    /// Runs the batch recorded in `entry`: read, execute, hand its rows to the tables, then
+    /// commit it in a task of its own ([`Output`]) that the next batch waits for before it
+    /// writes anything visible.
+    async fn run_batch(&mut self, entry: &OffsetsEntry, pos: &mut Position, started: Instant, latest_offset_ms: u64, is_replay: bool) -> Result<()> {
         let batch_id = entry.batch_id;
         self.shared.set_status("Processing new data", true, true, true);
+        self.out.next_batch(Opening { entry: entry.clone(), write_offsets: !is_replay });
 
         // Each source's chunks (a file's rows, say) flow through the query as they are
         // decoded: the source reads ahead, the sink encodes in its own task, and a batch
@@ -388,10 +530,6 @@ impl Runner {
         let mut bad_by_source: BTreeMap<String, u64> = BTreeMap::new();
         let mut stats = EventStats::default();
         let mut num_output_rows = 0u64;
-        self.sink.begin(batch_id).await.map_err(|e| batch_err(batch_id, e))?;
-        // Bad and late rows go to their tables as they come, in the same batch: each of
-        // those sinks is begun when its first row comes.
-        let mut bad_begun: Vec<bool> = vec![false; self.sources.len()];
         // Each operator's state delta is written as the batch goes (see `STATE_WRITE_ROWS`).
         let mut deltas = Vec::with_capacity(self.operators.len());
         for c in &self.operators {
@@ -451,11 +589,13 @@ impl Runner {
                 let expected = read_rows.map(|rows| rows.saturating_sub(*read));
                 *read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 *bad_by_source.entry(s.name.clone()).or_default() += bad_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                if let Some(bad_sink) = s.bad_sink.as_mut() {
+                if s.dead_letter && bad_rows.iter().any(|b| b.num_rows() > 0) {
+                    let sinks = self.out.sinks(&self.checkpoint).await?;
+                    let bad_sink = sinks.bad[source_index].as_mut().expect("a source with a dead-letter table has its sink");
                     for bad in bad_rows.iter().filter(|b| b.num_rows() > 0) {
-                        if !bad_begun[source_index] {
+                        if !sinks.bad_begun[source_index] {
                             bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
-                            bad_begun[source_index] = true;
+                            sinks.bad_begun[source_index] = true;
                         }
                         bad_sink.write(add_batch_id(bad, batch_id)).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
                     }
@@ -468,12 +608,12 @@ impl Runner {
                         let place = Place { source: source_index as u32, part: place.part, seq: place.seq };
                         first.op.expect_rows(expected.unwrap_or(0));
                         first.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
-                        write_late_rows(first, Some(source_index), batch_id).await?;
+                        write_late_rows(first, 0, &mut self.out, &self.checkpoint, Some(source_index), batch_id).await?;
                     }
                     None => {
                         for batch in rows {
                             num_output_rows += batch.num_rows() as u64;
-                            self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                            self.out.sinks(&self.checkpoint).await?.main.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
                         }
                     }
                 }
@@ -495,12 +635,12 @@ impl Runner {
                         let place = Place { source: 0, part: 0, seq };
                         seq = seq.checked_add(1).ok_or_else(|| batch_err(batch_id, "a batch of more than 4 billion output chunks"))?;
                         next.op.process(&rows, place, entry.late_events_watermark_ms).map_err(|e| batch_err(batch_id, e))?;
-                        write_late_rows(next, None, batch_id).await?;
+                        write_late_rows(next, i + 1, &mut self.out, &self.checkpoint, None, batch_id).await?;
                     }
                     None => {
                         for batch in rows {
                             num_output_rows += batch.num_rows() as u64;
-                            self.sink.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
+                            self.out.sinks(&self.checkpoint).await?.main.write(batch).await.map_err(|e| batch_err(batch_id, e))?;
                         }
                     }
                 }
@@ -515,119 +655,50 @@ impl Runner {
             state_metrics.push(self.operators[i].op.take_metrics());
         }
         failpoint::hit("after_execute", batch_id);
-        // The batch's output counts also when a replay finds it committed and writes nothing.
-        // A runner that lost its lease to another stops here, before its commit.
-        self.checkpoint.check_lease().await?;
-        // The sink commits while the state's deltas complete: a state version counts only
-        // once `commits/N` is written (a restart loads the last committed batch's, and a
-        // re-run batch writes its delta again), so the delta may land before the sink's
-        // commit as well as after it.
-        let sink_commit = async {
-            let started = Instant::now();
-            self.sink.finish().await.map(|commit| (commit, started.elapsed()))
-        };
-        let state_deltas = async {
-            let started = Instant::now();
-            for delta in deltas {
-                delta.finish().await?;
-            }
-            Ok::<_, weir_state::StateError>(started.elapsed())
-        };
-        let (sink_commit, state_deltas) = tokio::join!(sink_commit, state_deltas);
-        let (sink_commit, sink_commit_time) = sink_commit.map_err(|e| batch_err(batch_id, e))?;
-        let state_deltas_time = state_deltas.map_err(|e| batch_err(batch_id, e))?;
-        let sink_commit_ms = sink_commit_time.as_millis() as u64;
-        for w in self.sink.take_warnings() {
-            warn(&self.shared, &self.id, &self.run_id, w);
-        }
-        failpoint::hit("after_sink_commit", batch_id);
-        // The bad and late rows' tables commit after the sink, each with its own txn, so a
-        // replay skips what they committed before. A table not created yet is begun without
-        // rows, so that the query's first batch creates it as it does the sink's.
-        for (s, begun) in self.sources.iter_mut().zip(bad_begun) {
-            let Some(bad_sink) = s.bad_sink.as_mut().filter(|sink| begun || sink.awaits_creation()) else { continue };
-            if !begun {
-                bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
-            }
-            bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
-        }
-        for late in self.operators.iter_mut().flat_map(|c| &mut c.late_sinks).filter(|l| l.begun || l.sink.awaits_creation()) {
-            if !late.begun {
-                late.sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
-            }
-            late.begun = false;
-            late.sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
-        }
+
+        // Snapshots of the state as of this batch: those an operator makes from memory are
+        // written now, before the next batch changes the state; those made from the files
+        // are begun once the batch commits.
         let state_started = Instant::now();
-        // Snapshots to make from the files once the batch commits, off the loop.
-        let mut from_files = Vec::new();
-        if !self.operators.is_empty() {
-            for (i, c) in self.operators.iter_mut().enumerate() {
-                if !c.files.snapshot_due(batch_id) {
-                    continue;
-                }
-                // One snapshot at a time: the last one made from the files is complete.
-                if let Some(job) = c.snapshot_job.take() {
-                    job.finish(&self.shared, &self.id, &self.run_id, c.op.name()).await;
-                }
-                if let Some(filter) = c.op.snapshot_filter(entry.batch_watermark_ms) {
-                    from_files.push((i, filter));
-                    continue;
-                }
-                let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
-                for b in c.op.snapshot(STATE_WRITE_ROWS) {
-                    snapshot.write(&b.map_err(|e| batch_err(batch_id, e))?).await.map_err(|e| batch_err(batch_id, e))?;
-                }
-                snapshot.finish().await.map_err(|e| batch_err(batch_id, e))?;
-            }
-            failpoint::hit("after_state_commit", batch_id);
+        // A snapshot due waits for the commit before, which may have begun one.
+        if self.operators.iter().any(|c| c.files.snapshot_due(batch_id)) {
+            self.out.settle().await?;
         }
-        let state_commit_ms = (state_deltas_time + state_started.elapsed()).as_millis() as u64;
-        let get_batch_ms = get_batch.as_millis() as u64;
-        let add_batch_ms = add_started.elapsed().saturating_sub(get_batch).as_millis() as u64;
+        self.take_committed().await;
+        let mut from_files = Vec::new();
+        for (i, c) in self.operators.iter_mut().enumerate() {
+            if !c.files.snapshot_due(batch_id) {
+                continue;
+            }
+            // One snapshot at a time: the last one made from the files is complete.
+            if let Some(job) = c.snapshot_job.take() {
+                job.finish(&self.shared, &self.id, &self.run_id, c.op.name()).await;
+            }
+            if let Some(filter) = c.op.snapshot_filter(entry.batch_watermark_ms) {
+                from_files.push((i, c.files.clone(), filter));
+                continue;
+            }
+            let mut snapshot = c.files.snapshot_writer(&self.checkpoint, batch_id).map_err(|e| batch_err(batch_id, e))?;
+            for b in c.op.snapshot(STATE_WRITE_ROWS) {
+                snapshot.write(&b.map_err(|e| batch_err(batch_id, e))?).await.map_err(|e| batch_err(batch_id, e))?;
+            }
+            snapshot.finish().await.map_err(|e| batch_err(batch_id, e))?;
+        }
+        let snapshots = state_started.elapsed();
 
         let next_watermark = self.next_watermark(pos);
-        let commit_started = Instant::now();
         let commit = CommitEntry {
             version: FORMAT_VERSION,
             next_batch_watermark_ms: next_watermark,
             num_output_rows,
-            sink_version: sink_commit.version,
+            sink_version: None,
             source_watermarks_ms: self.has_watermarks().then(|| pos.source_watermarks.clone()),
             run_id: Some(self.run_id.clone()),
             state_sizes: (!state_metrics.is_empty())
                 .then(|| state_metrics.iter().map(|m| StateSize { rows: m.num_rows_total, memory_bytes: m.memory_used_bytes }).collect()),
         };
-        self.checkpoint.write_commit(batch_id, &commit).await?;
-        failpoint::hit("after_commit_log", batch_id);
-        for s in &self.sources {
-            if let Some(o) = entry.sources.get(&s.name)
-                && let Err(e) = s.source.committed(&o.end).await
-            {
-                warn(&self.shared, &self.id, &self.run_id, format!("source '{}': {e}", s.name));
-            }
-        }
-        let commit_ms = commit_started.elapsed().as_millis() as u64;
-        // The state as of this batch is committed: its snapshots are made from its files while
-        // the next batches run.
-        for (i, filter) in from_files {
-            let c = &mut self.operators[i];
-            c.snapshot_job = Some(SnapshotJob::start(&self.checkpoint, &c.files, batch_id, filter));
-        }
-        if batch_id.is_multiple_of(10) && batch_id > 0 {
-            self.checkpoint.purge(self.retain_batches).await?;
-            // (A list of the files, not a borrow of the operators, which are Send, not Sync.)
-            let files: Vec<StateFiles> = self.operators.iter().map(|c| c.files.clone()).collect();
-            for f in files {
-                // Only version N-1 can still be needed (to re-run batch N if this run dies
-                // before commits/N); older state is history no one reads.
-                f.purge(&self.checkpoint, batch_id.saturating_sub(1)).await.map_err(|e| batch_err(batch_id, e))?;
-            }
-        }
 
-        let total = started.elapsed();
         let since_last = pos.last_trigger.map(|t| started.duration_since(t).as_secs_f64()).unwrap_or(0.0);
-        let per_sec = |rows: u64, secs: f64| if secs > 0.0 { rows as f64 / secs } else { 0.0 };
         let mut sources = Vec::with_capacity(self.sources.len());
         for s in &self.sources {
             let Some(o) = entry.sources.get(&s.name) else { continue };
@@ -639,10 +710,10 @@ impl Runner {
                 latest_offset: s.source.latest_offset().await.or_else(|| Some(o.end.clone())),
                 num_input_rows: rows,
                 input_rows_per_second: per_sec(rows, since_last),
-                processed_rows_per_second: per_sec(rows, total.as_secs_f64()),
+                processed_rows_per_second: 0.0, // when committed
                 metrics: {
                     let mut metrics = s.source.metrics();
-                    if s.bad_sink.is_some() {
+                    if s.dead_letter {
                         metrics.insert("numBadRows".to_string(), bad_by_source.get(&s.name).copied().unwrap_or(0).into());
                     }
                     // weir's own: bytes read, and the outages since the last progress.
@@ -664,37 +735,50 @@ impl Runner {
             is_replay,
             num_input_rows,
             input_rows_per_second: per_sec(num_input_rows, since_last),
-            processed_rows_per_second: per_sec(num_input_rows, total.as_secs_f64()),
+            processed_rows_per_second: 0.0, // when committed
             duration_ms: DurationMs {
                 latest_offset: latest_offset_ms,
-                wal_commit: wal_ms,
-                get_batch: get_batch_ms,
+                wal_commit: 0,
+                get_batch: get_batch.as_millis() as u64,
                 query_planning: 0,
-                add_batch: add_batch_ms,
-                commit_offsets: commit_ms,
-                trigger_execution: total.as_millis() as u64,
-                sink_commit: sink_commit_ms,
-                state_commit: state_commit_ms,
+                add_batch: 0,
+                commit_offsets: 0,
+                trigger_execution: 0,
+                sink_commit: 0,
+                state_commit: 0,
             },
             event_time,
             // Spark lists the operators from the sink down.
             state_operators: self.operators.iter().zip(&state_metrics).rev().map(|(c, m)| state_operator_json(c.op.name(), m)).collect(),
             sources,
-            sink: SinkProgress {
-                description: self.sink.description(),
-                num_output_rows,
-                version: sink_commit.version,
-                metrics: {
-                    let mut metrics = sink_commit.compaction.map(compaction_metrics).unwrap_or_default();
-                    if sink_commit.commit_retries > 0 {
-                        metrics.insert("numCommitRetries".to_string(), sink_commit.commit_retries.into());
-                    }
-                    metrics
-                },
-            },
+            sink: SinkProgress { description: String::new(), num_output_rows, version: None, metrics: BTreeMap::new() },
             observed_metrics: BTreeMap::new(),
         };
-        self.shared.push_progress(progress);
+
+        // The commit: the tables begun, the offsets written, if no rows did that yet.
+        self.out.sinks(&self.checkpoint).await?;
+        let job = CommitJob {
+            batch_id,
+            deltas,
+            checkpoint: Arc::clone(&self.checkpoint),
+            shared: Arc::clone(&self.shared),
+            id: self.id.clone(),
+            run_id: self.run_id.clone(),
+            commit,
+            stateful: !self.operators.is_empty(),
+            from_files,
+            purge: (batch_id.is_multiple_of(10) && batch_id > 0)
+                .then(|| (self.retain_batches, self.operators.iter().map(|c| c.files.clone()).collect())),
+            ends: entry.sources.iter().map(|(name, o)| (name.clone(), o.end.clone())).collect(),
+            source_names: self.sources.iter().map(|s| s.name.clone()).collect(),
+            progress,
+            started,
+            add_started,
+            get_batch,
+            wal: self.out.wal,
+            snapshots,
+        };
+        self.out.commit(job);
 
         pos.last_trigger = Some(started);
         pos.needs_no_data_batch = self.has_stateful_watermark() && next_watermark > entry.batch_watermark_ms;
@@ -705,6 +789,23 @@ impl Runner {
             pos.ends.insert(name.clone(), o.end.clone());
         }
         Ok(())
+    }
+
+    /// Takes what the commits done since the last call left: the snapshots they began, and
+    /// the sources told what was committed.
+    async fn take_committed(&mut self) {
+        for committed in std::mem::take(&mut self.out.done) {
+            for (i, job) in committed.jobs {
+                self.operators[i].snapshot_job = Some(job);
+            }
+            for s in &self.sources {
+                if let Some(end) = committed.ends.get(&s.name)
+                    && let Err(e) = s.source.committed(end).await
+                {
+                    warn(&self.shared, &self.id, &self.run_id, format!("source '{}': {e}", s.name));
+                }
+            }
+        }
     }
 
     /// Tells listeners what is left of an available-now run (`totals`: each source's unit
@@ -778,6 +879,152 @@ impl Runner {
     }
 }
 
+/// A batch's commit, run as a task of its own ([`Output`]): the tables' commits, the state's
+/// deltas completed, `commits/N`, then the snapshots made from the files begun, the old
+/// checkpoint entries purged, and the batch's progress reported.
+struct CommitJob {
+    batch_id: u64,
+    deltas: Vec<StateWriter>,
+    checkpoint: Arc<Checkpoint>,
+    shared: Arc<Shared>,
+    id: String,
+    run_id: String,
+    /// `commits/N`, without the sink's version yet.
+    commit: CommitEntry,
+    /// Whether the query has stateful operators (for the failpoint `after_state_commit`).
+    stateful: bool,
+    /// Snapshots to make from the files once the batch is committed, by operator index.
+    from_files: Vec<(usize, StateFiles, SnapshotFilter)>,
+    /// Every tenth batch: the batches of the checkpoint to keep, and the state files to purge.
+    purge: Option<(u64, Vec<StateFiles>)>,
+    ends: BTreeMap<String, Value>,
+    /// The sources' names, by index.
+    source_names: Vec<String>,
+    /// The batch's progress, but for what its commit adds.
+    progress: QueryProgress,
+    started: Instant,
+    add_started: Instant,
+    get_batch: Duration,
+    wal: Duration,
+    /// The time the loop spent on the batch's snapshots (part of `stateCommit`).
+    snapshots: Duration,
+}
+
+impl CommitJob {
+    /// Commits the batch, then opens the next if the loop hands it over by then.
+    async fn run(mut self, mut sinks: Sinks, then_open: tokio::sync::oneshot::Receiver<Opening>) -> (Sinks, Result<Committed>) {
+        let mut committed = self.commit(&mut sinks).await;
+        if let Ok(c) = &mut committed
+            && let Ok(opening) = then_open.await
+        {
+            match opening.open(&mut sinks, &self.checkpoint).await {
+                Ok(wal) => c.opened = Some(wal),
+                Err(e) => committed = Err(e),
+            }
+        }
+        (sinks, committed)
+    }
+
+    async fn commit(&mut self, sinks: &mut Sinks) -> Result<Committed> {
+        let batch_id = self.batch_id;
+        // A runner that lost its lease to another stops here, before its commit.
+        self.checkpoint.check_lease().await?;
+        // The sink commits while the state's deltas complete: a state version counts only
+        // once `commits/N` is written (a restart loads the last committed batch's, and a
+        // re-run batch writes its delta again), so the delta may land before the sink's
+        // commit as well as after it.
+        let sink_commit = async {
+            let started = Instant::now();
+            sinks.main.finish().await.map(|commit| (commit, started.elapsed()))
+        };
+        let deltas = std::mem::take(&mut self.deltas);
+        let state_deltas = async {
+            let started = Instant::now();
+            for delta in deltas {
+                delta.finish().await?;
+            }
+            Ok::<_, weir_state::StateError>(started.elapsed())
+        };
+        let (sink_commit, state_deltas) = tokio::join!(sink_commit, state_deltas);
+        let (sink_commit, sink_commit_time) = sink_commit.map_err(|e| batch_err(batch_id, e))?;
+        let state_deltas_time = state_deltas.map_err(|e| batch_err(batch_id, e))?;
+        for w in sinks.main.take_warnings() {
+            warn(&self.shared, &self.id, &self.run_id, w);
+        }
+        failpoint::hit("after_sink_commit", batch_id);
+        // The bad and late rows' tables commit after the sink, each with its own txn, so a
+        // replay skips what they committed before. A table not created yet is begun without
+        // rows, so that the query's first batch creates it as it does the sink's.
+        for (i, bad_sink) in sinks.bad.iter_mut().enumerate() {
+            let Some(bad_sink) = bad_sink.as_mut() else { continue };
+            let begun = std::mem::take(&mut sinks.bad_begun[i]);
+            if !begun && !bad_sink.awaits_creation() {
+                continue;
+            }
+            let source = &self.source_names[i];
+            if !begun {
+                bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, source, e))?;
+            }
+            bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, source, e))?;
+        }
+        for late in sinks.late.iter_mut().flatten().filter(|l| l.begun || l.sink.awaits_creation()) {
+            if !late.begun {
+                late.sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;
+            }
+            late.begun = false;
+            late.sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
+        }
+        if self.stateful {
+            failpoint::hit("after_state_commit", batch_id);
+        }
+        let commit_started = Instant::now();
+        self.commit.sink_version = sink_commit.version;
+        self.checkpoint.write_commit(batch_id, &self.commit).await?;
+        failpoint::hit("after_commit_log", batch_id);
+        let commit_time = commit_started.elapsed();
+        // The state as of this batch is committed: its snapshots are made from its files while
+        // the next batches run.
+        let jobs = std::mem::take(&mut self.from_files)
+            .into_iter()
+            .map(|(i, files, filter)| (i, SnapshotJob::start(&self.checkpoint, &files, batch_id, filter)))
+            .collect();
+        if let Some((retain, files)) = self.purge.take() {
+            self.checkpoint.purge(retain).await?;
+            for f in files {
+                // Only version N-1 can still be needed (to re-run batch N if this run dies
+                // before commits/N); older state is history no one reads.
+                f.purge(&self.checkpoint, batch_id.saturating_sub(1)).await.map_err(|e| batch_err(batch_id, e))?;
+            }
+        }
+
+        let total = self.started.elapsed();
+        let p = &mut self.progress;
+        p.processed_rows_per_second = per_sec(p.num_input_rows, total.as_secs_f64());
+        for s in &mut p.sources {
+            s.processed_rows_per_second = per_sec(s.num_input_rows, total.as_secs_f64());
+        }
+        let d = &mut p.duration_ms;
+        d.wal_commit = self.wal.as_millis() as u64;
+        d.add_batch = self.add_started.elapsed().saturating_sub(self.get_batch + self.wal + commit_time).as_millis() as u64;
+        d.commit_offsets = commit_time.as_millis() as u64;
+        d.trigger_execution = total.as_millis() as u64;
+        d.sink_commit = sink_commit_time.as_millis() as u64;
+        d.state_commit = (state_deltas_time + self.snapshots).as_millis() as u64;
+        p.sink.description = sinks.main.description();
+        p.sink.version = sink_commit.version;
+        p.sink.metrics = sink_commit.compaction.map(compaction_metrics).unwrap_or_default();
+        if sink_commit.commit_retries > 0 {
+            p.sink.metrics.insert("numCommitRetries".to_string(), sink_commit.commit_retries.into());
+        }
+        self.shared.push_progress(self.progress.clone());
+        Ok(Committed { jobs, ends: std::mem::take(&mut self.ends), opened: None })
+    }
+}
+
+fn per_sec(rows: u64, secs: f64) -> f64 {
+    if secs > 0.0 { rows as f64 / secs } else { 0.0 }
+}
+
 /// Event-time statistics of one batch, gathered chunk by chunk.
 struct EventStats {
     min: i64,
@@ -845,17 +1092,21 @@ fn state_operator_json(name: &str, m: &OperatorMetrics) -> Value {
     })
 }
 
-/// Sends an operator's late rows, of the source of index `source` when it has just taken a
-/// chunk of a source's rows, to the late-rows table that takes them, begun with the first of
-/// them. A source that asks for no table has its late rows dropped (and counted).
-async fn write_late_rows(c: &mut ChainOp, source: Option<usize>, batch_id: u64) -> Result<()> {
+/// Sends the late rows of operator `index` (`c`), of the source of index `source` when it has
+/// just taken a chunk of a source's rows, to the late-rows table that takes them, begun with
+/// the first of them. A source that asks for no table has its late rows dropped (and counted).
+async fn write_late_rows(c: &mut ChainOp, index: usize, out: &mut Output, checkpoint: &Checkpoint, source: Option<usize>, batch_id: u64) -> Result<()> {
     let late = c.op.take_late_rows();
+    if !c.late_tables || late.iter().all(|b| b.num_rows() == 0) {
+        return Ok(());
+    }
     let takes = |l: &LateSink| match (&l.rows_of, source) {
         (None, _) => true,
         (Some(sources), Some(s)) => sources.contains(&s),
         (Some(_), None) => false,
     };
-    let Some(table) = c.late_sinks.iter_mut().find(|l| takes(l)) else { return Ok(()) };
+    let sinks = out.sinks(checkpoint).await?;
+    let Some(table) = sinks.late[index].iter_mut().find(|l| takes(l)) else { return Ok(()) };
     for batch in late.into_iter().filter(|b| b.num_rows() > 0) {
         if !table.begun {
             table.sink.begin(batch_id).await.map_err(|e| late_rows_err(batch_id, e))?;

@@ -506,7 +506,7 @@ impl Session {
                 watermark: def.create.watermark.as_ref().map(|w| (w.column.clone(), w.delay)),
                 name,
                 source,
-                bad_sink: None,
+                dead_letter: false,
             })
             .collect();
         for s in &run_sources {
@@ -521,7 +521,7 @@ impl Session {
         }
 
         let mut warnings = Vec::new();
-        let crate::operators::Planned { mut operators, specs: state_operators, late_tables } =
+        let crate::operators::Planned { operators, specs: state_operators, late_tables, mut late_sinks } =
             crate::operators::plan(self, &compiled, &run_sources, &sink_name, line, &mut warnings)?;
         self.check_written_tables(sink_table.as_deref(), line, &run_sources, &late_tables)?;
 
@@ -623,8 +623,8 @@ impl Session {
         if let Some(meta) = widened {
             checkpoint.replace_metadata(&meta).await?;
         }
-        for (c, tables) in operators.iter_mut().zip(&late_tables) {
-            for (late_sink, late) in c.late_sinks.iter_mut().zip(tables) {
+        for (sinks, tables) in late_sinks.iter_mut().zip(&late_tables) {
+            for (late_sink, late) in sinks.iter_mut().zip(tables) {
                 let app_id = AppId::side_table(&id, &late.sink_name);
                 late_sink
                     .sink
@@ -634,19 +634,23 @@ impl Session {
             }
         }
 
+        let mut bad_sinks = Vec::with_capacity(run_sources.len());
         for s in &mut run_sources {
-            if let Some((path, schema)) = s.source.dead_letter() {
-                let schema = crate::runner::with_batch_id(&schema);
-                let storage = self.storage_of(&s.name);
-                let config = ConnectorConfig::Delta(DeltaConfig::at(path, storage));
-                let table = format!("{}_bad_rows", s.name);
-                let mut bad_sink = make_sink(&table, &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
-                bad_sink
-                    .open(&schema, &AppId::side_table(&id, &table), &checkpoint)
-                    .await
-                    .map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
-                s.bad_sink = Some(bad_sink);
-            }
+            let Some((path, schema)) = s.source.dead_letter() else {
+                bad_sinks.push(None);
+                continue;
+            };
+            let schema = crate::runner::with_batch_id(&schema);
+            let storage = self.storage_of(&s.name);
+            let config = ConnectorConfig::Delta(DeltaConfig::at(path, storage));
+            let table = format!("{}_bad_rows", s.name);
+            let mut bad_sink = make_sink(&table, &config, None, &self.memory).map_err(|e| WeirError::at(line, e))?;
+            bad_sink
+                .open(&schema, &AppId::side_table(&id, &table), &checkpoint)
+                .await
+                .map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
+            s.dead_letter = true;
+            bad_sinks.push(Some(bad_sink));
         }
 
         let name = options.name.clone().unwrap_or_else(|| sink_name.clone());
@@ -669,7 +673,7 @@ impl Session {
             name: name.clone(),
             checkpoint: Arc::clone(&checkpoint),
             sources: run_sources,
-            sink,
+            out: crate::runner::Output::new(crate::runner::Sinks::new(sink, bad_sinks, late_sinks)),
             compiled,
             operators,
             trigger: options.trigger,

@@ -43,6 +43,10 @@ fn every_failpoint_crash_then_restart_is_exactly_once() {
             let (_tmp, dir) = scratch();
             setup(&dir);
             crash_at(&dir, failpoint, batch, LIMIT);
+            // The next batch may have been read while this one committed, but its offsets
+            // come only after this batch's commit: a restart re-runs one batch at most.
+            let checkpoint = dir.join(".weir/checkpoints/clean");
+            assert_eq!(newest_batch(&checkpoint), Some(batch), "after a crash at {failpoint} in batch {batch}");
             let restarted = run(&dir, "p.sql", &[]);
             assert_ok(&restarted);
             assert_eq!(outcome(&dir), expected, "after a crash at {failpoint} in batch {batch}");
@@ -91,6 +95,7 @@ fn stateful_query_crash_at_every_failpoint_restores_state_exactly() {
             let (_tmp, dir) = scratch();
             setup_dedup(&dir);
             crash_at(&dir, failpoint, batch, LIMIT);
+            assert_eq!(newest_batch(&dir.join(".weir/checkpoints/clean")), Some(batch), "after a crash at {failpoint} in batch {batch}");
             assert_ok(&run(&dir, "p.sql", &[]));
             assert_eq!(outcome(&dir), expected, "after a crash at {failpoint} in batch {batch}");
         }
@@ -443,6 +448,10 @@ fn crash_windowed_pipeline(dedup: bool, batches: &[u64]) {
             let (_tmp, dir) = scratch();
             setup_window(&dir, dedup);
             crash_at(&dir, failpoint, batch, LIMIT);
+            // The next batch may have been read while this one committed, but its offsets
+            // come only after this batch's commit: a restart re-runs one batch at most.
+            let checkpoint = dir.join(".weir/checkpoints/agg");
+            assert_eq!(newest_batch(&checkpoint), Some(batch), "after a crash at {failpoint} in batch {batch}");
             let restarted = run(&dir, "p.sql", &[]);
             assert_ok(&restarted);
             let what = format!("dedup {dedup}: after a crash at {failpoint} in batch {batch}");

@@ -16,14 +16,6 @@ fn ids(table: &Path) -> Vec<i64> {
     ids
 }
 
-/// The newest batch id in a checkpoint's `offsets/`.
-fn newest_batch(checkpoint: &Path) -> Option<u64> {
-    std::fs::read_dir(checkpoint.join("offsets"))
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
-        .max()
-}
-
 /// Source `a` takes its only file in batch 0 and is idle from then on, while `b` runs past
 /// the compaction of the file lists at batch 100: a restart must not read `a`'s file again.
 #[test]
@@ -46,7 +38,9 @@ fn a_source_idle_across_the_compaction_reads_no_file_twice() {
     assert_eq!(ids(&dir.join("out/t")), expected);
     let checkpoint = dir.join(".weir/checkpoints/t");
     assert_eq!(newest_batch(&checkpoint), Some(129));
-    assert!(checkpoint.join("sources/a/compact-99.json").exists(), "the lists were compacted");
+    // Planned at batch 100, the compaction folds the lists through 98: batch 99 may still
+    // be committing then.
+    assert!(checkpoint.join("sources/a/compact-98.json").exists(), "the lists were compacted");
     for run_no in 2..=3 {
         assert_ok(&run(&dir, "p.sql", &[]));
         assert_eq!(newest_batch(&checkpoint), Some(129), "run {run_no} has nothing new to read");
@@ -93,7 +87,7 @@ fn run_with_no_data_batches(dir: &Path, files: std::ops::Range<u64>) {
     // The batch after `last` is planned (and the lists compacted at a boundary) while the
     // query waits for new files.
     if (last + 1).is_multiple_of(100) {
-        wait_for(&checkpoint.join(format!("sources/events/compact-{last}.json")));
+        wait_for(&checkpoint.join(format!("sources/events/compact-{}.json", last - 1)));
     }
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

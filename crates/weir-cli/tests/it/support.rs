@@ -76,6 +76,14 @@ pub fn crash_at(dir: &Path, failpoint: &str, batch: u64, limit: Duration) {
     assert!(stderr(&out).contains(&format!("failpoint {failpoint} hit in batch {batch}")), "{}", stderr(&out));
 }
 
+/// The newest batch id in a checkpoint's `offsets/`.
+pub fn newest_batch(checkpoint: &Path) -> Option<u64> {
+    std::fs::read_dir(checkpoint.join("offsets"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+        .max()
+}
+
 /// stderr of a finished command.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

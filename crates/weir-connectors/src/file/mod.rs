@@ -175,8 +175,11 @@ const COMPACT_EVERY: u64 = 100;
 
 impl FileSource {
     /// Folds the file lists of batches up to `through` (all committed: the loop plans batch
-    /// `through + 1` only after it) into `compact-<through>.json`, then deletes them, so a
-    /// restart reads one file instead of one per batch.
+    /// `through + 2` only after `through` commits) into `compact-<through>.json`, then
+    /// deletes them, so a restart reads one file instead of one per batch. The batch after
+    /// `through` may still be committing while the next is planned, and a restart re-runs it
+    /// from its own list: that list stays (its files are in the compaction too, as every
+    /// planned file is; a restart finds its offsets, so it counts them as taken either way).
     async fn compact(&self, checkpoint: &Checkpoint, through: u64) -> Result<()> {
         let dir = format!("sources/{}", self.table);
         let mut files: Vec<String> = self.seen.iter().cloned().collect();
@@ -351,9 +354,9 @@ impl Source for FileSource {
     }
 
     async fn plan_batch(&mut self, checkpoint: &Arc<Checkpoint>, batch_id: u64, _start: Option<&Value>) -> Result<Option<Value>> {
-        if batch_id > 0 && batch_id.is_multiple_of(COMPACT_EVERY) && self.compacted_through < Some(batch_id - 1) {
-            self.compact(checkpoint, batch_id - 1).await?;
-            self.compacted_through = Some(batch_id - 1);
+        if batch_id > 0 && batch_id.is_multiple_of(COMPACT_EVERY) && self.compacted_through < Some(batch_id - 2) {
+            self.compact(checkpoint, batch_id - 2).await?;
+            self.compacted_through = Some(batch_id - 2);
         }
         // A crashed run may have logged this batch's files before its offsets: keep its choice.
         // Only the first batch of a run can have such a list, so look once, not every poll.
