@@ -3,7 +3,11 @@
     report.py WORK RUN_NAME...      # names are <copy|dedup>-<files per trigger>-<run>
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from busy import busy_seconds  # noqa: E402
 
 work, names = sys.argv[1], sys.argv[2:]
 expected = json.load(open(f"{work}/expected.json"))
@@ -13,7 +17,7 @@ def run(name):
     start, end = map(float, open(f"{work}/{name}.times").read().split())
     batches = [json.loads(l) for l in open(f"{work}/{name}.progress") if l.startswith("{")]
     rows_in = sum(b["numInputRows"] for b in batches)
-    busy = sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000
+    busy = busy_seconds(batches)
     return {
         "rows_in": rows_in,
         "batches": sum(1 for b in batches if b["numInputRows"] > 0),

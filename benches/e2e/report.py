@@ -8,12 +8,17 @@ whole process tree, KiB), NAME.progress (StreamingQueryProgress JSON lines) and 
 (rows in the output table, counted by an independent reader).
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from busy import busy_seconds  # noqa: E402
 from datetime import datetime
 
 
 def epoch(iso):
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
 
 
 work, expected_path, names = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -25,7 +30,7 @@ for name in names:
     batches = [json.loads(l) for l in open(f"{work}/{name}.progress") if l.startswith("{")]
     batches.sort(key=lambda b: b["batchId"])
     rows_in = sum(b["numInputRows"] for b in batches)
-    busy = sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000
+    busy = busy_seconds(batches)
     ops = [b["stateOperators"][0] for b in batches if b.get("stateOperators")]
     first = batches[0]
     first_start = epoch(first["timestamp"]) - start

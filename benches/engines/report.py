@@ -5,7 +5,7 @@
 Each RUN directory holds measure.json (benches/engines/measure.py), stdout and stderr. Rows/s
 is input events / wall time of the whole process (start-up, imports and the final commit
 included); "query alone" divides by the time inside: the DuckDB COPY or Polars query as the job
-timed it, and for weir the sum of its batches' `triggerExecution`. Cores busy is the process's
+timed it, and for weir the time some batch ran (benches/busy.py: batches overlap). Cores busy is the process's
 user + sys CPU over its wall time; CPU per million rows counts input events. For weir, "in the
 batches" is the CPU over the time from the first batch with rows to the end of the last one
 (their progress events' `timestamp` and `triggerExecution`), from measure.py's samples: the
@@ -14,7 +14,11 @@ batch alone at 20 files per trigger, without the start-up, the no-data batch and
 import datetime
 import json
 import statistics
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from busy import busy_seconds  # noqa: E402
 
 work, events, threads, *runs = sys.argv[1:]
 events, threads = int(events), int(threads)
@@ -48,7 +52,7 @@ for run in runs:
     m = json.load(open(f"{work}/{run}/measure.json"))
     if engine.startswith("weir"):
         batches = [json.loads(l) for l in open(f"{work}/{run}/stderr") if l.startswith("{")]
-        query_s = sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000
+        query_s = busy_seconds(batches)
         rows_in = sum(b["numInputRows"] for b in batches)
         if rows_in != events:
             sys.exit(f"report.py: {run} read {rows_in:,} rows, not {events:,}")

@@ -9,7 +9,11 @@ whole process tree, KiB), NAME.progress (StreamingQueryProgress JSON lines) and 
 report different state metrics in some batch, or either differs from the generator's figures.
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from busy import busy_seconds  # noqa: E402
 from datetime import datetime
 
 import pyarrow.compute as pc
@@ -30,7 +34,7 @@ for name in names:
     batches = [json.loads(line) for line in open(f"{work}/{name}.progress") if line.startswith("{")]
     batches.sort(key=lambda b: b["batchId"])
     rows_in = sum(b["numInputRows"] for b in batches)
-    busy = sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000
+    busy = busy_seconds(batches)
     durations = {}
     for b in batches:
         for k, v in b["durationMs"].items():

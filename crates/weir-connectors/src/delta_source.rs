@@ -83,6 +83,8 @@ pub struct DeltaSource {
     /// A position after which nothing was found, and the last version looked at then: the
     /// next plan from the same position starts past it.
     scanned: Mutex<Option<(Position, u64)>>,
+    /// Whether the last plan stopped at a per-trigger limit ([`Source::has_more`]).
+    limited: std::sync::atomic::AtomicBool,
 }
 
 /// The table's columns, as the query reads it.
@@ -201,6 +203,7 @@ impl DeltaSource {
             commits: Mutex::new(BTreeMap::new()),
             snapshot: Mutex::new(None),
             scanned: Mutex::new(None),
+            limited: std::sync::atomic::AtomicBool::new(false),
         };
         match source.open().await? {
             Some(table) => {
@@ -781,6 +784,7 @@ impl Source for DeltaSource {
     }
 
     async fn plan_batch(&mut self, _checkpoint: &Arc<Checkpoint>, _batch_id: u64, start: Option<&Value>) -> Result<Option<Value>> {
+        self.limited.store(false, std::sync::atomic::Ordering::Relaxed);
         let Some(guard) = self.refresh().await? else { return Ok(None) };
         let table = guard.as_ref().expect("refreshed");
         let Some(latest) = table.version() else { return Ok(None) };
@@ -791,16 +795,19 @@ impl Source for DeltaSource {
         };
         let (max_files, max_bytes) = (self.config.source.max_files_per_trigger.unwrap_or(DEFAULT_MAX_FILES), self.config.source.max_bytes_per_trigger);
         let (mut count, mut bytes) = (0usize, 0u64);
+        let mut limited = false;
         let (files, scanned) = self
             .walk(table, from, latest, |_, file| {
                 count += 1;
                 bytes += file.size;
-                match count >= max_files || max_bytes.is_some_and(|m| bytes >= m) {
+                limited = count >= max_files || max_bytes.is_some_and(|m| bytes >= m);
+                match limited {
                     true => Walk::TakeLast,
                     false => Walk::Take,
                 }
             })
             .await?;
+        self.limited.store(limited, std::sync::atomic::Ordering::Relaxed);
         let Some((last, _)) = files.last() else {
             // Nothing new: the next plan from here starts past what was looked at.
             if !from.snapshot {
@@ -812,6 +819,10 @@ impl Source for DeltaSource {
         let end = self.offset(last, starting_from)?;
         drop(guard);
         Ok(Some(end))
+    }
+
+    fn has_more(&self) -> bool {
+        self.limited.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {

@@ -85,6 +85,15 @@ pub trait Source: Send + Sync {
     /// checkpoint (the file source logs the batch's files) before returning.
     async fn plan_batch(&mut self, checkpoint: &Arc<Checkpoint>, batch_id: u64, start: Option<&Value>) -> Result<Option<Value>>;
 
+    /// Whether the last [`Source::plan_batch`] left data out of its batch that a per-trigger
+    /// limit kept back (`max_files_per_trigger`, `max_offsets_per_trigger`, ...): there is
+    /// a backlog, and the loop reads the next batch while the last one commits. A source
+    /// that is caught up says no: the next batch then waits for the commit before it is
+    /// planned, so that it takes what came meanwhile.
+    fn has_more(&self) -> bool {
+        false
+    }
+
     /// The newest offset available, regardless of per-trigger limits (for progress).
     async fn latest_offset(&self) -> Option<Value> {
         None

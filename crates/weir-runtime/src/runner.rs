@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! start:  N = newest offsets/N; commits/N exists -> next batch N+1, else re-run N exactly
-//! loop:   plan ends per source -> read and execute, chunk by chunk
-//!         -> [first rows for a table] wait for commit N-1 -> write offsets/N -> sink.begin(N)
+//! loop:   [sources caught up] wait for commit N-1
+//!         -> plan ends per source -> read and execute, chunk by chunk
+//!         -> [first rows for a table] wait for commit N-1's task (it wrote offsets/N and
+//!            began the sink, or that is done now)
 //!         -> sink.write ... -> in a task: sink.finish (commit N) -> write commits/N
-//!         -> progress; N += 1 (while that task runs)
+//!            -> progress [-> write offsets/N+1 -> sink.begin(N+1), if N+1 is planned]
+//!         -> N += 1 (while that task runs)
 //! ```
 //! A crash anywhere after `offsets/N` re-runs batch N with the same input; the sink finds its
 //! own `txn` and writes nothing twice. `offsets/N` follows `commits/N-1` (see [`Output`]).
@@ -150,7 +153,8 @@ impl Sinks {
 ///
 /// Once batch N's rows are all handed to its tables and its state deltas written, its
 /// commit (the tables' commits, the deltas completed, `commits/N`) runs as a task of its
-/// own while the loop plans batch N+1, reads it and runs it through the operators. The
+/// own while the loop plans batch N+1, reads it and runs it through the operators (when
+/// a source has a backlog, see [`Source::has_more`]; else the loop waits for it). The
 /// task, once `commits/N` is written, also opens batch N+1 when the loop has planned it by
 /// then: writes `offsets/N+1` and begins the tables. Batch N+1 takes the tables back when
 /// it first has rows for one of them, or at its own commit at the latest, and waits for the
@@ -407,6 +411,12 @@ impl Runner {
         loop {
             if self.shared.stop_requested() {
                 return Ok(());
+            }
+            // With a backlog (a source's per-trigger limit held data back), the next batch is
+            // read while the last one commits. Caught up, it waits for the commit before it
+            // is planned: it then takes what came meanwhile, and no row waits for two commits.
+            if !self.sources.iter().any(|s| s.source.has_more()) {
+                self.out.settle().await?;
             }
             self.take_committed().await;
             let started = Instant::now();

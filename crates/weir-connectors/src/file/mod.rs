@@ -404,6 +404,10 @@ impl Source for FileSource {
         None
     }
 
+    fn has_more(&self) -> bool {
+        self.outstanding.is_some_and(|n| n > 0)
+    }
+
     async fn read(&self, checkpoint: &Arc<Checkpoint>, start: Option<&Value>, end: &Value) -> Result<ReadOutput> {
         ReadOutput::collect(self.read_chunks(checkpoint, start, end)).await
     }
@@ -635,6 +639,7 @@ mod tests {
         let mut source = FileSource::new("t", config, Some(schema())).await.unwrap();
 
         source.plan_batch(&cp, 0, None).await.unwrap().unwrap();
+        assert!(source.has_more(), "two files wait behind the limit");
         assert_eq!(read_batch(&source, &cp, 0).await, (0..5_000).collect::<Vec<_>>());
         assert_eq!(lock(&source.ahead).as_ref().map(|a| a.file.path.clone()).as_deref(), Some("b.json"), "b is read ahead");
 
@@ -648,6 +653,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         write_file(&dir, "c.json", 100_000..101_000);
         source.plan_batch(&cp, 2, Some(&json!({ "logOffset": 1 }))).await.unwrap().unwrap();
+        assert!(!source.has_more(), "the last file is taken: caught up");
         assert_eq!(read_batch(&source, &cp, 2).await, (100_000..101_000).collect::<Vec<_>>());
         assert_eq!(taken(&source), 1, "c's read-ahead was not taken");
         assert!(lock(&source.ahead).is_none(), "nothing left to read ahead");

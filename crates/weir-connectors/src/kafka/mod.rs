@@ -254,6 +254,11 @@ fn to_json(offsets: &Offsets) -> Value {
     Value::Object(topics)
 }
 
+/// Whether `ends` (a batch's, after [`rate_limit`]) leave records before `latest` behind.
+fn held_back(latest: &Offsets, ends: &Offsets) -> bool {
+    ends.iter().any(|(tp, end)| latest.get(tp).is_some_and(|l| l > end))
+}
+
 /// Spark's rate limit: `limit` records shared across partitions in proportion to their
 /// backlog; every partition with a backlog moves by at least one record.
 fn rate_limit(starts: &Offsets, latest: &Offsets, limit: Option<u64>) -> Offsets {
@@ -431,6 +436,10 @@ impl Source for KafkaSource {
         *self.lag.lock().expect("not poisoned") = Some((latest, ends.clone()));
         let any_new = ends.iter().any(|(tp, &end)| end > starts.get(tp).copied().unwrap_or(0));
         Ok(any_new.then(|| to_json(&ends)))
+    }
+
+    fn has_more(&self) -> bool {
+        self.lag.lock().expect("not poisoned").as_ref().is_some_and(|(latest, ends)| held_back(latest, ends))
     }
 
     async fn latest_offset(&self) -> Option<Value> {
@@ -643,7 +652,10 @@ mod tests {
         let ends = rate_limit(&starts, &latest, Some(100));
         // Backlogs 300 and 100 of 400: 75 and 25.
         assert_eq!(ends, offsets(&[("t", 0, 75), ("t", 1, 125), ("t", 2, 50)]));
+        assert!(held_back(&latest, &ends), "a backlog is left");
         assert_eq!(rate_limit(&starts, &latest, None), latest);
+        assert!(!held_back(&latest, &rate_limit(&starts, &latest, None)), "caught up");
+        assert!(!held_back(&latest, &rate_limit(&starts, &latest, Some(400))), "the limit takes it all");
         // A tiny share still moves the partition.
         let ends = rate_limit(&offsets(&[("t", 0, 0), ("t", 1, 0)]), &offsets(&[("t", 0, 10_000), ("t", 1, 1)]), Some(10));
         assert_eq!(ends, offsets(&[("t", 0, 9), ("t", 1, 1)]));
