@@ -65,9 +65,14 @@ struct Event {
 /// rows come in an order unrelated to their times; later batches move on in event time, so
 /// the last batch also has late rows and keys evicted and seen again.
 fn files() -> Vec<Vec<Event>> {
+    files_n(FILES)
+}
+
+/// [`files`], `n` of them (the first ones the same whatever `n`).
+fn files_n(n: usize) -> Vec<Vec<Event>> {
     let mut rng = Rng(14);
     let mut seq = 0;
-    (0..FILES)
+    (0..n)
         .map(|f| {
             let batch = (f / 2) as i64;
             let base = START_MS + batch * 30 * 60 * 1000;
@@ -256,6 +261,63 @@ fn dedup_keeps_the_same_rows_whatever_the_threads_pieces_and_crashes() {
         assert_ok(&out);
         assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch 1:\n{}", stderr(&out));
         assert_eq!(late_rows(&dir), late, "late rows after a crash at {failpoint} in batch 1");
+    }
+}
+
+/// Long enough to snapshot the state: a first run of twelve batches of two files (about
+/// 2.6 MB a batch) and a no-data batch, whose state as of batch 9 is snapshotted from its
+/// files while batches 10 to 12 run, and whose end waits for that snapshot; then two more
+/// batches arrive, and a second run restores the state from the snapshot and the deltas
+/// of batches 10 to 12.
+/// Whatever the threads, pieces and candidates' thread, and with a kill in the second run's
+/// first batch or while the snapshot is made, the rows are the model's.
+#[test]
+fn dedup_across_a_state_snapshot_keeps_the_same_rows_whatever_the_threads_and_crashes() {
+    const FIRST: usize = 24;
+    let files = files_n(FIRST + 4);
+    // The first run ends with a no-data batch (12: its watermark moved), so the second
+    // run's batches are 13 and 14.
+    let mut batches: Vec<&[Vec<Event>]> = files[..FIRST].chunks(2).collect();
+    batches.push(&[]);
+    batches.extend(files[FIRST..].chunks(2));
+    let ((want, late), _) = model_of_batches(&batches);
+    let snapshot = |dir: &Path| dir.join(".weir/checkpoints/dedup/state/dedup/9.snapshot");
+    for run_as in [RUNS[0], RUNS[2], RUNS[4]] {
+        let (_tmp, dir) = scratch();
+        setup(&dir, &files[..FIRST]);
+        let (out, run) = run_with(&dir, run_as);
+        assert!(snapshot(&dir).exists(), "{run}: the state's snapshot of batch 9:\n{}", stderr(&out));
+        write_events_from(&dir.join("in/events"), &files, FIRST);
+        let (out, run) = run_with(&dir, run_as);
+        assert_eq!(rows(&dir), want, "{run}:\n{}", stderr(&out));
+        assert_eq!(late_rows(&dir), late, "late rows, {run}");
+    }
+    // A kill while the snapshot is made (the first run), or at a step of the second run's
+    // first batch, then a restart: the same rows.
+    for (failpoint, batch) in [("during_state_snapshot", 9), ("after_offsets", 13), ("after_sink_commit", 13), ("after_commit_log", 13)] {
+        let (_tmp, dir) = scratch();
+        setup(&dir, &files[..FIRST]);
+        if batch < 13 {
+            crash_at(&dir, failpoint, batch, LIMIT);
+            assert_ok(&run(&dir, "p.sql", &[]));
+            write_events_from(&dir.join("in/events"), &files, FIRST);
+        } else {
+            assert_ok(&run(&dir, "p.sql", &[]));
+            write_events_from(&dir.join("in/events"), &files, FIRST);
+            crash_at(&dir, failpoint, batch, LIMIT);
+        }
+        let out = run(&dir, "p.sql", &[]);
+        assert_ok(&out);
+        assert_eq!(rows(&dir), want, "after a crash at {failpoint} in batch {batch}:\n{}", stderr(&out));
+        assert_eq!(late_rows(&dir), late, "late rows after a crash at {failpoint} in batch {batch}");
+    }
+}
+
+/// Writes `files[from..]` to `dir` under the names [`write_events`] gives them.
+fn write_events_from(dir: &Path, files: &[Vec<Event>], from: usize) {
+    for (i, events) in files.iter().enumerate().skip(from) {
+        let lines: Vec<String> = events.iter().map(event_line).collect();
+        write_file(dir, &format!("{i:03}.json"), &lines);
     }
 }
 
