@@ -1,3 +1,3 @@
 //! Crash points in the batch loop; see `weir_checkpoint::failpoint`.
 
-pub use weir_connectors::failpoint::hit;
+pub use weir_connectors::failpoint::{fail, hit};

@@ -939,6 +939,7 @@ impl CommitJob {
         let batch_id = self.batch_id;
         // A runner that lost its lease to another stops here, before its commit.
         self.checkpoint.check_lease().await?;
+        failpoint::fail("commit_error", batch_id).map_err(|e| batch_err(batch_id, e))?;
         // The sink commits while the state's deltas complete: a state version counts only
         // once `commits/N` is written (a restart loads the last committed batch's, and a
         // re-run batch writes its delta again), so the delta may land before the sink's

@@ -102,6 +102,38 @@ fn stateful_query_crash_at_every_failpoint_restores_state_exactly() {
     }
 }
 
+/// A batch's commit that fails (an error, not a crash) while the next batch is read (one file
+/// a batch leaves a backlog, so the loop reads ahead): the run stops with that batch's
+/// error, the next batch's offsets are never written and none of its rows is in the table,
+/// and a restart ends as an uninterrupted run. For a stateless query (the next batch waits
+/// for the commit at its first row) and a deduplication (at its output).
+#[test]
+fn a_commit_that_fails_stops_the_run_before_the_next_batch_s_offsets() {
+    for (stateful, setup) in [(false, setup as fn(&Path)), (true, setup_dedup)] {
+        let (_ref_tmp, reference) = scratch();
+        setup(&reference);
+        assert_ok(&run(&reference, "p.sql", &[]));
+        let expected = outcome(&reference);
+        for batch in [1, 2] {
+            let (_tmp, dir) = scratch();
+            setup(&dir);
+            let mut cmd = weir(&dir);
+            cmd.args(["run", "p.sql", "--trigger", "available-now"]).env("WEIR_FAILPOINT", format!("commit_error:{batch}"));
+            let out = output_within(cmd, LIMIT);
+            let what = format!("stateful {stateful}, commit of batch {batch}");
+            assert!(!out.status.success(), "{what}: the run fails");
+            assert!(stderr(&out).contains(&format!("batch {batch}: failpoint commit_error hit in batch {batch}")), "{what}: {}", stderr(&out));
+            let checkpoint = dir.join(".weir/checkpoints/clean");
+            assert_eq!(newest_batch(&checkpoint), Some(batch), "{what}: no offsets after the failed batch's");
+            assert!(!checkpoint.join(format!("commits/{batch}.json")).exists(), "{what}");
+            let txns: Vec<i64> = DeltaView::read(&dir.join("out/clean")).txns().into_iter().map(|(_, v)| v).collect();
+            assert_eq!(txns, (0..batch as i64).collect::<Vec<_>>(), "{what}: the batches before it, and nothing after");
+            assert_ok(&run(&dir, "p.sql", &[]));
+            assert_eq!(outcome(&dir), expected, "{what}: after a restart");
+        }
+    }
+}
+
 /// Every `.parquet` file under `table`, relative to it (hidden `_`/`.` folders skipped).
 fn parquet_files(table: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
