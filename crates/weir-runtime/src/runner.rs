@@ -134,7 +134,7 @@ pub(crate) struct LateSink {
 pub(crate) struct Sinks {
     pub main: Box<dyn Sink>,
     /// Per source, by index: its dead-letter table (`on_bad_row = 'dead_letter'`).
-    pub bad: Vec<Option<Box<dyn Sink>>>,
+    pub bad: Vec<Option<DeadLetter>>,
     /// Per operator, by index: its late-rows tables.
     pub late: Vec<Vec<LateSink>>,
     /// Per source: whether the batch at hand has begun its dead-letter table (with its
@@ -143,10 +143,17 @@ pub(crate) struct Sinks {
 }
 
 impl Sinks {
-    pub(crate) fn new(main: Box<dyn Sink>, bad: Vec<Option<Box<dyn Sink>>>, late: Vec<Vec<LateSink>>) -> Self {
+    pub(crate) fn new(main: Box<dyn Sink>, bad: Vec<Option<DeadLetter>>, late: Vec<Vec<LateSink>>) -> Self {
         let bad_begun = vec![false; bad.len()];
         Self { main, bad, late, bad_begun }
     }
+}
+
+/// A source's dead-letter table.
+pub(crate) struct DeadLetter {
+    /// The source's name, for errors.
+    pub source: String,
+    pub sink: Box<dyn Sink>,
 }
 
 /// Where a batch's rows go, and the commit of the batch before.
@@ -328,7 +335,7 @@ impl Runner {
         let mut sinks: Vec<&mut Box<dyn Sink>> = Vec::new();
         if let Some(s) = self.out.sinks.as_mut() {
             sinks.push(&mut s.main);
-            sinks.extend(s.bad.iter_mut().flatten());
+            sinks.extend(s.bad.iter_mut().flatten().map(|d| &mut d.sink));
             sinks.extend(s.late.iter_mut().flatten().map(|l| &mut l.sink));
         }
         let mut failed = Vec::new();
@@ -601,7 +608,7 @@ impl Runner {
                 *bad_by_source.entry(s.name.clone()).or_default() += bad_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 if s.dead_letter && bad_rows.iter().any(|b| b.num_rows() > 0) {
                     let sinks = self.out.sinks(&self.checkpoint).await?;
-                    let bad_sink = sinks.bad[source_index].as_mut().expect("a source with a dead-letter table has its sink");
+                    let bad_sink = &mut sinks.bad[source_index].as_mut().expect("a source with a dead-letter table has its sink").sink;
                     for bad in bad_rows.iter().filter(|b| b.num_rows() > 0) {
                         if !sinks.bad_begun[source_index] {
                             bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, &s.name, e))?;
@@ -775,12 +782,10 @@ impl Runner {
             id: self.id.clone(),
             run_id: self.run_id.clone(),
             commit,
-            stateful: !self.operators.is_empty(),
             from_files,
             purge: (batch_id.is_multiple_of(10) && batch_id > 0)
                 .then(|| (self.retain_batches, self.operators.iter().map(|c| c.files.clone()).collect())),
             ends: entry.sources.iter().map(|(name, o)| (name.clone(), o.end.clone())).collect(),
-            source_names: self.sources.iter().map(|s| s.name.clone()).collect(),
             progress,
             started,
             add_started,
@@ -901,15 +906,11 @@ struct CommitJob {
     run_id: String,
     /// `commits/N`, without the sink's version yet.
     commit: CommitEntry,
-    /// Whether the query has stateful operators (for the failpoint `after_state_commit`).
-    stateful: bool,
     /// Snapshots to make from the files once the batch is committed, by operator index.
     from_files: Vec<(usize, StateFiles, SnapshotFilter)>,
     /// Every tenth batch: the batches of the checkpoint to keep, and the state files to purge.
     purge: Option<(u64, Vec<StateFiles>)>,
     ends: BTreeMap<String, Value>,
-    /// The sources' names, by index.
-    source_names: Vec<String>,
     /// The batch's progress, but for what its commit adds.
     progress: QueryProgress,
     started: Instant,
@@ -948,7 +949,9 @@ impl CommitJob {
             let started = Instant::now();
             sinks.main.finish().await.map(|commit| (commit, started.elapsed()))
         };
+        // A stateful query has a delta for each operator.
         let deltas = std::mem::take(&mut self.deltas);
+        let stateful = !deltas.is_empty();
         let state_deltas = async {
             let started = Instant::now();
             for delta in deltas {
@@ -966,17 +969,16 @@ impl CommitJob {
         // The bad and late rows' tables commit after the sink, each with its own txn, so a
         // replay skips what they committed before. A table not created yet is begun without
         // rows, so that the query's first batch creates it as it does the sink's.
-        for (i, bad_sink) in sinks.bad.iter_mut().enumerate() {
-            let Some(bad_sink) = bad_sink.as_mut() else { continue };
+        for (i, dead_letter) in sinks.bad.iter_mut().enumerate() {
+            let Some(DeadLetter { source, sink }) = dead_letter.as_mut() else { continue };
             let begun = std::mem::take(&mut sinks.bad_begun[i]);
-            if !begun && !bad_sink.awaits_creation() {
+            if !begun && !sink.awaits_creation() {
                 continue;
             }
-            let source = &self.source_names[i];
             if !begun {
-                bad_sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, source, e))?;
+                sink.begin(batch_id).await.map_err(|e| bad_rows_err(batch_id, source, e))?;
             }
-            bad_sink.finish().await.map_err(|e| bad_rows_err(batch_id, source, e))?;
+            sink.finish().await.map_err(|e| bad_rows_err(batch_id, source, e))?;
         }
         for late in sinks.late.iter_mut().flatten().filter(|l| l.begun || l.sink.awaits_creation()) {
             if !late.begun {
@@ -985,7 +987,7 @@ impl CommitJob {
             late.begun = false;
             late.sink.finish().await.map_err(|e| late_rows_err(batch_id, e))?;
         }
-        if self.stateful {
+        if stateful {
             failpoint::hit("after_state_commit", batch_id);
         }
         let commit_started = Instant::now();

@@ -650,7 +650,7 @@ impl Session {
                 .await
                 .map_err(|e| WeirError::at(line, format!("dead-letter table of '{}': {e}", s.name)))?;
             s.dead_letter = true;
-            bad_sinks.push(Some(bad_sink));
+            bad_sinks.push(Some(crate::runner::DeadLetter { source: s.name.clone(), sink: bad_sink }));
         }
 
         let name = options.name.clone().unwrap_or_else(|| sink_name.clone());

@@ -29,12 +29,17 @@ fn outcome(dir: &Path) -> (Vec<String>, Vec<i64>) {
     (table.rows(), txns.into_iter().map(|(_, v)| v).collect())
 }
 
-#[test]
-fn every_failpoint_crash_then_restart_is_exactly_once() {
-    let (_ref_tmp, reference) = scratch();
+/// The table's content and shape after an uninterrupted run of the pipeline `setup` makes.
+fn uninterrupted(setup: fn(&Path)) -> (Vec<String>, Vec<i64>) {
+    let (_tmp, reference) = scratch();
     setup(&reference);
     assert_ok(&run(&reference, "p.sql", &[]));
-    let expected = outcome(&reference);
+    outcome(&reference)
+}
+
+#[test]
+fn every_failpoint_crash_then_restart_is_exactly_once() {
+    let expected = uninterrupted(setup);
     assert_eq!(expected.0, expected_rows(0..160));
     assert_eq!(expected.1, vec![0, 1, 2, 3], "one commit per batch");
 
@@ -110,10 +115,7 @@ fn stateful_query_crash_at_every_failpoint_restores_state_exactly() {
 #[test]
 fn a_commit_that_fails_stops_the_run_before_the_next_batch_s_offsets() {
     for (stateful, setup) in [(false, setup as fn(&Path)), (true, setup_dedup)] {
-        let (_ref_tmp, reference) = scratch();
-        setup(&reference);
-        assert_ok(&run(&reference, "p.sql", &[]));
-        let expected = outcome(&reference);
+        let expected = uninterrupted(setup);
         for batch in [1, 2] {
             let (_tmp, dir) = scratch();
             setup(&dir);
@@ -159,10 +161,7 @@ fn parquet_files(table: &Path) -> Vec<String> {
 /// uninterrupted run.
 #[test]
 fn orphan_data_files_of_a_crashed_commit_are_removed() {
-    let (_ref_tmp, reference) = scratch();
-    setup(&reference);
-    assert_ok(&run(&reference, "p.sql", &[]));
-    let expected = outcome(&reference);
+    let expected = uninterrupted(setup);
 
     for batch in [0, 2] {
         let (_tmp, dir) = scratch();
@@ -212,10 +211,7 @@ fn logged_files(table: &Path) -> Vec<String> {
 /// a path opens again after its first commit.
 #[test]
 fn committed_files_survive_a_crash_before_their_records_are_cleared() {
-    let (_ref_tmp, reference) = scratch();
-    setup(&reference);
-    assert_ok(&run(&reference, "p.sql", &[]));
-    let expected = outcome(&reference);
+    let expected = uninterrupted(setup);
 
     for name in AWKWARD_DIRS {
         for batch in [0, 2] {
