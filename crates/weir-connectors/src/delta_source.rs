@@ -83,7 +83,8 @@ pub struct DeltaSource {
     /// A position after which nothing was found, and the last version looked at then: the
     /// next plan from the same position starts past it.
     scanned: Mutex<Option<(Position, u64)>>,
-    /// Whether the last plan stopped at a per-trigger limit ([`Source::has_more`]).
+    /// Whether the last plan stopped at a per-trigger limit with a file after it
+    /// ([`Source::has_more`]).
     limited: std::sync::atomic::AtomicBool,
 }
 
@@ -579,6 +580,7 @@ impl DeltaSource {
                         out.push((position, file.clone()));
                         return Ok((out, version));
                     }
+                    Walk::Stop => return Ok((out, version)),
                 }
             }
             if snapshot {
@@ -694,7 +696,10 @@ impl Decoder {
 /// What [`DeltaSource::walk`] does with a file.
 enum Walk {
     Take,
+    /// Takes the file and stops.
     TakeLast,
+    /// Stops before the file, without taking it.
+    Stop,
 }
 
 /// `batch`'s data columns with the file's partition values, in `schema`'s order.
@@ -795,16 +800,18 @@ impl Source for DeltaSource {
         };
         let (max_files, max_bytes) = (self.config.source.max_files_per_trigger.unwrap_or(DEFAULT_MAX_FILES), self.config.source.max_bytes_per_trigger);
         let (mut count, mut bytes) = (0usize, 0u64);
+        // Files are taken until a limit is reached (the file that reaches the byte limit
+        // included); a file after that is the backlog the next batch takes.
         let mut limited = false;
         let (files, scanned) = self
             .walk(table, from, latest, |_, file| {
+                if count >= max_files || max_bytes.is_some_and(|m| bytes >= m) {
+                    limited = true;
+                    return Walk::Stop;
+                }
                 count += 1;
                 bytes += file.size;
-                limited = count >= max_files || max_bytes.is_some_and(|m| bytes >= m);
-                match limited {
-                    true => Walk::TakeLast,
-                    false => Walk::Take,
-                }
+                Walk::Take
             })
             .await?;
         self.limited.store(limited, std::sync::atomic::Ordering::Relaxed);
@@ -850,3 +857,77 @@ impl Source for DeltaSource {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::DataType;
+    use weir_sql::config::DeltaSourceOptions;
+
+    use super::*;
+    use crate::delta::DeltaSink;
+    use crate::{AppId, Sink};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]))
+    }
+
+    /// Appends one file of `ids` to the table at `path`, as batch `batch` of a writer.
+    async fn append(sink: &mut DeltaSink, batch: u64, ids: &[i64]) {
+        let rows = RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
+        sink.commit(batch, vec![rows]).await.unwrap();
+    }
+
+    /// The source's backlog flag follows the limits exactly: set when a file waits behind
+    /// `max_files_per_trigger` or `max_bytes_per_trigger`, clear when the limit takes the
+    /// table's last file, so that the batch loop plans ahead only with something to read.
+    #[tokio::test]
+    async fn has_more_only_when_a_file_waits_behind_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let table = tmp.path().join("table");
+        let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+        let mut sink = DeltaSink::new("t", DeltaConfig::at(table.display().to_string(), Default::default()), None).unwrap();
+        sink.open(&schema(), &AppId::sink("w"), &cp).await.unwrap();
+        for b in 0..3 {
+            append(&mut sink, b, &[b as i64]).await;
+        }
+        let source = |max_files: Option<usize>, max_bytes: Option<u64>| {
+            let config = DeltaConfig {
+                source: DeltaSourceOptions { max_files_per_trigger: max_files, max_bytes_per_trigger: max_bytes, ..Default::default() },
+                ..DeltaConfig::at(table.display().to_string(), Default::default())
+            };
+            DeltaSource::new("s", config, None)
+        };
+
+        // Two files a batch over the snapshot's three: one waits, then none.
+        let mut s = source(Some(2), None).await.unwrap();
+        let end0 = s.plan_batch(&cp, 0, None).await.unwrap().expect("files to read");
+        assert!(s.has_more(), "a third file waits behind the limit");
+        let end1 = s.plan_batch(&cp, 1, Some(&end0)).await.unwrap().expect("the third file");
+        assert!(!s.has_more(), "the last file is taken");
+        assert!(s.plan_batch(&cp, 2, Some(&end1)).await.unwrap().is_none());
+        assert!(!s.has_more(), "nothing to read");
+
+        // A limit that takes exactly the table's files leaves no backlog.
+        let mut s = source(Some(3), None).await.unwrap();
+        let end = s.plan_batch(&cp, 0, None).await.unwrap().expect("files to read");
+        assert!(!s.has_more(), "the limit took the last file");
+
+        // A commit after the snapshot: a file behind the limit again, in the commits.
+        append(&mut sink, 3, &[3]).await;
+        s.plan_batch(&cp, 1, Some(&end)).await.unwrap().expect("the new commit's file");
+        assert!(!s.has_more(), "one new file, taken");
+
+        // One byte a batch: every file reaches the limit, and each but the last has one after it.
+        let mut s = source(None, Some(1)).await.unwrap();
+        let mut start = None;
+        let mut backlog = Vec::new();
+        for b in 0..4 {
+            let end = s.plan_batch(&cp, b, start.as_ref()).await.unwrap().expect("a file");
+            backlog.push(s.has_more());
+            start = Some(end);
+        }
+        assert_eq!(backlog, [true, true, true, false]);
+        assert!(s.plan_batch(&cp, 4, start.as_ref()).await.unwrap().is_none());
+    }
+}
