@@ -324,6 +324,70 @@ async fn unique_columns_are_written_without_a_dictionary() {
     assert_eq!(group.num_rows(), 5000);
 }
 
+/// A distinct column that snappy cannot shrink by a fifth (random hex ids, as UUIDs are) is
+/// written uncompressed; distinct ids with structure ("evt-000000001234"), and numbers that
+/// repeat their high bytes, stay snappy. The file says so, and reads back the same rows.
+#[tokio::test]
+async fn random_ids_are_written_uncompressed() {
+    use arrow::array::Array;
+    use parquet::basic::Compression;
+    use parquet::file::reader::FileReader as _;
+    use parquet::schema::types::ColumnPath;
+    // splitmix64: random bits without a dependency.
+    let mix = |i: u64| {
+        let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 30)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let n = 10_000u64;
+    let uuids: Vec<String> = (0..n)
+        .map(|i| {
+            let h = format!("{:016x}{:016x}", mix(2 * i), mix(2 * i + 1));
+            format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        })
+        .collect();
+    let evts: Vec<String> = (0..n).map(|i| format!("evt-{i:012}")).collect();
+    let seq: Vec<i64> = (0..n as i64).map(|i| 1_700_000_000_000 + 5 * i).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("uuid", DataType::Utf8, false),
+        Field::new("evt", DataType::Utf8, false),
+        Field::new("ts", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(uuids.clone())), Arc::new(StringArray::from(evts)), Arc::new(Int64Array::from(seq))],
+    )
+    .unwrap();
+    let properties = writer_properties_for(&batch);
+    let compression = |c: &str| properties.compression(&ColumnPath::from(c));
+    assert_eq!(compression("uuid"), Compression::UNCOMPRESSED);
+    assert_eq!(compression("evt"), Compression::SNAPPY);
+    assert_eq!(compression("ts"), Compression::SNAPPY);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    let cp = Arc::new(Checkpoint::open(tmp.path().join("cp").to_str().unwrap()).unwrap());
+    let mut s = DeltaSink::new("t", DeltaConfig::at(table.display().to_string(), Default::default()), None).unwrap();
+    s.open(&schema, &AppId::sink("q"), &cp).await.unwrap();
+    s.commit(0, vec![batch]).await.unwrap();
+    let files = parquet_files(&table);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(table.join(&files[0])).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    let codecs: Vec<Compression> = (0..3).map(|c| group.column(c).compression()).collect();
+    assert_eq!(codecs, [Compression::UNCOMPRESSED, Compression::SNAPPY, Compression::SNAPPY]);
+    let file = std::fs::File::open(table.join(&files[0])).unwrap();
+    let read: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 4096).unwrap().map(Result::unwrap).collect();
+    let got: Vec<String> = read
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(got, uuids);
+}
+
 /// Each file's rows, in file order, and its row groups' sizes.
 fn file_rows(path: &std::path::Path) -> (Vec<i64>, Vec<i64>) {
     use parquet::file::reader::FileReader as _;
