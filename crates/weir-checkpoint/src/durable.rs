@@ -88,21 +88,53 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 /// Bytes a [`StagedFile`] hands to the disk's writeback at a time.
 const WRITEBACK_EVERY: u64 = 1 << 20;
 
+/// Bytes a [`StagedFile`] writes at a time straight to the disk, and their alignment.
+const DIRECT_BLOCK: usize = 1 << 20;
+const DIRECT_ALIGN: usize = 4096;
+
 /// A file written in pieces on local disk, beside its name until complete and then renamed
 /// into place, as object_store's `LocalFileSystem` writes a multipart upload (the staging
-/// name is `<name>#<n>`, which its listings skip). Each MiB written is handed to the
-/// disk's writeback at once (`sync_file_range`), so that the fsync that makes the file
-/// durable waits for its last bytes only: a batch's state delta of tens of MB, synced at
-/// the batch's end beside its Parquet files, kept both cores idle for ~40 ms while the disk
-/// wrote it all. Dropped before [`StagedFile::finish`], the staging file is removed.
+/// name is `<name>#<n>`, which its listings skip). Dropped before [`StagedFile::finish`],
+/// the staging file is removed.
+///
+/// Where the file system allows it (Linux, `O_DIRECT`), the bytes go straight from a
+/// buffer of [`DIRECT_BLOCK`] to the disk, past the page cache: such a file (a batch's state
+/// delta, tens of MB) is synced at the batch's end and read only by a restart, so copying it
+/// into the page cache was CPU spent for nothing, and on a virtual machine whose fresh pages
+/// are slow to fault in, 0.1-0.25 s of system time per 96 MB (`dd` here: 0.01 s direct).
+/// Only the last, partial block is written through the cache. Elsewhere each MiB written
+/// is handed to the disk's writeback at once (`sync_file_range`), so that the fsync that
+/// makes the file durable waits for its last bytes only.
 #[derive(Debug)]
 pub struct StagedFile {
     file: Option<File>,
     staging: PathBuf,
     dest: PathBuf,
     written: u64,
-    /// Bytes handed to the writeback so far.
+    /// Bytes handed to the writeback so far (without `direct`).
     started: u64,
+    /// The block being filled, while the file is open for direct writes.
+    direct: Option<DirectBlock>,
+}
+
+/// An aligned block of [`DIRECT_BLOCK`] bytes inside `buf`, `len` of them filled.
+#[derive(Debug)]
+struct DirectBlock {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl DirectBlock {
+    fn new() -> Self {
+        let buf = vec![0u8; DIRECT_BLOCK + DIRECT_ALIGN];
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        Self { buf, start, len: 0 }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
 }
 
 impl StagedFile {
@@ -115,8 +147,11 @@ impl StagedFile {
         let name = name.to_string_lossy().into_owned();
         for n in 1u32.. {
             let staging = dir.join(staging_name(&name, n));
-            match File::options().write(true).create_new(true).open(&staging) {
-                Ok(file) => return Ok(Self { file: Some(file), staging, dest, written: 0, started: 0 }),
+            match open_new(&staging) {
+                Ok((file, direct)) => {
+                    let direct = direct.then(DirectBlock::new);
+                    return Ok(Self { file: Some(file), staging, dest, written: 0, started: 0, direct });
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -125,10 +160,26 @@ impl StagedFile {
     }
 
     /// Appends `bytes`.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let file = self.file.as_mut().expect("written before finish");
-        file.write_all(bytes)?;
+    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        while let Some(block) = self.direct.as_mut()
+            && !bytes.is_empty()
+        {
+            let n = (DIRECT_BLOCK - block.len).min(bytes.len());
+            let at = block.start + block.len;
+            block.buf[at..at + n].copy_from_slice(&bytes[..n]);
+            block.len += n;
+            self.written += n as u64;
+            bytes = &bytes[n..];
+            if block.len == DIRECT_BLOCK {
+                self.flush_block()?;
+            }
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let file = self.file.as_ref().expect("written before finish");
+        file.write_all_at(bytes, self.written)?;
         self.written += bytes.len() as u64;
         if self.written - self.started >= WRITEBACK_EVERY {
             start_writeback(file, self.started, self.written - self.started);
@@ -137,11 +188,35 @@ impl StagedFile {
         Ok(())
     }
 
+    /// Writes the block, whole, at its place in the file: straight to the disk, or through
+    /// the page cache from here on if the disk refuses that (written again).
+    fn flush_block(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let Some(block) = &mut self.direct else { return Ok(()) };
+        let file = self.file.as_ref().expect("written before finish");
+        let offset = self.written - block.len as u64;
+        if file.write_all_at(block.filled(), offset).is_ok() {
+            block.len = 0;
+            return Ok(());
+        }
+        clear_direct(file)?;
+        file.write_all_at(block.filled(), offset)?;
+        self.direct = None;
+        self.started = self.written;
+        Ok(())
+    }
+
     /// Syncs the content and renames the file into place (replacing what was there); the
     /// new directory entry is the caller's to sync ([`LocalDisk::sync_file`]). Returns the
     /// file's path.
     pub fn finish(mut self) -> io::Result<PathBuf> {
         let file = self.file.take().expect("finished once");
+        if let Some(block) = self.direct.take().filter(|b| b.len > 0) {
+            // The last block is partial, and a direct write is of whole aligned blocks.
+            use std::os::unix::fs::FileExt;
+            clear_direct(&file)?;
+            file.write_all_at(block.filled(), self.written - block.len as u64)?;
+        }
         file.sync_all()?;
         drop(file);
         if let Err(e) = std::fs::rename(&self.staging, &self.dest) {
@@ -150,6 +225,46 @@ impl StagedFile {
         }
         Ok(std::mem::take(&mut self.dest))
     }
+}
+
+/// Opens `path`, which must not exist, for writing: for direct writes where the file system
+/// takes them (the flag says so).
+fn open_new(path: &Path) -> io::Result<(File, bool)> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut direct = options.clone();
+        direct.custom_flags(libc::O_DIRECT);
+        match direct.open(path) {
+            Ok(file) => return Ok((file, true)),
+            // No direct I/O on this file system (tmpfs on older kernels, some FUSE ones).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((options.open(path)?, false))
+}
+
+/// Turns direct writes of `file` off: what follows goes through the page cache.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn clear_direct(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a valid open descriptor, reading and setting its status flags.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_DIRECT) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clear_direct(_file: &File) -> io::Result<()> {
+    Ok(())
 }
 
 impl Drop for StagedFile {
@@ -211,6 +326,31 @@ pub(crate) mod tests {
             .filter_map(|p| p.strip_prefix(dir).ok())
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// A staged file holds exactly the bytes written, in order, whatever the sizes of the
+    /// pieces: pieces within a direct block, across several, ending on a block's edge, and
+    /// a partial last block (written through the page cache). On this machine's file
+    /// systems the file is open for direct writes, and stays so until its last block.
+    #[test]
+    fn a_staged_file_holds_its_bytes_across_direct_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..DIRECT_BLOCK as u64 * 5).map(|i| (i * 7 % 251) as u8).collect();
+        for pieces in [vec![1, 4095, 7], vec![DIRECT_BLOCK], vec![DIRECT_BLOCK - 1, 1, DIRECT_BLOCK], vec![3 * DIRECT_BLOCK + 12_345, 700_000, 1]] {
+            let dest = tmp.path().join(format!("f-{}", pieces.len()));
+            let mut file = StagedFile::create(dest.clone()).unwrap();
+            let direct = file.direct.is_some();
+            let mut at = 0;
+            for n in &pieces {
+                file.write(&bytes[at..at + n]).unwrap();
+                at += n;
+            }
+            if direct {
+                assert!(file.direct.is_some(), "{pieces:?}: still direct");
+            }
+            assert_eq!(file.finish().unwrap(), dest);
+            assert_eq!(std::fs::read(&dest).unwrap(), &bytes[..at], "{pieces:?} (direct: {direct})");
+        }
     }
 
     /// `create_dir_all` syncs the parent of each directory it creates. A file in directories
