@@ -26,6 +26,7 @@ use object_store::{
     PutPayload, PutResult, UploadPart,
 };
 use serde::{Deserialize, Serialize};
+use weir_checkpoint::durable::StagedFile;
 use weir_checkpoint::{Checkpoint, LocalDisk};
 
 /// One recorded data file.
@@ -176,28 +177,96 @@ async fn sync(disk: &Arc<LocalDisk>, location: &Path) -> object_store::Result<()
     disk.sync(file).await.map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: format!("cannot sync {location} to disk: {e}").into() })
 }
 
-/// A data file being uploaded in parts; synced when complete.
+/// A data file uploaded in parts (delta-rs's parts of 5 MiB and more), written by weir
+/// itself rather than by object_store's `LocalFileSystem`: to a [`StagedFile`] at the path
+/// that store would use (`<file>#<n>` while written, which its listings skip), straight to
+/// the disk past the page cache where the file system allows it, then synced and renamed
+/// into place when complete. The file is synced at its batch's commit and not read back by
+/// weir; copying a batch's Parquet bytes into the page cache cost system time on the batch's
+/// path (see `StagedFile`). Parts are written in order whatever order their uploads run in.
 #[derive(Debug)]
-struct SyncedUpload {
-    inner: Box<dyn MultipartUpload>,
+struct StagedUpload {
+    parts: Arc<Mutex<StagedParts>>,
+    /// Where the next part starts in the file.
+    offset: u64,
     disk: Arc<LocalDisk>,
     location: Path,
 }
 
+/// The file of a [`StagedUpload`], and the parts that came before one in front of them.
+#[derive(Debug)]
+struct StagedParts {
+    /// `None` once completed or aborted.
+    file: Option<StagedFile>,
+    /// Bytes written to the file.
+    written: u64,
+    /// Parts waiting for the ones before them, by where they start.
+    waiting: std::collections::BTreeMap<u64, PutPayload>,
+}
+
+fn local_err(what: &str, location: &Path, e: impl fmt::Display) -> object_store::Error {
+    object_store::Error::Generic { store: "LocalFileSystem", source: format!("cannot {what} {location}: {e}").into() }
+}
+
+impl StagedUpload {
+    async fn start(disk: Arc<LocalDisk>, location: &Path) -> object_store::Result<Self> {
+        let dest = disk.root().join(location.as_ref());
+        let file = tokio::task::spawn_blocking(move || StagedFile::create(dest))
+            .await
+            .map_err(|e| local_err("write", location, e))?
+            .map_err(|e| local_err("write", location, e))?;
+        let parts = StagedParts { file: Some(file), written: 0, waiting: Default::default() };
+        Ok(Self { parts: Arc::new(Mutex::new(parts)), offset: 0, disk, location: location.clone() })
+    }
+}
+
 #[async_trait]
-impl MultipartUpload for SyncedUpload {
+impl MultipartUpload for StagedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.inner.put_part(data)
+        let at = self.offset;
+        self.offset += data.content_length() as u64;
+        let (parts, location) = (Arc::clone(&self.parts), self.location.clone());
+        Box::pin(async move {
+            let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut guard = parts.lock().expect("not poisoned");
+                let parts = &mut *guard;
+                parts.waiting.insert(at, data);
+                while let Some(entry) = parts.waiting.first_entry()
+                    && *entry.key() == parts.written
+                {
+                    let data = entry.remove();
+                    let file = parts.file.as_mut().ok_or_else(|| std::io::Error::other("the upload has ended"))?;
+                    for chunk in data.iter() {
+                        file.write(chunk)?;
+                    }
+                    parts.written += data.content_length() as u64;
+                }
+                Ok(())
+            });
+            write.await.map_err(|e| local_err("write", &location, e))?.map_err(|e| local_err("write", &location, e))
+        })
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let result = self.inner.complete().await?;
-        sync(&self.disk, &self.location).await?;
-        Ok(result)
+        let (parts, location) = (Arc::clone(&self.parts), self.location.clone());
+        let done = tokio::task::spawn_blocking(move || -> std::io::Result<std::path::PathBuf> {
+            let mut parts = parts.lock().expect("not poisoned");
+            let file = parts.file.take().ok_or_else(|| std::io::Error::other("the upload has ended"))?;
+            if !parts.waiting.is_empty() {
+                return Err(std::io::Error::other("a part of the file was not uploaded"));
+            }
+            file.finish()
+        });
+        let file = done.await.map_err(|e| local_err("complete", &location, e))?.map_err(|e| local_err("complete", &location, e))?;
+        self.disk.sync(file).await.map_err(|e| local_err("sync", &location, e))?;
+        Ok(PutResult { e_tag: None, version: None })
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
-        self.inner.abort().await
+        // The staging file goes with it.
+        let file = self.parts.lock().expect("not poisoned").file.take();
+        drop(file);
+        Ok(())
     }
 }
 
@@ -224,8 +293,11 @@ impl ObjectStore for JournaledStore {
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.journal.record(location).await?;
-        let inner = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(SyncedUpload { inner, disk: Arc::clone(&self.disk), location: location.clone() }))
+        // `LocalFileSystem` refuses attributes (and ignores tags): it says so.
+        if !opts.attributes.is_empty() {
+            return self.inner.put_multipart_opts(location, opts).await;
+        }
+        Ok(Box::new(StagedUpload::start(Arc::clone(&self.disk), location).await?))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
@@ -263,5 +335,50 @@ impl ObjectStore for JournaledStore {
     async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
         self.inner.rename_opts(from, to, options).await?;
         sync(&self.disk, to).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::ObjectStoreExt as _;
+    use object_store::local::LocalFileSystem;
+
+    use super::*;
+
+    /// A data file uploaded in parts lands whole, in part order, at the path the local file
+    /// system store reads it from, even when the parts' uploads finish in reverse order;
+    /// until complete it is only a staging file, and an aborted upload leaves nothing.
+    #[tokio::test]
+    async fn a_multipart_upload_is_written_in_part_order_and_appears_when_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let fs = LocalFileSystem::new_with_prefix(&root).unwrap();
+        // A name object_store escapes ('%'), in a folder with '=' and a space.
+        let location = Path::from("day=2024-01-01 x/part-00000-a b%.parquet");
+        let file = fs.path_to_filesystem(&location).unwrap();
+        let local: Arc<dyn ObjectStore> = Arc::new(fs);
+        let store = JournaledStore::new(Arc::clone(&local), Journal::default(), Arc::new(LocalDisk::new(root.clone())));
+        let bytes: Vec<u8> = (0..3_500_000u32).map(|i| (i % 253) as u8).collect();
+        let cuts = [0, 1_048_576, 1_048_577, 2_200_000, 3_500_000];
+
+        let mut upload = store.put_multipart(&location).await.unwrap();
+        let parts: Vec<UploadPart> = cuts.windows(2).map(|w| upload.put_part(PutPayload::from(bytes[w[0]..w[1]].to_vec()))).collect();
+        for part in parts.into_iter().rev() {
+            part.await.unwrap();
+        }
+        let dir = file.parent().unwrap().to_path_buf();
+        let names = || -> Vec<String> { std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect() };
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(names(), [format!("{name}#1")], "staged beside its name until complete");
+        upload.complete().await.unwrap();
+        assert_eq!(names(), std::slice::from_ref(&name), "in place, and no staging file left");
+        let got = local.get(&location).await.unwrap().bytes().await.unwrap();
+        assert!(got == bytes, "the store reads the parts in order where they were written");
+
+        let aborted = Path::from("day=2024-01-01 x/part-00001.parquet");
+        let mut upload = store.put_multipart(&aborted).await.unwrap();
+        upload.put_part(PutPayload::from(vec![1u8; 10])).await.unwrap();
+        upload.abort().await.unwrap();
+        assert_eq!(names(), [name], "an aborted upload leaves nothing");
     }
 }
