@@ -440,7 +440,7 @@ impl Checkpoint {
         let out = match &self.disk {
             // On local disk, a staging file of weir's own, handed to the disk's writeback as
             // it is written (see `StagedFile`), so that the sync at the end is short.
-            Some(disk) => EntryOut::Local { file: None, dest: disk.root().join(path.as_ref()), disk: Arc::clone(disk) },
+            Some(disk) => EntryOut::Local { file: None, writing: None, dest: disk.root().join(path.as_ref()), disk: Arc::clone(disk) },
             // Parts of 4 MiB, at most two in flight: memory stays bounded when the store is slow.
             None => EntryOut::Store(BufWriter::with_capacity(Arc::clone(&self.location.store), path, 4 << 20).with_max_concurrency(2)),
         };
@@ -735,8 +735,16 @@ pub struct EntryWriter {
 enum EntryOut {
     /// An object store's multipart upload.
     Store(BufWriter),
-    /// A file on local disk (made at the first bytes), synced by `disk` when finished.
-    Local { file: Option<StagedFile>, dest: std::path::PathBuf, disk: Arc<LocalDisk> },
+    /// A file on local disk (made at the first bytes), synced by `disk` when finished. After
+    /// the first, a piece is written while the caller goes on (`writing`, the file with it):
+    /// the next `put` or `finish` waits for it, so that the disk's time for one piece (a
+    /// direct write, see `StagedFile`) overlaps the making of the next.
+    Local {
+        file: Option<StagedFile>,
+        writing: Option<tokio::task::JoinHandle<std::io::Result<StagedFile>>>,
+        dest: std::path::PathBuf,
+        disk: Arc<LocalDisk>,
+    },
     /// A write failed, with this error: the entry cannot be finished.
     Failed(String),
 }
@@ -752,18 +760,31 @@ impl EntryWriter {
         let io = |source| CheckpointError::Io { path: shown.clone(), source };
         match self.out.as_mut().expect("put after finish") {
             EntryOut::Store(writer) => writer.put(bytes).await.map_err(io),
-            EntryOut::Local { file, dest, .. } => {
+            EntryOut::Local { file, writing, dest, .. } => {
+                // The piece before, if it is still being written.
+                if let Some(piece) = writing.take() {
+                    match piece.await {
+                        Ok(Ok(staged)) => *file = Some(staged),
+                        Ok(Err(e)) => return Err(self.fail(local_err(e))),
+                        Err(e) => return Err(self.fail(local_err(e))),
+                    }
+                }
                 let (taken, dest) = (file.take(), dest.clone());
-                let written = tokio::task::spawn_blocking(move || -> std::io::Result<StagedFile> {
+                let first = taken.is_none();
+                let piece = tokio::task::spawn_blocking(move || -> std::io::Result<StagedFile> {
                     let mut staged = match taken {
                         Some(staged) => staged,
                         None => StagedFile::create(dest)?,
                     };
                     staged.write(&bytes)?;
                     Ok(staged)
-                })
-                .await;
-                match written {
+                });
+                if !first {
+                    *writing = Some(piece);
+                    return Ok(());
+                }
+                // The first piece makes the file: it is there, or its error known, on return.
+                match piece.await {
                     Ok(Ok(staged)) => {
                         *file = Some(staged);
                         Ok(())
@@ -790,7 +811,15 @@ impl EntryWriter {
             EntryOut::Store(mut writer) => std::future::poll_fn(|cx| std::pin::Pin::new(&mut writer).poll_shutdown(cx))
                 .await
                 .map_err(|e| io(object_store::Error::Generic { store: "checkpoint", source: Box::new(e) })),
-            EntryOut::Local { file, dest, disk } => {
+            EntryOut::Local { file, writing, dest, disk } => {
+                let file = match writing {
+                    Some(piece) => match piece.await {
+                        Ok(Ok(staged)) => Some(staged),
+                        Ok(Err(e)) => return Err(io(local_err(e))),
+                        Err(e) => return Err(io(local_err(e))),
+                    },
+                    None => file,
+                };
                 // An entry with nothing written is an empty file.
                 let done = tokio::task::spawn_blocking(move || match file {
                     Some(staged) => staged.finish(),
@@ -812,7 +841,7 @@ impl EntryWriter {
 impl Drop for EntryWriter {
     /// An unfinished entry (its batch failed) is abandoned: nothing was made visible, and
     /// the parts already uploaded are cleaned up in the background where a runtime allows
-    /// (a local staging file is removed at once).
+    /// (a local staging file is removed at once, or when the piece being written is).
     fn drop(&mut self) {
         if let Some(EntryOut::Store(mut writer)) = self.out.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
