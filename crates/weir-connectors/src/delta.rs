@@ -914,31 +914,41 @@ pub(crate) fn writer_properties_for(first: &RecordBatch) -> WriterProperties {
     builder.build()
 }
 
+/// A column's values as bytes, nulls as `None`.
+type Values<'a> = Box<dyn Iterator<Item = Option<&'a [u8]>> + 'a>;
+
+/// A column's values as bytes, for the choices above: fixed-width values (true) or lengths
+/// and bytes (false, strings and binaries); `None` for other types. `data` is the column's.
+fn column_values<'a>(column: &'a arrow::array::ArrayRef, data: &'a arrow::array::ArrayData) -> Option<(bool, Values<'a>)> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType as A;
+    Some(match column.data_type() {
+        t if t.is_primitive() => {
+            let width = t.primitive_width()?;
+            let values = &data.buffers()[0].as_slice()[data.offset() * width..(data.offset() + data.len()) * width];
+            (true, Box::new(values.chunks_exact(width).map(Some)))
+        }
+        A::Utf8 => (false, Box::new(column.as_string::<i32>().iter().map(|v| v.map(str::as_bytes)))),
+        A::LargeUtf8 => (false, Box::new(column.as_string::<i64>().iter().map(|v| v.map(str::as_bytes)))),
+        A::Utf8View => (false, Box::new(column.as_string_view().iter().map(|v| v.map(str::as_bytes)))),
+        A::Binary => (false, Box::new(column.as_binary::<i32>().iter())),
+        A::LargeBinary => (false, Box::new(column.as_binary::<i64>().iter())),
+        A::BinaryView => (false, Box::new(column.as_binary_view().iter())),
+        _ => return None,
+    })
+}
+
 /// Whether snappy shrinks `column`'s values, as Parquet's plain encoding lays them out, by a
 /// fifth or more (primitive, string and binary columns; others are taken to compress).
 fn compresses(column: &arrow::array::ArrayRef) -> bool {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::DataType as A;
     let data = column.to_data();
+    let Some((fixed, values)) = column_values(column, &data) else { return true };
     let mut plain = Vec::new();
-    fn put<'a>(plain: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a [u8]>>) {
-        for v in values.flatten() {
+    for v in values.flatten() {
+        if !fixed {
             plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            plain.extend_from_slice(v);
         }
-    }
-    match column.data_type() {
-        t if t.is_primitive() => {
-            let Some(width) = t.primitive_width() else { return true };
-            plain.extend_from_slice(&data.buffers()[0].as_slice()[data.offset() * width..(data.offset() + column.len()) * width]);
-        }
-        A::Utf8 => put(&mut plain, column.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
-        A::LargeUtf8 => put(&mut plain, column.as_string::<i64>().iter().map(|v| v.map(str::as_bytes))),
-        A::Utf8View => put(&mut plain, column.as_string_view().iter().map(|v| v.map(str::as_bytes))),
-        A::Binary => put(&mut plain, column.as_binary::<i32>().iter()),
-        A::LargeBinary => put(&mut plain, column.as_binary::<i64>().iter()),
-        A::BinaryView => put(&mut plain, column.as_binary_view().iter()),
-        _ => return true,
+        plain.extend_from_slice(v);
     }
     if plain.is_empty() {
         return true;
@@ -952,25 +962,11 @@ fn compresses(column: &arrow::array::ArrayRef) -> bool {
 /// Whether at least 90% of `column`'s values are distinct (primitive, string and binary
 /// columns; others are left to the dictionary).
 fn mostly_distinct(column: &arrow::array::ArrayRef) -> bool {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::DataType as A;
+    let data = column.to_data();
+    let Some((_, values)) = column_values(column, &data) else { return false };
     let rows = column.len();
     let mut seen: std::collections::HashSet<Option<&[u8]>, _> = std::collections::HashSet::with_capacity_and_hasher(rows, foldhash::fast::FixedState::default());
-    let data = column.to_data();
-    let distinct = match column.data_type() {
-        t if t.is_primitive() => {
-            let Some(width) = t.primitive_width() else { return false };
-            let values = &data.buffers()[0].as_slice()[data.offset() * width..(data.offset() + rows) * width];
-            values.chunks_exact(width).filter(|v| seen.insert(Some(*v))).count()
-        }
-        A::Utf8 => column.as_string::<i32>().iter().filter(|v| seen.insert(v.map(str::as_bytes))).count(),
-        A::LargeUtf8 => column.as_string::<i64>().iter().filter(|v| seen.insert(v.map(str::as_bytes))).count(),
-        A::Utf8View => column.as_string_view().iter().filter(|v| seen.insert(v.map(str::as_bytes))).count(),
-        A::Binary => column.as_binary::<i32>().iter().filter(|v| seen.insert(*v)).count(),
-        A::LargeBinary => column.as_binary::<i64>().iter().filter(|v| seen.insert(*v)).count(),
-        A::BinaryView => column.as_binary_view().iter().filter(|v| seen.insert(*v)).count(),
-        _ => return false,
-    };
+    let distinct = values.filter(|v| seen.insert(*v)).count();
     distinct * 10 >= rows * 9
 }
 

@@ -171,9 +171,15 @@ impl JournaledStore {
     }
 }
 
+/// Where `LocalFileSystem` keeps the object at `location` under `disk`'s root (the URL
+/// segments it joins decode back to the parts' text).
+fn local_path(disk: &LocalDisk, location: &Path) -> std::path::PathBuf {
+    disk.root().join(location.as_ref())
+}
+
 /// Makes the file at `location` (relative to the table) durable.
 async fn sync(disk: &Arc<LocalDisk>, location: &Path) -> object_store::Result<()> {
-    let file = disk.root().join(location.as_ref());
+    let file = local_path(disk, location);
     disk.sync(file).await.map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: format!("cannot sync {location} to disk: {e}").into() })
 }
 
@@ -210,7 +216,7 @@ fn local_err(what: &str, location: &Path, e: impl fmt::Display) -> object_store:
 
 impl StagedUpload {
     async fn start(disk: Arc<LocalDisk>, location: &Path) -> object_store::Result<Self> {
-        let dest = disk.root().join(location.as_ref());
+        let dest = local_path(&disk, location);
         let file = tokio::task::spawn_blocking(move || StagedFile::create(dest))
             .await
             .map_err(|e| local_err("write", location, e))?
@@ -249,16 +255,16 @@ impl MultipartUpload for StagedUpload {
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let (parts, location) = (Arc::clone(&self.parts), self.location.clone());
-        let done = tokio::task::spawn_blocking(move || -> std::io::Result<std::path::PathBuf> {
+        let done = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut parts = parts.lock().expect("not poisoned");
             let file = parts.file.take().ok_or_else(|| std::io::Error::other("the upload has ended"))?;
             if !parts.waiting.is_empty() {
                 return Err(std::io::Error::other("a part of the file was not uploaded"));
             }
-            file.finish()
+            file.finish().map(drop)
         });
-        let file = done.await.map_err(|e| local_err("complete", &location, e))?.map_err(|e| local_err("complete", &location, e))?;
-        self.disk.sync(file).await.map_err(|e| local_err("sync", &location, e))?;
+        done.await.map_err(|e| local_err("complete", &location, e))?.map_err(|e| local_err("complete", &location, e))?;
+        sync(&self.disk, &location).await?;
         Ok(PutResult { e_tag: None, version: None })
     }
 
