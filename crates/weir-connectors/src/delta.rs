@@ -141,9 +141,13 @@ struct FileWriter {
     rows: u64,
 }
 
-/// One encoding task and the queue to it.
+/// One encoder, the queue to it, and its cancellation: dropping `_cancel` (the batch failed)
+/// stops it at its next step, and no file of its is completed.
 #[derive(Debug)]
 struct Encoder {
+    /// First, so that it is dropped before the queue closes, which would let the encoder
+    /// complete its files.
+    _cancel: tokio::sync::oneshot::Sender<()>,
     tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
     task: Option<tokio::task::JoinHandle<deltalake::DeltaResult<Vec<Add>>>>,
 }
@@ -207,26 +211,36 @@ impl FileWriter {
 }
 
 impl Encoder {
+    /// Starts an encoder on a thread of the blocking pool, which drives its writer with
+    /// `Handle::block_on`. As a task, an encoder woken by the batch loop's send went to the
+    /// loop's worker's LIFO slot, which no other worker may steal from: the loop and the
+    /// encoders took turns on one core while the other had nothing to run (tokio's option
+    /// to turn that slot off is unstable). The writer's own tasks (its uploads) still run
+    /// on the runtime's workers.
     fn spawn(mut writer: DeltaWriter) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
-        let task = tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                if let Err(e) = writer.write(&batch).await {
-                    let _ = writer.abort().await;
-                    return Err(e);
+        let (cancel, mut cancelled) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let encode = async move {
+                while let Some(batch) = rx.recv().await {
+                    if let Err(e) = writer.write(&batch).await {
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
                 }
-            }
-            writer.close().await
+                writer.close().await
+            };
+            // Dropped unfinished, like an aborted task, when the encoder is cancelled.
+            runtime.block_on(async move {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => Err(DeltaTableError::Generic("the batch's Parquet encoding was cancelled".to_string())),
+                    written = encode => written,
+                }
+            })
         });
-        Self { tx: Some(tx), task: Some(task) }
-    }
-}
-
-impl Drop for Encoder {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        Self { _cancel: cancel, tx: Some(tx), task: Some(task) }
     }
 }
 
@@ -651,7 +665,7 @@ impl Sink for DeltaSink {
         let store = table.object_store();
         self.table = Some(table);
         self.journal.begin(batch_id);
-        // Parquet encoding runs in tasks of its own, beside the query making the next rows.
+        // Parquet encoding runs on threads of its own, beside the query making the next rows.
         let writer = FileWriter { store, schema, partition_columns, target_file_size, properties: None, encoders: Vec::new(), rows: 0 };
         self.pending = Some(Pending { batch_id, rows: 0, writer: Some(writer) });
         Ok(())

@@ -432,6 +432,30 @@ async fn a_big_batch_is_encoded_into_two_files_of_whole_row_groups() {
     assert!(layouts.windows(2).all(|w| w[0] == w[1]));
 }
 
+/// A batch that fails before its commit drops its writer: the encoders stop without
+/// completing a file, even though their queues close with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_batch_completes_no_file() {
+    let (_tmp, table, cp) = workdir();
+    let mut s = DeltaSink::new("t", DeltaConfig::at(table.display().to_string(), Default::default()), None).unwrap();
+    s.open(&schema(), &AppId::sink("q"), &cp).await.unwrap();
+    s.begin(0).await.unwrap();
+    let total = 3 * ROW_GROUP_ROWS;
+    let ids: Vec<i64> = (0..total as i64).collect();
+    for c in ids.chunks(50_000) {
+        s.write(rows(c, &vec!["x"; c.len()])).await.unwrap();
+    }
+    let writer = s.pending.as_mut().unwrap().writer.as_mut().unwrap();
+    let tasks: Vec<_> = writer.encoders.iter_mut().map(|e| e.task.take().unwrap()).collect();
+    assert_eq!(tasks.len(), 2);
+    drop(s);
+    for task in tasks {
+        assert!(task.await.unwrap().is_err(), "a cancelled encoder ends in an error");
+    }
+    assert_eq!(parquet_files(&table), Vec::<String>::new());
+    assert!(!table.join("_delta_log").join("00000000000000000000.json").exists());
+}
+
 /// An append writes its log entry alone, and checkpoints are written beside the batches:
 /// two queries take turns on one table with `delta.checkpointInterval = 4`, so each finds
 /// its next version taken by the other now and then and commits past it; every batch is one
