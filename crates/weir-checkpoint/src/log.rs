@@ -440,7 +440,7 @@ impl Checkpoint {
         let out = match &self.disk {
             // On local disk, a staging file of weir's own, handed to the disk's writeback as
             // it is written (see `StagedFile`), so that the sync at the end is short.
-            Some(disk) => EntryOut::Local { file: None, writing: None, dest: disk.root().join(path.as_ref()), disk: Arc::clone(disk) },
+            Some(disk) => EntryOut::Local { writer: None, dest: disk.root().join(path.as_ref()), disk: Arc::clone(disk) },
             // Parts of 4 MiB, at most two in flight: memory stays bounded when the store is slow.
             None => EntryOut::Store(BufWriter::with_capacity(Arc::clone(&self.location.store), path, 4 << 20).with_max_concurrency(2)),
         };
@@ -696,6 +696,13 @@ mod tests {
         dropped.put(bytes::Bytes::from_static(b"half")).await.unwrap();
         assert!(root.join("state/dedup/3.delta#1").is_file());
         drop(dropped);
+        // Its thread removes the staging file as it stops.
+        for _ in 0..500 {
+            if !root.join("state/dedup/3.delta#1").exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         assert!(!root.join("state/dedup/3.delta").exists() && !root.join("state/dedup/3.delta#1").exists());
 
         let empty = cp.entry_writer("state/dedup/4.delta");
@@ -735,22 +742,82 @@ pub struct EntryWriter {
 enum EntryOut {
     /// An object store's multipart upload.
     Store(BufWriter),
-    /// A file on local disk (made at the first bytes), synced by `disk` when finished. After
-    /// the first, a piece is written while the caller goes on (`writing`, the file with it):
-    /// the next `put` or `finish` waits for it, so that the disk's time for one piece (a
-    /// direct write, see `StagedFile`) overlaps the making of the next.
-    Local {
-        file: Option<StagedFile>,
-        writing: Option<tokio::task::JoinHandle<std::io::Result<StagedFile>>>,
-        dest: std::path::PathBuf,
-        disk: Arc<LocalDisk>,
-    },
+    /// A file on local disk (made at the first bytes), synced by `disk` when finished. Its
+    /// pieces are written in order by a thread of the blocking pool (`writer`) while the
+    /// caller goes on, up to [`PIECES_IN_FLIGHT`] of them queued: a direct write (see
+    /// `StagedFile`) waits for the disk, and with one piece in flight the batch loop waited
+    /// for each in turn (50-70 ms of a 150 ms end of batch writing 66 MB of keys here).
+    Local { writer: Option<PieceWriter>, dest: std::path::PathBuf, disk: Arc<LocalDisk> },
     /// A write failed, with this error: the entry cannot be finished.
     Failed(String),
 }
 
 fn local_err(e: impl std::fmt::Display) -> object_store::Error {
     object_store::Error::Generic { store: "LocalFileSystem", source: e.to_string().into() }
+}
+
+/// Pieces of a local entry queued to its writing thread (besides the one being written): a
+/// deduplication's delta sends pieces of up to 65,536 keys, a few MB each.
+const PIECES_IN_FLIGHT: usize = 4;
+
+/// The thread writing a local entry's staging file, piece after piece, and the queue to it.
+/// Dropped unfinished (the batch failed), the thread writes no more pieces and the file goes.
+#[derive(Debug)]
+struct PieceWriter {
+    queue: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    /// The file once the queue is closed and emptied, or the first write's error (the
+    /// thread then stops taking pieces, and the file is removed).
+    thread: Option<tokio::task::JoinHandle<std::io::Result<StagedFile>>>,
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PieceWriter {
+    /// Creates the staging file for `dest` (its error known on return) and starts the thread.
+    async fn start(dest: std::path::PathBuf) -> std::io::Result<Self> {
+        let mut staged = tokio::task::spawn_blocking(move || StagedFile::create(dest)).await.map_err(std::io::Error::other)??;
+        let (queue, mut pieces) = tokio::sync::mpsc::channel::<bytes::Bytes>(PIECES_IN_FLIGHT);
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::clone(&abandoned);
+        let thread = tokio::task::spawn_blocking(move || {
+            while let Some(piece) = pieces.blocking_recv() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(std::io::Error::other("the entry was abandoned"));
+                }
+                staged.write(&piece)?;
+            }
+            Ok(staged)
+        });
+        Ok(Self { queue: Some(queue), thread: Some(thread), abandoned })
+    }
+
+    /// Queues `piece`; a write that failed before is its error.
+    async fn put(&mut self, piece: bytes::Bytes) -> std::io::Result<()> {
+        let (Some(queue), Some(thread)) = (&self.queue, &mut self.thread) else { unreachable!("taken only by `written`") };
+        if queue.send(piece).await.is_ok() {
+            return Ok(());
+        }
+        // The thread stopped: only a failed write stops it while the queue is open.
+        match thread.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Err(std::io::Error::other("internal: the writing thread stopped early")),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// The file, every piece written.
+    async fn written(mut self) -> std::io::Result<StagedFile> {
+        drop(self.queue.take());
+        let thread = self.thread.take().expect("taken once");
+        thread.await.map_err(std::io::Error::other)?
+    }
+}
+
+impl Drop for PieceWriter {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abandoned.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl EntryWriter {
@@ -760,36 +827,16 @@ impl EntryWriter {
         let io = |source| CheckpointError::Io { path: shown.clone(), source };
         match self.out.as_mut().expect("put after finish") {
             EntryOut::Store(writer) => writer.put(bytes).await.map_err(io),
-            EntryOut::Local { file, writing, dest, .. } => {
-                // The piece before, if it is still being written.
-                if let Some(piece) = writing.take() {
-                    match piece.await {
-                        Ok(Ok(staged)) => *file = Some(staged),
-                        Ok(Err(e)) => return Err(self.fail(local_err(e))),
+            EntryOut::Local { writer, dest, .. } => {
+                // The first piece makes the file: it is there, or its error known, on return.
+                if writer.is_none() {
+                    match PieceWriter::start(dest.clone()).await {
+                        Ok(started) => *writer = Some(started),
                         Err(e) => return Err(self.fail(local_err(e))),
                     }
                 }
-                let (taken, dest) = (file.take(), dest.clone());
-                let first = taken.is_none();
-                let piece = tokio::task::spawn_blocking(move || -> std::io::Result<StagedFile> {
-                    let mut staged = match taken {
-                        Some(staged) => staged,
-                        None => StagedFile::create(dest)?,
-                    };
-                    staged.write(&bytes)?;
-                    Ok(staged)
-                });
-                if !first {
-                    *writing = Some(piece);
-                    return Ok(());
-                }
-                // The first piece makes the file: it is there, or its error known, on return.
-                match piece.await {
-                    Ok(Ok(staged)) => {
-                        *file = Some(staged);
-                        Ok(())
-                    }
-                    Ok(Err(e)) => Err(self.fail(local_err(e))),
+                match writer.as_mut().expect("started").put(bytes).await {
+                    Ok(()) => Ok(()),
                     Err(e) => Err(self.fail(local_err(e))),
                 }
             }
@@ -811,14 +858,10 @@ impl EntryWriter {
             EntryOut::Store(mut writer) => std::future::poll_fn(|cx| std::pin::Pin::new(&mut writer).poll_shutdown(cx))
                 .await
                 .map_err(|e| io(object_store::Error::Generic { store: "checkpoint", source: Box::new(e) })),
-            EntryOut::Local { file, writing, dest, disk } => {
-                let file = match writing {
-                    Some(piece) => match piece.await {
-                        Ok(Ok(staged)) => Some(staged),
-                        Ok(Err(e)) => return Err(io(local_err(e))),
-                        Err(e) => return Err(io(local_err(e))),
-                    },
-                    None => file,
+            EntryOut::Local { writer, dest, disk } => {
+                let file = match writer {
+                    Some(writer) => Some(writer.written().await.map_err(|e| io(local_err(e)))?),
+                    None => None,
                 };
                 // An entry with nothing written is an empty file.
                 let done = tokio::task::spawn_blocking(move || match file {
@@ -841,7 +884,7 @@ impl EntryWriter {
 impl Drop for EntryWriter {
     /// An unfinished entry (its batch failed) is abandoned: nothing was made visible, and
     /// the parts already uploaded are cleaned up in the background where a runtime allows
-    /// (a local staging file is removed at once, or when the piece being written is).
+    /// (a local staging file is removed once its thread has written the pieces queued).
     fn drop(&mut self) {
         if let Some(EntryOut::Store(mut writer)) = self.out.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
