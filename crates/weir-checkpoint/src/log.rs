@@ -758,7 +758,7 @@ fn local_err(e: impl std::fmt::Display) -> object_store::Error {
 
 /// Pieces of a local entry queued to its writing thread (besides the one being written): a
 /// deduplication's delta sends pieces of up to 65,536 keys, a few MB each.
-const PIECES_IN_FLIGHT: usize = 4;
+const PIECES_IN_FLIGHT: usize = 2;
 
 /// The thread writing a local entry's staging file, piece after piece, and the queue to it.
 /// Dropped unfinished (the batch failed), the thread writes no more pieces and the file goes.
