@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Where a weir run leaves cores idle, phase by phase, and what each thread did meanwhile,
+from the scheduler's own record of every context switch (`perf record -e sched:sched_switch
+-a`): no sampler takes CPU from the run, and a thread's time off the CPU is told apart by
+its state (S: waiting for work or a lock, R: runnable but preempted, D: waiting for the
+disk or the kernel's memory map lock).
+
+    perf record -q -e sched:sched_switch -a -o sched.data -- weir run job.sql ...
+    benches/engines/phases.py sched.data [more.data ...]
+
+The phases of a deduplication's batch are told by the threads weir names: from the start
+to the candidates' thread's first run (reading, decoding and the first lookups), to the
+settle thread's first run (the lookups of the batch), to its last (the settle), to the
+eviction thread's first run (the output: the winners read back, Parquet, the state delta),
+and to the end (the eviction of the no-data batch, the exit). A phase whose thread never
+ran is left out. Per phase: its length, the cores busy and the idle core-milliseconds;
+then, for the lookups and the output, each thread's time on the CPU and off it, by state.
+Linux only; needs perf and the rights to record scheduler events (root here).
+"""
+import collections
+import os
+import re
+import subprocess
+import sys
+
+SWITCH = re.compile(
+    r"\s*(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+prev_comm=(.*?) prev_pid=(\d+) prev_prio=\d+ "
+    r"prev_state=(\S+) ==> next_comm=(.*?) next_pid=(\d+)"
+)
+
+
+def switches(path):
+    """(pid, tid, cpu, time, prev_comm, prev_tid, prev_state, next_comm, next_tid) per switch."""
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "pid,tid,cpu,time,trace"], capture_output=True, text=True, check=True).stdout
+    return [(p, t, c, float(ts), pc, pt, st, nc, nt) for p, t, c, ts, pc, pt, st, nc, nt in (m.groups() for m in map(SWITCH.match, out.splitlines()) if m)]
+
+
+def report(path):
+    events = switches(path)
+    root = next((e[8] for e in events if e[7].startswith("weir")), None)
+    if root is None:
+        print(f"{path}: no weir process in the recording")
+        return
+    process = {e[1]: e[0] for e in events}
+    tids = {t for t, p in process.items() if p == root} | {root}
+    names = {}
+    for e in events:
+        if e[5] in tids:
+            names[e[5]] = e[4]
+        if e[8] in tids:
+            names[e[8]] = e[7]
+    # Runs on the CPU (start, end, tid), and times off it (start, end, tid, state).
+    runs, offs, running, left = [], [], {}, {}
+    for _, _, cpu, t, _, prev, state, _, nxt in events:
+        if cpu in running:
+            tid, since = running.pop(cpu)
+            runs.append((since, t, tid))
+        if prev in tids:
+            left[prev] = (t, state)
+        if nxt in tids:
+            running[cpu] = (nxt, t)
+            if nxt in left:
+                since, s = left.pop(nxt)
+                offs.append((since, t, nxt, s))
+    if not runs:
+        print(f"{path}: weir never ran")
+        return
+    start, end = min(r[0] for r in runs), max(r[1] for r in runs)
+    cores = os.cpu_count() or 1
+
+    def first(name):
+        return min((a for a, _, t in runs if names.get(t, "").startswith(name)), default=None)
+
+    def last(name):
+        return max((b for _, b, t in runs if names.get(t, "").startswith(name)), default=None)
+
+    marks = [("start", start), ("candidates", first("weir-candidates")), ("settle", first("weir-settle")),
+             ("settled", last("weir-settle")), ("evict", first("weir-evict")), ("end", end)]
+    marks = [(n, t) for n, t in marks if t is not None]
+    busy_total = sum(b - a for a, b, _ in runs)
+    print(f"{path}: wall {1000 * (end - start):.0f} ms, {busy_total / (end - start):.2f} cores busy")
+    phases = list(zip(marks, marks[1:]))
+    for (n0, t0), (n1, t1) in phases:
+        busy = sum(max(0.0, min(b, t1) - max(a, t0)) for a, b, _ in runs)
+        print(f"  {n0} -> {n1}: {1000 * (t1 - t0):.0f} ms, {busy / (t1 - t0):.2f} cores busy, "
+              f"{1000 * (cores * (t1 - t0) - busy):.0f} core-ms idle")
+    for (n0, t0), (n1, t1) in phases:
+        if (n0, n1) not in (("candidates", "settle"), ("settled", "evict")):
+            continue
+        print(f"  threads, {n0} -> {n1} (ms on the CPU; off it by state)")
+        on, off = collections.Counter(), collections.Counter()
+        for a, b, tid in runs:
+            on[tid] += max(0.0, min(b, t1) - max(a, t0))
+        for a, b, tid, s in offs:
+            off[(tid, s)] += max(0.0, min(b, t1) - max(a, t0))
+        for tid in sorted(tids, key=int):
+            if on[tid] < 0.001:
+                continue
+            states = " ".join(f"{s} {1000 * off[(tid, s)]:.1f}" for s in ("S", "R", "R+", "D") if off[(tid, s)] >= 0.0005)
+            print(f"    {names.get(tid, '?')[:16]:16} {tid:>7}: on {1000 * on[tid]:6.1f}  {states}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    for data in sys.argv[1:]:
+        report(data)
