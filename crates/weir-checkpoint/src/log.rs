@@ -746,7 +746,7 @@ enum EntryOut {
     /// pieces are written in order by a thread of the blocking pool (`writer`) while the
     /// caller goes on, up to [`PIECES_IN_FLIGHT`] of them queued: a direct write (see
     /// `StagedFile`) waits for the disk, and with one piece in flight the batch loop waited
-    /// for each in turn (50-70 ms of a 150 ms end of batch writing 66 MB of keys here).
+    /// for each in turn (65-79 ms of the 150-165 ms after a 2M-key batch settled, here).
     Local { writer: Option<PieceWriter>, dest: std::path::PathBuf, disk: Arc<LocalDisk> },
     /// A write failed, with this error: the entry cannot be finished.
     Failed(String),
@@ -884,7 +884,7 @@ impl EntryWriter {
 impl Drop for EntryWriter {
     /// An unfinished entry (its batch failed) is abandoned: nothing was made visible, and
     /// the parts already uploaded are cleaned up in the background where a runtime allows
-    /// (a local staging file is removed once its thread has written the pieces queued).
+    /// (a local staging file is removed by its thread, which writes no more pieces).
     fn drop(&mut self) {
         if let Some(EntryOut::Store(mut writer)) = self.out.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
