@@ -710,6 +710,65 @@ mod tests {
         assert_eq!(std::fs::read(root.join("state/dedup/4.delta")).unwrap(), b"", "an entry with nothing written is an empty file");
     }
 
+    /// A piece whose write fails on the writing thread (here at the file size limit, as at a
+    /// full disk) fails the entry: a later `put` or `finish` returns the error, naming the
+    /// entry, and neither the entry nor its staging file is left. The limit holds for a whole
+    /// process, so the test runs itself alone in a child process that sets it.
+    #[test]
+    fn a_failed_piece_write_fails_the_entry_and_leaves_nothing() {
+        const CHILD: &str = "WEIR_TEST_FAILED_PIECE_DIR";
+        let Some(dir) = std::env::var_os(CHILD) else {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "log::tests::a_failed_piece_write_fails_the_entry_and_leaves_nothing", "--nocapture", "--test-threads", "1"])
+                .env(CHILD, dir.path())
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "the child failed:\n{stdout}\n{stderr}");
+            assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+            return;
+        };
+        let root = std::fs::canonicalize(dir).unwrap();
+        // SAFETY: this process runs this one test, and nothing else in it writes files or
+        // waits for SIGXFSZ; ignored, the signal leaves a write past the limit failing with
+        // EFBIG instead of ending the process.
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+            limit.rlim_cur = 3 << 19;
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        }
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let cp = Checkpoint::open(root.to_str().unwrap()).unwrap();
+            let piece: Vec<u8> = (0..=255u8).cycle().take(700_000).collect();
+            let mut writer = cp.entry_writer("state/dedup/5.delta");
+            let mut failed = None;
+            // 4.2 MB in all, the limit 1.5 MiB: a write on the thread fails on the way.
+            for _ in 0..6 {
+                if let Err(e) = writer.put(bytes::Bytes::from(piece.clone())).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            let error = match failed {
+                // The failure came back at a put: the entry is failed, and its end says so.
+                Some(e) => {
+                    let again = writer.finish().await.expect_err("a failed entry cannot be finished");
+                    assert!(again.to_string().contains("5.delta"), "{again}");
+                    e
+                }
+                None => writer.finish().await.expect_err("the failed write is the end's error"),
+            };
+            assert!(error.to_string().contains("state/dedup/5.delta"), "the error names the entry: {error}");
+            let left: Vec<_> = std::fs::read_dir(root.join("state/dedup")).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert!(left.is_empty(), "nothing is left of the entry: {left:?}");
+        });
+    }
+
     #[tokio::test]
     async fn second_open_of_a_local_checkpoint_is_refused() {
         let dir = tempfile::tempdir().unwrap();
