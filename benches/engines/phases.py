@@ -15,6 +15,12 @@ eviction thread's first run (the output: the winners read back, Parquet, the sta
 and to the end (the eviction of the no-data batch, the exit). A phase whose thread never
 ran is left out. Per phase: its length, the cores busy and the idle core-milliseconds;
 then, for the lookups and the output, each thread's time on the CPU and off it, by state.
+
+Recorded with wakeups too (`-e sched:sched_switch -e sched:sched_wakeup`), it also prints
+how long weir's threads waited to run once woken or preempted, and how much of the idle time had one of
+them runnable (woken or preempted) but not running: idle that more parallel work would not
+fill, the scheduler's placement of the threads it wakes.
+
 Linux only; needs perf and the rights to record scheduler events (root here).
 """
 import collections
@@ -33,6 +39,43 @@ def switches(path):
     """(pid, tid, cpu, time, prev_comm, prev_tid, prev_state, next_comm, next_tid) per switch."""
     out = subprocess.run(["perf", "script", "-i", path, "-F", "pid,tid,cpu,time,trace"], capture_output=True, text=True, check=True).stdout
     return [(p, t, c, float(ts), pc, pt, st, nc, nt) for p, t, c, ts, pc, pt, st, nc, nt in (m.groups() for m in map(SWITCH.match, out.splitlines()) if m)]
+
+
+WAKEUP = re.compile(r"\s*\d+/\d+\s+\[(\d+)\]\s+([\d.]+):\s+comm=(.*?) pid=(\d+) prio=\d+ target_cpu=(\d+)")
+
+
+def wakeups(path):
+    """(time, woken tid) per wakeup, when the recording has them."""
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "pid,tid,cpu,time,trace"], capture_output=True, text=True, check=True).stdout
+    return [(float(m.group(2)), m.group(4)) for m in map(WAKEUP.match, out.splitlines()) if m]
+
+
+def waits(events, woken, tids, start, end):
+    """The idle core-ms with one of `tids` runnable but not running, and the wait from each
+    wakeup of one of them to its run."""
+    timeline = sorted([(e[3], 0, e) for e in events] + [(t, 1, tid) for t, tid in woken], key=lambda x: (x[0], x[1]))
+    current, waiting, latencies = {}, {}, []
+    idle_waiting, idle, last = 0.0, 0.0, None
+    for t, kind, e in timeline:
+        if last is not None and start <= last and t <= end:
+            idle_cpus = sum(1 for tid in current.values() if tid == "0")
+            idle += idle_cpus * (t - last)
+            if waiting:
+                idle_waiting += idle_cpus * (t - last)
+        last = t
+        if kind == 1:
+            if e in tids and e not in current.values():
+                waiting.setdefault(e, t)
+            continue
+        _, _, cpu, _, _, prev, state, _, nxt = e
+        current[cpu] = nxt
+        if prev in tids and state.startswith("R"):
+            waiting.setdefault(prev, t)
+        if nxt in waiting:
+            since = waiting.pop(nxt)
+            if t >= start:
+                latencies.append(t - since)
+    return idle, idle_waiting, sorted(latencies)
 
 
 def report(path):
@@ -84,6 +127,15 @@ def report(path):
         busy = sum(max(0.0, min(b, t1) - max(a, t0)) for a, b, _ in runs)
         print(f"  {n0} -> {n1}: {1000 * (t1 - t0):.0f} ms, {busy / (t1 - t0):.2f} cores busy, "
               f"{1000 * (cores * (t1 - t0) - busy):.0f} core-ms idle")
+    woken = wakeups(path)
+    if woken:
+        idle, idle_waiting, lat = waits(events, woken, tids, start, end)
+        n = len(lat)
+        if n:
+            slow = sum(1 for x in lat if x > 200e-6)
+            print(f"  idle {1000 * idle:.0f} core-ms, {1000 * idle_waiting:.0f} of them with a weir thread runnable, not running; "
+                  f"from wakeup or preemption to running: p50 {1e6 * lat[n // 2]:.0f} us, p90 {1e6 * lat[n * 9 // 10]:.0f} us, "
+                  f"p99 {1e6 * lat[n * 99 // 100]:.0f} us, {slow} of {n} over 200 us")
     for (n0, t0), (n1, t1) in phases:
         if (n0, n1) not in (("candidates", "settle"), ("settled", "evict")):
             continue
