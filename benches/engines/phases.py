@@ -122,7 +122,9 @@ def report(path):
     marks = [(n, t) for n, t in marks if t is not None]
     busy_total = sum(b - a for a, b, _ in runs)
     print(f"{path}: wall {1000 * (end - start):.0f} ms, {busy_total / (end - start):.2f} cores busy")
-    phases = list(zip(marks, marks[1:]))
+    # A run of several batches names its threads in every batch: the marks then only say
+    # where the first and the last batch were, and phases that run backwards are left out.
+    phases = [(m0, m1) for m0, m1 in zip(marks, marks[1:]) if m1[1] > m0[1]]
     for (n0, t0), (n1, t1) in phases:
         busy = sum(max(0.0, min(b, t1) - max(a, t0)) for a, b, _ in runs)
         print(f"  {n0} -> {n1}: {1000 * (t1 - t0):.0f} ms, {busy / (t1 - t0):.2f} cores busy, "
