@@ -88,9 +88,12 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 /// Bytes a [`StagedFile`] hands to the disk's writeback at a time.
 const WRITEBACK_EVERY: u64 = 1 << 20;
 
-/// Bytes a [`StagedFile`] writes at a time straight to the disk, and their alignment.
+/// Bytes a [`StagedFile`] writes at a time straight to the disk.
 const DIRECT_BLOCK: usize = 1 << 20;
-const DIRECT_ALIGN: usize = 4096;
+
+/// The alignment of a direct (`O_DIRECT`) read or write: of its buffer, its offset in the
+/// file and its length.
+pub const DIRECT_ALIGN: usize = 4096;
 
 /// A file written in pieces on local disk, beside its name until complete and then renamed
 /// into place, as object_store's `LocalFileSystem` writes a multipart upload (the staging
@@ -200,7 +203,7 @@ impl StagedFile {
             block.len = 0;
             return Ok(());
         }
-        clear_direct(file)?;
+        set_direct(file, false)?;
         file.write_all_at(block.filled(), offset)?;
         self.direct = None;
         self.started = self.written;
@@ -215,7 +218,7 @@ impl StagedFile {
         if let Some(block) = self.direct.take().filter(|b| b.len > 0) {
             // The last block is partial, and a direct write is of whole aligned blocks.
             use std::os::unix::fs::FileExt;
-            clear_direct(&file)?;
+            set_direct(&file, false)?;
             file.write_all_at(block.filled(), self.written - block.len as u64)?;
         }
         file.sync_all()?;
@@ -248,15 +251,21 @@ fn open_new(path: &Path) -> io::Result<(File, bool)> {
     Ok((options.open(path)?, false))
 }
 
-/// Turns direct writes of `file` off: what follows goes through the page cache.
+/// Turns direct I/O (`O_DIRECT`) of `file` on or off: with it off, what follows goes
+/// through the page cache. Turning it on fails (`EINVAL`) where the file system does not
+/// take it, and elsewhere than Linux.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn clear_direct(file: &File) -> io::Result<()> {
+pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: fcntl on a valid open descriptor, reading and setting its status flags.
     unsafe {
         let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_DIRECT) < 0 {
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
+        if libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags) < 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -264,8 +273,11 @@ fn clear_direct(file: &File) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn clear_direct(_file: &File) -> io::Result<()> {
-    Ok(())
+pub fn set_direct(_file: &File, on: bool) -> io::Result<()> {
+    match on {
+        true => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        false => Ok(()),
+    }
 }
 
 impl Drop for StagedFile {

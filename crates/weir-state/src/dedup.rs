@@ -20,7 +20,6 @@
 //! slice at a time.
 
 use std::cmp::Ordering;
-use std::io::{BufReader, BufWriter, Seek};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int64Array};
@@ -33,6 +32,7 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, StateError};
 use crate::key::{Key, encode_column};
+use crate::spill::{SpillReader, SpillWriter};
 use crate::operator::{OperatorMetrics, SnapshotFilter, StatefulOperator};
 use crate::table::{Probe, Walk};
 
@@ -677,7 +677,7 @@ struct Candidates {
     limit: usize,
     memory: Vec<RecordBatch>,
     memory_bytes: usize,
-    spill: Option<StreamWriter<BufWriter<std::fs::File>>>,
+    spill: Option<StreamWriter<SpillWriter>>,
 }
 
 impl std::fmt::Debug for Candidates {
@@ -857,8 +857,7 @@ impl Candidates {
             if self.limit == tests::NO_SPILL_FILE {
                 return Err(spill_err("(a test's) no temporary directory"));
             }
-            let file = tempfile::tempfile().map_err(spill_err)?;
-            let mut spill = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.memory[0].schema()).map_err(spill_err)?;
+            let mut spill = StreamWriter::try_new(SpillWriter::new().map_err(spill_err)?, &self.memory[0].schema()).map_err(spill_err)?;
             for b in self.memory.drain(..) {
                 spill.write(&b).map_err(spill_err)?;
             }
@@ -873,9 +872,8 @@ impl Candidates {
             None => CandidateReader::Memory(self.memory.into_iter()),
             Some(mut spill) => {
                 spill.finish().map_err(spill_err)?;
-                let mut file = spill.into_inner().map_err(spill_err)?.into_inner().map_err(|e| spill_err(e.error()))?;
-                file.rewind().map_err(spill_err)?;
-                CandidateReader::File(StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None).map_err(spill_err)?)
+                let file = spill.into_inner().map_err(spill_err)?.finish().map_err(spill_err)?;
+                CandidateReader::File(Box::new(StreamReader::try_new(file, None).map_err(spill_err)?))
             }
         })
     }
@@ -884,7 +882,7 @@ impl Candidates {
 /// The candidates of a batch, read back in order.
 enum CandidateReader {
     Memory(std::vec::IntoIter<RecordBatch>),
-    File(StreamReader<BufReader<std::fs::File>>),
+    File(Box<StreamReader<SpillReader>>),
 }
 
 impl std::fmt::Debug for CandidateReader {

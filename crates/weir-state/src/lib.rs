@@ -10,6 +10,7 @@ pub mod error;
 pub mod key;
 pub mod operator;
 pub mod pages;
+mod spill;
 pub mod store;
 pub mod table;
 pub mod window;
