@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, UploadPart,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, UploadPart,
 };
 use serde::{Deserialize, Serialize};
 use weir_checkpoint::durable::StagedFile;
@@ -290,9 +290,30 @@ impl fmt::Debug for JournaledStore {
 
 #[async_trait]
 impl ObjectStore for JournaledStore {
+    /// A data file put whole (delta-rs puts a file smaller than its 5 MiB parts in one
+    /// piece: every file of a small batch) is written as one uploaded in parts is, past the
+    /// page cache ([`StagedUpload`]). Anything else, a log entry put only if it is new among
+    /// them, goes through the local file system store as it asks.
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
         self.journal.record(location).await?;
-        let result = self.inner.put_opts(location, payload, opts).await?;
+        let data_file = matches!(opts.mode, PutMode::Overwrite)
+            && opts.attributes.is_empty()
+            && location.parts().next().is_some_and(|first| first.as_ref() != "_delta_log");
+        let result = match data_file {
+            true => {
+                let dest = local_path(&self.disk, location);
+                let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    let mut file = StagedFile::create(dest)?;
+                    for chunk in payload.iter() {
+                        file.write(chunk)?;
+                    }
+                    file.finish().map(drop)
+                });
+                write.await.map_err(|e| local_err("write", location, e))?.map_err(|e| local_err("write", location, e))?;
+                PutResult { e_tag: None, version: None }
+            }
+            false => self.inner.put_opts(location, payload, opts).await?,
+        };
         sync(&self.disk, location).await?;
         Ok(result)
     }
@@ -386,5 +407,37 @@ mod tests {
         upload.put_part(PutPayload::from(vec![1u8; 10])).await.unwrap();
         upload.abort().await.unwrap();
         assert_eq!(names(), [name], "an aborted upload leaves nothing");
+    }
+
+    /// A data file put whole lands whole at the path the local file system store reads, in
+    /// place of what was there, with no staging file left; a log entry put only if new is
+    /// still refused when one is there, and written when not.
+    #[tokio::test]
+    async fn a_data_file_put_whole_is_staged_and_a_log_entry_stays_conditional() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let fs = LocalFileSystem::new_with_prefix(&root).unwrap();
+        let location = Path::from("day=2024-01-01 x/part-00000-a b%.parquet");
+        let file = fs.path_to_filesystem(&location).unwrap();
+        let local: Arc<dyn ObjectStore> = Arc::new(fs);
+        let store = JournaledStore::new(Arc::clone(&local), Journal::default(), Arc::new(LocalDisk::new(root.clone())));
+        for len in [10usize, 1_048_576 + 4_096 + 3, 2_000_000] {
+            let bytes: Vec<u8> = (0..len as u32).map(|i| (i % 251) as u8).collect();
+            let (head, tail) = bytes.split_at(len / 3);
+            let payload = PutPayload::from_iter([bytes::Bytes::from(head.to_vec()), bytes::Bytes::from(tail.to_vec())]);
+            store.put(&location, payload).await.unwrap();
+            let got = local.get(&location).await.unwrap().bytes().await.unwrap();
+            assert!(got == bytes, "{len} bytes read back as put");
+            let dir = file.parent().unwrap();
+            let names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            assert_eq!(names, [file.file_name().unwrap().to_str().unwrap()], "no staging file left");
+        }
+
+        let entry = Path::from("_delta_log/00000000000000000001.json");
+        let create = PutOptions { mode: PutMode::Create, ..Default::default() };
+        store.put_opts(&entry, PutPayload::from_static(b"{}"), create.clone()).await.unwrap();
+        let e = store.put_opts(&entry, PutPayload::from_static(b"{\"x\":1}"), create).await.unwrap_err();
+        assert!(matches!(e, object_store::Error::AlreadyExists { .. }), "{e}");
+        assert_eq!(local.get(&entry).await.unwrap().bytes().await.unwrap().as_ref(), b"{}");
     }
 }
