@@ -121,23 +121,78 @@ pub struct StagedFile {
     direct: Option<DirectBlock>,
 }
 
-/// An aligned block of [`DIRECT_BLOCK`] bytes inside `buf`, `len` of them filled.
+/// A buffer of [`DirectBlock::SIZE`] bytes aligned for direct I/O, the first
+/// [`DirectBlock::len`] of them filled: what a [`StagedFile`] and a dedup's spill file write
+/// and read a block at a time.
 #[derive(Debug)]
-struct DirectBlock {
+pub struct DirectBlock {
     buf: Vec<u8>,
     start: usize,
     len: usize,
 }
 
+impl Default for DirectBlock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DirectBlock {
-    fn new() -> Self {
+    /// Bytes a block holds.
+    pub const SIZE: usize = DIRECT_BLOCK;
+
+    /// An empty block.
+    pub fn new() -> Self {
         let buf = vec![0u8; DIRECT_BLOCK + DIRECT_ALIGN];
         let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
         Self { buf, start, len: 0 }
     }
 
-    fn filled(&self) -> &[u8] {
+    /// Appends as much of `bytes` as fits; returns how much.
+    pub fn fill(&mut self, bytes: &[u8]) -> usize {
+        let n = (DIRECT_BLOCK - self.len).min(bytes.len());
+        let at = self.start + self.len;
+        self.buf[at..at + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        n
+    }
+
+    /// Bytes filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is filled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether no more bytes fit.
+    pub fn is_full(&self) -> bool {
+        self.len == DIRECT_BLOCK
+    }
+
+    /// The filled bytes.
+    pub fn filled(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
+    }
+
+    /// The filled bytes and what follows them in the buffer up to the next whole page: a
+    /// direct write of a partial block.
+    pub fn filled_to_page(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len.next_multiple_of(DIRECT_ALIGN)]
+    }
+
+    /// The buffer's first `len` bytes and those after them up to the next whole page, for a
+    /// direct read of `len` bytes; then [`Self::set_len`].
+    pub fn pages_mut(&mut self, len: usize) -> &mut [u8] {
+        let end = self.start + len.next_multiple_of(DIRECT_ALIGN).min(DIRECT_BLOCK);
+        &mut self.buf[self.start..end]
+    }
+
+    /// Says that the first `len` bytes are filled (at most [`Self::SIZE`]).
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(DIRECT_BLOCK);
     }
 }
 
@@ -169,13 +224,10 @@ impl StagedFile {
         while let Some(block) = self.direct.as_mut()
             && !bytes.is_empty()
         {
-            let n = (DIRECT_BLOCK - block.len).min(bytes.len());
-            let at = block.start + block.len;
-            block.buf[at..at + n].copy_from_slice(&bytes[..n]);
-            block.len += n;
+            let n = block.fill(bytes);
             self.written += n as u64;
             bytes = &bytes[n..];
-            if block.len == DIRECT_BLOCK {
+            if block.is_full() {
                 self.flush_block()?;
             }
         }
@@ -198,9 +250,9 @@ impl StagedFile {
         use std::os::unix::fs::FileExt;
         let Some(block) = &mut self.direct else { return Ok(()) };
         let file = self.file.as_ref().expect("written before finish");
-        let offset = self.written - block.len as u64;
+        let offset = self.written - block.len() as u64;
         if file.write_all_at(block.filled(), offset).is_ok() {
-            block.len = 0;
+            block.set_len(0);
             return Ok(());
         }
         set_direct(file, false)?;
@@ -215,13 +267,13 @@ impl StagedFile {
     /// file's path.
     pub fn finish(mut self) -> io::Result<PathBuf> {
         let file = self.file.take().expect("finished once");
-        if let Some(block) = self.direct.take().filter(|b| b.len > 0) {
+        if let Some(block) = self.direct.take().filter(|b| !b.is_empty()) {
             // The last block is partial, and a direct write is of a whole number of aligned
             // pages: those go straight to the disk, the rest (less than a page) through the
             // page cache; all of it does if the disk refuses.
             use std::os::unix::fs::FileExt;
-            let (filled, start) = (block.filled(), self.written - block.len as u64);
-            let pages = block.len / DIRECT_ALIGN * DIRECT_ALIGN;
+            let (filled, start) = (block.filled(), self.written - block.len() as u64);
+            let pages = block.len() / DIRECT_ALIGN * DIRECT_ALIGN;
             let direct = if pages > 0 && file.write_all_at(&filled[..pages], start).is_ok() { pages } else { 0 };
             set_direct(&file, false)?;
             file.write_all_at(&filled[direct..], start + direct as u64)?;

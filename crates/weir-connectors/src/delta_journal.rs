@@ -372,19 +372,26 @@ mod tests {
 
     use super::*;
 
+    /// A journaled store over a new directory, the local store under it, and a data file's
+    /// location there with its path on disk: a name object_store escapes ('%'), in a folder
+    /// with '=' and a space.
+    fn journaled() -> (tempfile::TempDir, JournaledStore, Arc<dyn ObjectStore>, Path, std::path::PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let fs = LocalFileSystem::new_with_prefix(&root).unwrap();
+        let location = Path::from("day=2024-01-01 x/part-00000-a b%.parquet");
+        let file = fs.path_to_filesystem(&location).unwrap();
+        let local: Arc<dyn ObjectStore> = Arc::new(fs);
+        let store = JournaledStore::new(Arc::clone(&local), Journal::default(), Arc::new(LocalDisk::new(root)));
+        (tmp, store, local, location, file)
+    }
+
     /// A data file uploaded in parts lands whole, in part order, at the path the local file
     /// system store reads it from, even when the parts' uploads finish in reverse order;
     /// until complete it is only a staging file, and an aborted upload leaves nothing.
     #[tokio::test]
     async fn a_multipart_upload_is_written_in_part_order_and_appears_when_complete() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(tmp.path()).unwrap();
-        let fs = LocalFileSystem::new_with_prefix(&root).unwrap();
-        // A name object_store escapes ('%'), in a folder with '=' and a space.
-        let location = Path::from("day=2024-01-01 x/part-00000-a b%.parquet");
-        let file = fs.path_to_filesystem(&location).unwrap();
-        let local: Arc<dyn ObjectStore> = Arc::new(fs);
-        let store = JournaledStore::new(Arc::clone(&local), Journal::default(), Arc::new(LocalDisk::new(root.clone())));
+        let (_tmp, store, local, location, file) = journaled();
         let bytes: Vec<u8> = (0..3_500_000u32).map(|i| (i % 253) as u8).collect();
         let cuts = [0, 1_048_576, 1_048_577, 2_200_000, 3_500_000];
 
@@ -414,13 +421,7 @@ mod tests {
     /// still refused when one is there, and written when not.
     #[tokio::test]
     async fn a_data_file_put_whole_is_staged_and_a_log_entry_stays_conditional() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(tmp.path()).unwrap();
-        let fs = LocalFileSystem::new_with_prefix(&root).unwrap();
-        let location = Path::from("day=2024-01-01 x/part-00000-a b%.parquet");
-        let file = fs.path_to_filesystem(&location).unwrap();
-        let local: Arc<dyn ObjectStore> = Arc::new(fs);
-        let store = JournaledStore::new(Arc::clone(&local), Journal::default(), Arc::new(LocalDisk::new(root.clone())));
+        let (_tmp, store, local, location, file) = journaled();
         for len in [10usize, 1_048_576 + 4_096 + 3, 2_000_000] {
             let bytes: Vec<u8> = (0..len as u32).map(|i| (i % 251) as u8).collect();
             let (head, tail) = bytes.split_at(len / 3);

@@ -19,32 +19,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use weir_checkpoint::durable::{DIRECT_ALIGN, set_direct};
+use weir_checkpoint::durable::{DirectBlock, set_direct};
 
 /// Bytes per read or write of the file.
-const BLOCK: usize = 1 << 20;
+const BLOCK: usize = DirectBlock::SIZE;
 
 /// Blocks read ahead of the reader.
 const READ_AHEAD: usize = 2;
-
-/// A buffer of [`BLOCK`] bytes aligned for direct I/O, the first `len` of them filled.
-struct Block {
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl Block {
-    fn new() -> Self {
-        let buf = vec![0u8; BLOCK + DIRECT_ALIGN];
-        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-        Self { buf, start, len: 0 }
-    }
-
-    fn filled(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-}
 
 /// Writes `bytes` at `offset`; a direct write that fails is tried again through the page
 /// cache, which the file then keeps to.
@@ -82,7 +63,7 @@ fn read_at(file: &File, direct: &mut bool, buf: &mut [u8], offset: u64) -> io::R
 pub(crate) struct SpillWriter {
     file: File,
     direct: bool,
-    block: Block,
+    block: DirectBlock,
     /// Bytes written to the spill (the block's included).
     written: u64,
 }
@@ -92,20 +73,20 @@ impl SpillWriter {
     pub(crate) fn new() -> io::Result<Self> {
         let file = tempfile::tempfile()?;
         let direct = set_direct(&file, true).is_ok();
-        Ok(Self { file, direct, block: Block::new(), written: 0 })
+        Ok(Self { file, direct, block: DirectBlock::new(), written: 0 })
     }
 
     /// Writes the block at its place: direct writes are of whole aligned lengths, so the
     /// last, partial block goes with the bytes after it in the buffer, which no read gets
     /// to (a reader stops at [`Self::written`]).
     fn write_block(&mut self) -> io::Result<()> {
-        let len = match self.direct {
-            true => self.block.len.next_multiple_of(DIRECT_ALIGN),
-            false => self.block.len,
+        let bytes = match self.direct {
+            true => self.block.filled_to_page(),
+            false => self.block.filled(),
         };
-        let offset = self.written - self.block.len as u64;
-        write_at(&self.file, &mut self.direct, &self.block.buf[self.block.start..self.block.start + len], offset)?;
-        self.block.len = 0;
+        let offset = self.written - self.block.len() as u64;
+        write_at(&self.file, &mut self.direct, bytes, offset)?;
+        self.block.set_len(0);
         Ok(())
     }
 
@@ -116,7 +97,7 @@ impl SpillWriter {
 
     /// Writes what is left: the file, to be read from its start.
     fn written_out(mut self) -> io::Result<Fill> {
-        if self.block.len > 0 {
+        if !self.block.is_empty() {
             self.write_block()?;
         }
         Ok(Fill { file: self.file, direct: self.direct, len: self.written, offset: 0 })
@@ -125,12 +106,9 @@ impl SpillWriter {
 
 impl Write for SpillWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = (BLOCK - self.block.len).min(bytes.len());
-        let at = self.block.start + self.block.len;
-        self.block.buf[at..at + n].copy_from_slice(&bytes[..n]);
-        self.block.len += n;
+        let n = self.block.fill(bytes);
         self.written += n as u64;
-        if self.block.len == BLOCK {
+        if self.block.is_full() {
             self.write_block()?;
         }
         Ok(n)
@@ -154,19 +132,19 @@ struct Fill {
 
 impl Fill {
     /// Fills `block` with the next bytes of the spill; `false` at its end.
-    fn next(&mut self, block: &mut Block) -> io::Result<bool> {
+    fn next(&mut self, block: &mut DirectBlock) -> io::Result<bool> {
         let Some(want) = self.len.checked_sub(self.offset).filter(|&rest| rest > 0).map(|rest| rest.min(BLOCK as u64) as usize) else {
             return Ok(false);
         };
-        let len = match self.direct {
-            true => want.next_multiple_of(DIRECT_ALIGN),
-            false => want,
+        let buf = match self.direct {
+            true => block.pages_mut(want),
+            false => &mut block.pages_mut(want)[..want],
         };
-        let got = read_at(&self.file, &mut self.direct, &mut block.buf[block.start..block.start + len], self.offset)?;
+        let got = read_at(&self.file, &mut self.direct, buf, self.offset)?;
         if got < want {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("the spill file ends at {} of its {} bytes", self.offset + got as u64, self.len)));
         }
-        block.len = want;
+        block.set_len(want);
         self.offset += want as u64;
         Ok(true)
     }
@@ -175,7 +153,7 @@ impl Fill {
 /// Where a [`SpillReader`]'s blocks come from.
 enum Blocks {
     /// A thread reading ahead: each block, `None` at the end. Blocks read go back to it.
-    Thread { filled: Receiver<io::Result<Option<Block>>>, empty: Sender<Block> },
+    Thread { filled: Receiver<io::Result<Option<DirectBlock>>>, empty: Sender<DirectBlock> },
     /// Read here, when the spill is one block or no thread could be started.
     Here(Fill),
 }
@@ -183,7 +161,7 @@ enum Blocks {
 /// The reading end, from the spill's first byte.
 pub(crate) struct SpillReader {
     blocks: Blocks,
-    current: Option<Block>,
+    current: Option<DirectBlock>,
     pos: usize,
 }
 
@@ -218,9 +196,9 @@ impl SpillReader {
 }
 
 /// The reading thread: every block in order, then `None`, or the first error.
-fn read_ahead(mut fill: Fill, filled: &SyncSender<io::Result<Option<Block>>>, empty: &Receiver<Block>) {
+fn read_ahead(mut fill: Fill, filled: &SyncSender<io::Result<Option<DirectBlock>>>, empty: &Receiver<DirectBlock>) {
     loop {
-        let mut block = empty.try_recv().unwrap_or_else(|_| Block::new());
+        let mut block = empty.try_recv().unwrap_or_else(|_| DirectBlock::new());
         let next = match fill.next(&mut block) {
             Ok(true) => Ok(Some(block)),
             Ok(false) => Ok(None),
@@ -238,9 +216,9 @@ impl Read for SpillReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             if let Some(block) = &self.current
-                && self.pos < block.len
+                && self.pos < block.len()
             {
-                let n = (block.len - self.pos).min(out.len());
+                let n = (block.len() - self.pos).min(out.len());
                 out[..n].copy_from_slice(&block.filled()[self.pos..self.pos + n]);
                 self.pos += n;
                 return Ok(n);
@@ -260,9 +238,10 @@ impl Read for SpillReader {
                     }
                 }
                 Blocks::Here(fill) => {
-                    let block = self.current.get_or_insert_with(Block::new);
+                    // Emptied first: after an error the block holds nothing to read again.
+                    let block = self.current.get_or_insert_with(DirectBlock::new);
+                    block.set_len(0);
                     if !fill.next(block)? {
-                        block.len = 0;
                         return Ok(0);
                     }
                 }
@@ -273,6 +252,8 @@ impl Read for SpillReader {
 
 #[cfg(test)]
 mod tests {
+    use weir_checkpoint::durable::DIRECT_ALIGN;
+
     use super::*;
 
     fn bytes(n: usize) -> Vec<u8> {
