@@ -195,6 +195,22 @@ impl FileWriter {
         true
     }
 
+    /// Stops the encoders of a batch that will not commit, and waits for them: each drops
+    /// its writer, which aborts the writer's uploads, before the query ends. Left to stop
+    /// on their own, an upload could still run as weir exits, fail for want of the shut
+    /// runtime's threads, and have delta-rs abort a file it had begun to flush, which
+    /// panics inside object_store ("Already shut down"; delta-rs catches it, but the panic
+    /// is printed).
+    async fn abandon(self) {
+        for Encoder { _cancel, tx, task } in self.encoders {
+            drop(_cancel);
+            drop(tx);
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+    }
+
     /// Ends the queues and waits for the tasks' files, in the encoders' order.
     async fn close(mut self) -> std::result::Result<deltalake::DeltaResult<Vec<Add>>, tokio::task::JoinError> {
         self.encoders.iter_mut().for_each(|e| e.tx = None);
@@ -816,8 +832,13 @@ impl Sink for DeltaSink {
         std::mem::take(&mut self.warnings)
     }
 
-    /// Waits for the Delta checkpoint being written in the background, if any.
+    /// Stops the encoding of a batch that never committed (the query failed or stopped in
+    /// it; see [`FileWriter::abandon`]), then waits for the Delta checkpoint being written in
+    /// the background, if any.
     async fn close(&mut self) -> Result<()> {
+        if let Some(Pending { writer: Some(writer), .. }) = self.pending.take() {
+            writer.abandon().await;
+        }
         if let Some(task) = self.checkpointing.take()
             && let Ok(Some(e)) = task.await
         {
