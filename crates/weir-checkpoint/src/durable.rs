@@ -247,18 +247,17 @@ impl StagedFile {
     /// Writes the block, whole, at its place in the file: straight to the disk, or through
     /// the page cache from here on if the disk refuses that (written again).
     fn flush_block(&mut self) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
         let Some(block) = &mut self.direct else { return Ok(()) };
         let file = self.file.as_ref().expect("written before finish");
-        let offset = self.written - block.len() as u64;
-        if file.write_all_at(block.filled(), offset).is_ok() {
-            block.set_len(0);
-            return Ok(());
+        let mut direct = true;
+        write_at(file, &mut direct, block.filled(), self.written - block.len() as u64)?;
+        match direct {
+            true => block.set_len(0),
+            false => {
+                self.direct = None;
+                self.started = self.written;
+            }
         }
-        set_direct(file, false)?;
-        file.write_all_at(block.filled(), offset)?;
-        self.direct = None;
-        self.started = self.written;
         Ok(())
     }
 
@@ -286,6 +285,21 @@ impl StagedFile {
         }
         Ok(std::mem::take(&mut self.dest))
     }
+}
+
+/// Writes `bytes` at `offset` of `file`, open for direct I/O when `direct`: a direct write
+/// that fails is made again through the page cache, which the file keeps to from then on
+/// (`direct` turns false).
+pub fn write_at(file: &File, direct: &mut bool, bytes: &[u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if *direct {
+        if file.write_all_at(bytes, offset).is_ok() {
+            return Ok(());
+        }
+        set_direct(file, false)?;
+        *direct = false;
+    }
+    file.write_all_at(bytes, offset)
 }
 
 /// Opens `path`, which must not exist, for writing: for direct writes where the file system

@@ -19,26 +19,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use weir_checkpoint::durable::{DirectBlock, set_direct};
+use weir_checkpoint::durable::{DirectBlock, set_direct, write_at};
 
 /// Bytes per read or write of the file.
 const BLOCK: usize = DirectBlock::SIZE;
 
 /// Blocks read ahead of the reader.
 const READ_AHEAD: usize = 2;
-
-/// Writes `bytes` at `offset`; a direct write that fails is tried again through the page
-/// cache, which the file then keeps to.
-fn write_at(file: &File, direct: &mut bool, bytes: &[u8], offset: u64) -> io::Result<()> {
-    if *direct {
-        if file.write_all_at(bytes, offset).is_ok() {
-            return Ok(());
-        }
-        set_direct(file, false)?;
-        *direct = false;
-    }
-    file.write_all_at(bytes, offset)
-}
 
 /// Fills `buf` from `offset`, short only at the file's end; a direct read that fails is
 /// tried again through the page cache, which the file then keeps to.
