@@ -81,6 +81,16 @@ const GROW_AHEAD_FROM: u64 = 8_192;
 /// Bytes of candidate rows a batch keeps in memory before it spills them to a file.
 pub const CANDIDATES_IN_MEMORY: usize = 16 << 20;
 
+/// [`CANDIDATES_IN_MEMORY`], or `WEIR_DEDUP_CANDIDATE_MEMORY` bytes when set to a positive
+/// number (a tuning knob: the tests set it small so that batches of a few MB spill
+/// across many of the spill's blocks, to show that spilling changes no row).
+fn candidates_in_memory() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        std::env::var("WEIR_DEDUP_CANDIDATE_MEMORY").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(CANDIDATES_IN_MEMORY)
+    })
+}
+
 /// Counters of one batch, and the state's size after it (Spark's state operator metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DedupMetrics {
@@ -96,6 +106,9 @@ pub struct DedupMetrics {
     pub num_dropped_duplicate_rows: u64,
     /// Bytes the state takes in memory (table slots and out-of-line keys).
     pub memory_used_bytes: u64,
+    /// Bytes of the batch's candidate rows written to a temporary file, past the
+    /// [`CANDIDATES_IN_MEMORY`] a batch holds in memory (0 when they all fitted).
+    pub spilled_bytes: u64,
 }
 
 /// A key first seen in the batch at hand, and its best row so far.
@@ -185,7 +198,7 @@ impl Deduplicate {
             order_rows: None,
             candidate_builder: CandidateBuilder { schema: candidate_schema, output_columns },
             derived,
-            candidate_limit: CANDIDATES_IN_MEMORY,
+            candidate_limit: candidates_in_memory(),
             delta_schema: state_schema(),
         }
     }
@@ -423,7 +436,7 @@ impl Deduplicate {
     }
 
     /// Keeps at most `bytes` of a batch's candidate rows in memory (default
-    /// [`CANDIDATES_IN_MEMORY`]); beyond, they go to a file. Set between batches.
+    /// [`CANDIDATES_IN_MEMORY`], or `WEIR_DEDUP_CANDIDATE_MEMORY`); beyond, they go to a file. Set between batches.
     pub fn set_candidate_memory(&mut self, bytes: usize) {
         self.candidate_limit = bytes;
         if let CandidateWriter::Here(candidates) = &mut self.batch.candidates {
@@ -477,7 +490,8 @@ struct SettleState {
 impl SettleState {
     fn start(op: &mut Deduplicate) -> Result<Self> {
         let total = usize::try_from(op.batch.candidate_rows).map_err(|_| StateError::Data("too many candidates for this machine".into()))?;
-        let candidates = std::mem::take(&mut op.batch.candidates).finish()?.into_reader()?;
+        let (candidates, spilled) = std::mem::take(&mut op.batch.candidates).finish()?.into_reader()?;
+        op.metrics.spilled_bytes += spilled;
         let mut winners = vec![0u64; total.div_ceil(64)];
         for p in &op.batch.pending {
             winners[(p.candidate / 64) as usize] |= 1 << (p.candidate % 64);
@@ -773,7 +787,7 @@ impl std::fmt::Debug for CandidateWriter {
 
 impl Default for CandidateWriter {
     fn default() -> Self {
-        Self::new(CANDIDATES_IN_MEMORY)
+        Self::new(candidates_in_memory())
     }
 }
 
@@ -867,13 +881,16 @@ impl Candidates {
         Ok(())
     }
 
-    fn into_reader(self) -> Result<CandidateReader> {
+    /// The candidates to read back, and the bytes spilled to a file.
+    fn into_reader(self) -> Result<(CandidateReader, u64)> {
         Ok(match self.spill {
-            None => CandidateReader::Memory(self.memory.into_iter()),
+            None => (CandidateReader::Memory(self.memory.into_iter()), 0),
             Some(mut spill) => {
                 spill.finish().map_err(spill_err)?;
-                let file = spill.into_inner().map_err(spill_err)?.finish().map_err(spill_err)?;
-                CandidateReader::File(Box::new(StreamReader::try_new(file, None).map_err(spill_err)?))
+                let spill = spill.into_inner().map_err(spill_err)?;
+                let bytes = spill.len();
+                let file = spill.finish().map_err(spill_err)?;
+                (CandidateReader::File(Box::new(StreamReader::try_new(file, None).map_err(spill_err)?)), bytes)
             }
         })
     }
@@ -1153,7 +1170,7 @@ impl StatefulOperator for DedupOperator {
             num_rows_removed: m.num_rows_removed,
             num_rows_dropped_by_watermark: m.num_rows_dropped_by_watermark,
             memory_used_bytes: m.memory_used_bytes,
-            custom: [("numDroppedDuplicateRows", m.num_dropped_duplicate_rows)].into_iter().collect(),
+            custom: [("numDroppedDuplicateRows", m.num_dropped_duplicate_rows), ("spilledCandidateBytes", m.spilled_bytes)].into_iter().collect(),
         }
     }
 }
@@ -1551,7 +1568,7 @@ mod tests {
                     assert_eq!(op.derived.is_none(), store, "spec {n}");
                     op.set_candidate_memory(limit);
                     let mut op = DedupOperator::new(op, "dedupeWithinWatermark");
-                    let mut seen = Vec::new();
+                    let (mut seen, mut spilled) = (Vec::new(), 0);
                     for (b, input) in batches.iter().enumerate() {
                         for (seq, rows) in input.chunks(4_000).enumerate() {
                             let rows: Vec<(&str, i64, Option<i64>)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
@@ -1566,15 +1583,22 @@ mod tests {
                             let expires = d.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
                             seen.push(format!("delta {:?}", (0..d.num_rows()).map(|i| (keys.value(i).to_vec(), expires.is_valid(i).then(|| expires.value(i)))).collect::<Vec<_>>()));
                         }
-                        seen.push(format!("metrics {:?}", op.take_metrics()));
+                        // Stored candidates are bigger: the bytes spilled differ.
+                        let mut metrics = op.take_metrics();
+                        spilled += metrics.custom.remove("spilledCandidateBytes").expect("spilled bytes");
+                        seen.push(format!("metrics {metrics:?}"));
                     }
                     let mut state: Vec<(Vec<u8>, i64)> = op.op.state().iter().map(|(k, e)| (k.to_vec(), e)).collect();
                     state.sort();
-                    (seen, state)
+                    (seen, state, spilled)
                 };
                 let (derived, stored) = (run_all(false), run_all(true));
                 assert!(derived.0.len() > 10, "spec {n}");
-                assert_eq!(derived, stored, "spec {n}, candidate memory {limit}");
+                assert_eq!((&derived.0, &derived.1), (&stored.0, &stored.1), "spec {n}, candidate memory {limit}");
+                match limit {
+                    CANDIDATES_IN_MEMORY => assert_eq!((derived.2, stored.2), (0, 0), "spec {n}: nothing spilled"),
+                    _ => assert!(0 < derived.2 && derived.2 < stored.2, "spec {n}: spilled {} and {} bytes", derived.2, stored.2),
+                }
             }
         }
     }

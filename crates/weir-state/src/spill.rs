@@ -77,6 +77,11 @@ impl SpillWriter {
         Ok(())
     }
 
+    /// Bytes written to the spill so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.written
+    }
+
     /// Writes what is left and hands the file over to be read from its start.
     pub(crate) fn finish(self) -> io::Result<SpillReader> {
         Ok(SpillReader::new(self.written_out()?))

@@ -203,31 +203,60 @@ fn late_rows(dir: &Path) -> Vec<String> {
     DeltaView::read_columns(&dir.join("out/late"), &["seq"]).rows()
 }
 
-/// How the determinism tests run a query: threads, read pieces (`WEIR_FILE_PIECE_BYTES`) and
+/// How the determinism tests run a query: threads, read pieces (`WEIR_FILE_PIECE_BYTES`),
 /// where candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`: on their own thread from a
 /// chunk of that many, 1: always, a billion: never; unset, 8,192, which a whole file of
-/// the tests reaches). Every combination must write the model's rows.
-const RUNS: [(&str, Option<&str>, Option<&str>); 6] = [
-    ("1", None, None),
-    ("2", Some("65536"), None),
-    ("3", Some("1000000"), None),
-    ("2", None, None),
-    ("2", Some("65536"), Some("1")),
-    ("1", None, Some("1000000000")),
+/// the tests reaches) and how many of their bytes a batch holds in memory before it spills
+/// them to a file (`WEIR_DEDUP_CANDIDATE_MEMORY`; unset, 16 MiB, more than a batch of these
+/// tests has: a small figure makes each batch's spill span many of its MiB blocks, from the
+/// candidates' thread or from the loop). Every combination must write the model's rows.
+type FileRun = (&'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>);
+
+const RUNS: [FileRun; 6] = [
+    ("1", None, None, None),
+    ("2", Some("65536"), None, None),
+    ("3", Some("1000000"), None, Some("65536")),
+    ("2", None, None, None),
+    ("2", Some("65536"), Some("1"), Some("1")),
+    ("1", None, Some("1000000000"), Some("100000")),
 ];
 
 /// Runs `p.sql` in `dir` to the end as `run_as` says (one of [`RUNS`]); returns the output,
 /// checked to be a success, and a description of the run.
-fn run_with(dir: &Path, (threads, piece, thread_from): (&str, Option<&str>, Option<&str>)) -> (std::process::Output, String) {
-    let out = run_to_end(dir, threads, &[("WEIR_FILE_PIECE_BYTES", piece), ("WEIR_DEDUP_THREAD_FROM", thread_from)]);
-    (out, format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows"))
+fn run_with(dir: &Path, (threads, piece, thread_from, memory): FileRun) -> (std::process::Output, String) {
+    let knobs = [("WEIR_FILE_PIECE_BYTES", piece), ("WEIR_DEDUP_THREAD_FROM", thread_from), ("WEIR_DEDUP_CANDIDATE_MEMORY", memory)];
+    let out = run_to_end(dir, threads, &knobs);
+    let run = format!("threads {threads}, pieces of {piece:?} bytes, candidate thread from {thread_from:?} rows, {memory:?} bytes of candidates in memory");
+    assert_spilled_as_set(&out, memory, &run);
+    (out, run)
+}
+
+/// A batch's `spilledCandidateBytes`, from each `--progress json` line of `out`.
+fn spilled_bytes(out: &std::process::Output) -> Vec<u64> {
+    stderr(out)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|p| p["stateOperators"].as_array().map(|ops| ops.iter().filter_map(|op| op["customMetrics"]["spilledCandidateBytes"].as_u64()).sum()))
+        .collect()
+}
+
+/// With a small `WEIR_DEDUP_CANDIDATE_MEMORY` some batch spilled more than one of the
+/// spill's MiB blocks (else the run shows nothing about spilling); unset, no batch of these
+/// tests spills.
+fn assert_spilled_as_set(out: &std::process::Output, memory: Option<&str>, run: &str) {
+    let spilled = spilled_bytes(out);
+    assert!(!spilled.is_empty(), "{run}: no progress with a deduplication's metrics:\n{}", stderr(out));
+    match memory {
+        Some(_) => assert!(spilled.iter().any(|&b| b > 1 << 20), "{run}: bytes spilled by each batch {spilled:?}"),
+        None => assert!(spilled.iter().all(|&b| b == 0), "{run}: bytes spilled by each batch {spilled:?}"),
+    }
 }
 
 /// Runs `p.sql` in `dir` to the end on `threads` threads, with each tuning knob of `knobs`
 /// that has a value set; returns the output, checked to be a success.
 fn run_to_end(dir: &Path, threads: &str, knobs: &[(&str, Option<&str>)]) -> std::process::Output {
     let mut cmd = weir(dir);
-    cmd.args(["run", "p.sql", "--trigger", "available-now", "--threads", threads]);
+    cmd.args(["run", "p.sql", "--trigger", "available-now", "--progress", "json", "--threads", threads]);
     for (name, value) in knobs {
         if let Some(value) = value {
             cmd.env(name, value);
@@ -800,16 +829,17 @@ fn logged_kafka_batches(dir: &Path, partitions: &[Vec<Event>]) -> (Vec<Vec<Vec<E
 }
 
 /// How the Kafka determinism test runs its query: threads, offsets per chunk of a partition
-/// (`WEIR_KAFKA_CHUNK_MESSAGES`, default 50,000), `max_offsets_per_trigger`, and where
-/// candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`).
-type KafkaRun = (&'static str, Option<&'static str>, Option<u64>, Option<&'static str>);
+/// (`WEIR_KAFKA_CHUNK_MESSAGES`, default 50,000), `max_offsets_per_trigger`, where
+/// candidate rows are stored (`WEIR_DEDUP_THREAD_FROM`) and how many of their bytes stay in
+/// memory (`WEIR_DEDUP_CANDIDATE_MEMORY`; see [`RUNS`]).
+type KafkaRun = (&'static str, Option<&'static str>, Option<u64>, Option<&'static str>, Option<&'static str>);
 
 const KAFKA_RUNS: [KafkaRun; 5] = [
-    ("1", None, Some(24_000), None),
-    ("2", Some("1000"), Some(24_000), None),
-    ("2", Some("7777"), Some(17_000), Some("1")),
-    ("3", None, None, None),
-    ("2", Some("333"), None, Some("1000000000")),
+    ("1", None, Some(24_000), None, None),
+    ("2", Some("1000"), Some(24_000), None, None),
+    ("2", Some("7777"), Some(17_000), Some("1"), Some("65536")),
+    ("3", None, None, None, Some("1")),
+    ("2", Some("333"), None, Some("1000000000"), None),
 ];
 
 /// The rows of the dedup over `partitions` that ran in `dir` must be the model's for the
@@ -831,11 +861,16 @@ fn dedup_over_kafka_keeps_the_same_rows_whatever_the_threads_chunks_batches_and_
     let broker = kafka::Broker::start();
     let partitions = send_to_kafka(&broker, &files);
 
-    for (threads, chunk, cap, thread_from) in KAFKA_RUNS {
+    for (threads, chunk, cap, thread_from, memory) in KAFKA_RUNS {
         let (_tmp, dir) = scratch();
         std::fs::write(dir.join("p.sql"), kafka_pipeline(&broker, cap)).unwrap();
-        let out = run_to_end(&dir, threads, &[("WEIR_KAFKA_CHUNK_MESSAGES", chunk), ("WEIR_DEDUP_THREAD_FROM", thread_from)]);
-        let what = format!("threads {threads}, chunks of {chunk:?} offsets, max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows");
+        let knobs = [("WEIR_KAFKA_CHUNK_MESSAGES", chunk), ("WEIR_DEDUP_THREAD_FROM", thread_from), ("WEIR_DEDUP_CANDIDATE_MEMORY", memory)];
+        let out = run_to_end(&dir, threads, &knobs);
+        let what = format!(
+            "threads {threads}, chunks of {chunk:?} offsets, max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows, \
+             {memory:?} bytes of candidates in memory"
+        );
+        assert_spilled_as_set(&out, memory, &what);
         let batches = check_kafka_run(&dir, &partitions, &what, &stderr(&out));
         // Capped: several batches of about 3 MB, late rows among them; uncapped: one of 11 MB.
         match cap {
@@ -971,16 +1006,17 @@ fn logged_file_batches(dir: &Path, table: &str, files: &[Vec<Event>]) -> Vec<Vec
 }
 
 /// How the mixed test runs its query: threads, `WEIR_KAFKA_CHUNK_MESSAGES`,
-/// `WEIR_FILE_PIECE_BYTES`, `max_offsets_per_trigger` and `WEIR_DEDUP_THREAD_FROM`.
-type MixedRun = (&'static str, Option<&'static str>, Option<&'static str>, Option<u64>, Option<&'static str>);
+/// `WEIR_FILE_PIECE_BYTES`, `max_offsets_per_trigger`, `WEIR_DEDUP_THREAD_FROM` and
+/// `WEIR_DEDUP_CANDIDATE_MEMORY` (see [`RUNS`]).
+type MixedRun = (&'static str, Option<&'static str>, Option<&'static str>, Option<u64>, Option<&'static str>, Option<&'static str>);
 
 const MIXED_RUNS: [MixedRun; 4] = [
-    ("1", None, None, Some(MIXED_BATCH_MESSAGES), None),
-    ("2", Some("1000"), Some("65536"), Some(MIXED_BATCH_MESSAGES), Some("1")),
+    ("1", None, None, Some(MIXED_BATCH_MESSAGES), None, None),
+    ("2", Some("1000"), Some("65536"), Some(MIXED_BATCH_MESSAGES), Some("1"), Some("65536")),
     // Kafka batches of two thirds of a batch as made: the topic outlasts the files.
-    ("3", Some("7777"), Some("1000000"), Some(MIXED_BATCH_MESSAGES * 2 / 3), None),
+    ("3", Some("7777"), Some("1000000"), Some(MIXED_BATCH_MESSAGES * 2 / 3), None, None),
     // All the topic in batch 0.
-    ("2", Some("333"), None, None, Some("1000000000")),
+    ("2", Some("333"), None, None, Some("1000000000"), Some("1")),
 ];
 
 /// Checks the run of the mixed query in `dir` against the model of the batches it logged:
@@ -1032,15 +1068,21 @@ fn dedup_of_kafka_and_files_keeps_the_same_rows_whatever_the_threads_chunks_piec
         write_events(&dir.join("in/archive"), &files);
     };
 
-    for (i, (threads, chunk, piece, cap, thread_from)) in MIXED_RUNS.into_iter().enumerate() {
+    for (i, (threads, chunk, piece, cap, thread_from, memory)) in MIXED_RUNS.into_iter().enumerate() {
         let (_tmp, dir) = scratch();
         setup(&dir, cap);
-        let knobs = [("WEIR_KAFKA_CHUNK_MESSAGES", chunk), ("WEIR_FILE_PIECE_BYTES", piece), ("WEIR_DEDUP_THREAD_FROM", thread_from)];
+        let knobs = [
+            ("WEIR_KAFKA_CHUNK_MESSAGES", chunk),
+            ("WEIR_FILE_PIECE_BYTES", piece),
+            ("WEIR_DEDUP_THREAD_FROM", thread_from),
+            ("WEIR_DEDUP_CANDIDATE_MEMORY", memory),
+        ];
         let out = run_to_end(&dir, threads, &knobs);
         let what = format!(
             "Kafka and files, threads {threads}, chunks of {chunk:?} offsets, pieces of {piece:?} bytes, \
-             max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows"
+             max_offsets_per_trigger {cap:?}, candidate thread from {thread_from:?} rows, {memory:?} bytes of candidates in memory"
         );
+        assert_spilled_as_set(&out, memory, &what);
         let (model, batches) = check_mixed_run(&dir, &partitions, &files, &what, &stderr(&out));
         let late = model.late.each_ref().map(Vec::len);
         assert!(model.rows.len() > 20_000, "{what}: {} rows", model.rows.len());
