@@ -66,12 +66,27 @@ pub struct Walk {
 const INLINE: usize = 22;
 
 /// A slot's key: in place when short (no allocation per key), else where the map's arena
-/// of long keys holds it. 24 bytes, as a [`Key`]: a slot with its expiry and control byte
-/// is 33 bytes. The top bit of `len` marks a pending key (see the module docs).
+/// of long keys holds it, with the key's hash (in room the slot has anyway). 24 bytes, as a
+/// [`Key`]: a slot with its expiry and control byte is 33 bytes. The top bit of `len` marks
+/// a pending key (see the module docs).
+///
+/// A long key's stored hash spares a read of the arena, a cache miss in a big state, where
+/// only the hash was wanted: a slot whose control byte (seven bits of the hash) matched a
+/// lookup's by chance, about one lookup in nine in a full table, and every key moved when a
+/// table grows.
 #[derive(Clone, Copy)]
 enum Slot {
     Inline { len: u8, bytes: [u8; INLINE] },
-    Long { len: u32, block: u32, offset: u32 },
+    Long { len: u32, block: u32, offset: u32, hash: [u32; 2] },
+}
+
+/// A hash as two halves, so that a [`Slot`] keeps the alignment of its `u32`s.
+fn halves(hash: u64) -> [u32; 2] {
+    [hash as u32, (hash >> 32) as u32]
+}
+
+fn joined([low, high]: [u32; 2]) -> u64 {
+    u64::from(low) | u64::from(high) << 32
 }
 
 /// The pending flag in an inline and in a long slot's length.
@@ -100,7 +115,8 @@ const BLOCK_MIN: usize = 64 << 10;
 const BLOCK_MAX: usize = 1 << 20;
 
 impl LongKeys {
-    fn push(&mut self, bytes: &[u8]) -> Slot {
+    /// Stores a key, hashed `hash`, and gives its slot.
+    fn push(&mut self, bytes: &[u8], hash: u64) -> Slot {
         let fits = self.current.is_some_and(|c| self.blocks[c].capacity() - self.blocks[c].len() >= bytes.len());
         if !fits {
             let allocated: usize = self.blocks.iter().map(|b| b.capacity()).sum();
@@ -128,7 +144,7 @@ impl LongKeys {
         b.resize(offset + bytes.len(), 0);
         b[offset..].copy_from_slice(bytes);
         self.live += bytes.len();
-        Slot::Long { len: bytes.len() as u32, block: block as u32, offset: offset as u32 }
+        Slot::Long { len: bytes.len() as u32, block: block as u32, offset: offset as u32, hash: halves(hash) }
     }
 
     /// Bytes of memory the blocks use: what was written to them, by the page. A block's
@@ -144,20 +160,33 @@ impl LongKeys {
 }
 
 impl Slot {
-    fn new(bytes: &[u8], long: &mut LongKeys) -> Self {
+    /// The slot of `bytes`, hashed `hash`.
+    fn new(bytes: &[u8], hash: u64, long: &mut LongKeys) -> Self {
         if bytes.len() <= INLINE {
             let mut inline = [0u8; INLINE];
             inline[..bytes.len()].copy_from_slice(bytes);
             Self::Inline { len: bytes.len() as u8, bytes: inline }
         } else {
-            long.push(bytes)
+            long.push(bytes, hash)
         }
     }
 
     fn bytes<'a>(&'a self, long: &'a LongKeys) -> &'a [u8] {
         match self {
             Self::Inline { len, bytes } => &bytes[..(*len & !PENDING_INLINE) as usize],
-            Self::Long { len, block, offset } => long.get(*block, *offset, *len & !PENDING_LONG),
+            Self::Long { len, block, offset, .. } => long.get(*block, *offset, *len & !PENDING_LONG),
+        }
+    }
+
+    /// Whether the slot holds `key`, whose hash is `hash`: a long key's bytes are read only
+    /// when its stored hash and length are the key's.
+    fn is(&self, key: &[u8], hash: u64, long: &LongKeys) -> bool {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..(*len & !PENDING_INLINE) as usize] == key,
+            Self::Long { len, block, offset, hash: stored } => {
+                let len = *len & !PENDING_LONG;
+                joined(*stored) == hash && len as usize == key.len() && long.get(*block, *offset, len) == key
+            }
         }
     }
 
@@ -279,7 +308,10 @@ const PREFETCH_SLOTS: usize = 4;
 
 /// The hash of an entry's key, for a table that moves its entries (growth, shrinking).
 fn entry_hash<'a>(hasher: &'a KeyHasher, long: &'a LongKeys) -> impl Fn(&(Slot, i64)) -> u64 + 'a {
-    move |(k, _)| hasher.hash_one(k.bytes(long))
+    move |(k, _)| match k {
+        Slot::Long { hash, .. } => joined(*hash),
+        Slot::Inline { .. } => hasher.hash_one(k.bytes(long)),
+    }
 }
 
 impl DedupMap {
@@ -345,17 +377,17 @@ impl DedupMap {
     pub fn get(&self, key: &[u8]) -> Option<i64> {
         let hash = self.hash(key);
         let long = &self.long;
-        self.shards[shard(hash)].find(hash, |(k, _)| k.bytes(long) == key).filter(|(k, _)| !k.is_pending()).map(|(_, e)| *e)
+        self.shards[shard(hash)].find(hash, |(k, _)| k.is(key, hash, long)).filter(|(k, _)| !k.is_pending()).map(|(_, e)| *e)
     }
 
     /// Inserts `key` unless it is held; returns whether it was inserted.
     pub fn insert_new(&mut self, key: &[u8], expires: i64) -> bool {
         let hash = self.hash(key);
         let long = &self.long;
-        match self.shards[shard(hash)].entry(hash, |(k, _)| k.bytes(long) == key, entry_hash(&self.hasher, long)) {
+        match self.shards[shard(hash)].entry(hash, |(k, _)| k.is(key, hash, long), entry_hash(&self.hasher, long)) {
             Entry::Occupied(_) => false,
             Entry::Vacant(slot) => {
-                slot.insert((Slot::new(key, &mut self.long), expires));
+                slot.insert((Slot::new(key, hash, &mut self.long), expires));
                 true
             }
         }
@@ -370,13 +402,13 @@ impl DedupMap {
     pub fn insert_pending_hashed(&mut self, key: &[u8], hash: u64, index: u32) -> Probe {
         debug_assert_eq!(hash, self.hash(key));
         let long = &self.long;
-        match self.shards[shard(hash)].entry(hash, |(k, _)| k.bytes(long) == key, entry_hash(&self.hasher, long)) {
+        match self.shards[shard(hash)].entry(hash, |(k, _)| k.is(key, hash, long), entry_hash(&self.hasher, long)) {
             Entry::Occupied(o) => {
                 let (slot, value) = o.get();
                 if slot.is_pending() { Probe::Pending(*value as u32) } else { Probe::Held(*value) }
             }
             Entry::Vacant(v) => {
-                let mut slot = Slot::new(key, &mut self.long);
+                let mut slot = Slot::new(key, hash, &mut self.long);
                 slot.set_pending(true);
                 v.insert((slot, i64::from(index)));
                 self.pending += 1;
@@ -396,7 +428,7 @@ impl DedupMap {
     pub fn settle_hashed(&mut self, key: &[u8], hash: u64, expires_for: impl FnOnce(u32) -> Option<i64>) -> bool {
         debug_assert_eq!(hash, self.hash(key));
         let long = &self.long;
-        let Some((slot, value)) = self.shards[shard(hash)].find_mut(hash, |(k, _)| k.bytes(long) == key) else { return false };
+        let Some((slot, value)) = self.shards[shard(hash)].find_mut(hash, |(k, _)| k.is(key, hash, long)) else { return false };
         if !slot.is_pending() {
             return false;
         }
@@ -461,10 +493,10 @@ impl DedupMap {
     pub fn insert(&mut self, key: &[u8], expires: i64) {
         let hash = self.hash(key);
         let long = &self.long;
-        match self.shards[shard(hash)].entry(hash, |(k, _)| k.bytes(long) == key, entry_hash(&self.hasher, long)) {
+        match self.shards[shard(hash)].entry(hash, |(k, _)| k.is(key, hash, long), entry_hash(&self.hasher, long)) {
             Entry::Occupied(mut o) => o.get_mut().1 = expires,
             Entry::Vacant(v) => {
-                v.insert((Slot::new(key, &mut self.long), expires));
+                v.insert((Slot::new(key, hash, &mut self.long), expires));
             }
         }
     }
@@ -473,7 +505,7 @@ impl DedupMap {
     pub fn remove(&mut self, key: &[u8]) -> Option<i64> {
         let hash = self.hash(key);
         let long = &self.long;
-        let ((slot, expires), _) = self.shards[shard(hash)].find_entry(hash, |(k, _)| k.bytes(long) == key).ok()?.remove();
+        let ((slot, expires), _) = self.shards[shard(hash)].find_entry(hash, |(k, _)| k.is(key, hash, long)).ok()?.remove();
         slot.release(&mut self.long);
         self.compact_if_wasteful();
         Some(expires)
@@ -625,14 +657,14 @@ impl DedupMap {
         let (mut scratch, mut moved) = (Vec::new(), 0);
         for t in &mut self.shards {
             for (slot, _) in t.iter_mut() {
-                if let Slot::Long { len, block, offset } = *slot
+                if let Slot::Long { len, block, offset, hash } = *slot
                     && victim[block as usize]
                 {
                     let pending = slot.is_pending();
                     scratch.clear();
                     scratch.extend_from_slice(self.long.get(block, offset, len & !PENDING_LONG));
                     moved += scratch.len();
-                    *slot = self.long.push(&scratch);
+                    *slot = self.long.push(&scratch, joined(hash));
                     slot.set_pending(pending);
                 }
             }
@@ -708,8 +740,8 @@ mod tests {
                 let hash = map.hash(&key);
                 let table = &map.shards[shard(hash)];
                 let long = &map.long;
-                let bucket = table.find_bucket_index(hash, |(k, _)| k.bytes(long) == key).expect("held");
-                let entry = table.find(hash, |(k, _)| k.bytes(long) == key).expect("held");
+                let bucket = table.find_bucket_index(hash, |(k, _)| k.is(&key, hash, long)).expect("held");
+                let entry = table.find(hash, |(k, _)| k.is(&key, hash, long)).expect("held");
                 let ctrl = control_bytes(table).expect("a block of its own");
                 assert_eq!(ctrl - (bucket + 1) * std::mem::size_of::<(Slot, i64)>(), std::ptr::from_ref(entry) as usize);
                 let pos = hash as usize & (table.num_buckets() - 1);
