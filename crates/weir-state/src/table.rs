@@ -11,9 +11,9 @@
 //! arena of blocks shared by the tables, packed with no header or allocator chunk per key,
 //! and the slot holds where they are: such a key costs the same slot plus its own bytes
 //! (`long_keys_cost_their_bytes`). Evicted keys leave dead bytes in the blocks until, once
-//! the dead reach a quarter of the live, the live keys of the most dead blocks are copied to
-//! fresh ones and those blocks freed (a watermark evicts the oldest keys, so their blocks are
-//! nearly all dead).
+//! the dead reach half the live, the blocks with no live key left are freed and the live
+//! keys of the most dead others are copied to fresh ones and those blocks freed (a watermark
+//! evicts the oldest keys, so their blocks are nearly all dead).
 //!
 //! While a batch runs, a key it sees for the first time is *pending*: which of the batch's
 //! rows it keeps is only known at the batch's end (see `dedup.rs`). A pending slot carries a
@@ -108,6 +108,9 @@ struct LongKeys {
     /// Bytes of keys held, and of keys removed since the last compaction.
     live: usize,
     dead: usize,
+    /// Bytes of keys held, by block: a block with none left is freed without a look at
+    /// the tables, and compaction picks its blocks without counting them.
+    block_live: Vec<usize>,
 }
 
 /// Blocks start small, so that a small state stays small, and grow to this size.
@@ -125,10 +128,12 @@ impl LongKeys {
             let index = match self.free.pop() {
                 Some(i) => {
                     self.blocks[i] = fresh;
+                    self.block_live[i] = 0;
                     i
                 }
                 None => {
                     self.blocks.push(fresh);
+                    self.block_live.push(0);
                     self.blocks.len() - 1
                 }
             };
@@ -144,6 +149,7 @@ impl LongKeys {
         b.resize(offset + bytes.len(), 0);
         b[offset..].copy_from_slice(bytes);
         self.live += bytes.len();
+        self.block_live[block] += bytes.len();
         Slot::Long { len: bytes.len() as u32, block: block as u32, offset: offset as u32, hash: halves(hash) }
     }
 
@@ -151,6 +157,21 @@ impl LongKeys {
     /// unwritten tail is reserved address space that takes no memory until written.
     fn resident(&self) -> usize {
         self.blocks.iter().map(|b| b.len().div_ceil(4096) * 4096).sum()
+    }
+
+    /// Frees the blocks none of whose keys is held any more (but the one new keys go to):
+    /// as they are, with no copy and no look at the tables.
+    fn free_dead_blocks(&mut self) {
+        if self.dead == 0 {
+            return;
+        }
+        for b in 0..self.blocks.len() {
+            if self.block_live[b] == 0 && !self.blocks[b].is_empty() && self.current != Some(b) {
+                self.dead = self.dead.saturating_sub(self.blocks[b].len());
+                self.blocks[b] = allocator_api2::vec::Vec::new_in(TablePages);
+                self.free.push(b);
+            }
+        }
     }
 
     fn get(&self, block: u32, offset: u32, len: u32) -> &[u8] {
@@ -208,9 +229,12 @@ impl Slot {
 
     /// Counts the slot's long bytes as dead: its entry was removed.
     fn release(&self, long: &mut LongKeys) {
-        let len = self.long_len();
-        long.live -= len;
-        long.dead += len;
+        if let Self::Long { block, .. } = self {
+            let len = self.long_len();
+            long.live -= len;
+            long.dead += len;
+            long.block_live[*block as usize] -= len;
+        }
     }
 
     /// Bytes the slot's key holds in the map's long keys (0 for a key in place).
@@ -542,6 +566,7 @@ impl DedupMap {
         // Once per walk: compacting while a walk removes a slice at a time would copy the
         // live keys over and over.
         if done {
+            self.long.free_dead_blocks();
             self.compact_if_wasteful();
         }
         done
@@ -555,14 +580,16 @@ impl DedupMap {
         assert_eq!(self.pending, 0, "eviction runs after the batch settled its keys");
         let parallel = self.buckets() >= PARALLEL_EVICTION_FROM;
         let (hasher, long) = (&self.hasher, &self.long);
-        // Entries removed, and their keys' bytes among the long keys.
-        let evict_shard = |t: &mut HashTable<(Slot, i64), TrackedPages>| -> (usize, usize) {
-            let (mut removed, mut long_bytes) = (0, 0);
+        // Entries removed, and their keys' bytes among the long keys, by block.
+        let evict_shard = |t: &mut HashTable<(Slot, i64), TrackedPages>| -> (usize, Vec<usize>) {
+            let (mut removed, mut long_bytes) = (0, vec![0; long.blocks.len()]);
             t.retain(|(slot, expires)| {
                 let expired = *expires <= expired_at;
                 if expired {
                     removed += 1;
-                    long_bytes += slot.long_len();
+                    if let Slot::Long { block, .. } = *slot {
+                        long_bytes[block as usize] += slot.long_len();
+                    }
                 }
                 !expired
             });
@@ -577,7 +604,7 @@ impl DedupMap {
             let taken = theirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             taken.map(|(b, c)| [evict_shard(b), evict_shard(c)])
         };
-        let results: [(usize, usize); 4] = std::thread::scope(|scope| {
+        let results: [(usize, Vec<usize>); 4] = std::thread::scope(|scope| {
             let other = match parallel {
                 true => std::thread::Builder::new().name("weir-evict".into()).spawn_scoped(scope, evict_theirs).ok(),
                 false => None,
@@ -591,9 +618,16 @@ impl DedupMap {
             let [rb, rc] = done.expect("shards 1 and 2 are evicted once");
             [ra, rb, rc, rd]
         });
-        let (removed, long_bytes) = results.iter().fold((0, 0), |(n, l), (rn, rl)| (n + rn, l + rl));
-        self.long.live -= long_bytes;
-        self.long.dead += long_bytes;
+        let mut removed = 0;
+        for (n, long_bytes) in results {
+            removed += n;
+            for (b, bytes) in long_bytes.into_iter().enumerate() {
+                self.long.live -= bytes;
+                self.long.dead += bytes;
+                self.long.block_live[b] -= bytes;
+            }
+        }
+        self.long.free_dead_blocks();
         self.compact_if_wasteful();
         removed
     }
@@ -615,27 +649,28 @@ impl DedupMap {
         self.compact_if_wasteful();
     }
 
-    /// Once removed long keys take more than a quarter of the live bytes (and a small
-    /// block's worth), copies the live keys of the blocks with the most dead bytes to fresh
-    /// blocks and frees those, until the dead bytes left are at most an eighth of the live.
-    /// Keys evicted by a watermark are the oldest, whose blocks are then mostly dead: the
-    /// copy takes their few live keys, not every live key (with one file per trigger and UUID
-    /// keys, copying all of them after each batch's eviction was a tenth of the run's CPU).
-    /// At worst (removals spread evenly) it copies four bytes for every byte removed, and
-    /// the dead bytes are never more than a quarter of the live ones for long.
+    /// Once removed long keys take more than half the live bytes (and a small block's
+    /// worth), frees the blocks none of whose keys is held any more (as they are: no copy,
+    /// no look at the tables; an eviction has freed them already), then, if the dead bytes
+    /// left are still more than a quarter of the live, copies the live keys of the blocks with the most dead bytes to fresh blocks
+    /// and frees those, until they are not. Keys evicted by a watermark are the oldest,
+    /// whose blocks are then mostly or all dead: the copy takes their few live keys, not
+    /// every live key. Each copy is a walk over the tables and a cache miss per key it
+    /// moves, so compaction waits until it frees much for what it copies: with one file per
+    /// trigger and UUID keys, a quarter and an eighth instead of a half and a quarter
+    /// compacted after every batch's eviction, 7% of the run's CPU (a tenth when it copied
+    /// every live key). At worst (removals spread evenly) it copies two bytes for every
+    /// byte it frees, and the dead bytes are never more than half the live ones for long.
     fn compact_if_wasteful(&mut self) {
-        if self.long.dead <= (self.long.live / 4).max(BLOCK_MIN) {
+        let long = &mut self.long;
+        if long.dead <= (long.live / 2).max(BLOCK_MIN) {
             return;
         }
-        let long = &mut self.long;
-        let mut live = vec![0usize; long.blocks.len()];
-        for t in &self.shards {
-            for (slot, _) in t.iter() {
-                if let Slot::Long { block, .. } = slot {
-                    live[*block as usize] += slot.long_len();
-                }
-            }
+        long.free_dead_blocks();
+        if long.dead <= long.live / 4 {
+            return;
         }
+        let live = &long.block_live;
         // The most dead first: by live bytes per byte used.
         let mut order: Vec<usize> = (0..long.blocks.len()).filter(|&b| !long.blocks[b].is_empty()).collect();
         order.sort_by(|&a, &b| (live[a] as u128 * long.blocks[b].len() as u128).cmp(&(live[b] as u128 * long.blocks[a].len() as u128)));
@@ -643,7 +678,7 @@ impl DedupMap {
         let mut victim = vec![false; long.blocks.len()];
         let mut dead: usize = (0..long.blocks.len()).map(dead_in).sum();
         for b in order {
-            if dead <= long.live / 8 {
+            if dead <= long.live / 4 {
                 break;
             }
             victim[b] = true;
@@ -675,6 +710,7 @@ impl DedupMap {
         long.dead = dead;
         for (b, _) in victim.iter().enumerate().filter(|(_, v)| **v) {
             long.blocks[b] = allocator_api2::vec::Vec::new_in(TablePages);
+            long.block_live[b] = 0;
             long.free.push(b);
         }
     }
@@ -796,8 +832,9 @@ mod tests {
 
     /// A watermark evicts the oldest keys: their blocks are then mostly dead, and the
     /// compaction frees them by copying their few live keys, not every live key. Over many
-    /// rounds of such churn every key held reads back, the dead bytes stay under a quarter
-    /// of the live ones, and freed blocks are taken again rather than the list growing.
+    /// rounds of such churn every key held reads back, the live and dead bytes (in all and
+    /// by block) are what the tables hold, the dead stay under half the live, and freed
+    /// blocks are taken again rather than the list growing.
     #[test]
     fn compaction_copies_the_live_keys_of_the_most_dead_blocks() {
         let key = |i: u64| format!("{i:036}").into_bytes();
@@ -813,7 +850,16 @@ mod tests {
                 map.evict(round as i64 - held_rounds as i64);
                 let bytes: usize = map.iter().map(|(k, _)| k.len()).sum();
                 assert_eq!(map.long.live, bytes, "round {round}: live bytes");
-                assert!(map.long.dead <= (map.long.live / 4).max(BLOCK_MIN), "round {round}: {} dead of {} live", map.long.dead, map.long.live);
+                let mut by_block = vec![0; map.long.blocks.len()];
+                for (slot, _) in map.shards.iter().flat_map(|t| t.iter()) {
+                    if let Slot::Long { block, .. } = slot {
+                        by_block[*block as usize] += slot.long_len();
+                    }
+                }
+                assert_eq!(map.long.block_live, by_block, "round {round}: live bytes by block");
+                let dead: usize = map.long.blocks.iter().zip(&by_block).map(|(b, live)| b.len() - live).sum();
+                assert_eq!(map.long.dead, dead, "round {round}: dead bytes");
+                assert!(map.long.dead <= (map.long.live / 2).max(BLOCK_MIN), "round {round}: {} dead of {} live", map.long.dead, map.long.live);
                 let first = (round - held_rounds) * per_round;
                 for i in (first.saturating_sub(per_round)..(round + 1) * per_round).step_by(7) {
                     let expires = (i / per_round) as i64 + i64::from(i % 50 == 0);
