@@ -58,6 +58,7 @@ pub struct Metrics {
     phase_seconds: Histograms,
     state_rows: Family<Labels, Gauge>,
     state_bytes: Family<Labels, Gauge>,
+    spilled_bytes: Family<Labels, Counter>,
     watermark: Family<Labels, FloatGauge>,
     watermark_lag: Family<Labels, FloatGauge>,
     last_batch: Family<Labels, FloatGauge>,
@@ -115,6 +116,7 @@ impl Metrics {
             phase_seconds: histograms(),
             state_rows: Family::default(),
             state_bytes: Family::default(),
+            spilled_bytes: Family::default(),
             watermark: Family::default(),
             watermark_lag: Family::default(),
             last_batch: Family::default(),
@@ -152,6 +154,11 @@ impl Metrics {
         );
         registry.register("state_rows", "Rows a stateful operator holds", m.state_rows.clone());
         registry.register("state_bytes", "Memory a stateful operator's state uses", m.state_bytes.clone());
+        registry.register(
+            "state_spilled_bytes",
+            "Bytes of a batch's deduplication candidates written to a temporary file past the 16 MiB held in memory",
+            m.spilled_bytes.clone(),
+        );
         registry.register("watermark_seconds", "The query's event-time watermark (seconds since the epoch)", m.watermark.clone());
         registry.register("watermark_lag_seconds", "How far the watermark is behind the wall clock at the end of the last batch", m.watermark_lag.clone());
         registry.register("last_batch_timestamp_seconds", "When the query's last batch ended (seconds since the epoch)", m.last_batch.clone());
@@ -336,6 +343,9 @@ impl QueryListener for Metrics {
             }
             if let Some(dups) = op.get("customMetrics").and_then(|c| c.get("numDroppedDuplicateRows")).and_then(Value::as_u64) {
                 self.dropped_rows.get_or_create(&with(base.clone(), &[("reason", "duplicate")])).inc_by(dups);
+            }
+            if let Some(spilled) = op.get("customMetrics").and_then(|c| c.get("spilledCandidateBytes")).and_then(Value::as_u64) {
+                self.spilled_bytes.get_or_create(&op_labels).inc_by(spilled);
             }
         }
         for s in &p.sources {

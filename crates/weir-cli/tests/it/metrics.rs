@@ -78,6 +78,8 @@ fn metrics_add_up_to_the_rows_written() {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = weir(&dir)
         .args(["run", "p.sql", "--trigger", "100ms", "--metrics-addr", &addr])
+        // Every batch spills its candidate rows to a file (see determinism.rs).
+        .env("WEIR_DEDUP_CANDIDATE_MEMORY", "1")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -115,6 +117,7 @@ fn metrics_add_up_to_the_rows_written() {
     assert_eq!(sample(&scraped, "weir_source_unavailable_seconds_total", &[q]), 0.0);
     assert_eq!(sample(&scraped, "weir_sink_commit_retries_total", &[q]), 0.0);
     assert_eq!(sample(&scraped, "weir_state_rows", &[q]), 300.0, "the ids held");
+    assert!(sample(&scraped, "weir_state_spilled_bytes_total", &[q]) > 0.0, "the candidates spilled");
     assert_eq!(sample(&scraped, "weir_query_up", &[q]), 1.0);
     assert!(sample(&scraped, "weir_process_resident_memory_bytes", &[]) > 1e6);
     assert!(sample(&scraped, "weir_process_open_fds", &[]) > 3.0);
