@@ -21,6 +21,11 @@ how long weir's threads waited to run once woken or preempted, and how much of t
 them runnable (woken or preempted) but not running: idle that more parallel work would not
 fill, the scheduler's placement of the threads it wakes.
 
+With `--slices MS` first, it also prints the run cut in slices of MS milliseconds: the
+cores weir kept busy in each, and its busiest threads there (ms on the CPU).
+
+    benches/engines/phases.py --slices 10 sched.data
+
 Linux only; needs perf and the rights to record scheduler events (root here).
 """
 import collections
@@ -78,7 +83,22 @@ def waits(events, woken, tids, start, end):
     return idle, idle_waiting, sorted(latencies)
 
 
-def report(path):
+def slices(runs, names, start, end, ms):
+    """The run in slices of `ms` milliseconds: cores busy and the busiest threads of each."""
+    step = ms / 1000
+    at = start
+    while at < end:
+        on = collections.Counter()
+        for a, b, tid in runs:
+            overlap = min(b, at + step) - max(a, at)
+            if overlap > 0:
+                on[tid] += overlap
+        top = ", ".join(f"{names.get(t, '?')[:15]} {t} {1000 * v:.1f}" for t, v in on.most_common(4))
+        print(f"  {1000 * (at - start):6.0f} ms: {sum(on.values()) / step:.2f} cores busy  {top}")
+        at += step
+
+
+def report(path, slice_ms=None):
     events = switches(path)
     root = next((e[8] for e in events if e[7].startswith("weir")), None)
     if root is None:
@@ -117,6 +137,8 @@ def report(path):
     def last(name):
         return max((b for _, b, t in runs if names.get(t, "").startswith(name)), default=None)
 
+    if slice_ms:
+        slices(runs, names, start, end, slice_ms)
     marks = [("start", start), ("candidates", first("weir-candidates")), ("settle", first("weir-settle")),
              ("settled", last("weir-settle")), ("evict", first("weir-evict")), ("end", end)]
     marks = [(n, t) for n, t in marks if t is not None]
@@ -155,7 +177,11 @@ def report(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    slice_ms = None
+    if args[:1] == ["--slices"] and len(args) > 1:
+        slice_ms, args = float(args[1]), args[2:]
+    if not args:
         sys.exit(__doc__)
-    for data in sys.argv[1:]:
-        report(data)
+    for data in args:
+        report(data, slice_ms)
