@@ -954,8 +954,11 @@ struct EvictState {
 }
 
 impl EvictState {
+    /// No walk when no key can have expired: every key held expires after the watermark
+    /// (a stream with a long delay and frequent batches walked every key of its state in
+    /// every batch, a cost that grew with the state).
     fn start(op: &Deduplicate, watermark_ms: i64) -> Self {
-        let done = op.spec.event_time.is_none() || watermark_ms <= 0;
+        let done = op.spec.event_time.is_none() || watermark_ms <= 0 || op.state.min_expiry().is_none_or(|least| least > watermark_ms);
         Self { watermark_ms, walk: Walk::default(), done }
     }
 

@@ -55,11 +55,18 @@ fn shard(hash: u64) -> usize {
     BOUNDS.iter().take_while(|&&b| slice >= b).count()
 }
 
-/// Where a walk over the tables is ([`DedupMap::remove_expired`]): a shard and a bucket.
+/// Where a walk over the tables is ([`DedupMap::remove_expired`]): a shard and a bucket,
+/// and the least expiry of the entries it kept so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Walk {
     shard: usize,
     bucket: usize,
+    kept_min: Option<i64>,
+}
+
+/// `Some` of the lesser of `a` and `b`, either of which may be missing.
+fn least(a: Option<i64>, b: i64) -> Option<i64> {
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 /// Encoded key bytes stored in the slot itself; longer keys go to the map's [`LongKeys`].
@@ -265,6 +272,9 @@ pub struct DedupMap {
     hasher: KeyHasher,
     /// Keys inserted pending and not settled yet.
     pending: usize,
+    /// At most the least expiry of the keys held (`None` while none has been): lowered as
+    /// keys come, made exact by each whole eviction walk, never raised by a key removed.
+    min_expiry: Option<i64>,
 }
 
 /// The hasher of the keys. A map's seed is random, so that no input can aim its keys at one
@@ -412,6 +422,7 @@ impl DedupMap {
             Entry::Occupied(_) => false,
             Entry::Vacant(slot) => {
                 slot.insert((Slot::new(key, hash, &mut self.long), expires));
+                self.min_expiry = least(self.min_expiry, expires);
                 true
             }
         }
@@ -460,6 +471,7 @@ impl DedupMap {
         slot.set_pending(false);
         *value = expires;
         self.pending -= 1;
+        self.min_expiry = least(self.min_expiry, expires);
         true
     }
 
@@ -469,18 +481,26 @@ impl DedupMap {
     /// touches every slot once, in order; a lookup per key misses the cache). Returns how
     /// many keys it settled.
     pub fn settle_all(&mut self, mut expires_for: impl FnMut(u32) -> i64) -> usize {
-        let mut settled = 0;
+        let (mut settled, mut min_expiry) = (0, self.min_expiry);
         for shard in &mut self.shards {
             for (slot, value) in shard.iter_mut() {
                 if slot.is_pending() {
                     slot.set_pending(false);
                     *value = expires_for(*value as u32);
+                    min_expiry = least(min_expiry, *value);
                     settled += 1;
                 }
             }
         }
         self.pending -= settled;
+        self.min_expiry = min_expiry;
         settled
+    }
+
+    /// No key held expires before this (`None`: no key was ever held, or every walk that
+    /// found none since): an eviction at a watermark below it has nothing to remove.
+    pub fn min_expiry(&self) -> Option<i64> {
+        self.min_expiry
     }
 
     /// Makes room at once for the keys a batch is expected to add: each shard that the next
@@ -523,6 +543,7 @@ impl DedupMap {
                 v.insert((Slot::new(key, hash, &mut self.long), expires));
             }
         }
+        self.min_expiry = least(self.min_expiry, expires);
     }
 
     /// Removes `key`; returns its expiry if it was held.
@@ -552,20 +573,26 @@ impl DedupMap {
                 }
                 let i = walk.bucket;
                 walk.bucket += 1;
-                if t.get_bucket(i).is_some_and(|(_, e)| *e <= expired_at)
-                    && let Ok(entry) = t.get_bucket_entry(i)
-                {
-                    let ((slot, _), _) = entry.remove();
-                    removed(slot.bytes(&self.long));
-                    slot.release(&mut self.long);
-                    n += 1;
+                match t.get_bucket(i).map(|(_, e)| *e) {
+                    Some(e) if e <= expired_at => {
+                        if let Ok(entry) = t.get_bucket_entry(i) {
+                            let ((slot, _), _) = entry.remove();
+                            removed(slot.bytes(&self.long));
+                            slot.release(&mut self.long);
+                            n += 1;
+                        }
+                    }
+                    Some(e) => walk.kept_min = least(walk.kept_min, e),
+                    None => {}
                 }
             }
-            *walk = Walk { shard: walk.shard + 1, bucket: 0 };
+            *walk = Walk { shard: walk.shard + 1, bucket: 0, kept_min: walk.kept_min };
         }
         // Once per walk: compacting while a walk removes a slice at a time would copy the
         // live keys over and over.
         if done {
+            // Nothing was inserted while the walk went (see above): it saw every key held.
+            self.min_expiry = walk.kept_min;
             self.long.free_dead_blocks();
             self.compact_if_wasteful();
         }
@@ -580,9 +607,10 @@ impl DedupMap {
         assert_eq!(self.pending, 0, "eviction runs after the batch settled its keys");
         let parallel = self.buckets() >= PARALLEL_EVICTION_FROM;
         let (hasher, long) = (&self.hasher, &self.long);
-        // Entries removed, and their keys' bytes among the long keys, by block.
-        let evict_shard = |t: &mut HashTable<(Slot, i64), TrackedPages>| -> (usize, Vec<usize>) {
-            let (mut removed, mut long_bytes) = (0, vec![0; long.blocks.len()]);
+        // Entries removed, their keys' bytes among the long keys by block, and the least
+        // expiry kept.
+        let evict_shard = |t: &mut HashTable<(Slot, i64), TrackedPages>| -> (usize, Vec<usize>, Option<i64>) {
+            let (mut removed, mut long_bytes, mut kept_min) = (0, vec![0; long.blocks.len()], None);
             t.retain(|(slot, expires)| {
                 let expired = *expires <= expired_at;
                 if expired {
@@ -590,11 +618,13 @@ impl DedupMap {
                     if let Slot::Long { block, .. } = *slot {
                         long_bytes[block as usize] += slot.long_len();
                     }
+                } else {
+                    kept_min = least(kept_min, *expires);
                 }
                 !expired
             });
             shrink_if_emptied(t, hasher, long);
-            (removed, long_bytes)
+            (removed, long_bytes, kept_min)
         };
         // Shards 0 and 3 on this thread, 1 and 2 on another (51% and 49% of the keys), or
         // here after the others when there is no thread to be had.
@@ -604,7 +634,7 @@ impl DedupMap {
             let taken = theirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             taken.map(|(b, c)| [evict_shard(b), evict_shard(c)])
         };
-        let results: [(usize, Vec<usize>); 4] = std::thread::scope(|scope| {
+        let results: [(usize, Vec<usize>, Option<i64>); 4] = std::thread::scope(|scope| {
             let other = match parallel {
                 true => std::thread::Builder::new().name("weir-evict".into()).spawn_scoped(scope, evict_theirs).ok(),
                 false => None,
@@ -618,15 +648,17 @@ impl DedupMap {
             let [rb, rc] = done.expect("shards 1 and 2 are evicted once");
             [ra, rb, rc, rd]
         });
-        let mut removed = 0;
-        for (n, long_bytes) in results {
+        let (mut removed, mut min_expiry) = (0, None);
+        for (n, long_bytes, kept_min) in results {
             removed += n;
+            min_expiry = kept_min.into_iter().chain(min_expiry).min();
             for (b, bytes) in long_bytes.into_iter().enumerate() {
                 self.long.live -= bytes;
                 self.long.dead += bytes;
                 self.long.block_live[b] -= bytes;
             }
         }
+        self.min_expiry = min_expiry;
         self.long.free_dead_blocks();
         self.compact_if_wasteful();
         removed
@@ -925,6 +957,40 @@ mod tests {
         assert!(removed.iter().all(|k| map.get(k).is_none()));
         assert!(map.iter().all(|(_, e)| e > 2));
         assert!(map.remove_expired(&mut Walk::default(), 2, usize::MAX, |_| unreachable!()));
+    }
+
+    /// The least expiry held is at most every key's: lowered as keys come (inserted or
+    /// settled), exact after a whole walk of either kind, not raised by a removal, and none
+    /// once a walk left no key.
+    #[test]
+    fn the_least_expiry_bounds_every_key() {
+        let least = |map: &DedupMap| map.iter().map(|(_, e)| e).min();
+        let mut map = DedupMap::default();
+        assert_eq!(map.min_expiry(), None);
+        for i in 0..50_000u64 {
+            map.insert_new(&i.to_le_bytes(), 100 + (i % 7) as i64);
+        }
+        assert_eq!(map.min_expiry(), Some(100));
+        map.insert(&1u64.to_le_bytes(), 90);
+        assert_eq!(map.min_expiry(), Some(90));
+        assert!(matches!(map.insert_pending(&[9; 40], 0), Probe::Inserted));
+        assert!(map.settle(&[9; 40], |_| Some(80)));
+        assert_eq!(map.min_expiry(), Some(80));
+        map.remove(&[9; 40]);
+        assert_eq!(map.min_expiry(), Some(80), "a removal keeps the bound");
+        assert_eq!(map.evict(101), (0..50_000).filter(|i| i % 7 < 2).count());
+        assert_eq!((map.min_expiry(), least(&map)), (Some(102), Some(102)), "exact after an eviction");
+        let mut walk = Walk::default();
+        while !map.remove_expired(&mut walk, 103, 5_000, |_| {}) {}
+        assert_eq!((map.min_expiry(), least(&map)), (Some(104), Some(104)), "exact after a walk in slices");
+        let pending: Vec<u32> = (0..1_000u32).collect();
+        for (i, p) in pending.iter().enumerate() {
+            assert!(matches!(map.insert_pending(&(1_000_000 + i as u64).to_le_bytes(), *p), Probe::Inserted));
+        }
+        map.settle_all(|p| 50 + i64::from(p % 3));
+        assert_eq!(map.min_expiry(), Some(50), "settled all at once");
+        map.evict(i64::MAX);
+        assert_eq!((map.len(), map.min_expiry()), (0, None));
     }
 
     /// An eviction of a big map (its shards on two threads) removes what the walk removes,
