@@ -81,14 +81,19 @@ const GROW_AHEAD_FROM: u64 = 8_192;
 /// Bytes of candidate rows a batch keeps in memory before it spills them to a file.
 pub const CANDIDATES_IN_MEMORY: usize = 16 << 20;
 
-/// [`CANDIDATES_IN_MEMORY`], or `WEIR_DEDUP_CANDIDATE_MEMORY` bytes when set to a positive
-/// number (a tuning knob: the tests set it small so that batches of a few MB spill
-/// across many of the spill's blocks, to show that spilling changes no row).
+/// [`CANDIDATES_IN_MEMORY`], or `WEIR_DEDUP_CANDIDATE_MEMORY` bytes when set (a tuning
+/// knob: the tests set it small so that batches of a few MB spill across many of the
+/// spill's blocks, to show that spilling changes no row).
 fn candidates_in_memory() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| {
-        std::env::var("WEIR_DEDUP_CANDIDATE_MEMORY").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(CANDIDATES_IN_MEMORY)
-    })
+    *BYTES.get_or_init(|| tuning_knob("WEIR_DEDUP_CANDIDATE_MEMORY", CANDIDATES_IN_MEMORY))
+}
+
+/// The number in the environment variable `name`, else `default`: the knobs the tests turn
+/// to show that where and how candidates are stored changes no row. Read once by each
+/// caller.
+fn tuning_knob(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Counters of one batch, and the state's size after it (Spark's state operator metrics).
@@ -754,7 +759,7 @@ const CANDIDATE_THREAD_FROM: usize = 8_192;
 /// and to a number no chunk reaches, to show that the thread changes no row).
 fn candidate_thread_from() -> usize {
     static FROM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *FROM.get_or_init(|| std::env::var("WEIR_DEDUP_THREAD_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(CANDIDATE_THREAD_FROM))
+    *FROM.get_or_init(|| tuning_knob("WEIR_DEDUP_THREAD_FROM", CANDIDATE_THREAD_FROM))
 }
 
 /// Chunks queued for the candidate thread: a bound on the input rows it holds.
