@@ -850,7 +850,7 @@ impl Source for DeltaSource {
             });
             let pieces = crate::file::read_ahead(pieces.boxed(), READ_AHEAD).map_err(|(e, _)| e).boxed();
             let decode = move |(piece, values): (read::Piece, Arc<_>)| decoder.decode(piece, &values);
-            Ok::<_, ConnectorError>(crate::file::decode_ahead(pieces, decode, ConnectorError::Io, crate::file::DECODE_AHEAD))
+            Ok::<_, ConnectorError>(crate::file::decode_ahead(pieces, decode, |(p, _)| p.len(), ConnectorError::Io, crate::file::DECODE_AHEAD))
         })
         .try_flatten()
         .boxed()

@@ -257,6 +257,10 @@ pub(crate) const DECODE_AHEAD: usize = 2;
 /// (8 of 8) at one, peak RSS within 3 MB; 10 was no faster than 6.
 const TEXT_DECODE_AHEAD: usize = 6;
 
+/// The biggest piece decoded in a task on the runtime's workers ([`decode_ahead`]): four
+/// times the pieces files are cut into.
+const WORKER_DECODE_BYTES: u64 = 4 * PIECE_BYTES;
+
 /// `pieces` decoded by `decode` in tasks on the runtime's workers, as many at a time as it
 /// has worker threads (`--threads`; the cores when there is no runtime), in order, in a task
 /// of their own that keeps `ahead` decoded pieces ahead of the reader: driven by the
@@ -264,14 +268,22 @@ const TEXT_DECODE_AHEAD: usize = 6;
 /// it, and the batch loop waited for decoding (280-350 ms of a 1.3 s batch of 2M JSON rows).
 /// `failed` makes the error of a decoding task that did not finish.
 ///
-/// A decode is pure CPU work of a few milliseconds, and it runs on a worker although it
-/// holds the worker meanwhile: on the blocking pool each piece woke a sleeping thread and
-/// the decoded piece woke a worker again, and on a 2-core VM that packs woken threads onto
-/// busy cores, each wakeup could leave a core idle for a millisecond or more (see
-/// benches/README.md). As tasks, the decodes and the batch loop take turns on the workers,
-/// which go from one task to the next without sleeping: the engines benchmark's batch of
-/// 2M rows took 4-7% less time.
-pub(crate) fn decode_ahead<P, T, E, F>(pieces: BoxStream<'static, std::result::Result<P, E>>, decode: F, failed: fn(String) -> E, ahead: usize) -> BoxStream<'static, std::result::Result<T, E>>
+/// The decode of a piece of up to [`WORKER_DECODE_BYTES`] (`size` tells) is pure CPU work
+/// of a few milliseconds, and it runs on a worker although it holds the worker meanwhile: on
+/// the blocking pool each piece woke a sleeping thread and the decoded piece woke a worker
+/// again, and on a 2-core VM that packs woken threads onto busy cores, each wakeup could
+/// leave a core idle for a millisecond or more (see benches/README.md). As tasks, the
+/// decodes and the batch loop take turns on the workers, which go from one task to the
+/// next without sleeping: the engines benchmark's batch of 2M rows took 4-7% less time. A
+/// bigger piece (a line, record or row group bigger than that) decodes on the blocking
+/// pool, so that no worker is held from its other tasks (timers, uploads) for long.
+pub(crate) fn decode_ahead<P, T, E, F>(
+    pieces: BoxStream<'static, std::result::Result<P, E>>,
+    decode: F,
+    size: fn(&P) -> u64,
+    failed: fn(String) -> E,
+    ahead: usize,
+) -> BoxStream<'static, std::result::Result<T, E>>
 where
     P: Send + 'static,
     T: Send + 'static,
@@ -285,7 +297,11 @@ where
     let decoded = pieces
         .map_ok(move |piece| {
             let decode = decode.clone();
-            async move { tokio::spawn(async move { decode(piece) }).await.map_err(|e| failed(format!("decoding task failed: {e}")))? }
+            let task = match size(&piece) <= WORKER_DECODE_BYTES {
+                true => tokio::spawn(async move { decode(piece) }),
+                false => tokio::task::spawn_blocking(move || decode(piece)),
+            };
+            async move { task.await.map_err(|e| failed(format!("decoding task failed: {e}")))? }
         })
         .try_buffered(parallelism);
     read_ahead(decoded.boxed(), ahead)
@@ -569,11 +585,8 @@ fn decoded_pieces(location: Location, config: FileConfig, schema: SchemaRef, fil
     // its line in the file. Reads run ahead of decoding.
     let pieces = futures::stream::iter(files).flat_map(move |(i, (file, size))| read::read_pieces(location.clone(), i, location.child(&file.path), size, cut));
     let decode = move |piece: read::Piece| {
+        let size = piece.len();
         let read::Piece { shown, file_index, index, body } = piece;
-        let size = match &body {
-            read::Body::Text { bytes, .. } => bytes.len() as u64,
-            read::Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
-        };
         let d = decode::decode_piece(&config, &schema, &shown, body).map_err(|e| (e, true))?;
         Ok(((file_index, index), shown, d, size))
     };
@@ -582,7 +595,7 @@ fn decoded_pieces(location: Location, config: FileConfig, schema: SchemaRef, fil
         FileFormat::Parquet => DECODE_AHEAD,
         FileFormat::Json | FileFormat::Csv => TEXT_DECODE_AHEAD,
     };
-    decode_ahead(read_ahead(pieces.boxed(), READ_AHEAD), decode, |m| (ConnectorError::Io(m), false), ahead)
+    decode_ahead(read_ahead(pieces.boxed(), READ_AHEAD), decode, read::Piece::len, |m| (ConnectorError::Io(m), false), ahead)
 }
 
 /// A file's index in the batch, or a piece's in its file, as a [`crate::ChunkPlace`] number.
@@ -621,6 +634,18 @@ mod tests {
 
     use super::*;
     use crate::file::decode::tests::{config, schema};
+
+    #[tokio::test]
+    async fn pieces_decode_in_order_on_the_worker_and_big_ones_on_the_blocking_pool() {
+        // On a current-thread runtime the worker is this thread: a piece decoded on it says so.
+        let here = std::thread::current().id();
+        let sizes = [1, WORKER_DECODE_BYTES, WORKER_DECODE_BYTES + 1, 7, u64::MAX, 3, 5, 2, 9, 4];
+        let pieces = futures::stream::iter(sizes.map(Ok::<u64, String>)).boxed();
+        let decode = move |size: u64| Ok((size, std::thread::current().id() == here));
+        let decoded: Vec<(u64, bool)> = decode_ahead(pieces, decode, |size| *size, |m| m, 2).try_collect().await.unwrap();
+        let expected: Vec<(u64, bool)> = sizes.iter().map(|&size| (size, size <= WORKER_DECODE_BYTES)).collect();
+        assert_eq!(decoded, expected);
+    }
 
     /// The ids of batch `id`'s rows, read as the batch loop reads them.
     async fn read_batch(source: &FileSource, cp: &Arc<Checkpoint>, id: u64) -> Vec<i64> {

@@ -95,6 +95,16 @@ pub struct Piece {
     pub body: Body,
 }
 
+impl Piece {
+    /// The bytes read for it.
+    pub fn len(&self) -> u64 {
+        match &self.body {
+            Body::Text { bytes, .. } => bytes.len() as u64,
+            Body::Parquet { bytes, .. } => bytes.bytes.len() as u64,
+        }
+    }
+}
+
 /// The bytes of a [`Piece`].
 #[derive(Debug)]
 pub enum Body {
