@@ -259,11 +259,11 @@ pub(crate) const DECODE_AHEAD: usize = 2;
 const JSON_DECODE_AHEAD: usize = 6;
 
 /// The biggest piece decoded in a task on the runtime's workers ([`decode_ahead`]): four
-/// times the pieces files are cut into.
+/// times the usual piece ([`PIECE_BYTES`], whatever `WEIR_FILE_PIECE_BYTES` says).
 const WORKER_DECODE_BYTES: u64 = 4 * PIECE_BYTES;
 
 /// `pieces` decoded by `decode` in tasks on the runtime's workers, as many at a time as it
-/// has worker threads (`--threads`; the cores when there is no runtime), in order, in a task
+/// has worker threads (`--threads`), in order, in a task
 /// of their own that keeps `ahead` decoded pieces ahead of the reader: driven by the
 /// reader's polls alone, a decode would start only when the reader took the piece before
 /// it, and the batch loop waited for decoding (280-350 ms of a 1.3 s batch of 2M JSON rows).
@@ -291,10 +291,8 @@ where
     E: Send + 'static,
     F: Fn(P) -> std::result::Result<T, E> + Clone + Send + 'static,
 {
-    let parallelism = match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime.metrics().num_workers(),
-        Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    };
+    // Within a runtime, as `read_ahead` below is.
+    let parallelism = tokio::runtime::Handle::current().metrics().num_workers();
     let decoded = pieces
         .map_ok(move |piece| {
             let decode = decode.clone();
