@@ -100,11 +100,14 @@ def slices(runs, names, start, end, ms):
 
 def report(path, slice_ms=None):
     events = switches(path)
-    root = next((e[8] for e in events if e[7].startswith("weir")), None)
+    process = {e[1]: e[0] for e in events}
+    # The weir process whose threads switch in most: the first thread seen named weir* can
+    # be a thread of perf's own child before it ran weir, or a worker rather than the process.
+    runs_in = collections.Counter(process.get(e[8], e[8]) for e in events if e[7].startswith("weir"))
+    root = runs_in.most_common(1)[0][0] if runs_in else None
     if root is None:
         print(f"{path}: no weir process in the recording")
         return
-    process = {e[1]: e[0] for e in events}
     tids = {t for t, p in process.items() if p == root} | {root}
     names = {}
     for e in events:
