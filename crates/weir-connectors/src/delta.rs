@@ -49,6 +49,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 use weir_checkpoint::{Checkpoint, LocalDisk, Location};
 use weir_sql::config::DeltaConfig;
@@ -105,8 +106,15 @@ pub struct DeltaSink {
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-/// Rows in flight to each Parquet encoding task; a bounded queue keeps memory bounded.
-const WRITE_QUEUE: usize = 4;
+/// Bytes of rows queued to each Parquet encoder (their arrays' memory): room for a whole row
+/// group of narrow rows (256Ki rows of 44 bytes, `benches/engines`' events, are 11 MiB), so
+/// that the batch loop deals the next row group to the other encoder while this one still
+/// encodes its own. With four record batches queued (80,000 of those rows), the loop waited
+/// on one encoder while the other had nothing left to encode: the two took turns, and a
+/// batch's output ran at 1.3-1.45 cores (1.7 with the row group queued whole). A row group
+/// of wider rows fills the queue before it is whole: memory stays bounded, and the encoders
+/// overlap for less of it.
+const WRITE_QUEUE_BYTES: usize = 16 << 20;
 
 /// Parquet encoding tasks a batch's rows are dealt to, a row group at a time: a batch of more
 /// than one row group is encoded on as many cores, into as many files. A fixed number, so
@@ -148,7 +156,10 @@ struct Encoder {
     /// First, so that it is dropped before the queue closes, which would let the encoder
     /// complete its files.
     _cancel: tokio::sync::oneshot::Sender<()>,
-    tx: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    /// Each record batch goes with its share of [`WRITE_QUEUE_BYTES`], given back once it
+    /// is encoded.
+    tx: Option<tokio::sync::mpsc::UnboundedSender<(RecordBatch, OwnedSemaphorePermit)>>,
+    room: Arc<Semaphore>,
     task: Option<tokio::task::JoinHandle<deltalake::DeltaResult<Vec<Add>>>>,
 }
 
@@ -186,8 +197,10 @@ impl FileWriter {
                 );
                 self.encoders.push(Encoder::spawn(DeltaWriter::new(Arc::clone(&self.store), config)));
             }
-            let Some(tx) = &self.encoders[turn].tx else { return false };
-            if tx.send(now).await.is_err() {
+            let encoder = &self.encoders[turn];
+            let Some(tx) = &encoder.tx else { return false };
+            let Ok(permit) = Arc::clone(&encoder.room).acquire_many_owned(queue_share(&now)).await else { return false };
+            if tx.send((now, permit)).is_err() {
                 return false;
             }
             self.rows += n;
@@ -202,7 +215,7 @@ impl FileWriter {
     /// panics inside object_store ("Already shut down"; delta-rs catches it, but the panic
     /// is printed).
     async fn abandon(self) {
-        for Encoder { _cancel, tx, task } in self.encoders {
+        for Encoder { _cancel, tx, task, .. } in self.encoders {
             drop(_cancel);
             drop(tx);
             if let Some(task) = task {
@@ -234,16 +247,17 @@ impl Encoder {
     /// to turn that slot off is unstable). The writer's own tasks (its uploads) still run
     /// on the runtime's workers.
     fn spawn(mut writer: DeltaWriter) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(RecordBatch, OwnedSemaphorePermit)>();
         let (cancel, mut cancelled) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Handle::current();
         let task = tokio::task::spawn_blocking(move || {
             let encode = async move {
-                while let Some(batch) = rx.recv().await {
+                while let Some((batch, permit)) = rx.recv().await {
                     if let Err(e) = writer.write(&batch).await {
                         let _ = writer.abort().await;
                         return Err(e);
                     }
+                    drop(permit);
                 }
                 writer.close().await
             };
@@ -256,8 +270,15 @@ impl Encoder {
                 }
             })
         });
-        Self { _cancel: cancel, tx: Some(tx), task: Some(task) }
+        Self { _cancel: cancel, tx: Some(tx), room: Arc::new(Semaphore::new(WRITE_QUEUE_BYTES)), task: Some(task) }
     }
+}
+
+/// A record batch's share of an encoder's queue ([`WRITE_QUEUE_BYTES`]): its arrays' memory
+/// (all of a buffer a slice shares), at least 1 and at most the whole queue, which an
+/// encoder with nothing queued always has room for.
+fn queue_share(batch: &RecordBatch) -> u32 {
+    batch.get_array_memory_size().clamp(1, WRITE_QUEUE_BYTES) as u32
 }
 
 impl DeltaSink {
