@@ -495,26 +495,43 @@ struct SettleState {
 impl SettleState {
     fn start(op: &mut Deduplicate) -> Result<Self> {
         let total = usize::try_from(op.batch.candidate_rows).map_err(|_| StateError::Data("too many candidates for this machine".into()))?;
-        let (candidates, spilled) = std::mem::take(&mut op.batch.candidates).finish()?.into_reader()?;
-        op.metrics.spilled_bytes += spilled;
-        let mut winners = vec![0u64; total.div_ceil(64)];
-        for p in &op.batch.pending {
-            winners[(p.candidate / 64) as usize] |= 1 << (p.candidate % 64);
-        }
+        let pending = Arc::new(std::mem::take(&mut op.batch.pending));
         // Many new keys among the slots: walk the tables once instead of a lookup per key,
-        // on another core while the kept rows go on to the sink.
+        // on another core while the kept rows go on to the sink. It starts first: the
+        // winners' bits (a pass over every pending key) and the candidates' last writes
+        // are made meanwhile, not on one core before it.
         let swept = op.state.pending() * 8 >= op.state.buckets();
         let sweeping = match swept {
             true => {
-                let (mut state, pending, delay) = (std::mem::take(&mut op.state), std::mem::take(&mut op.batch.pending), op.spec.event_time.map(|(_, d)| d));
+                let (mut state, pending, delay) = (std::mem::take(&mut op.state), Arc::clone(&pending), op.spec.event_time.map(|(_, d)| d));
                 let walk = move || {
                     state.settle_all(|index| expiry(pending[index as usize].event_time, delay));
                     state
                 };
-                Some(std::thread::Builder::new().name("weir-settle".into()).spawn(walk).map_err(|e| StateError::Data(format!("cannot start a thread: {e}")))?)
+                match std::thread::Builder::new().name("weir-settle".into()).spawn(walk) {
+                    Ok(thread) => Some(thread),
+                    // The closure, and the state in it, went with the error.
+                    Err(e) => return Err(StateError::Data(format!("cannot start a thread: {e}"))),
+                }
             }
             false => None,
         };
+        let mut winners = vec![0u64; total.div_ceil(64)];
+        for p in pending.iter() {
+            winners[(p.candidate / 64) as usize] |= 1 << (p.candidate % 64);
+        }
+        drop(pending);
+        let (candidates, spilled) = match std::mem::take(&mut op.batch.candidates).finish().and_then(Candidates::into_reader) {
+            Ok(read) => read,
+            Err(e) => {
+                // The state comes back from the walk before the batch fails.
+                if let Some(state) = sweeping.and_then(|walk| walk.join().ok()) {
+                    op.state = state;
+                }
+                return Err(e);
+            }
+        };
+        op.metrics.spilled_bytes += spilled;
         Ok(Self { candidates, next_candidate: 0, settled: 0, winners, swept, sweeping })
     }
 
