@@ -274,11 +274,14 @@ impl Encoder {
     }
 }
 
-/// A record batch's share of an encoder's queue ([`WRITE_QUEUE_BYTES`]): its arrays' memory
-/// (all of a buffer a slice shares), at least 1 and at most the whole queue, which an
-/// encoder with nothing queued always has room for.
+/// A record batch's share of an encoder's queue ([`WRITE_QUEUE_BYTES`]): the bytes of its
+/// arrays' values, at least 1 and at most the whole queue, which an encoder with nothing
+/// queued always has room for. Counted as the arrays' slices, not their buffers: the
+/// columns of a record batch read back from Arrow IPC (a deduplication's spilled
+/// candidates) share one buffer, which `get_array_memory_size` counts once per column.
 fn queue_share(batch: &RecordBatch) -> u32 {
-    batch.get_array_memory_size().clamp(1, WRITE_QUEUE_BYTES) as u32
+    let bytes: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size())).sum();
+    bytes.clamp(1, WRITE_QUEUE_BYTES) as u32
 }
 
 impl DeltaSink {
