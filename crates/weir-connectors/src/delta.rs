@@ -106,7 +106,7 @@ pub struct DeltaSink {
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-/// Bytes of rows queued to each Parquet encoder (their arrays' memory): room for a whole row
+/// Bytes of rows queued to each Parquet encoder ([`queue_share`]): room for a whole row
 /// group of narrow rows (256Ki rows of 44 bytes, `benches/engines`' events, are 11 MiB), so
 /// that the batch loop deals the next row group to the other encoder while this one still
 /// encodes its own. With four record batches queued (80,000 of those rows), the loop waited
