@@ -128,6 +128,7 @@ impl Broker {
     fn spawn(&mut self) -> Result<(), String> {
         let url = format!("tcp://{}", self.bootstrap());
         let log = File::options().create(true).append(true).open(&self.log).unwrap();
+        let logged_before = log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut command = Command::new(tansu_binary());
         command.arg("broker").args(["--listener-url", &url, "--advertised-listener-url", &url]);
         // tansu's S3 client (the object_store crate) reads AWS_* variables: none of the
@@ -161,6 +162,17 @@ impl Broker {
                 return Err(format!("tansu exited with {status}"));
             }
             if TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200)).is_ok() {
+                // Something listens on the port, but it may not be this broker: a tansu whose
+                // bind failed (the port taken meanwhile, by another test's server) panics in a
+                // thread and lives on, not listening. Its log says so within moments.
+                std::thread::sleep(Duration::from_millis(100));
+                let logged = std::fs::read(&self.log).unwrap_or_default();
+                let ours = String::from_utf8_lossy(&logged[(logged_before as usize).min(logged.len())..]).into_owned();
+                if ours.contains("AddrInUse") || ours.contains("panicked") || child.try_wait().unwrap().is_some() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("tansu could not listen on {}", self.bootstrap()));
+                }
                 self.child = Some(child);
                 return Ok(());
             }
@@ -275,7 +287,12 @@ impl Broker {
             .block_on(admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &options))
             .unwrap_or_else(|e| panic!("creating topic '{topic}': {e}\n{}", self.log_tail()));
         for result in results {
-            if let Err((name, code)) = result {
+            // A durable broker whose storage write conflicted retries the creation itself and
+            // may then answer that the topic exists: the metadata below says whether it does,
+            // with its partitions.
+            if let Err((name, code)) = result
+                && code != RDKafkaErrorCode::TopicAlreadyExists
+            {
                 panic!("creating topic '{name}': {code}\n{}", self.log_tail());
             }
         }
