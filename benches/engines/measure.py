@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs one command and writes what it cost as a JSON object: wall time, the CPU time of the
 process and the children it waited for (user, sys), its peak RSS, and how busy the rest of
-the machine was meanwhile (the machine's busy time from /proc/stat less the command's own),
+the machine was meanwhile (the machine's busy time from /proc/stat less the command's own;
+of it, the steal: cores the hypervisor gave to other guests, which no process here had),
 and the process's CPU time sampled every 10 ms against the clock ("cpu_samples": [unix time,
 user + sys seconds], from /proc/<pid>/stat, in clock ticks), so that the CPU of a stretch of
 the run (weir's batch) can be told from the whole.
@@ -20,12 +21,15 @@ import time
 
 
 def busy_seconds():
-    """Seconds of CPU time the whole machine spent busy since boot (all cores, every process)."""
+    """Seconds of CPU time the whole machine spent busy since boot (all cores, every process),
+    and of those the seconds the hypervisor took (steal: time a virtual core was ready to run
+    and the host ran something else)."""
     with open("/proc/stat") as fh:
         fields = [int(x) for x in fh.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
     busy = sum(fields[:8]) - fields[3] - fields[4]
-    return busy / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, fields[7] / tick
 
 
 def sample_cpu(pid, samples, done):
@@ -49,14 +53,14 @@ assert sep == "--" and command, __doc__
 with open("/proc/loadavg") as fh:
     load = float(fh.read().split()[0])
 with open(stdout, "wb") as so, open(stderr, "wb") as se:
-    busy0, start = busy_seconds(), time.monotonic()
+    (busy0, steal0), start = busy_seconds(), time.monotonic()
     child = subprocess.Popen(command, stdout=so, stderr=se)
     samples, done = [], threading.Event()
     threading.Thread(target=sample_cpu, args=(child.pid, samples, done), daemon=True).start()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - start
     done.set()
-    busy1 = busy_seconds()
+    busy1, steal1 = busy_seconds()
 child.returncode = os.waitstatus_to_exitcode(status)  # reaped above; keep Popen from waiting again
 cpu = usage.ru_utime + usage.ru_stime
 result = {
@@ -67,6 +71,8 @@ result = {
     # Cores the rest of the machine kept busy during the run (other processes, the kernel):
     # the noise beside the figure. Clock ticks are 10 ms, so this is rough for short runs.
     "others_cores": max(0.0, (busy1 - busy0 - cpu) / wall),
+    # Of those, the cores the host took from this machine (steal): time no process here had.
+    "stolen_cores": max(0.0, (steal1 - steal0) / wall),
     "load1_before": load,
     "exit_code": child.returncode,
     "cpu_samples": samples,

@@ -68,7 +68,7 @@ for run in runs:
         "wall_s": m["wall_s"], "cpu_s": cpu, "rows_per_s": events / m["wall_s"],
         "cores_busy": cpu / m["wall_s"], "cpu_s_per_m_rows": cpu / (events / 1e6),
         "peak_rss_mb": m["peak_rss_kib"] / 1024, "query_s": query_s,
-        "rows_per_s_query": events / query_s, "others_cores": m["others_cores"],
+        "rows_per_s_query": events / query_s, "others_cores": m["others_cores"], "stolen_cores": m.get("stolen_cores"),
         "load1_before": m["load1_before"], "cores_busy_in_batches": in_batches,
     })
 json.dump(results, open(f"{work}/results.json", "w"), indent=1)
@@ -104,12 +104,13 @@ def busy_in_batches(runs_of):
 
 
 print(f"\nEach run, in the order they ran ({events:,} events, {threads} threads):\n")
-print("| run | engine | wall | CPU (user+sys) | rows/s | cores busy | cores busy in the batches or query | CPU s / M rows | peak RSS | rows/s, query alone | others' cores busy | load (1 min) before |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| run | engine | wall | CPU (user+sys) | rows/s | cores busy | cores busy in the batches or query | CPU s / M rows | peak RSS | rows/s, query alone | others' cores busy | stolen by the host (counted in others') | load (1 min) before |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in results:
     print(f"| {r['run']} | {r['engine']} | {r['wall_s']:.2f} s | {r['cpu_s']:.2f} s | {mega(r['rows_per_s'])} | "
           f"{r['cores_busy']:.2f} | {busy_in_batches([r])} | {r['cpu_s_per_m_rows']:.2f} | {r['peak_rss_mb']:.0f} MB | "
-          f"{mega(r['rows_per_s_query'])} | {r['others_cores']:.2f} | {r['load1_before']:.2f} |")
+          f"{mega(r['rows_per_s_query'])} | {r['others_cores']:.2f} | "
+          f"{'-' if r['stolen_cores'] is None else format(r['stolen_cores'], '.2f')} | {r['load1_before']:.2f} |")
 
 def table(title, runs_by):
     print(f"\n| engine ({title}) | rows/s, range | median | cores busy, median | cores busy in the batches or query, median | CPU s per M rows, median | peak RSS, median | rows/s in the query alone, median |")
