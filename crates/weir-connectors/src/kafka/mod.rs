@@ -532,9 +532,10 @@ impl Source for KafkaSource {
                     .name(name)
                     .spawn(move || {
                         let mut at = start;
+                        let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
                         while at < end {
                             let to = at.saturating_add(chunk_messages).min(end);
-                            let mut chunk = Chunk::new(&tp.0, tp.1, with_headers);
+                            chunk.clear();
                             let result = consumer.read(&tp, at, to, &mut chunk).and_then(|mut report| {
                                 report.bytes = (chunk.values.len() + chunk.keys.values_slice().len()) as u64;
                                 Ok((decoder.decode(&chunk, collect_bad).map_err(ConnectorError::BadData)?, report))

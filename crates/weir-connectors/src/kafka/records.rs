@@ -116,6 +116,24 @@ impl Chunk {
         }
     }
 
+    /// Empties the chunk for the partition's next range, keeping its buffers: a reader fills
+    /// a chunk of 50,000 records after another, and a fresh one grew its values by doubling
+    /// (a copy of what it held each time) into pages the kernel had to fault in and zero.
+    pub fn clear(&mut self) {
+        let (records, key_bytes) = (self.offsets.len(), self.keys.values_slice().len());
+        self.offsets.clear();
+        self.timestamps.clear();
+        self.timestamp_types.clear();
+        // A builder cannot be emptied in place: a new one, sized for as many again.
+        self.keys = BinaryBuilder::with_capacity(records, key_bytes);
+        self.values.clear();
+        self.value_ends.clear();
+        self.value_nulls.clear();
+        if let Some(h) = self.headers.as_mut() {
+            h.clear();
+        }
+    }
+
     fn value(&self, i: usize) -> Option<&[u8]> {
         if self.value_nulls[i] {
             return None;
