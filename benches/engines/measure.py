@@ -56,13 +56,18 @@ with open(stdout, "wb") as so, open(stderr, "wb") as se:
     (busy0, steal0), start = busy_seconds(), time.monotonic()
     child = subprocess.Popen(command, stdout=so, stderr=se)
     samples, done = [], threading.Event()
-    threading.Thread(target=sample_cpu, args=(child.pid, samples, done), daemon=True).start()
+    sampler = threading.Thread(target=sample_cpu, args=(child.pid, samples, done), daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(child.pid, 0)
-    wall = time.monotonic() - start
+    wall, ended = time.monotonic() - start, time.time()
     done.set()
     busy1, steal1 = busy_seconds()
+    sampler.join()
 child.returncode = os.waitstatus_to_exitcode(status)  # reaped above; keep Popen from waiting again
 cpu = usage.ru_utime + usage.ru_stime
+# The last sample is the exit's exact total, so that a batch ending in the last 10 ms has one
+# after it.
+samples.append([ended, cpu])
 result = {
     "wall_s": wall,
     "user_s": usage.ru_utime,

@@ -422,7 +422,9 @@ impl Runner {
             // With a backlog (a source's per-trigger limit held data back), the next batch is
             // read while the last one commits. Caught up, it waits for the commit before it
             // is planned: it then takes what came meanwhile, and no row waits for two commits.
-            if !self.sources.iter().any(|s| s.source.has_more()) {
+            // An available-now run's sources are frozen at its start, so nothing can come
+            // meanwhile: its no-data batch (the eviction) runs while the last batch commits.
+            if self.trigger != Trigger::AvailableNow && !self.sources.iter().any(|s| s.source.has_more()) {
                 self.out.settle().await?;
             }
             self.take_committed().await;
