@@ -19,7 +19,9 @@ then, for the lookups and the output, each thread's time on the CPU and off it, 
 Recorded with wakeups too (`-e sched:sched_switch -e sched:sched_wakeup`), it also prints
 how long weir's threads waited to run once woken or preempted, and how much of the idle time had one of
 them runnable (woken or preempted) but not running: idle that more parallel work would not
-fill, the scheduler's placement of the threads it wakes.
+fill, the scheduler's placement of the threads it wakes. The waits are split by whether the
+core a thread was woken onto was idle (fast) or busy, and the idle core time with a thread
+queued on another, busy core is told by the waiting thread and the one running there.
 
 With `--slices MS` first, it also prints the run cut in slices of MS milliseconds: the
 cores weir kept busy in each, and its busiest threads there (ms on the CPU).
@@ -50,37 +52,46 @@ WAKEUP = re.compile(r"\s*\d+/\d+\s+\[(\d+)\]\s+([\d.]+):\s+comm=(.*?) pid=(\d+) 
 
 
 def wakeups(path):
-    """(time, woken tid) per wakeup, when the recording has them."""
+    """(time, woken tid, target cpu) per wakeup, when the recording has them."""
     out = subprocess.run(["perf", "script", "-i", path, "-F", "pid,tid,cpu,time,trace"], capture_output=True, text=True, check=True).stdout
-    return [(float(m.group(2)), m.group(4)) for m in map(WAKEUP.match, out.splitlines()) if m]
+    return [(float(m.group(2)), m.group(4), f"{int(m.group(5)):03d}") for m in map(WAKEUP.match, out.splitlines()) if m]
 
 
-def waits(events, woken, tids, start, end):
-    """The idle core-ms with one of `tids` runnable but not running, and the wait from each
-    wakeup of one of them to its run."""
-    timeline = sorted([(e[3], 0, e) for e in events] + [(t, 1, tid) for t, tid in woken], key=lambda x: (x[0], x[1]))
-    current, waiting, latencies = {}, {}, []
+def waits(events, woken, tids, names, start, end):
+    """The idle core-ms with one of `tids` runnable but not running; of those, the ones with
+    it queued on another core, busy (by the waiting thread and the one running there); and
+    the wait from each wakeup or preemption of one of them to its run, by whether its core
+    was idle when it was woken."""
+    timeline = sorted([(e[3], 0, e) for e in events] + [(t, 1, w) for t, *w in woken], key=lambda x: (x[0], x[1]))
+    current, waiting, latencies, by_core = {}, {}, [], {"idle": [], "busy": []}
     idle_waiting, idle, last = 0.0, 0.0, None
+    behind = collections.Counter()
     for t, kind, e in timeline:
         if last is not None and start <= last and t <= end:
             idle_cpus = sum(1 for tid in current.values() if tid == "0")
             idle += idle_cpus * (t - last)
             if waiting:
                 idle_waiting += idle_cpus * (t - last)
+                queued = [(tid, cpu) for tid, (_, cpu, _) in waiting.items() if current.get(cpu, "0") != "0"]
+                if idle_cpus and queued:
+                    tid, cpu = min(queued)
+                    behind[(names.get(tid, "?"), names.get(current[cpu], "?"))] += idle_cpus * (t - last)
         last = t
         if kind == 1:
-            if e in tids and e not in current.values():
-                waiting.setdefault(e, t)
+            tid, cpu = e
+            if tid in tids and tid not in current.values():
+                waiting.setdefault(tid, (t, cpu, "idle" if current.get(cpu, "0") == "0" else "busy"))
             continue
         _, _, cpu, _, _, prev, state, _, nxt = e
         current[cpu] = nxt
         if prev in tids and state.startswith("R"):
-            waiting.setdefault(prev, t)
+            waiting.setdefault(prev, (t, cpu, "busy"))
         if nxt in waiting:
-            since = waiting.pop(nxt)
+            since, _, core = waiting.pop(nxt)
             if t >= start:
                 latencies.append(t - since)
-    return idle, idle_waiting, sorted(latencies)
+                by_core[core].append(t - since)
+    return idle, idle_waiting, sorted(latencies), {k: sorted(v) for k, v in by_core.items()}, behind
 
 
 def slices(runs, names, start, end, ms):
@@ -156,13 +167,23 @@ def report(path, slice_ms=None):
               f"{1000 * (cores * (t1 - t0) - busy):.0f} core-ms idle")
     woken = wakeups(path)
     if woken:
-        idle, idle_waiting, lat = waits(events, woken, tids, start, end)
+        every = dict(names)
+        for e in events:
+            every.setdefault(e[5], e[4])
+            every.setdefault(e[8], e[7])
+        idle, idle_waiting, lat, by_core, behind = waits(events, woken, tids, every, start, end)
         n = len(lat)
         if n:
             slow = sum(1 for x in lat if x > 200e-6)
             print(f"  idle {1000 * idle:.0f} core-ms, {1000 * idle_waiting:.0f} of them with a weir thread runnable, not running; "
                   f"from wakeup or preemption to running: p50 {1e6 * lat[n // 2]:.0f} us, p90 {1e6 * lat[n * 9 // 10]:.0f} us, "
                   f"p99 {1e6 * lat[n * 99 // 100]:.0f} us, {slow} of {n} over 200 us")
+            for core, v in by_core.items():
+                if v:
+                    print(f"    onto a core {core} when woken (or preempted: busy): {len(v)}, p50 {1e6 * v[len(v) // 2]:.0f} us, "
+                          f"p90 {1e6 * v[len(v) * 9 // 10]:.0f} us, {sum(1 for x in v if x > 200e-6)} over 200 us")
+            print(f"    idle while a weir thread waits on another, busy core: {1000 * sum(behind.values()):.0f} core-ms; most, "
+                  "waiting behind running: " + ", ".join(f"{w[:16]} behind {r[:16]} {1000 * v:.1f}" for (w, r), v in behind.most_common(4)))
     for (n0, t0), (n1, t1) in phases:
         if (n0, n1) not in (("candidates", "settle"), ("settled", "evict")):
             continue
