@@ -18,11 +18,10 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("weir")
-            .build()
-            .expect("the OS lets a process start threads (tokio's runtime)")
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("weir");
+        weir_runtime::without_lifo_slot(&mut builder);
+        builder.build().expect("the OS lets a process start threads (tokio's runtime)")
     })
 }
 

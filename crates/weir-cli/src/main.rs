@@ -336,7 +336,10 @@ fn session_and_runtime(threads: Option<u16>) -> Option<(SessionConfig, tokio::ru
     if let Some(n) = threads {
         config.threads = usize::from(n);
     }
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(config.threads).enable_all();
+    weir_runtime::without_lifo_slot(&mut builder);
+    match builder.build() {
         Ok(runtime) => Some((config, runtime)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
